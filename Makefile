@@ -1,0 +1,34 @@
+# Two entry points do all set-up on a fresh machine:
+#   make demo   builds .venv, materialises scikit-learn's digits, searches, exports the best model
+#   make test   builds .venv and runs the test suite (.ci/run calls exactly this)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/autoclf datasets digits data/digits
+	$(BIN)/autoclf search specs/digits.yaml
+	$(BIN)/autoclf best specs/digits.yaml --export exports/digits
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check automl_clf tests bench
+	$(BIN)/ruff format --check automl_clf tests bench
+	$(BIN)/mypy automl_clf
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) studies/*.db exports data

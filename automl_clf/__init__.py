@@ -1,0 +1,77 @@
+"""autoclf: declarative hyperparameter search for CNN image classifiers.
+
+The path a spec takes: spec → data → model → trial → study → final model → report/export →
+predict. The public API mirrors the CLI:
+
+    spec = load_spec("specs/digits.yaml")
+    search(spec)                           # create or resume the study
+    export_best(spec, "exports/digits")    # retrain the best trial, test, export
+    load("exports/digits").predict(["some.png"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl_clf.errors import (
+    AutoclfError,
+    DataError,
+    ExportError,
+    SpecError,
+    StudyError,
+    TrialFailed,
+)
+
+if TYPE_CHECKING:
+    from automl_clf.final.predictor import Predictor
+    from automl_clf.search.run import SearchResult
+    from automl_clf.spec.models import Spec
+
+__all__ = [
+    "AutoclfError",
+    "DataError",
+    "ExportError",
+    "SpecError",
+    "StudyError",
+    "TrialFailed",
+    "export_best",
+    "load",
+    "load_spec",
+    "search",
+]
+
+
+def load_spec(path: str | Path, **overrides: Any) -> Spec:
+    """Read and validate a spec file (see `automl_clf.spec.load.load_spec`)."""
+    from automl_clf.spec.load import load_spec as _load_spec
+
+    return _load_spec(path, **overrides)
+
+
+def search(spec: Spec, **options: Any) -> SearchResult:
+    """Create or resume the spec's study (see `automl_clf.search.run.run_search`)."""
+    from automl_clf.search.run import run_search
+
+    return run_search(spec, **options)
+
+
+def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Path:
+    """Retrain the best (or given) trial, evaluate on test, write the export; returns the report
+    folder."""
+    from automl_clf.final.export import write_export
+    from automl_clf.final.retrain import retrain
+    from automl_clf.search.study import load_existing_study
+
+    assert spec.study.storage is not None and spec.study.name is not None
+    study = load_existing_study(spec.study.storage, spec.study.name)
+    final = retrain(spec, study, trial)
+    return write_export(final, Path(out_dir), study_name=spec.study.name,
+                        objective=spec.study.objective)  # fmt: skip
+
+
+def load(export_dir: str | Path) -> Predictor:
+    """Load an exported model as a `Predictor` (predict / predict_proba / classes_)."""
+    from automl_clf.final.predictor import load as _load
+
+    return _load(export_dir)

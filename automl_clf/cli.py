@@ -1,0 +1,311 @@
+"""The `autoclf` command line: parse arguments, call the API, print with rich, map errors to exit
+codes (2: bad spec, data or export; 1: study problems; 130: interrupted).
+
+Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, so
+`autoclf --help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+R = TypeVar("R")
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from automl_clf.final.predictor import FilePrediction
+    from automl_clf.spec.models import Spec
+
+app = typer.Typer(
+    name="autoclf",
+    help="Declarative hyperparameter search for CNN image classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+SpecPath = Annotated[
+    Path,
+    typer.Argument(exists=True, dir_okay=False, readable=True, help="The spec YAML file."),
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="SQLAlchemy URL of the study storage (default: study.storage, else "
+        "sqlite in the nearest studies/ folder)."
+    ),
+]
+StudyNameOption = Annotated[
+    str | None,
+    typer.Option("--study-name", help="Study name (default: study.name, else the spec's stem)."),
+]
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(exc: BaseException, code: int) -> typer.Exit:
+    _console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _run(func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """Call into the API; an AutoclfError becomes its message on stderr and its exit code."""
+    from automl_clf.errors import AutoclfError
+
+    try:
+        return func(*args, **kwargs)
+    except AutoclfError as exc:
+        raise _fail(exc, exc.exit_code) from None
+
+
+def _load(spec: Path, storage: str | None = None, study_name: str | None = None) -> Spec:
+    from automl_clf.spec.load import load_spec
+
+    return _run(load_spec, spec, storage=storage, study_name=study_name)
+
+
+class DatasetName(StrEnum):
+    digits = "digits"
+
+
+@app.command()
+def datasets(
+    name: Annotated[DatasetName, typer.Argument(help="Which bundled data set.")],
+    folder: Annotated[Path, typer.Argument(help="Where to write <folder>/<class>/<n>.png.")],
+) -> None:
+    """Write a bundled real data set as an image folder (digits: scikit-learn's 1,797 digits)."""
+    from automl_clf.datasets import write_digits
+
+    root = write_digits(folder)
+    n = sum(1 for _ in root.rglob("*.png"))
+    _console().print(f"wrote {n} images of {name.value} to {root}/<class>/")
+
+
+@app.command()
+def validate(spec: SpecPath) -> None:
+    """Check a spec and its data; print the classes, images per split and the search space."""
+    from automl_clf.data.dataset import load_dataset
+    from automl_clf.spec.describe import describe_space
+    from automl_clf.ui import counts_table, space_table
+
+    loaded = _load(spec)
+    dataset = _run(load_dataset, loaded.data)
+    console = _console()
+    console.print(f"[green]spec OK[/green]: {spec}")
+    console.print(f"study {loaded.study.name!r} in {loaded.study.storage}")
+    layout = "pre-split" if dataset.presplit else "split by autoclf"
+    console.print(f"data {dataset.root} ({layout}, split {dataset.fingerprint})")
+    console.print(counts_table(dataset.classes, dataset.counts()))
+    if dataset.skipped:
+        console.print(f"[yellow]{len(dataset.skipped)} file(s) skipped[/yellow]:")
+        for skipped in dataset.skipped[:20]:
+            console.print(f"  {skipped.path}: {skipped.reason}")
+    console.print(space_table(describe_space(loaded)))
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (for editor completion and validation)."""
+    import json
+
+    from automl_clf.spec.models import Spec
+
+    typer.echo(json.dumps(Spec.model_json_schema(), indent=2))
+
+
+@app.command()
+def backbones(
+    pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*'.")] = "*",
+) -> None:
+    """List the backbones a spec can name: `cnn` and timm models matching PATTERN."""
+    from automl_clf.models.factory import list_backbones
+
+    names = list_backbones(pattern)
+    if not names:
+        raise _fail(ValueError(f"no backbone matches {pattern!r}; try a wider pattern"), 1)
+    for name in names:
+        typer.echo(name)
+
+
+@app.command()
+def search(
+    spec: SpecPath,
+    n_trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Finished trials the study should hold in total "
+            "(default: study.n_trials); a larger number extends the study.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=1, help="Stop starting trials after this many seconds."),
+    ] = None,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+) -> None:
+    """Create or resume the spec's study and run trials until it holds n_trials finished ones.
+
+    Rerunning the same command resumes the study; Ctrl-C ends the running trial as FAIL
+    (interrupted) and the next run retries it first.
+    """
+    from automl_clf.search.run import run_search
+    from automl_clf.ui import SearchProgress, study_counts
+
+    loaded = _load(spec, storage, study_name)
+    console = _console()
+    target = n_trials or loaded.study.n_trials
+    console.print(
+        f"study {loaded.study.name!r} in {loaded.study.storage}: target {target} finished "
+        f"trials, objective {loaded.study.objective} ({loaded.study.resolved_direction})"
+    )
+    progress = SearchProgress(console, target=target)
+    try:
+        with progress:
+            result = _run(
+                run_search, loaded, n_trials=n_trials, timeout=timeout, observer=progress
+            )
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted[/yellow]: the running trial is recorded as FAIL (interrupted) "
+            "and will be retried first; rerun the same command to resume"
+        )
+        raise typer.Exit(130) from None
+    study = result.study
+    if result.n_ran == 0 and result.complete:
+        console.print(
+            f"study already holds {result.n_finished} finished trials (target {target}); "
+            "raise --n-trials to extend it"
+        )
+    console.print(f"study {study.study_name!r}: {study_counts(study)}")
+    if not result.complete:
+        console.print(
+            f"[yellow]{result.n_finished}/{target} finished[/yellow] (timeout); rerun to continue"
+        )
+    try:
+        best = study.best_trial
+        console.print(f"best trial #{best.number}: {loaded.study.objective} {best.value:.4g}")
+    except ValueError:
+        pass
+
+
+@app.command()
+def best(
+    spec: SpecPath,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Retrain the best configuration, test it, and write the export here."),
+    ] = None,
+    trial: Annotated[
+        int | None,
+        typer.Option(min=0, help="Export this complete trial instead of the best."),
+    ] = None,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+) -> None:
+    """Show the best trial; with --export, retrain it, evaluate on the test split and export."""
+    from automl_clf.search.study import best_trial, load_existing_study
+    from automl_clf.ui import study_counts, trial_table
+
+    loaded = _load(spec, storage, study_name)
+    assert loaded.study.storage is not None and loaded.study.name is not None
+    study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
+    chosen = _run(best_trial, study)
+    console = _console()
+    console.print(f"study {study.study_name!r}: {study_counts(study)}")
+    console.print(trial_table(chosen, loaded.study.objective))
+    if export is None:
+        return
+    from automl_clf.final.export import write_export
+    from automl_clf.final.retrain import retrain
+
+    with console.status("retraining on " + loaded.final.train_on):
+        final = _run(retrain, loaded, study, trial)
+    report = _run(
+        write_export, final, export, study_name=study.study_name, objective=loaded.study.objective
+    )
+    console.print(
+        f"test accuracy [bold]{final.test.accuracy:.4f}[/bold], balanced accuracy "
+        f"{final.test.balanced_accuracy:.4f}, macro F1 {final.test.macro_f1:.4f} "
+        f"({len(final.test.labels)} test images; trial #{final.trial.number}, "
+        f"{final.epochs} epochs on {final.train_on})"
+    )
+    console.print(f"exported to {export.resolve()}; report: {report / 'report.md'}")
+
+
+class OutputFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def predict(
+    export_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="An export directory.")
+    ],
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders (recursive).")],
+    top_k: Annotated[int, typer.Option(min=1, help="Also list the K most probable classes.")] = 1,
+    output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.csv,
+) -> None:
+    """Classify images with an exported model, using exactly its training-time preprocessing.
+
+    Unreadable files are reported in an `error` column and do not stop the others.
+    """
+    from automl_clf.final.predictor import iter_image_files, load, predict_files
+
+    predictor = _run(load, export_dir)
+    files = iter_image_files(images)
+    if not files:
+        raise _fail(ValueError("no image files found in the given paths"), 2)
+    rows = predict_files(predictor, files, top_k=top_k)
+    _write_rows(rows, output_format, top_k)
+    failed = [r for r in rows if r.error]
+    if failed:
+        _console(stderr=True).print(
+            f"[yellow]{len(failed)} of {len(rows)} file(s) could not be read[/yellow]"
+        )
+        if len(failed) == len(rows):
+            raise typer.Exit(1)
+
+
+def _write_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> None:
+    import csv
+    import dataclasses
+    import json
+
+    if output_format == OutputFormat.json:
+        records = [dataclasses.asdict(row) | {"path": str(row.path)} for row in rows]
+        typer.echo(json.dumps(records, indent=2))
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    header = ["path", "predicted", "probability"]
+    if top_k > 1:
+        header.append("top_k")
+    writer.writerow([*header, "error"])
+    for row in rows:
+        probability = f"{row.probability:.6f}" if row.probability is not None else ""
+        values = [str(row.path), row.predicted or "", probability]
+        if top_k > 1:
+            values.append(";".join(f"{c}:{p:.4f}" for c, p in row.top_k))
+        writer.writerow([*values, row.error or ""])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The exceptions autoclf raises on purpose.
+
+Every error a user can cause is an `AutoclfError`; the CLI maps them to exit codes and prints
+their message, never a traceback. Messages say what was wrong, the value received, and how to fix
+it or list the valid values.
+"""
+
+from __future__ import annotations
+
+
+class AutoclfError(Exception):
+    """Base of every error autoclf raises on purpose. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class SpecError(AutoclfError, ValueError):
+    """The spec is invalid: a bad value, an unknown key, an unknown backbone or transform."""
+
+    exit_code = 2
+
+
+class DataError(AutoclfError, ValueError):
+    """The data set cannot be used: a missing folder, an empty class, fewer than two classes."""
+
+    exit_code = 2
+
+
+class StudyError(AutoclfError):
+    """The study cannot be created, resumed or read (e.g. it has no finished trial yet)."""
+
+    exit_code = 1
+
+
+class TrialFailed(AutoclfError):
+    """One trial cannot go on (NaN loss, an impossible configuration); the study carries on."""
+
+
+class ExportError(AutoclfError):
+    """An export directory is missing, incomplete or written by an incompatible version."""
+
+    exit_code = 2

@@ -1,0 +1,148 @@
+"""The exported model as a scikit-learn-style classifier: `load(DIR).predict(images)`.
+
+It applies the export's stored `Preprocessing` (the training-time one) and nothing else, and
+predicts by argmax of the softmax. `images` may be file paths, PIL images or uint8 arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import ValidationError
+from safetensors.torch import load_model
+from torch import nn
+
+from automl_clf.errors import ExportError
+from automl_clf.final.manifest import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, ExportManifest
+from automl_clf.models.factory import build_model
+
+ImageInput = str | Path | Image.Image | np.ndarray
+BATCH_SIZE = 256
+
+
+@dataclass
+class Predictor:
+    """An exported classifier. Fitted attributes end in `_`, as in scikit-learn."""
+
+    model_: nn.Module
+    manifest_: ExportManifest
+
+    @property
+    def classes_(self) -> list[str]:
+        return list(self.manifest_.classes)
+
+    def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Class probabilities (N, n_classes), columns in `classes_` order."""
+        pixels = [self.load(image) for image in images]
+        return self.predict_proba_pixels(np.stack(pixels)) if pixels else np.zeros((0, 0))
+
+    def predict(self, images: Sequence[ImageInput]) -> list[str]:
+        """The most probable class name of each image."""
+        return [self.classes_[i] for i in self.predict_proba(images).argmax(axis=1)]
+
+    def load(self, image: ImageInput) -> np.ndarray:
+        """One input as uint8 pixels (H, W, C), through the export's decoding."""
+        decoding = self.manifest_.preprocessing.decoding
+        if isinstance(image, (str, Path)):
+            return decoding.load_file(image)
+        if isinstance(image, np.ndarray):
+            if image.ndim == 3 and image.shape[-1] == 1:
+                image = image[..., 0]
+            image = Image.fromarray(image)
+        return decoding.load_image(image)
+
+    @torch.no_grad()
+    def predict_proba_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities for already decoded uint8 pixels (N, H, W, C)."""
+        outputs = []
+        for start in range(0, len(pixels), BATCH_SIZE):
+            x = self.manifest_.preprocessing.to_tensor(pixels[start : start + BATCH_SIZE])
+            outputs.append(torch.softmax(self.model_(x).float(), dim=1).numpy())
+        return np.concatenate(outputs)
+
+
+def load(export_dir: str | Path) -> Predictor:
+    """Load an export directory written by `autoclf best --export` (no pickle involved)."""
+    folder = Path(export_dir)
+    manifest_path, weights = folder / MANIFEST_FILE, folder / MODEL_FILE
+    for required in (manifest_path, weights):
+        if not required.is_file():
+            raise ExportError(
+                f"{folder} is not an autoclf export: {required.name} is missing (make one with "
+                "`autoclf best SPEC --export DIR`)"
+            )
+    try:
+        manifest = ExportManifest.model_validate_json(manifest_path.read_text())
+    except ValidationError as exc:
+        raise ExportError(f"{manifest_path} is not a valid autoclf manifest: {exc}") from None
+    if manifest.format_version != FORMAT_VERSION:
+        raise ExportError(
+            f"{folder} has export format {manifest.format_version}; this autoclf reads "
+            f"format {FORMAT_VERSION}"
+        )
+    channels, size, _ = manifest.input_shape
+    model = build_model(
+        manifest.config.model,
+        n_classes=len(manifest.classes),
+        in_chans=channels,
+        image_size=size,
+        load_pretrained=False,
+    )
+    load_model(model, str(weights), strict=True)
+    return Predictor(model_=model.eval(), manifest_=manifest)
+
+
+def iter_image_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and every image file under given folders (recursively, sorted)."""
+    from automl_clf.data.discover import is_image_file
+
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and is_image_file(p))
+        else:
+            found.append(path)
+    return found
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    path: Path
+    predicted: str | None  # None when the file could not be read
+    probability: float | None
+    top_k: list[tuple[str, float]]  # (class, probability), most probable first
+    error: str | None
+
+
+def predict_files(
+    predictor: Predictor, files: Sequence[Path], top_k: int = 1
+) -> list[FilePrediction]:
+    """Predict each file; an unreadable one gets an `error` and does not stop the others."""
+    decoded: list[tuple[int, np.ndarray]] = []
+    errors: dict[int, str] = {}
+    for index, path in enumerate(files):
+        try:
+            decoded.append((index, predictor.load(path)))
+        except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
+            errors[index] = f"cannot read image: {exc}"
+    probabilities: dict[int, np.ndarray] = {}
+    if decoded:
+        stacked = predictor.predict_proba_pixels(np.stack([pixels for _, pixels in decoded]))
+        probabilities = {index: row for (index, _), row in zip(decoded, stacked, strict=True)}
+    classes = predictor.classes_
+    results = []
+    for index, path in enumerate(files):
+        if index in errors:
+            results.append(FilePrediction(path, None, None, [], errors[index]))
+            continue
+        probs = probabilities[index]
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        ranked = [(classes[int(i)], float(probs[i])) for i in order]
+        results.append(FilePrediction(path, ranked[0][0], ranked[0][1], ranked, None))
+    return results

@@ -1,0 +1,85 @@
+"""Retrain a chosen trial's configuration and evaluate it once on the held-out test split.
+
+The final model trains on train+val (or train) for the trial's best epoch count, with the
+final section's class weighting and seed. The test split is touched here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
+from automl_clf.data.preprocess import Decoding
+from automl_clf.errors import StudyError
+from automl_clf.search.study import best_trial, check_compatible
+from automl_clf.spec.config import TrialConfig
+from automl_clf.spec.models import Spec
+from automl_clf.train.metrics import EvalResult
+from automl_clf.train.session import TrainedModel, train_config
+from automl_clf.train.trainer import evaluate, resolve_device
+
+
+@dataclass
+class FinalResult:
+    trial: FrozenTrial
+    config: TrialConfig
+    trained: TrainedModel
+    test: EvalResult
+    test_data: SplitArrays
+    dataset: Dataset
+    epochs: int
+    train_on: str
+
+
+def trial_config(trial: FrozenTrial) -> TrialConfig:
+    """The configuration a trial trained, as it stored it."""
+    try:
+        return TrialConfig.model_validate(trial.user_attrs["config"])
+    except (KeyError, ValueError) as exc:
+        raise StudyError(
+            f"trial {trial.number} stores no usable configuration ({exc}); it was not made by "
+            "this version of autoclf"
+        ) from None
+
+
+def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) -> FinalResult:
+    """Retrain the best (or the given) complete trial and evaluate it on the test split."""
+    trial = best_trial(study) if trial_number is None else _complete_trial(study, trial_number)
+    config = trial_config(trial)
+    dataset = load_dataset(spec.data)
+    check_compatible(study, spec, dataset)
+    epochs = int(trial.user_attrs.get("best_epoch", config.train.epochs))
+    both = spec.final.train_on == "train+val"
+    trained = train_config(
+        config,
+        dataset,
+        train_on=("train", "val") if both else ("train",),
+        validate_on=None if both else "val",
+        class_weighting=spec.final.class_weighting,
+        max_epochs=epochs,
+        seed=spec.final.seed,
+    )
+    test_data = dataset.arrays(Decoding.of(config.data))["test"]
+    device = resolve_device(config.train.device)
+    test = evaluate(trained.fit.model, test_data, trained.preprocessing, device)
+    return FinalResult(
+        trial, config, trained, test, test_data, dataset, epochs, spec.final.train_on
+    )
+
+
+def _complete_trial(study: optuna.Study, number: int) -> FrozenTrial:
+    trials = study.get_trials(deepcopy=False)
+    match = [t for t in trials if t.number == number]
+    if not match:
+        raise StudyError(
+            f"study {study.study_name!r} has no trial #{number} (it has #0–#{len(trials) - 1})"
+        )
+    if match[0].state != optuna.trial.TrialState.COMPLETE:
+        raise StudyError(
+            f"trial #{number} is {match[0].state.name}, not COMPLETE; `autoclf best SPEC` lists "
+            "the complete ones"
+        )
+    return match[0]

@@ -1,0 +1,110 @@
+"""Build the network a trial config names: the plain CNN or any timm model.
+
+Every model leaves here with exactly `n_classes` logit outputs for the trial's input size, checked
+by one forward pass, so a wrong final layer or an image too small for a backbone is caught
+before training, with a message that says which.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl_clf.errors import TrialFailed
+from automl_clf.models.cnn import PlainCNN
+from automl_clf.spec.config import ModelConfig
+from automl_clf.spec.models import PLAIN_CNN
+
+# No network at run time: timm may only read weights from a local file or an existing cache.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def build_model(
+    cfg: ModelConfig,
+    *,
+    n_classes: int,
+    in_chans: int,
+    image_size: int,
+    load_pretrained: bool = True,
+) -> nn.Module:
+    """A freshly initialised (or locally pretrained) model with n_classes logit outputs.
+
+    Args:
+        load_pretrained: False when the caller loads a full state dict next (e.g. an export), so
+            the pretrained file need not exist on the machine that predicts.
+    """
+    if cfg.backbone == PLAIN_CNN:
+        assert cfg.cnn is not None, "a cnn backbone always has a cnn section"
+        model: nn.Module = PlainCNN(
+            cfg.cnn,
+            in_chans=in_chans,
+            n_classes=n_classes,
+            image_size=image_size,
+            dropout=cfg.dropout,
+        )
+    else:
+        model = _build_timm(cfg, n_classes, in_chans, load_pretrained)
+    check_output_shape(model, cfg.backbone, n_classes, in_chans, image_size)
+    return model
+
+
+def _build_timm(
+    cfg: ModelConfig, n_classes: int, in_chans: int, load_pretrained: bool
+) -> nn.Module:
+    import timm
+
+    kwargs: dict[str, Any] = {
+        "num_classes": n_classes,
+        "in_chans": in_chans,
+        "drop_rate": cfg.dropout,
+    }
+    if cfg.pretrained is None or not load_pretrained:
+        return timm.create_model(cfg.backbone, pretrained=False, **kwargs)
+    path = Path(cfg.pretrained)
+    if not path.is_file():
+        raise TrialFailed(f"pretrained weights file not found: {path}")
+    # timm adapts the stem to in_chans and drops a classifier of another size when loading.
+    return timm.create_model(
+        cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+    )
+
+
+def check_output_shape(
+    model: nn.Module, backbone: str, n_classes: int, in_chans: int, image_size: int
+) -> None:
+    """One forward pass of a tiny batch on the CPU: (2, n_classes) logits, or a clear error."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, in_chans, image_size, image_size))
+    except RuntimeError as exc:
+        raise TrialFailed(
+            f"backbone {backbone!r} cannot process {image_size}×{image_size} px images "
+            f"({str(exc).splitlines()[0]}); raise data.image_size or choose another backbone"
+        ) from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (2, n_classes):
+        raise TrialFailed(
+            f"backbone {backbone!r} gave outputs of shape {tuple(out.shape)}, expected "
+            f"(2, {n_classes}) logits"
+        )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    """`cnn` (when it matches) and every timm model name matching the shell-style pattern."""
+    import fnmatch
+
+    import timm
+
+    own = [PLAIN_CNN] if fnmatch.fnmatch(PLAIN_CNN, pattern) else []
+    return own + list(timm.list_models(pattern))

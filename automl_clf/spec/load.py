@@ -1,0 +1,173 @@
+"""Read a spec file: safe YAML, pydantic validation, and one clear line per problem.
+
+A bad spec never reaches training: every problem becomes a `SpecError` whose message names the
+dotted field path, states the rule and the value received (`train.lr.low: must be > 0, got -1`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from automl_clf.errors import SpecError
+from automl_clf.spec.models import Spec
+from automl_clf.spec.space import CHOICES_TAG, RANGE_TAG, TAGS, VALUE_TAG, Choice, FloatRange
+
+STUDIES_DIR = "studies"
+
+
+def load_spec(
+    path: str | Path, *, storage: str | None = None, study_name: str | None = None
+) -> Spec:
+    """Load and validate a spec file; relative paths inside it resolve against its folder.
+
+    Fills the study name (`study_name`, else the spec's, else the file's stem) and storage
+    (`storage`, else the spec's, else SQLite `<name>.db` in the nearest `studies/` folder at or
+    above the spec's folder, else a new `studies/` beside it), so a rerun of the same command
+    from any working directory resumes the same study.
+
+    Raises:
+        SpecError: the file is missing, is not YAML, or breaks a rule of the spec.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec file ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"{path}: a spec must be a YAML mapping with sections such as data:, model:, "
+            f"train:, got {type(raw).__name__}"
+        )
+    # Command-line overrides go in before validation, so they are checked like the file's values.
+    overrides = {k: v for k, v in (("storage", storage), ("name", study_name)) if v is not None}
+    section = raw.get("study") or {}
+    if overrides and isinstance(section, dict):
+        raw = {**raw, "study": {**section, **overrides}}
+    spec = parse_spec(raw, base_dir=path.resolve().parent)
+    return with_study_defaults(spec, spec_path=path)
+
+
+def parse_spec(raw: dict[str, Any], *, base_dir: Path) -> Spec:
+    """Validate an already-parsed spec mapping; `base_dir` anchors its relative paths."""
+    try:
+        return Spec.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None
+
+
+def with_study_defaults(spec: Spec, *, spec_path: Path) -> Spec:
+    """The spec with `study.name` and `study.storage` filled in where the file left them out."""
+    name = spec.study.name or spec_path.stem
+    storage = spec.study.storage
+    if storage is None:
+        storage = f"sqlite:///{default_studies_dir(spec_path) / name}.db"
+    return spec.model_copy(
+        update={"study": spec.study.model_copy(update={"name": name, "storage": storage})}
+    )
+
+
+def default_studies_dir(spec_path: Path) -> Path:
+    """The nearest existing `studies/` folder at or above the spec's folder, else one beside it."""
+    folder = spec_path.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / STUDIES_DIR).is_dir():
+            return candidate / STUDIES_DIR
+    return folder / STUDIES_DIR
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per error: `dotted.path: what is wrong, got <value>`."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = [part for part in error["loc"] if part not in TAGS]
+        where = ".".join(str(part) for part in loc) or "spec"
+        lines.append(f"{where}: {_describe(error, list(error['loc']))}")
+    # A union member that failed for a reason unrelated to the value's form repeats the same
+    # message; keep each line once, in order.
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _describe(error: Any, loc: list[Any]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    got = f", got {value!r}"
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    if kind == "missing":
+        return "required field is missing"
+    bounds = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "too_short": "must have at least {min_length} item(s)",
+        "too_long": "must have at most {max_length} item(s)",
+        "string_pattern_mismatch": "must match {pattern}",
+    }
+    if kind in bounds:
+        return bounds[kind].format(**ctx) + got
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}" + got
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        return ("must be a whole number" if kind.startswith("int") else "must be a number") + got
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false" + got
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a mapping of fields" + got
+    if kind == "list_type":
+        return "must be a list" + got
+    return error["msg"].rstrip(".") + got
+
+
+def _unknown_key(loc: list[Any]) -> str:
+    """'unknown field' with the valid names of that section and a close match, if any.
+
+    `loc` is pydantic's raw location, tags included: a tag says which form of a tunable field
+    (range or choices) the section is.
+    """
+    key = str(loc[-1])
+    model: Any = Spec
+    for part in loc[:-1]:
+        if part in (RANGE_TAG, CHOICES_TAG):
+            model = FloatRange if part == RANGE_TAG else Choice
+            continue
+        if part == VALUE_TAG:
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        model = _model_of(field.annotation) if field is not None else None
+        if model is None:
+            break
+    if not _is_model(model):
+        return "unknown field"
+    valid = list(model.model_fields)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown field ({hint}valid fields: {', '.join(valid)})"
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `CNNSpec` or `PrunerSpec | None`."""
+    import typing
+
+    candidates = [annotation, *typing.get_args(annotation)]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None

@@ -1,0 +1,277 @@
+"""The spec: pydantic models of the YAML file a user writes.
+
+Every tunable field (`Tunable[...]`) takes a literal, a range or a list of choices; see
+`spec/space.py`. A trial turns the spec into one concrete `TrialConfig` (`spec/config.py`) via
+`spec/resolve.py`. Relative paths resolve against the spec file's folder: the loader passes that
+folder as validation context (`base_dir`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from automl_clf.spec.space import Choice, SpecModel, Tunable, is_search_space
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+OddKernel = Annotated[int, Field(ge=1, le=11)]
+
+Objective = Literal["val_loss", "accuracy", "balanced_accuracy", "macro_f1"]
+OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
+    "val_loss": "minimize",
+    "accuracy": "maximize",
+    "balanced_accuracy": "maximize",
+    "macro_f1": "maximize",
+}
+AUGMENT_POLICIES = ("none", "light", "medium", "heavy")
+PLAIN_CNN = "cnn"
+
+
+def _candidates(value: Any) -> list[Any]:
+    """The values a tunable field can take: the literal, or every choice."""
+    if isinstance(value, Choice):
+        return list(value.choices)
+    return [] if is_search_space(value) else [value]
+
+
+def resolve_path(value: Path | str, info: ValidationInfo) -> Path:
+    """Resolve a spec path against the spec file's folder (validation context `base_dir`)."""
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path.resolve()
+
+
+class PrunerSpec(SpecModel):
+    """Stops weak trials early on the objective's per-epoch validation curve."""
+
+    kind: Literal["median", "none"] = "median"
+    n_startup_trials: NonNegativeInt = 5  # trials that are never pruned, to build a baseline
+    n_warmup_steps: NonNegativeInt = 2  # epochs of each trial that are never pruned
+
+
+class StudySpec(SpecModel):
+    """The Optuna study: where it lives, what it optimises, how long it runs."""
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    storage: str | None = None  # SQLAlchemy URL; default: sqlite in the nearest studies/ folder
+    objective: Objective = "val_loss"
+    direction: Literal["minimize", "maximize"] | None = None  # implied by the objective
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: PrunerSpec = PrunerSpec()
+    n_trials: PositiveInt = 20  # finished (complete + pruned) trials the study should hold
+    timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
+    seed: int = 0  # the sampler's seed
+    max_consecutive_failures: PositiveInt = 5  # stop the search when this many fail in a row
+
+    @model_validator(mode="after")
+    def _direction_matches_objective(self) -> StudySpec:
+        implied = OBJECTIVE_DIRECTIONS[self.objective]
+        if self.direction is not None and self.direction != implied:
+            raise ValueError(
+                f"direction: objective {self.objective!r} must be {implied}d, got "
+                f"direction {self.direction!r}; leave direction out to use {implied!r}"
+            )
+        return self
+
+    @property
+    def resolved_direction(self) -> Literal["minimize", "maximize"]:
+        return OBJECTIVE_DIRECTIONS[self.objective]
+
+
+class SplitSpec(SpecModel):
+    """Fractions of a root without train/val/test folders; the split is stratified and seeded."""
+
+    val: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    test: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _leave_training_data(self) -> SplitSpec:
+        if self.val + self.test >= 0.9:
+            raise ValueError(
+                f"val + test must leave at least 10% for training, got "
+                f"val={self.val} + test={self.test} = {self.val + self.test:.2f}"
+            )
+        return self
+
+
+class DataSpec(SpecModel):
+    """The image folder and how every image is turned into a tensor (training and predict)."""
+
+    root: Path
+    image_size: Annotated[int, Field(ge=4, le=1024)] = 32  # pixels, square
+    channels: Literal[1, 3] = 3  # 1 = grayscale, 3 = RGB; every image is converted to this
+    # squash: stretch to a square; letterbox: fit inside and pad with black; center_crop: resize
+    # the shorter side, then crop the centre
+    resize: Literal["squash", "letterbox", "center_crop"] = "squash"
+    # auto: the backbone's pretrained mean/std for timm models, the training split's for the CNN
+    normalize: Literal["auto", "imagenet", "dataset", "none"] = "auto"
+    split: SplitSpec = SplitSpec()
+
+    @field_validator("root", mode="after")
+    @classmethod
+    def _root_exists(cls, value: Path, info: ValidationInfo) -> Path:
+        path = resolve_path(value, info)
+        if not path.is_dir():
+            raise ValueError(
+                f"folder not found: {path} (relative paths resolve against the spec's folder)"
+            )
+        return path
+
+
+class CNNSpec(SpecModel):
+    """The plain CNN: blocks of [conv → BN → ReLU] × convs_per_block → max-pool, then the head.
+
+    These values are only searched in trials whose backbone is `cnn`.
+    """
+
+    filters: Tunable[Annotated[list[PositiveInt], Field(min_length=1, max_length=8)]] = Field(
+        default_factory=lambda: [32, 64]
+    )
+    kernel_size: Tunable[OddKernel] = 3
+    convs_per_block: Tunable[Annotated[int, Field(ge=1, le=4)]] = 1
+    batch_norm: Tunable[bool] = True
+    global_pool: Tunable[bool] = False  # global average pool instead of flatten before the head
+    fc_width: Tunable[NonNegativeInt] = 128  # hidden units in the head; 0 = no hidden layer
+
+    @field_validator("kernel_size", mode="after")
+    @classmethod
+    def _odd(cls, value: Any) -> Any:
+        for k in _candidates(value):
+            if k % 2 == 0:
+                raise ValueError(f"kernel size must be odd (to keep 'same' padding), got {k}")
+        return value
+
+
+class ModelSpec(SpecModel):
+    """The network: the plain CNN (`cnn`) or any timm model by name."""
+
+    backbone: Tunable[str] = PLAIN_CNN
+    dropout: Tunable[Fraction] = 0.2  # before the final layer
+    cnn: CNNSpec = CNNSpec()
+    pretrained: Path | None = None  # local weights file (safetensors or torch); never a download
+
+    @field_validator("backbone", mode="after")
+    @classmethod
+    def _known_backbone(cls, value: Any) -> Any:
+        for name in _candidates(value):
+            check_backbone_name(name)
+        return value
+
+    @field_validator("pretrained", mode="after")
+    @classmethod
+    def _weights_exist(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = resolve_path(value, info)
+        if not path.is_file():
+            raise ValueError(
+                f"weights file not found: {path} (autoclf never downloads weights: point "
+                "pretrained at a local .safetensors or .pth file)"
+            )
+        return path
+
+    @model_validator(mode="after")
+    def _pretrained_needs_timm(self) -> ModelSpec:
+        if self.pretrained is not None and PLAIN_CNN in _candidates(self.backbone):
+            raise ValueError(
+                "pretrained: weights can only be loaded into a timm backbone; the plain CNN "
+                "is always trained from scratch"
+            )
+        return self
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise a ValueError naming close matches when `name` is neither `cnn` nor a timm model."""
+    if name == PLAIN_CNN:
+        return
+    import timm  # heavy: only imported when a spec names a timm backbone
+
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, [*timm.list_models(), PLAIN_CNN], n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    prefix = re.match(r"[A-Za-z_]*", name)
+    pattern = f"{prefix.group(0) if prefix else ''}*"
+    raise ValueError(
+        f"Unknown backbone {name!r}.{hint} List them with: autoclf backbones '{pattern}'"
+    )
+
+
+class TrainSpec(SpecModel):
+    """The trainer. `lr` is the optimizer's base learning rate at `batch_size` (no scaling)."""
+
+    epochs: PositiveInt = 20  # the most epochs a trial trains; early stopping may end it sooner
+    batch_size: Tunable[PositiveInt] = 64  # images per step
+    optimizer: Tunable[Literal["adam", "adamw", "sgd"]] = "adamw"
+    lr: Tunable[PositiveFloat] = 1e-3
+    weight_decay: Tunable[NonNegativeFloat] = 1e-4
+    momentum: Tunable[Fraction] = 0.9  # only searched in trials whose optimizer is sgd
+    label_smoothing: Tunable[Fraction] = 0.0
+    schedule: Tunable[Literal["constant", "cosine"]] = "cosine"  # cosine decays to 0 at `epochs`
+    early_stopping_patience: PositiveInt | None = 5  # epochs without a better val loss
+    class_weighting: Tunable[Literal["none", "balanced"]] = "none"
+    seed: int = 0  # weight initialisation, shuffling and augmentation
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+
+
+class TransformSpec(SpecModel):
+    """One albumentations transform by class name, with its arguments: `{name: Blur, p: 0.3}`."""
+
+    model_config = SpecModel.model_config | {"extra": "allow"}
+
+    name: str
+
+
+class AugmentSpec(SpecModel):
+    """Training-split augmentation: a named policy, or your own albumentations list.
+
+    Policies (magnitudes in automl_clf/data/augment.py): none; light (small shift/scale/rotate);
+    medium (larger affine + brightness/contrast); heavy (medium + shear + a cut-out hole).
+    Horizontal flips are separate (`hflip`) because they change the meaning of digits and text.
+    """
+
+    policy: Tunable[Literal["none", "light", "medium", "heavy"]] = "none"
+    hflip: Tunable[bool] = False
+    transforms: list[TransformSpec] | None = None  # replaces policy and hflip when given
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AugmentSpec:
+        if self.transforms is not None:
+            if self.policy != "none" or self.hflip is not False:
+                raise ValueError(
+                    "give either a policy (and hflip) or a list of transforms, not both"
+                )
+            from automl_clf.data.augment import check_transforms
+
+            check_transforms([t.model_dump() for t in self.transforms])
+        return self
+
+
+class FinalSpec(SpecModel):
+    """How `autoclf best --export` retrains the chosen configuration before the test split."""
+
+    train_on: Literal["train", "train+val"] = "train+val"
+    class_weighting: Literal["none", "balanced"] = "balanced"
+    seed: int = 0
+
+
+class Spec(SpecModel):
+    """A whole autoclf spec. `autoclf schema` prints its JSON Schema for editor completion."""
+
+    study: StudySpec = StudySpec()
+    data: DataSpec
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    augment: AugmentSpec = AugmentSpec()
+    final: FinalSpec = FinalSpec()

@@ -1,0 +1,236 @@
+"""Search-space values: any tunable spec field is a literal, a range or a list of choices.
+
+In YAML a tunable field reads naturally either way::
+
+    lr: 1.0e-3                                   # a literal: never searched
+    lr: {low: 1.0e-4, high: 0.1, log: true}      # a range
+    batch_size: {choices: [32, 64, 128]}         # a categorical, of any YAML value
+
+`Tunable[X]` builds the pydantic type for a field whose literal type is `X`. The bounds on `X`
+(e.g. `Annotated[float, Field(gt=0)]`) apply to the literal, to both ends of a range and to every
+choice, so `train.lr.low: must be > 0` is caught where it is written.
+
+A trial turns each tunable into one value through a `ParamSource` (an `optuna.Trial` is one), so
+the same resolver serves Optuna trials, fixed replays and the space description.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeAlias, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+T = TypeVar("T")
+
+# The tags pydantic puts into an error's location; they name no field, so error messages drop
+# them (see spec/load.py). They start with '=' so they can never clash with a field name.
+VALUE_TAG, RANGE_TAG, CHOICES_TAG = "=value", "=range", "=choices"
+TAGS = frozenset({VALUE_TAG, RANGE_TAG, CHOICES_TAG})
+
+CategoricalValue = None | bool | int | float | str
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: unknown keys are errors and a loaded spec is immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _short_type_name(tp: Any) -> str:
+    """'float' for `Annotated[float, ...]`, 'list[int]' for lists: readable schema titles."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _short_type_name(typing.get_args(tp)[0])
+    if origin in (list, tuple):
+        return f"{origin.__name__}[{_short_type_name(typing.get_args(tp)[0])}]"
+    if origin is typing.Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+class _SpaceModel(SpecModel):
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        return f"{cls.__name__}[{', '.join(_short_type_name(p) for p in params)}]"
+
+
+class FloatRange(_SpaceModel, Generic[T]):
+    """A float range, sampled uniformly (or log-uniformly with `log: true`)."""
+
+    low: T
+    high: T
+    log: bool = False
+    step: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatRange[T]:
+        _check_range(self.low, self.high, self.log, self.step)
+        return self
+
+
+class IntRange(_SpaceModel, Generic[T]):
+    """An integer range, both ends included, every `step`-th value."""
+
+    low: T
+    high: T
+    log: bool = False
+    step: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> IntRange[T]:
+        _check_range(self.low, self.high, self.log, None if self.step == 1 else self.step)
+        return self
+
+
+class Choice(_SpaceModel, Generic[T]):
+    """A categorical: one of `choices`, which may be any YAML values (numbers, strings, lists)."""
+
+    choices: Annotated[list[T], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check(self) -> Choice[T]:
+        labels = [str(choice_label(c)) for c in self.choices]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"choices must be distinct, got {', '.join(duplicates)} twice")
+        return self
+
+
+def _check_range(low: Any, high: Any, log: bool, step: Any) -> None:
+    if low > high:
+        raise ValueError(f"low must be <= high, got low={low}, high={high}")
+    if log and low <= 0:
+        raise ValueError(f"a log range needs low > 0, got low={low}")
+    if log and step is not None:
+        raise ValueError("a range cannot have both log: true and a step")
+
+
+SearchSpace = FloatRange[Any] | IntRange[Any] | Choice[Any]
+
+
+def _tunable_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        if "choices" in value:
+            return CHOICES_TAG
+        if "low" in value or "high" in value:
+            return RANGE_TAG
+    if isinstance(value, Choice):
+        return CHOICES_TAG
+    if isinstance(value, (FloatRange, IntRange)):
+        return RANGE_TAG
+    return VALUE_TAG
+
+
+def _base_type(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _build_tunable(value_type: Any) -> Any:
+    members: list[Any] = [
+        Annotated[value_type, Tag(VALUE_TAG)],
+        Annotated[Choice[value_type], Tag(CHOICES_TAG)],
+    ]
+    base = _base_type(value_type)
+    if base is float:
+        members.append(Annotated[FloatRange[value_type], Tag(RANGE_TAG)])
+    elif base is int:
+        members.append(Annotated[IntRange[value_type], Tag(RANGE_TAG)])
+    return Annotated[Union[tuple(members)], Discriminator(_tunable_kind)]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    Tunable: TypeAlias = T | FloatRange[T] | IntRange[T] | Choice[T]
+else:
+
+    class Tunable:
+        """`Tunable[X]`: a literal X, a range of X (numbers only) or a list of X choices."""
+
+        def __class_getitem__(cls, value_type: Any) -> Any:
+            return _build_tunable(value_type)
+
+
+def is_search_space(value: Any) -> bool:
+    return isinstance(value, (FloatRange, IntRange, Choice))
+
+
+def choice_label(value: Any) -> CategoricalValue:
+    """Optuna stores categoricals as None/bool/int/float/str: other values go in as JSON text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value)
+
+
+class ParamSource(Protocol):
+    """Where a trial's values come from. `optuna.Trial` satisfies this protocol as it is."""
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int: ...
+
+    def suggest_categorical(
+        self, name: str, choices: Sequence[CategoricalValue]
+    ) -> CategoricalValue: ...
+
+
+def sample(source: ParamSource, name: str, value: Any) -> Any:
+    """One concrete value for the tunable `value`, asking `source` under the param `name`."""
+    if isinstance(value, FloatRange):
+        return source.suggest_float(
+            name, float(value.low), float(value.high), step=value.step, log=value.log
+        )
+    if isinstance(value, IntRange):
+        return source.suggest_int(name, value.low, value.high, step=value.step, log=value.log)
+    if isinstance(value, Choice):
+        labels = [choice_label(c) for c in value.choices]
+        picked = source.suggest_categorical(name, labels)
+        return value.choices[labels.index(picked)]
+    return value
+
+
+class FixedParams:
+    """A `ParamSource` that replays known values (a stored trial, a warm-start configuration).
+
+    Args:
+        params: param name -> value, as Optuna stores them (lists as their JSON text).
+        strict: raise on a name that is missing; otherwise fall back to the first choice / low.
+    """
+
+    def __init__(self, params: dict[str, Any], *, strict: bool = True) -> None:
+        self.params = params
+        self.strict = strict
+        self.used: list[str] = []
+
+    def _get(self, name: str, fallback: Any) -> Any:
+        self.used.append(name)
+        if name in self.params:
+            return self.params[name]
+        if self.strict:
+            raise KeyError(f"no value for search parameter {name!r}")
+        return fallback
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return float(self._get(name, low))
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        return int(self._get(name, low))
+
+    def suggest_categorical(
+        self, name: str, choices: Sequence[CategoricalValue]
+    ) -> CategoricalValue:
+        value = self._get(name, choices[0])
+        if value not in choices:
+            raise ValueError(f"{name}: {value!r} is not one of the choices {list(choices)}")
+        return value

@@ -1,0 +1,141 @@
+"""Rich rendering for the CLI: the live search display and the summary tables."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from automl_clf.spec.describe import SpaceDescription
+from automl_clf.train.trainer import EpochResult
+
+STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_params(params: dict[str, Any]) -> str:
+    """`backbone=cnn lr=0.0032 …`: param names without their section, values short."""
+    return " ".join(f"{name.rsplit('.', 1)[-1]}={format_value(v)}" for name, v in params.items())
+
+
+class SearchProgress:
+    """A `SearchObserver`: a line per finished trial above bars for the study and the trial."""
+
+    def __init__(self, console: Console, *, target: int) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.study_task = self.progress.add_task("finished trials", total=target)
+        self.trial_task = self.progress.add_task("trial", total=1, visible=False)
+
+    def __enter__(self) -> SearchProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def search_started(self, n_finished: int, target: int) -> None:
+        self.progress.update(self.study_task, completed=n_finished, total=target)
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        self.progress.update(
+            self.trial_task, description=f"trial #{number} epochs", completed=0, visible=True
+        )
+
+    def epoch_done(self, number: int, epoch: EpochResult, max_epochs: int) -> None:
+        val = epoch.val
+        metrics = f"val loss {val.loss:.4f} acc {val.accuracy:.3f}" if val is not None else ""
+        self.progress.update(
+            self.trial_task,
+            description=f"trial #{number} epoch {epoch.epoch}: {metrics}",
+            completed=epoch.epoch,
+            total=max_epochs,
+        )
+
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        state = trial.state.name
+        attrs = trial.user_attrs
+        if trial.state == TrialState.FAIL:
+            detail = f"[red]{attrs.get('fail_reason', 'failed')}[/red]"
+        else:
+            detail = (
+                f"val loss {attrs.get('val_loss', math.nan):.4f} "
+                f"acc {attrs.get('val_accuracy', math.nan):.3f} "
+                f"({attrs.get('epochs_run', '?')} ep, {attrs.get('train_seconds', 0):.1f}s)"
+            )
+        best = ""
+        with contextlib.suppress(ValueError):
+            best = f"  best #{study.best_trial.number} {study.best_value:.4g}"
+        style = STATE_STYLE.get(state, "white")
+        self.console.print(
+            f"#{trial.number:<3} [{style}]{state:<8}[/{style}] {detail}{best}\n"
+            f"     [dim]{format_params(trial.params)}[/dim]"
+        )
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            self.progress.advance(self.study_task)
+        self.progress.update(self.trial_task, visible=False)
+
+
+def space_table(space: SpaceDescription) -> Table:
+    table = Table(title=f"Search space: {space.size_text}", title_justify="left")
+    for column in ("parameter", "kind", "values", "only when"):
+        table.add_column(column)
+    for p in space.params:
+        table.add_row(p.name, p.kind, p.detail, p.condition or "-")
+    return table
+
+
+def counts_table(classes: list[str], counts: dict[str, list[int]]) -> Table:
+    table = Table(title=f"{len(classes)} classes", title_justify="left")
+    table.add_column("class")
+    for split in counts:
+        table.add_column(split, justify="right")
+    for i, name in enumerate(classes):
+        table.add_row(name, *(str(c[i]) for c in counts.values()))
+    table.add_row("[bold]total[/bold]", *(f"[bold]{sum(c)}[/bold]" for c in counts.values()))
+    return table
+
+
+def trial_table(trial: FrozenTrial, objective: str) -> Table:
+    table = Table(title=f"Best trial #{trial.number}", title_justify="left", show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    table.add_row(objective, format_value(trial.value))
+    for key in (
+        "val_loss",
+        "val_accuracy",
+        "val_macro_f1",
+        "best_epoch",
+        "epochs_run",
+        "n_params",
+    ):
+        if key in trial.user_attrs and key != objective:
+            table.add_row(key, format_value(trial.user_attrs[key]))
+    for name, value in trial.params.items():
+        table.add_row(name, format_value(value))
+    return table
+
+
+def study_counts(study: optuna.Study) -> str:
+    counts = {state: 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state] += 1
+    return ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n) or "no trials"

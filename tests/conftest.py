@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny real data (a few classes of scikit-learn's digits) and tiny specs.
+
+Everything runs on the CPU in seconds: 8 px images, a one-block CNN, two or three epochs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_spec(root: Path, storage_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A spec mapping that trains in well under a second per trial; sections override keys."""
+    spec: dict[str, Any] = {
+        "study": {
+            "name": "tiny",
+            "storage": f"sqlite:///{storage_dir / 'tiny.db'}",
+            "n_trials": 3,
+            "seed": 0,
+            "pruner": {"kind": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+        },
+        "data": {
+            "root": str(root),
+            "image_size": 8,
+            "channels": 1,
+            "split": {"val": 0.2, "test": 0.2},
+        },
+        "model": {
+            "backbone": "cnn",
+            "dropout": {"low": 0.0, "high": 0.3},
+            "cnn": {"filters": {"choices": [[4], [8]]}, "fc_width": 16},
+        },
+        "train": {
+            "epochs": 3,
+            "batch_size": 16,
+            "lr": {"low": 1e-3, "high": 1e-2, "log": True},
+            "early_stopping_patience": None,
+        },
+        "augment": {"policy": {"choices": ["none", "light"]}},
+    }
+    for section, values in sections.items():
+        spec[section] = {**spec.get(section, {}), **values}
+    return spec
+
+
+def write_spec(path: Path, spec: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three digit classes, 30 real images each (8×8 px)."""
+    from automl_clf.datasets import write_digits
+
+    return write_digits(
+        tmp_path_factory.mktemp("digits") / "data", classes=[0, 1, 7], per_class=30
+    )
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path, digits_root: Path) -> Path:
+    return write_spec(tmp_path / "spec.yaml", tiny_spec(digits_root, tmp_path))
