@@ -1,0 +1,154 @@
+"""The preprocessing: the one code path from an image file to a normalised tensor.
+
+Training, evaluation, the final test and `predict` all go through `Preprocessing.load_file` (or
+`load_image`) and `Preprocessing.to_tensor`; the object is stored in every export's `model.json`,
+so inference cannot drift from training. Augmentation sits between the two steps and exists only
+in the training batches (data/batches.py).
+
+Image modes are converted one documented way:
+- EXIF orientation is applied first; animated images use their first frame.
+- 16-bit and 32-bit integer images are scaled to 8 bits (value / 257), float images clipped.
+- Transparency is dropped (the colour channels are kept as they are).
+- `channels: 1` converts to luma (ITU-R 601-2, Pillow's "L"); `channels: 3` to RGB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from pydantic import BaseModel, ConfigDict
+
+from automl_clf.spec.config import DataConfig
+from automl_clf.spec.models import DataSpec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking (Pillow's resize)
+
+
+class Decoding(BaseModel):
+    """File -> uint8 pixels (H, W, C) at the trial's size: what the decode cache is keyed by."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_size: int  # pixels, square
+    channels: Literal[1, 3]
+    resize: Literal["squash", "letterbox", "center_crop"]
+
+    @classmethod
+    def of(cls, data: DataConfig | DataSpec) -> Decoding:
+        return cls(image_size=data.image_size, channels=data.channels, resize=data.resize)
+
+    def load_file(self, path: str | Path) -> np.ndarray:
+        """Decode one file into uint8 pixels (H, W, C). Raises OSError/ValueError if corrupt."""
+        with Image.open(path) as image:
+            image.seek(0)
+            return self.load_image(image)
+
+    def load_image(self, image: Image.Image) -> np.ndarray:
+        """Convert and resize a decoded image into uint8 pixels (H, W, C)."""
+        image = ImageOps.exif_transpose(image) or image
+        image = _to_8bit(image).convert("L" if self.channels == 1 else "RGB")
+        size = (self.image_size, self.image_size)
+        if self.resize == "letterbox":
+            image = ImageOps.pad(image, size, method=_RESAMPLE, color=0)
+        elif self.resize == "center_crop":
+            image = ImageOps.fit(image, size, method=_RESAMPLE)
+        else:
+            image = image.resize(size, _RESAMPLE)
+        pixels = np.asarray(image, dtype=np.uint8)
+        return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+class Preprocessing(BaseModel):
+    """Decode, resize, scale to [0, 1] and normalise; serialised in trials and exports.
+
+    `mean` and `std` are per channel, on the [0, 1] scale.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decoding: Decoding
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def load_file(self, path: str | Path) -> np.ndarray:
+        return self.decoding.load_file(path)
+
+    def load_image(self, image: Image.Image) -> np.ndarray:
+        return self.decoding.load_image(image)
+
+    def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W, C) -> float32 (N, C, H, W), scaled to [0, 1] and normalised."""
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (x.div_(255.0) - mean) / std
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        pixels = np.asarray(image, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "F":
+        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA")
+    return image
+
+
+def build_preprocessing(
+    data: DataConfig,
+    backbone: str,
+    dataset_mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None,
+) -> Preprocessing:
+    """The trial's preprocessing: normalisation follows the spec, else the backbone.
+
+    `auto` uses a timm backbone's own pretrained mean/std (what its weights expect) and the
+    training split's mean/std for the plain CNN. `dataset_mean_std` must come from the training
+    split only, never val/test.
+    """
+    mode: str = data.normalize
+    if mode == "auto":
+        mode = "dataset" if backbone == "cnn" else "backbone"
+    if mode == "dataset":
+        if dataset_mean_std is None:
+            raise ValueError("dataset normalisation needs the training split's mean and std")
+        mean, std = dataset_mean_std
+    elif mode == "none":
+        mean, std = (0.0,) * data.channels, (1.0,) * data.channels
+    else:
+        mean, std = _backbone_mean_std(backbone) if mode == "backbone" else _imagenet()
+        if data.channels == 1:  # a grayscale input sees the average of the RGB statistics
+            mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
+    return Preprocessing(
+        decoding=Decoding.of(data),
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+    )
+
+
+def _imagenet() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _backbone_mean_std(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if backbone == "cnn":
+        return _imagenet()
+    import timm
+
+    cfg = timm.get_pretrained_cfg(backbone)
+    if cfg is None:
+        return _imagenet()
+    return tuple(cfg.mean), tuple(cfg.std)
+
+
+def mean_std(pixels: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, H, W, C) pixels, on the [0, 1] scale."""
+    flat = pixels.reshape(-1, pixels.shape[-1]).astype(np.float64) / 255.0
+    std = np.maximum(flat.std(axis=0), 1e-3)  # a constant channel must not divide by zero
+    return tuple(float(m) for m in flat.mean(axis=0)), tuple(float(s) for s in std)

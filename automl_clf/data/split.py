@@ -1,0 +1,87 @@
+"""Stratified, seeded train/val/test splits, identical for every trial, rerun and export.
+
+The split is a pure function of the sorted file list, the fractions and the seed, so each
+process recomputes the same one; its fingerprint is stored with the study so a data set that
+changed under a study is caught instead of silently mixing splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sklearn.model_selection import train_test_split
+
+from automl_clf.data.discover import Discovered, Sample
+from automl_clf.errors import DataError
+from automl_clf.spec.models import SplitSpec
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+
+    def by_name(self) -> dict[str, list[Sample]]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def split(discovered: Discovered, spec: SplitSpec) -> Splits:
+    """Use the folders' split where there is one; carve what is missing from train, stratified."""
+    samples = discovered.samples
+    if not discovered.presplit:
+        rest, test = _stratified(samples["all"], spec.test, spec.seed, "test", discovered)
+        val_share = spec.val / (1.0 - spec.test)  # val as a fraction of what test left
+        train, val = _stratified(rest, val_share, spec.seed, "val", discovered)
+        return Splits(train, val, test)
+    train = samples["train"]
+    if "test" in samples:
+        test = samples["test"]
+    else:
+        train, test = _stratified(train, spec.test, spec.seed, "test", discovered)
+    if "val" in samples:
+        val = samples["val"]
+    else:
+        train, val = _stratified(train, spec.val, spec.seed, "val", discovered)
+    return Splits(train, val, test)
+
+
+def _stratified(
+    samples: list[Sample], fraction: float, seed: int, name: str, discovered: Discovered
+) -> tuple[list[Sample], list[Sample]]:
+    labels = [s.label for s in samples]
+    try:
+        keep, held = train_test_split(
+            samples, test_size=fraction, random_state=seed, stratify=labels, shuffle=True
+        )
+    except ValueError as exc:
+        counts = {discovered.classes[i]: labels.count(i) for i in sorted(set(labels))}
+        smallest = min(counts, key=lambda c: counts[c])
+        raise DataError(
+            f"cannot carve a stratified {name} split of {fraction:.0%} that holds every class: "
+            f"class {smallest!r} has {counts[smallest]} image(s) ({exc}). Add images, or "
+            f"provide <root>/train, <root>/val and <root>/test folders yourself"
+        ) from None
+    held_labels = {s.label for s in held}
+    missing = [discovered.classes[i] for i in sorted(set(labels) - held_labels)]
+    if missing:
+        raise DataError(
+            f"the {name} split ({fraction:.0%}) would hold no image of class(es) "
+            f"{', '.join(missing)}; raise data.split.{name} or add images"
+        )
+    return sorted(keep, key=_order), sorted(held, key=_order)
+
+
+def _order(sample: Sample) -> tuple[int, str]:
+    return sample.label, str(sample.path)
+
+
+def fingerprint(splits: Splits, discovered: Discovered) -> str:
+    """A hash of which file is in which split with which label (paths relative to the root)."""
+    digest = hashlib.sha256()
+    for name, samples in splits.by_name().items():
+        for s in samples:
+            rel = s.path.relative_to(discovered.root).as_posix()
+            digest.update(f"{name}\t{discovered.classes[s.label]}\t{rel}\n".encode())
+    return digest.hexdigest()[:16]
