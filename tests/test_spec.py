@@ -94,6 +94,7 @@ def test_default_storage_is_the_nearest_studies_folder(tmp_path: Path, digits_ro
     loaded = load_spec(write_spec(tmp_path / "specs" / "mine.yaml", spec))
     assert loaded.study.name == "mine"
     assert loaded.study.storage == f"sqlite:///{tmp_path / 'studies' / 'mine.db'}"
+    assert loaded.study.artifacts == tmp_path / "studies" / "mine"
 
 
 def test_yaml_is_read_with_a_safe_loader(tmp_path: Path) -> None:

@@ -55,3 +55,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             f"cannot open study storage {url!r}: {type(exc).__name__}: {exc}. Use a SQLAlchemy "
             "URL such as sqlite:///studies/name.db or postgresql://user:pass@host/db"
         ) from None
+
+
+def trial_artifacts_dir(artifacts_root: Path, trial_number: int) -> Path:
+    """Where one trial keeps its files (checkpoints, figures): `<study.artifacts>/trial_<n>/`."""
+    return artifacts_root / f"trial_{trial_number:04d}"

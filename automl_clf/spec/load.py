@@ -68,14 +68,14 @@ def parse_spec(raw: dict[str, Any], *, base_dir: Path) -> Spec:
 
 
 def with_study_defaults(spec: Spec, *, spec_path: Path) -> Spec:
-    """The spec with `study.name` and `study.storage` filled in where the file left them out."""
+    """The spec with `study.name`, `.storage` and `.artifacts` filled in where the file left
+    them out."""
     name = spec.study.name or spec_path.stem
-    storage = spec.study.storage
-    if storage is None:
-        storage = f"sqlite:///{default_studies_dir(spec_path) / name}.db"
-    return spec.model_copy(
-        update={"study": spec.study.model_copy(update={"name": name, "storage": storage})}
-    )
+    studies = default_studies_dir(spec_path)
+    storage = spec.study.storage or f"sqlite:///{studies / name}.db"
+    artifacts = spec.study.artifacts or studies / name
+    study = spec.study.model_copy(update={"name": name, "storage": storage, "artifacts": artifacts})
+    return spec.model_copy(update={"study": study})
 
 
 def default_studies_dir(spec_path: Path) -> Path:

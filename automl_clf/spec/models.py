@@ -64,6 +64,9 @@ class StudySpec(SpecModel):
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     storage: str | None = None  # SQLAlchemy URL; default: sqlite in the nearest studies/ folder
+    # Per-trial artifacts (checkpoints, figures); default: studies/<name>/ beside the database.
+    # Workers on several machines need a shared folder here to resume each other's trials.
+    artifacts: Path | None = None
     objective: Objective = "val_loss"
     direction: Literal["minimize", "maximize"] | None = None  # implied by the objective
     sampler: Literal["tpe", "random"] = "tpe"
@@ -72,6 +75,11 @@ class StudySpec(SpecModel):
     timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
     seed: int = 0  # the sampler's seed
     max_consecutive_failures: PositiveInt = 5  # stop the search when this many fail in a row
+
+    @field_validator("artifacts", mode="after")
+    @classmethod
+    def _resolve_artifacts(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
 
     @model_validator(mode="after")
     def _direction_matches_objective(self) -> StudySpec:
