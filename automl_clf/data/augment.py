@@ -4,14 +4,14 @@ Augmentation runs on the decoded uint8 pixels (H, W, C) of training batches only
 builders for val/test/predict (data/batches.py) take no augmentation at all, so augmenting
 them is impossible by construction.
 
-Named policies (magnitudes relative to the image size; `p` = probability per image):
+Named policies (magnitudes relative to the image size; p = probability per image):
 
-| policy | transforms |
-|--------|------------|
-| none   | nothing |
-| light  | Affine: shift ±6%, scale 0.95–1.05, rotate ±8° (p 0.5) |
-| medium | Affine: shift ±10%, scale 0.9–1.1, rotate ±15° (p 0.7); brightness/contrast ±0.2 (p 0.5) |
-| heavy  | Affine: shift ±12%, scale 0.85–1.15, rotate ±20°, shear ±8° (p 0.9); brightness/contrast ±0.3 (p 0.7); one cut-out hole of 15–30% per side (p 0.5) |
+- none: nothing.
+- light: Affine (shift ±6%, scale 0.95–1.05, rotate ±8°; p 0.5).
+- medium: Affine (shift ±10%, scale 0.9–1.1, rotate ±15°; p 0.7); brightness/contrast ±0.2
+  (p 0.5).
+- heavy: Affine (shift ±12%, scale 0.85–1.15, rotate ±20°, shear ±8°; p 0.9);
+  brightness/contrast ±0.3 (p 0.7); one cut-out hole of 15–30% per side (p 0.5).
 
 `hflip: true` adds a horizontal flip (p 0.5) to any policy.
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import otherwise asks the network
 
-from automl_clf.spec.config import AugmentConfig  # noqa: E402
+from automl_clf.spec.config import AugmentConfig
 
 POLICIES: dict[str, list[dict[str, Any]]] = {
     "none": [],

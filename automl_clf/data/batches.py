@@ -40,10 +40,13 @@ def train_batches(
         yield preprocessing.to_tensor(pixels), torch.from_numpy(data.labels[index])
 
 
-def eval_batches(data: SplitArrays, batch_size: int, preprocessing: Preprocessing) -> Iterator[Batch]:
+def eval_batches(
+    data: SplitArrays, batch_size: int, preprocessing: Preprocessing
+) -> Iterator[Batch]:
     """The split in order, preprocessed exactly as `predict` preprocesses a file."""
     for start in range(0, len(data), batch_size):
         stop = start + batch_size
-        yield preprocessing.to_tensor(data.pixels[start:stop]), torch.from_numpy(
-            data.labels[start:stop]
+        yield (
+            preprocessing.to_tensor(data.pixels[start:stop]),
+            torch.from_numpy(data.labels[start:stop]),
         )

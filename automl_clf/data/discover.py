@@ -17,9 +17,7 @@ from pathlib import Path
 from automl_clf.errors import DataError
 
 # What Pillow decodes and autoclf supports (GIF: the first frame).
-IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-)
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -87,9 +85,7 @@ def discover(root: Path) -> Discovered:
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
-    return [
-        p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-    ]
+    return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
 def _check_classes(classes: list[str], folder: Path) -> None:

@@ -8,6 +8,8 @@ before training, with a message that says which.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,28 @@ def check_output_shape(
             f"backbone {backbone!r} gave outputs of shape {tuple(out.shape)}, expected "
             f"(2, {n_classes}) logits"
         )
+
+
+@torch.no_grad()
+def measure_latency_ms(
+    model: nn.Module, in_chans: int, image_size: int, device: torch.device, n_runs: int = 20
+) -> float:
+    """Median wall time of one forward pass of a single image on `device`, in milliseconds."""
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, in_chans, image_size, image_size, device=device)
+    times = []
+    for run in range(n_runs + 3):  # 3 warm-up runs
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if run >= 3:
+            times.append(time.perf_counter() - started)
+    model.train(was_training)
+    return 1000.0 * statistics.median(times)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -91,3 +91,4 @@ def _record_epochs(trial: optuna.Trial, history: list[EpochResult]) -> None:
 def _record(trial: optuna.Trial, trained: TrainedModel) -> None:
     _record_epochs(trial, trained.fit.history)
     trial.set_user_attr("n_params", trained.n_params)
+    trial.set_user_attr("latency_ms", round(trained.latency_ms, 4))

@@ -74,7 +74,9 @@ def with_study_defaults(spec: Spec, *, spec_path: Path) -> Spec:
     studies = default_studies_dir(spec_path)
     storage = spec.study.storage or f"sqlite:///{studies / name}.db"
     artifacts = spec.study.artifacts or studies / name
-    study = spec.study.model_copy(update={"name": name, "storage": storage, "artifacts": artifacts})
+    study = spec.study.model_copy(
+        update={"name": name, "storage": storage, "artifacts": artifacts}
+    )
     return spec.model_copy(update={"study": study})
 
 

@@ -13,9 +13,16 @@ from dataclasses import dataclass
 from automl_clf.data.augment import build_augmenter
 from automl_clf.data.dataset import Dataset, SplitArrays
 from automl_clf.data.preprocess import Decoding, Preprocessing, build_preprocessing, mean_std
-from automl_clf.models.factory import build_model, count_parameters
+from automl_clf.models.factory import build_model, count_parameters, measure_latency_ms
 from automl_clf.spec.config import TrialConfig
-from automl_clf.train.trainer import EpochResult, FitResult, class_weights, fit, seed_everything
+from automl_clf.train.trainer import (
+    EpochResult,
+    FitResult,
+    class_weights,
+    fit,
+    resolve_device,
+    seed_everything,
+)
 
 
 @dataclass
@@ -23,6 +30,7 @@ class TrainedModel:
     fit: FitResult
     preprocessing: Preprocessing
     n_params: int
+    latency_ms: float  # median forward time of one image on the training device
 
 
 def train_config(
@@ -68,4 +76,10 @@ def train_config(
         max_epochs=max_epochs,
         on_epoch=on_epoch,
     )
-    return TrainedModel(result, preprocessing, count_parameters(model))
+    latency = measure_latency_ms(
+        result.model,
+        config.data.channels,
+        config.data.image_size,
+        resolve_device(train_cfg.device),
+    )
+    return TrainedModel(result, preprocessing, count_parameters(model), latency)
