@@ -11,6 +11,13 @@ predict. The public API mirrors the CLI:
 
 from __future__ import annotations
 
+import os
+
+# No network at run time: set before anything imports huggingface_hub (through timm) or
+# albumentations, which read these once at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from automl_clf.data import Decoding, load_dataset
-from automl_clf.data.augment import build_augmenter
-from automl_clf.data.batches import eval_batches, train_batches
+from automl_clf.data.augment import transform_list
+from automl_clf.data.batches import TrainBatches, eval_batches
 from automl_clf.data.discover import discover
 from automl_clf.data.preprocess import build_preprocessing
 from automl_clf.errors import DataError
@@ -18,10 +18,14 @@ from automl_clf.spec import parse_spec
 from automl_clf.spec.config import AugmentConfig, DataConfig
 from automl_clf.spec.models import DataSpec
 
+NO_MIX = {"magnitude": 1.0, "transforms": None, "mixup": 0.0, "mixup_alpha": None,
+          "cutmix": 0.0, "cutmix_alpha": None}  # fmt: skip
 
-def write_images(folder: Path, n: int, value: int = 128, size: int = 10) -> None:
+
+def write_images(folder: Path, n: int, size: int = 10) -> None:
+    """n distinct random images (distinct across folders too: the seed is the folder's path)."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(value)
+    rng = np.random.default_rng(list(str(folder).encode()))
     for i in range(n):
         pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.png")
@@ -130,14 +134,13 @@ def test_validation_batches_are_preprocessing_output_every_epoch(tmp_path: Path)
     second = [x for x, _ in eval_batches(arrays["val"], 4, pre)]
     assert all(bool((a == b).all()) for a, b in zip(first, second, strict=True))
     assert bool((first[0] == pre.to_tensor(arrays["val"].pixels[:4])).all())
-    # The training builder is the only one that takes an augmenter, and it changes pixels.
-    import torch
-
-    augmenter = build_augmenter(AugmentConfig(policy="heavy", hflip=True, transforms=None), 0)
-    x, _ = next(
-        train_batches(arrays["train"], 32, pre, augmenter, torch.Generator().manual_seed(0))
-    )
-    plain, _ = next(
-        train_batches(arrays["train"], 32, pre, None, torch.Generator().manual_seed(0))
-    )
-    assert not bool((x == plain).all())
+    # The training builder is the only one that takes augmentation, and it changes pixels.
+    heavy = transform_list(AugmentConfig(**NO_MIX, policy="heavy", hflip=True))
+    augmented = TrainBatches(arrays["train"], 32, pre, heavy, seed=0, n_classes=2)
+    plain = TrainBatches(arrays["train"], 32, pre, [], seed=0, n_classes=2)
+    (x, y), (x_plain, y_plain) = next(augmented.epoch(1)), next(plain.epoch(1))
+    assert bool((y == y_plain).all())  # same order: the order does not depend on augmentation
+    assert not bool((x == x_plain).all())
+    again = TrainBatches(arrays["train"], 32, pre, heavy, seed=0, n_classes=2)
+    assert bool((next(again.epoch(1))[0] == x).all())  # seeded: the same epoch is the same
+    assert not bool((next(again.epoch(2))[0] == x).all())  # and the next epoch differs

@@ -95,6 +95,7 @@ def test_default_storage_is_the_nearest_studies_folder(tmp_path: Path, digits_ro
     assert loaded.study.name == "mine"
     assert loaded.study.storage == f"sqlite:///{tmp_path / 'studies' / 'mine.db'}"
     assert loaded.study.artifacts == tmp_path / "studies" / "mine"
+    assert loaded.data.cache_dir == tmp_path / "studies" / "cache"
 
 
 def test_yaml_is_read_with_a_safe_loader(tmp_path: Path) -> None:

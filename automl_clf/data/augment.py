@@ -4,7 +4,9 @@ Augmentation runs on the decoded uint8 pixels (H, W, C) of training batches only
 builders for val/test/predict (data/batches.py) take no augmentation at all, so augmenting
 them is impossible by construction.
 
-Named policies (magnitudes relative to the image size; p = probability per image):
+Named policies, at `magnitude: 1` (shifts relative to the image size; p = probability per
+image). `magnitude` multiplies every shift, scale range, angle, brightness/contrast limit and
+hole size, never a probability, so "how strong" is one searchable number:
 
 - none: nothing.
 - light: Affine (shift ±6%, scale 0.95–1.05, rotate ±8°; p 0.5).
@@ -28,27 +30,40 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import otherwise a
 
 from automl_clf.spec.config import AugmentConfig
 
-POLICIES: dict[str, list[dict[str, Any]]] = {
-    "none": [],
-    "light": [
-        {"name": "Affine", "translate_percent": (-0.06, 0.06), "scale": (0.95, 1.05),
-         "rotate": (-8, 8), "p": 0.5},
-    ],
-    "medium": [
-        {"name": "Affine", "translate_percent": (-0.1, 0.1), "scale": (0.9, 1.1),
-         "rotate": (-15, 15), "p": 0.7},
-        {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2,
-         "p": 0.5},
-    ],
-    "heavy": [
-        {"name": "Affine", "translate_percent": (-0.12, 0.12), "scale": (0.85, 1.15),
-         "rotate": (-20, 20), "shear": (-8, 8), "p": 0.9},
-        {"name": "RandomBrightnessContrast", "brightness_limit": 0.3, "contrast_limit": 0.3,
-         "p": 0.7},
-        {"name": "CoarseDropout", "num_holes_range": (1, 1), "hole_height_range": (0.15, 0.3),
-         "hole_width_range": (0.15, 0.3), "p": 0.5},
-    ],
-}  # fmt: skip
+
+def policy_transforms(policy: str, magnitude: float = 1.0) -> list[dict[str, Any]]:
+    """The named policy's transforms, every magnitude (not probability) × `magnitude`."""
+    m = magnitude
+
+    def affine(
+        shift: float, scale: float, rotate: float, p: float, shear: float = 0.0
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": "Affine", "translate_percent": (-shift * m, shift * m),
+                 "scale": (1 - scale * m, 1 + scale * m), "rotate": (-rotate * m, rotate * m),
+                 "p": p}  # fmt: skip
+        if shear:
+            entry["shear"] = (-shear * m, shear * m)
+        return entry
+
+    def brightness_contrast(limit: float, p: float) -> dict[str, Any]:
+        return {"name": "RandomBrightnessContrast", "brightness_limit": min(limit * m, 1.0),
+                "contrast_limit": min(limit * m, 1.0), "p": p}  # fmt: skip
+
+    policies: dict[str, list[dict[str, Any]]] = {
+        "none": [],
+        "light": [affine(0.06, 0.05, 8, p=0.5)],
+        "medium": [affine(0.10, 0.10, 15, p=0.7), brightness_contrast(0.2, p=0.5)],
+        "heavy": [
+            affine(0.12, 0.15, 20, p=0.9, shear=8),
+            brightness_contrast(0.3, p=0.7),
+            {"name": "CoarseDropout", "num_holes_range": (1, 1),
+             "hole_height_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)),
+             "hole_width_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)), "p": 0.5},
+        ],
+    }  # fmt: skip
+    return policies[policy]
+
+
 HFLIP = {"name": "HorizontalFlip", "p": 0.5}
 
 
@@ -105,7 +120,10 @@ def transform_list(config: AugmentConfig) -> list[dict[str, Any]]:
     """The resolved list of transforms a trial applies."""
     if config.transforms is not None:
         return [dict(t) for t in config.transforms]
-    return [*POLICIES[config.policy], *([HFLIP] if config.hflip else [])]
+    return [
+        *policy_transforms(config.policy, config.magnitude),
+        *([HFLIP] if config.hflip else []),
+    ]
 
 
 class Augmenter:
@@ -114,6 +132,10 @@ class Augmenter:
     def __init__(self, entries: list[dict[str, Any]], seed: int) -> None:
         A = _albumentations()
         self.compose = A.Compose([_build_one(e) for e in entries], seed=seed, strict=True)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the pipeline's random stream: augmentation is a function of (seed, batch)."""
+        self.compose.set_random_seed(seed)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         out = np.stack([self.compose(image=image)["image"] for image in pixels])

@@ -1,13 +1,21 @@
 """Batches for training and evaluation from decoded pixels.
 
-There are two builders and only the training one takes an augmenter: val, test and predict
-batches are the preprocessing output and nothing else, by construction.
+Two builders, and only the training one takes augmentation: val, test and predict batches are the
+preprocessing output and nothing else, by construction.
+
+Training batches come from the in-memory pixels in this process, or, for a streamed split
+(`data.loading: stream`), from DataLoader workers (spawn context) that read the on-disk store and
+augment in parallel. Either way the batch order is drawn in this process from one seeded
+generator, so a run is reproducible.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import torch
 
 from automl_clf.data.augment import Augmenter
@@ -17,27 +25,145 @@ from automl_clf.data.preprocess import Preprocessing
 Batch = tuple[torch.Tensor, torch.Tensor]  # images float (N, C, H, W), labels int64 (N,)
 
 
-def train_batches(
-    data: SplitArrays,
-    batch_size: int,
-    preprocessing: Preprocessing,
-    augmenter: Augmenter | None,
-    generator: torch.Generator,
-) -> Iterator[Batch]:
-    """One epoch of shuffled, augmented, normalised training batches.
+def oversampling_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-image sampling weights that draw every class equally often (1 / class count)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return 1.0 / np.maximum(counts[labels], 1.0)
+
+
+class TrainBatches:
+    """Epochs of shuffled (or class-balanced oversampled), augmented, normalised batches.
+
+    Args:
+        augment: albumentations entries (data/augment.py `transform_list`); empty for none.
+        seed: seeds the batch order and the augmentation.
+        oversample: draw images with replacement, every class equally often.
+        workers: DataLoader workers for a streamed split; 0 reads in this process.
 
     A final batch of a single image is dropped: batch norm cannot train on one image.
     """
-    n = len(data)
-    order = torch.randperm(n, generator=generator).numpy()
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
-        if len(index) < 2 and n > 1:
-            break
-        pixels = data.pixels[index]
-        if augmenter is not None:
-            pixels = augmenter(pixels)
-        yield preprocessing.to_tensor(pixels), torch.from_numpy(data.labels[index])
+
+    def __init__(
+        self,
+        data: SplitArrays,
+        batch_size: int,
+        preprocessing: Preprocessing,
+        augment: list[dict[str, Any]],
+        seed: int,
+        *,
+        n_classes: int,
+        oversample: bool = False,
+        workers: int = 0,
+    ) -> None:
+        self.data = data
+        self.batch_size = batch_size
+        self.preprocessing = preprocessing
+        self.seed = seed
+        self.current_epoch = 0
+        self.weights = oversampling_weights(data.labels, n_classes) if oversample else None
+        self.augmenter = Augmenter(augment, seed) if augment else None
+        self.loader: torch.utils.data.DataLoader[Any] | None = None
+        if workers > 0:
+            self.loader = torch.utils.data.DataLoader(
+                _AugmentedRows(data, augment, seed),
+                batch_sampler=_EpochOrder(self),
+                num_workers=workers,
+                multiprocessing_context="spawn",
+                persistent_workers=True,
+                collate_fn=_stack,
+            )
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n, b = len(self.data), self.batch_size
+        return max(1, n // b + (n % b > 1))
+
+    def epoch_seed(self, epoch: int) -> int:
+        """Each epoch's order and augmentation depend on (seed, epoch) only, so a run resumed
+        at any epoch continues exactly as the uninterrupted run would have."""
+        return (self.seed * 1_000_003 + epoch) % 2**31
+
+    def order(self, epoch: int) -> list[np.ndarray]:
+        """One epoch's batches of image indices."""
+        n = len(self.data)
+        generator = torch.Generator().manual_seed(self.epoch_seed(epoch))
+        if self.weights is None:
+            order = torch.randperm(n, generator=generator).numpy()
+        else:
+            weights = torch.as_tensor(self.weights)
+            order = torch.multinomial(weights, n, replacement=True, generator=generator).numpy()
+        batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        return [b for b in batches if len(b) > 1 or n == 1]
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of `epoch` (1-based)."""
+        self.current_epoch = epoch
+        if self.loader is not None:
+            for pixels, labels in self.loader:
+                yield self.preprocessing.to_tensor(pixels), torch.from_numpy(labels)
+            return
+        if self.augmenter is not None:
+            self.augmenter.reseed(self.epoch_seed(epoch))
+        for index in self.order(epoch):
+            pixels = self.data.pixels[index]
+            if self.augmenter is not None:
+                pixels = self.augmenter(pixels)
+            yield self.preprocessing.to_tensor(pixels), torch.from_numpy(self.data.labels[index])
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (dropping the loader shuts its workers down)."""
+        self.loader = None
+
+
+class _EpochOrder(torch.utils.data.Sampler[list[tuple[int, int]]]):
+    """The batch sampler of the worker path: the same seeded order as the in-process path, each
+    index paired with the epoch's seed so workers can seed the augmentation per image."""
+
+    def __init__(self, owner: TrainBatches) -> None:
+        self.owner = owner
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.owner.current_epoch
+        seed = self.owner.epoch_seed(epoch)
+        for batch in self.owner.order(epoch):
+            yield [(int(i), seed) for i in batch]
+
+
+class _AugmentedRows(torch.utils.data.Dataset[tuple[np.ndarray, int]]):
+    """One augmented image per (index, epoch seed), read in a worker; the augmentation is seeded
+    per image, so batches do not depend on how many workers there are or which one reads."""
+
+    def __init__(self, data: SplitArrays, augment: list[dict[str, Any]], seed: int) -> None:
+        self.pixels = data.pixels
+        self.labels = data.labels
+        self.augment = augment
+        self.seed = seed
+        self.augmenter: Augmenter | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, int]:
+        index, epoch_seed = key
+        pixels = self.pixels[np.asarray([index])]
+        if self.augment:
+            if self.augmenter is None:
+                self.augmenter = Augmenter(self.augment, self.seed)
+            self.augmenter.reseed((epoch_seed * 7_919 + index) % 2**31)
+            pixels = self.augmenter(pixels)
+        return pixels[0], int(self.labels[index])
+
+
+def _stack(items: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.stack([p for p, _ in items]), np.asarray([y for _, y in items], dtype=np.int64)
+
+
+def default_workers() -> int:
+    """DataLoader workers for streamed data: the cores there are, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2)))
 
 
 def eval_batches(

@@ -1,56 +1,137 @@
-"""A data set ready for trials: discovered, split, and decoded once per process.
+"""A data set ready for trials: discovered, hashed, split, de-duplicated, and decoded once.
 
-Decoding and resizing happen once per decode key (size, channels, resize policy) and are shared
-by every trial of a study run in this process; normalisation and augmentation are cheap and
-happen per batch. A corrupt or truncated file is skipped and listed, never fatal.
+Decoding and resizing happen once per file content and decoding (size, channels, resize policy):
+in this process (kept in memory for every trial) and across runs and workers (the on-disk store
+of data/cache.py). Normalisation and augmentation are cheap and happen per batch. A corrupt or
+truncated file is skipped and listed, never fatal. A data set whose decoded pixels would not fit
+comfortably in memory is streamed from the on-disk store instead (`data.loading`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from automl_clf.data.discover import Sample, SkippedFile, class_counts, discover
+from automl_clf.data.cache import DecodedStore, HashIndex
+from automl_clf.data.discover import (
+    Discovered,
+    Sample,
+    SkippedFile,
+    class_counts,
+    discover,
+    discover_manifest,
+)
 from automl_clf.data.preprocess import Decoding
-from automl_clf.data.split import Splits, fingerprint, split
+from automl_clf.data.split import Splits, split
 from automl_clf.errors import DataError
 from automl_clf.spec.models import DataSpec
 
 SPLITS = ("train", "val", "test")
+MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it
+IMBALANCE_RATIO = 3.0  # largest / smallest class in train above this: warn
+
+
+class LazyRows:
+    """Rows of an on-disk pixels store, read on demand: the `pixels` of a streamed split.
+
+    Indexes like an array (`rows[3]`, `rows[2:9]`, `rows[index_array]`) and pickles as its path
+    and row numbers, so DataLoader workers (spawned) open their own memory map.
+    """
+
+    def __init__(self, path: Path, rows: np.ndarray) -> None:
+        self.path = path
+        self.rows = rows
+        self._map: np.ndarray | None = None
+
+    def _pixels(self) -> np.ndarray:
+        if self._map is None:
+            self._map = np.load(self.path, mmap_mode="r")
+        return self._map
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self._pixels().shape[1:])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.asarray(self._pixels()[self.rows[index]])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "rows": self.rows, "_map": None}
+
+
+Pixels = np.ndarray | LazyRows
+
+
+STATS_SAMPLE = 4096  # images a streamed split's mean/std is estimated from
+
+
+def pixels_for_stats(pixels: Pixels) -> np.ndarray:
+    """All pixels when in memory; an evenly spaced sample of a streamed split."""
+    if isinstance(pixels, np.ndarray):
+        return pixels
+    index = np.unique(np.linspace(0, len(pixels) - 1, min(len(pixels), STATS_SAMPLE)).astype(int))
+    return pixels[index]
 
 
 @dataclass(frozen=True)
 class SplitArrays:
     """One split's decoded pixels, labels and source files, in the same order."""
 
-    pixels: np.ndarray  # uint8 (N, H, W, C)
+    pixels: Pixels  # uint8 (N, H, W, C), in memory or streamed from disk
     labels: np.ndarray  # int64 (N,)
     paths: tuple[Path, ...]
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.pixels, LazyRows)
+
     @staticmethod
     def concat(*parts: SplitArrays) -> SplitArrays:
-        return SplitArrays(
-            np.concatenate([p.pixels for p in parts]),
-            np.concatenate([p.labels for p in parts]),
-            tuple(path for p in parts for path in p.paths),
-        )
+        if len(parts) == 1:
+            return parts[0]
+        labels = np.concatenate([p.labels for p in parts])
+        paths = tuple(path for p in parts for path in p.paths)
+        lazy = [p.pixels for p in parts if isinstance(p.pixels, LazyRows)]
+        if lazy:
+            assert len(lazy) == len(parts) and len({r.path for r in lazy}) == 1
+            rows = np.concatenate([r.rows for r in lazy])
+            return SplitArrays(LazyRows(lazy[0].path, rows), labels, paths)
+        return SplitArrays(np.concatenate([np.asarray(p.pixels) for p in parts]), labels, paths)
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files with identical content in more than one split."""
+
+    digest: str
+    paths: dict[str, list[Path]]  # split -> files
 
 
 @dataclass
 class Dataset:
-    """Discovered classes, the fixed split, and decoded pixels cached per decode key."""
+    """Discovered classes, the fixed split, and decoded pixels cached per decoding."""
 
+    spec: DataSpec
     root: Path
     classes: list[str]
     splits: Splits
-    fingerprint: str  # of the split: which file is where (see data/split.py)
+    fingerprint: str  # which file (by content) is in which split with which label
     skipped: list[SkippedFile]
-    presplit: bool  # the root had train/val/test folders
+    presplit: bool  # the folders (or the manifest) gave the split
+    duplicates: list[DuplicateGroup]  # across splits, before any were dropped
+    n_dropped: int  # val/test images dropped as duplicates of earlier splits
+    hashes: dict[Path, str]
     _decoded: dict[Decoding, dict[str, SplitArrays]] = field(default_factory=dict)
 
     @property
@@ -61,46 +142,158 @@ class Dataset:
         """Images per class in each split (before decoding; corrupt files are still counted)."""
         return {n: class_counts(s, self.n_classes) for n, s in self.splits.by_name().items()}
 
+    def warnings(self) -> list[str]:
+        """Problems worth a user's attention that do not stop training (imbalance, leakage)."""
+        notes = []
+        train = self.counts()["train"]
+        if min(train) * IMBALANCE_RATIO < max(train):
+            big, small = int(np.argmax(train)), int(np.argmin(train))
+            notes.append(
+                f"imbalanced classes: {self.classes[big]!r} has {train[big]} training images, "
+                f"{self.classes[small]!r} {train[small]}; consider train.class_weighting: "
+                "balanced, train.sampling: oversample and study.objective: macro_f1"
+            )
+        if self.duplicates:
+            action = (
+                f"dropped {self.n_dropped} from val/test"
+                if self.spec.duplicates == "drop"
+                else "kept (data.duplicates: keep): scores may be inflated"
+            )
+            n = len(self.duplicates)
+            notes.append(f"{n} image(s) appear in more than one split; {action}")
+        return notes
+
+    def loading_mode(self, decoding: Decoding) -> str:
+        """memory or stream, as `data.loading` says or (auto) by the decoded size."""
+        if self.spec.loading != "auto":
+            return self.spec.loading
+        n = sum(len(s) for s in self.splits.by_name().values())
+        size = n * decoding.image_size**2 * decoding.channels
+        fits = size < MEMORY_SHARE * _physical_memory()
+        return "memory" if fits or not self.spec.cache else "stream"
+
     def arrays(self, decoding: Decoding) -> dict[str, SplitArrays]:
         """Every split decoded with `decoding`; computed once per process and decoding."""
         if decoding not in self._decoded:
-            self._decoded[decoding] = {
-                name: self._decode(name, samples, decoding)
-                for name, samples in self.splits.by_name().items()
-            }
+            self._decoded[decoding] = self._decode_all(decoding)
         return self._decoded[decoding]
 
-    def _decode(self, name: str, samples: list[Sample], pre: Decoding) -> SplitArrays:
-        pixels, labels, paths = [], [], []
-        for sample in samples:
-            try:
-                pixels.append(pre.load_file(sample.path))
-            except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
-                self.skipped.append(SkippedFile(sample.path, f"cannot decode: {exc}"))
-                continue
-            labels.append(sample.label)
-            paths.append(sample.path)
-        missing = sorted(set(range(self.n_classes)) - set(labels))
+    def _decode_all(self, decoding: Decoding) -> dict[str, SplitArrays]:
+        cache_dir = self.spec.cache_dir if self.spec.cache else None
+        store = DecodedStore(cache_dir, decoding)
+        samples = self.splits.by_name()
+        store.ensure(
+            ((self.hashes[s.path], s.path) for part in samples.values() for s in part),
+            n_threads=os.cpu_count() or 1,
+        )
+        stream = self.loading_mode(decoding) == "stream"
+        arrays = {}
+        for name, part in samples.items():
+            kept = []
+            for sample in part:
+                digest = self.hashes[sample.path]
+                if digest in store.failed:
+                    self.skipped.append(SkippedFile(sample.path, store.failed[digest]))
+                else:
+                    kept.append(sample)
+            self._check_every_class(name, kept)
+            rows = np.asarray([store.rows[self.hashes[s.path]] for s in kept], dtype=np.int64)
+            labels = np.asarray([s.label for s in kept], dtype=np.int64)
+            paths = tuple(s.path for s in kept)
+            if stream:
+                assert store.path is not None
+                arrays[name] = SplitArrays(LazyRows(store.path, rows), labels, paths)
+            else:
+                arrays[name] = SplitArrays(np.asarray(store.pixels[rows]), labels, paths)
+        return arrays
+
+    def _check_every_class(self, name: str, kept: list[Sample]) -> None:
+        missing = sorted(set(range(self.n_classes)) - {s.label for s in kept})
         if missing:
             names = ", ".join(self.classes[i] for i in missing)
             raise DataError(
                 f"after skipping unreadable files, the {name} split holds no image of class(es) "
                 f"{names}; see the skipped files listed by `autoclf validate`"
             )
-        shape = (0, pre.image_size, pre.image_size, pre.channels)
-        stacked = np.stack(pixels) if pixels else np.zeros(shape, np.uint8)
-        return SplitArrays(stacked, np.asarray(labels, dtype=np.int64), tuple(paths))
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30  # unknown: assume 8 GiB
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
-    """Discover and split the spec's data folder (no decoding yet: that is `Dataset.arrays`)."""
-    discovered = discover(spec.root)
+    """Discover, hash and split the spec's data (no decoding yet: that is `Dataset.arrays`)."""
+    discovered = discover_manifest(spec.manifest) if spec.manifest else discover(_root(spec))
+    all_samples = [s for part in discovered.samples.values() for s in part]
+    index = HashIndex(spec.cache_dir if spec.cache else None)
+    try:
+        digests = index.hashes([s.path for s in all_samples])
+    except OSError as exc:
+        raise DataError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    hashes = dict(zip((s.path for s in all_samples), digests, strict=True))
     splits = split(discovered, spec.split)
+    duplicates = find_duplicates(splits, hashes)
+    n_dropped = 0
+    if spec.duplicates == "drop" and duplicates:
+        splits, n_dropped = _drop_leaked(splits, hashes, discovered)
     return Dataset(
+        spec=spec,
         root=discovered.root,
         classes=discovered.classes,
         splits=splits,
-        fingerprint=fingerprint(splits, discovered),
+        fingerprint=fingerprint(splits, discovered, hashes),
         skipped=list(discovered.skipped),
         presplit=discovered.presplit,
+        duplicates=duplicates,
+        n_dropped=n_dropped,
+        hashes=hashes,
     )
+
+
+def _root(spec: DataSpec) -> Path:
+    assert spec.root is not None
+    return spec.root
+
+
+def find_duplicates(splits: Splits, hashes: dict[Path, str]) -> list[DuplicateGroup]:
+    """Contents that occur in more than one split (exact byte-level duplicates)."""
+    where: dict[str, dict[str, list[Path]]] = {}
+    for name, samples in splits.by_name().items():
+        for s in samples:
+            where.setdefault(hashes[s.path], {}).setdefault(name, []).append(s.path)
+    return [DuplicateGroup(d, paths) for d, paths in where.items() if len(paths) > 1]
+
+
+def _drop_leaked(
+    splits: Splits, hashes: dict[Path, str], discovered: Discovered
+) -> tuple[Splits, int]:
+    """Drop from val what train holds, and from test what train or val holds."""
+    seen = {hashes[s.path] for s in splits.train}
+    val = [s for s in splits.val if hashes[s.path] not in seen]
+    seen |= {hashes[s.path] for s in val}
+    test = [s for s in splits.test if hashes[s.path] not in seen]
+    for name, kept in (("val", val), ("test", test)):
+        missing = set(range(len(discovered.classes))) - {s.label for s in kept}
+        if missing:
+            names = ", ".join(discovered.classes[i] for i in sorted(missing))
+            raise DataError(
+                f"dropping duplicates of training images leaves the {name} split without "
+                f"class(es) {names}; remove the duplicates or set data.duplicates: keep"
+            )
+    n_dropped = len(splits.val) - len(val) + len(splits.test) - len(test)
+    return Splits(splits.train, val, test), n_dropped
+
+
+def fingerprint(splits: Splits, discovered: Discovered, hashes: dict[Path, str]) -> str:
+    """A hash of which file (name and content) is in which split with which label."""
+    digest = hashlib.sha256()
+    for name, samples in splits.by_name().items():
+        for s in samples:
+            inside = s.path.is_relative_to(discovered.root)
+            rel = (s.path.relative_to(discovered.root) if inside else s.path).as_posix()
+            label = discovered.classes[s.label]
+            digest.update(f"{name}\t{label}\t{rel}\t{hashes[s.path]}\n".encode())
+    return digest.hexdigest()[:16]

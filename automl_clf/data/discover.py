@@ -1,7 +1,8 @@
-"""Find the images of a folder tree and their labels (the class folder names).
+"""Find the images of a data set and their labels.
 
-Two layouts: `<root>/<class>/*` (autoclf splits it; see data/split.py) and
-`<root>/{train,val,test}/<class>/*` (used as given). Hidden files, files that are not images
+Two folder layouts: `<root>/<class>/*` (autoclf splits it; see data/split.py) and
+`<root>/{train,val,test}/<class>/*` (used as given); or a CSV manifest with columns
+`path,label[,split]` (paths relative to the CSV's folder). Hidden files, files that are not images
 by their extension and empty files are skipped and counted, never fatal; symlinks that leave
 the root are not followed. Problems that make the data set unusable (a missing folder, an empty
 class, fewer than two classes) are `DataError`s raised before any training.
@@ -9,6 +10,7 @@ class, fewer than two classes) are `DataError`s raised before any training.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -149,3 +151,59 @@ def _skip_reason(path: Path, real_root: Path) -> str:
 def class_counts(samples: list[Sample], n_classes: int) -> list[int]:
     counts = Counter(s.label for s in samples)
     return [counts.get(i, 0) for i in range(n_classes)]
+
+
+def discover_manifest(manifest: Path) -> Discovered:
+    """Samples listed in a CSV manifest: `path,label[,split]`, with a header row.
+
+    Paths are relative to the CSV's folder (or absolute). Rows naming a missing, hidden or
+    non-image file are skipped and counted like files in a folder tree. `split` (train, val or
+    test) must be given for every row or for none.
+    """
+    base = manifest.resolve().parent
+    try:
+        with manifest.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"data.manifest: cannot read {manifest}: {exc}") from None
+    columns = set(rows[0]) if rows else set()
+    if not {"path", "label"} <= columns:
+        raise DataError(
+            f"data.manifest {manifest} needs a header with columns path,label[,split]; "
+            f"found {', '.join(sorted(columns)) or 'no rows'}"
+        )
+    with_split = [r for r in rows if (r.get("split") or "").strip()]
+    if with_split and len(with_split) != len(rows):
+        raise DataError(
+            f"data.manifest {manifest}: {len(with_split)} of {len(rows)} rows give a split; give "
+            "one for every row (train, val or test) or for none"
+        )
+    bad = sorted({r["split"] for r in with_split} - set(SPLIT_NAMES))
+    if bad:
+        raise DataError(
+            f"data.manifest {manifest}: unknown split(s) {', '.join(bad)}; use train, val or test"
+        )
+    classes = sorted({r["label"].strip() for r in rows if r["label"].strip()})
+    _check_classes(classes, manifest)
+    index = {name: i for i, name in enumerate(classes)}
+    skipped: list[SkippedFile] = []
+    samples: dict[str, list[Sample]] = {}
+    for row in rows:
+        path = Path(row["path"].strip())
+        path = path if path.is_absolute() else base / path
+        reason = "missing file" if not path.is_file() else _skip_reason(path, base)
+        if reason or not row["label"].strip():
+            skipped.append(SkippedFile(path, reason or "no label"))
+            continue
+        split_name = row["split"].strip() if with_split else "all"
+        samples.setdefault(split_name, []).append(Sample(path, index[row["label"].strip()]))
+    if with_split and "train" not in samples:
+        raise DataError(f"data.manifest {manifest}: no row is in the train split")
+    for split_name, found in samples.items():
+        missing = sorted(set(range(len(classes))) - {s.label for s in found})
+        if missing:
+            where = f" in the {split_name} split" if with_split else ""
+            names = ", ".join(repr(classes[i]) for i in missing)
+            raise DataError(f"class(es) {names} have no usable image{where} in {manifest}")
+        found.sort(key=lambda s: (s.label, str(s.path)))
+    return Discovered(base, classes, samples, skipped)

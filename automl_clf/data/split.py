@@ -1,13 +1,12 @@
 """Stratified, seeded train/val/test splits, identical for every trial, rerun and export.
 
 The split is a pure function of the sorted file list, the fractions and the seed, so each
-process recomputes the same one; its fingerprint is stored with the study so a data set that
-changed under a study is caught instead of silently mixing splits.
+process recomputes the same one; its fingerprint (data/dataset.py) is stored with the study so a
+data set that changed under a study is caught instead of silently mixing splits.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from sklearn.model_selection import train_test_split
@@ -75,13 +74,3 @@ def _stratified(
 
 def _order(sample: Sample) -> tuple[int, str]:
     return sample.label, str(sample.path)
-
-
-def fingerprint(splits: Splits, discovered: Discovered) -> str:
-    """A hash of which file is in which split with which label (paths relative to the root)."""
-    digest = hashlib.sha256()
-    for name, samples in splits.by_name().items():
-        for s in samples:
-            rel = s.path.relative_to(discovered.root).as_posix()
-            digest.update(f"{name}\t{discovered.classes[s.label]}\t{rel}\n".encode())
-    return digest.hexdigest()[:16]

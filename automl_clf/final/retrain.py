@@ -53,6 +53,7 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
     check_compatible(study, spec, dataset)
     epochs = int(trial.user_attrs.get("best_epoch", config.train.epochs))
     both = spec.final.train_on == "train+val"
+    replay = trial.user_attrs.get("lr_history") if config.train.schedule == "plateau" else None
     trained = train_config(
         config,
         dataset,
@@ -60,6 +61,7 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
         validate_on=None if both else "val",
         class_weighting=spec.final.class_weighting,
         max_epochs=epochs,
+        lr_replay=replay,
         seed=spec.final.seed,
     )
     test_data = dataset.arrays(Decoding.of(config.data))["test"]

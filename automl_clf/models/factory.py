@@ -7,7 +7,6 @@ before training, with a message that says which.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from pathlib import Path
@@ -19,10 +18,7 @@ from torch import nn
 from automl_clf.errors import TrialFailed
 from automl_clf.models.cnn import PlainCNN
 from automl_clf.spec.config import ModelConfig
-from automl_clf.spec.models import PLAIN_CNN
-
-# No network at run time: timm may only read weights from a local file or an existing cache.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from automl_clf.spec.models import PLAIN_CNN, PRETRAINED_CACHE
 
 
 def build_model(
@@ -66,12 +62,53 @@ def _build_timm(
     }
     if cfg.pretrained is None or not load_pretrained:
         return timm.create_model(cfg.backbone, pretrained=False, **kwargs)
-    path = Path(cfg.pretrained)
-    if not path.is_file():
-        raise TrialFailed(f"pretrained weights file not found: {path}")
-    # timm adapts the stem to in_chans and drops a classifier of another size when loading.
-    return timm.create_model(
-        cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+    if cfg.pretrained == PRETRAINED_CACHE:
+        path = cached_pretrained_file(cfg.backbone)
+    else:
+        path = Path(cfg.pretrained)
+        if not path.is_file():
+            raise TrialFailed(f"pretrained weights file not found: {path}")
+    # timm reads .safetensors, or torch files with weights_only=True (no code runs); it adapts
+    # the stem to in_chans and drops a classifier of another size.
+    try:
+        return timm.create_model(
+            cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+        )
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        raise TrialFailed(
+            f"cannot load weights {path} into {cfg.backbone!r}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def cached_pretrained_file(backbone: str) -> Path:
+    """timm's default weights for `backbone`, from the local caches only (never downloaded).
+
+    Looks in the Hugging Face cache (where timm puts hub weights) and torch hub's checkpoint
+    folder (older URL weights).
+    """
+    import huggingface_hub
+    import timm
+
+    cfg = timm.get_pretrained_cfg(backbone)
+    if cfg is None:
+        raise TrialFailed(f"timm has no pretrained weights for {backbone!r}")
+    looked = []
+    if cfg.hf_hub_id:
+        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
+            if filename:
+                found = huggingface_hub.try_to_load_from_cache(cfg.hf_hub_id, filename)
+                if isinstance(found, str):
+                    return Path(found)
+        looked.append(f"the Hugging Face cache ({cfg.hf_hub_id})")
+    if cfg.url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / str(cfg.url).rsplit("/", 1)[-1]
+        if path.is_file():
+            return path
+        looked.append(str(path))
+    raise TrialFailed(
+        f"pretrained weights for {backbone!r} are not on this machine (looked in "
+        f"{' and '.join(looked) or 'no known place'}); autoclf never downloads: copy the "
+        "weights file here and set model.pretrained to its path"
     )
 
 
@@ -100,7 +137,7 @@ def check_output_shape(
 
 @torch.no_grad()
 def measure_latency_ms(
-    model: nn.Module, in_chans: int, image_size: int, device: torch.device, n_runs: int = 20
+    model: nn.Module, in_chans: int, image_size: int, device: torch.device, n_runs: int = 10
 ) -> float:
     """Median wall time of one forward pass of a single image on `device`, in milliseconds."""
     was_training = model.training

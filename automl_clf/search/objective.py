@@ -14,8 +14,10 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Dataset
+from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
+from automl_clf.train.checkpoint import Checkpoints
 from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import EpochResult
 
@@ -43,6 +45,12 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         history: list[EpochResult] = []
+        # A retried trial (interrupted, or its worker died) resumes from its original's
+        # checkpoint: `checkpoint_of` travels with the params when a trial is re-queued.
+        origin = int(trial.user_attrs.get("checkpoint_of", trial.number))
+        trial.set_user_attr("checkpoint_of", origin)
+        assert self.spec.study.artifacts is not None
+        checkpoints = Checkpoints(trial_artifacts_dir(self.spec.study.artifacts, origin))
         try:
             config = resolve(self.spec, trial)
             trial.set_user_attr("config", config.model_dump(mode="json"))
@@ -60,15 +68,20 @@ class Objective:
                     _record_epochs(trial, history)
                     raise optuna.TrialPruned(f"epoch {epoch.epoch}: {self.metric} {value:.4g}")
 
-            trained = train_config(config, self.dataset, on_epoch=on_epoch)
+            trained = train_config(
+                config, self.dataset, checkpoint_dir=checkpoints.folder, on_epoch=on_epoch
+            )
         except optuna.TrialPruned:
+            checkpoints.clear()
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", INTERRUPTED)
+            trial.set_user_attr("fail_reason", INTERRUPTED)  # its checkpoint stays, to resume
             raise
         except Exception as exc:
+            checkpoints.clear()
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
             raise
+        checkpoints.clear()
         _record(trial, trained)
         best = trained.fit.best.val
         assert best is not None
@@ -86,9 +99,13 @@ def _record_epochs(trial: optuna.Trial, history: list[EpochResult]) -> None:
     trial.set_user_attr("best_epoch", best.epoch)
     trial.set_user_attr("epochs_run", len(history))
     trial.set_user_attr("train_seconds", round(sum(e.seconds for e in history), 3))
+    trial.set_user_attr("lr_history", [e.lr for e in history])
 
 
 def _record(trial: optuna.Trial, trained: TrainedModel) -> None:
     _record_epochs(trial, trained.fit.history)
     trial.set_user_attr("n_params", trained.n_params)
     trial.set_user_attr("latency_ms", round(trained.latency_ms, 4))
+    trial.set_user_attr("resumed_from_epoch", trained.fit.resumed_from_epoch)
+    trial.set_user_attr("preprocessing", trained.preprocessing.model_dump(mode="json"))
+    trial.set_user_attr("augmentation", trained.augmentation)

@@ -121,7 +121,10 @@ def _requeue_interrupted(study: optuna.Study) -> None:
             and trial.user_attrs.get("fail_reason") == INTERRUPTED
             and trial.number not in retried
         ):
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            origin = trial.user_attrs.get("checkpoint_of", trial.number)
+            study.enqueue_trial(
+                trial.params, user_attrs={"retry_of": trial.number, "checkpoint_of": origin}
+            )
 
 
 @contextlib.contextmanager

@@ -36,7 +36,10 @@ class ModelConfig(ConfigModel):
     backbone: str  # "cnn" or a timm model name
     dropout: float
     cnn: CNNConfig | None  # set exactly when backbone == "cnn"
-    pretrained: str | None  # absolute path of a local weights file
+    pretrained: str | None  # absolute path of a local weights file, or "cache"
+    transfer: Literal["finetune", "freeze", "partial"]  # "finetune" (all) without pretrained
+    unfreeze_stages: int | None  # set exactly when transfer == "partial"
+    backbone_lr_scale: float | None  # set when pretrained weights are trained (not freeze)
 
 
 class TrainConfig(ConfigModel):
@@ -46,18 +49,32 @@ class TrainConfig(ConfigModel):
     lr: float
     weight_decay: float
     momentum: float | None  # set exactly when optimizer == "sgd"
+    nesterov: bool | None  # set exactly when optimizer == "sgd"
     label_smoothing: float
-    schedule: Literal["constant", "cosine"]
+    schedule: Literal["constant", "cosine", "onecycle", "step", "plateau"]
+    warmup_epochs: float | None  # None for onecycle (it warms up by itself)
+    step_size: int
+    gamma: float
+    plateau_patience: int
+    grad_clip: float | None
     early_stopping_patience: int | None
-    class_weighting: Literal["none", "balanced"]
+    class_weighting: Literal["none", "balanced", "effective_number"]
+    sampling: Literal["shuffle", "oversample"]
     seed: int
     device: Literal["auto", "cpu", "cuda"]
+    mixed_precision: bool
+    threads: int | None
 
 
 class AugmentConfig(ConfigModel):
     policy: Literal["none", "light", "medium", "heavy"]
+    magnitude: float
     hflip: bool
     transforms: tuple[dict[str, object], ...] | None  # a custom albumentations list
+    mixup: float  # share of batches
+    mixup_alpha: float | None  # set exactly when mixup > 0
+    cutmix: float
+    cutmix_alpha: float | None  # set exactly when cutmix > 0
 
 
 class TrialConfig(ConfigModel):

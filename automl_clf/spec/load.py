@@ -68,8 +68,8 @@ def parse_spec(raw: dict[str, Any], *, base_dir: Path) -> Spec:
 
 
 def with_study_defaults(spec: Spec, *, spec_path: Path) -> Spec:
-    """The spec with `study.name`, `.storage` and `.artifacts` filled in where the file left
-    them out."""
+    """The spec with `study.name`, `.storage`, `.artifacts` and `data.cache_dir` filled in
+    where the file left them out."""
     name = spec.study.name or spec_path.stem
     studies = default_studies_dir(spec_path)
     storage = spec.study.storage or f"sqlite:///{studies / name}.db"
@@ -77,7 +77,8 @@ def with_study_defaults(spec: Spec, *, spec_path: Path) -> Spec:
     study = spec.study.model_copy(
         update={"name": name, "storage": storage, "artifacts": artifacts}
     )
-    return spec.model_copy(update={"study": study})
+    data = spec.data.model_copy(update={"cache_dir": spec.data.cache_dir or studies / "cache"})
+    return spec.model_copy(update={"study": study, "data": data})
 
 
 def default_studies_dir(spec_path: Path) -> Path:

@@ -33,6 +33,7 @@ OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
 }
 AUGMENT_POLICIES = ("none", "light", "medium", "heavy")
 PLAIN_CNN = "cnn"
+PRETRAINED_CACHE = "cache"
 
 
 def _candidates(value: Any) -> list[Any]:
@@ -114,9 +115,10 @@ class SplitSpec(SpecModel):
 
 
 class DataSpec(SpecModel):
-    """The image folder and how every image is turned into a tensor (training and predict)."""
+    """The images, and how every image is turned into a tensor (training and predict alike)."""
 
-    root: Path
+    root: Path | None = None  # <root>/<class>/* or <root>/{train,val,test}/<class>/*
+    manifest: Path | None = None  # or a CSV with columns path,label[,split]
     image_size: Annotated[int, Field(ge=4, le=1024)] = 32  # pixels, square
     channels: Literal[1, 3] = 3  # 1 = grayscale, 3 = RGB; every image is converted to this
     # squash: stretch to a square; letterbox: fit inside and pad with black; center_crop: resize
@@ -125,16 +127,54 @@ class DataSpec(SpecModel):
     # auto: the backbone's pretrained mean/std for timm models, the training split's for the CNN
     normalize: Literal["auto", "imagenet", "dataset", "none"] = "auto"
     split: SplitSpec = SplitSpec()
+    # drop: remove from val/test every image whose exact content is also in an earlier split
+    # (train, then val), so no score is inflated by leakage; keep: only report them
+    duplicates: Literal["drop", "keep"] = "drop"
+    # memory: decoded images in RAM; stream: read from the on-disk cache by DataLoader workers;
+    # auto: memory when the decoded set takes under a quarter of the machine's memory
+    loading: Literal["auto", "memory", "stream"] = "auto"
+    workers: Annotated[int, Field(ge=0, le=64)] | None = None  # stream workers; default: cores
+    cache: bool = True  # keep decoded pixels on disk, keyed by file content and decoding
+    cache_dir: Path | None = None  # default: studies/cache/ beside the study databases
 
     @field_validator("root", mode="after")
     @classmethod
-    def _root_exists(cls, value: Path, info: ValidationInfo) -> Path:
+    def _root_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
         path = resolve_path(value, info)
         if not path.is_dir():
             raise ValueError(
                 f"folder not found: {path} (relative paths resolve against the spec's folder)"
             )
         return path
+
+    @field_validator("manifest", mode="after")
+    @classmethod
+    def _manifest_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = resolve_path(value, info)
+        if not path.is_file():
+            raise ValueError(
+                f"file not found: {path} (relative paths resolve against the spec's folder)"
+            )
+        return path
+
+    @field_validator("cache_dir", mode="after")
+    @classmethod
+    def _resolve_cache_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.root is None) == (self.manifest is None):
+            raise ValueError(
+                "give exactly one of root (an image folder) or manifest (a CSV of path,label)"
+            )
+        if self.loading == "stream" and not self.cache:
+            raise ValueError("loading: stream reads the on-disk cache; set cache: true")
+        return self
 
 
 class CNNSpec(SpecModel):
@@ -162,12 +202,20 @@ class CNNSpec(SpecModel):
 
 
 class ModelSpec(SpecModel):
-    """The network: the plain CNN (`cnn`) or any timm model by name."""
+    """The network: the plain CNN (`cnn`) or any timm model by name, optionally pretrained."""
 
     backbone: Tunable[str] = PLAIN_CNN
     dropout: Tunable[Fraction] = 0.2  # before the final layer
     cnn: CNNSpec = CNNSpec()
-    pretrained: Path | None = None  # local weights file (safetensors or torch); never a download
+    # A local weights file (.safetensors, or a torch checkpoint read with weights_only=True), or
+    # `cache`: timm's own pretrained weights from the local Hugging Face cache (never
+    # downloaded: a missing file is an error).
+    pretrained: str | None = None
+    # With pretrained weights: finetune (train everything), freeze (train the head only) or
+    # partial (train the head and the last `unfreeze_stages` stages).
+    transfer: Tunable[Literal["finetune", "freeze", "partial"]] = "finetune"
+    unfreeze_stages: Tunable[PositiveInt] = 1  # transfer: partial
+    backbone_lr_scale: Tunable[Annotated[float, Field(gt=0, le=1)]] = 1.0  # × lr, pretrained part
 
     @field_validator("backbone", mode="after")
     @classmethod
@@ -178,16 +226,17 @@ class ModelSpec(SpecModel):
 
     @field_validator("pretrained", mode="after")
     @classmethod
-    def _weights_exist(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
+    def _weights_exist(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value == PRETRAINED_CACHE:
+            return value
         path = resolve_path(value, info)
         if not path.is_file():
             raise ValueError(
                 f"weights file not found: {path} (autoclf never downloads weights: point "
-                "pretrained at a local .safetensors or .pth file)"
+                "pretrained at a local .safetensors or .pth file, or use `cache` for weights "
+                "already in the local Hugging Face cache)"
             )
-        return path
+        return str(path)
 
     @model_validator(mode="after")
     def _pretrained_needs_timm(self) -> ModelSpec:
@@ -225,12 +274,32 @@ class TrainSpec(SpecModel):
     lr: Tunable[PositiveFloat] = 1e-3
     weight_decay: Tunable[NonNegativeFloat] = 1e-4
     momentum: Tunable[Fraction] = 0.9  # only searched in trials whose optimizer is sgd
+    nesterov: Tunable[bool] = False  # only searched in trials whose optimizer is sgd
     label_smoothing: Tunable[Fraction] = 0.0
-    schedule: Tunable[Literal["constant", "cosine"]] = "cosine"  # cosine decays to 0 at `epochs`
+    # cosine: decays to 0 at `epochs`; onecycle: up then down (torch's OneCycleLR); step:
+    # × gamma every step_size epochs; plateau: × gamma after plateau_patience epochs without a
+    # better val loss; constant. All but onecycle start with `warmup_epochs` of linear warm-up.
+    schedule: Tunable[Literal["constant", "cosine", "onecycle", "step", "plateau"]] = "cosine"
+    warmup_epochs: Tunable[Annotated[float, Field(ge=0)]] = 0.0
+    step_size: PositiveInt = 10  # epochs between decays (schedule: step)
+    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.1  # decay factor (step, plateau)
+    plateau_patience: PositiveInt = 2  # epochs (schedule: plateau)
+    grad_clip: PositiveFloat | None = None  # clip the gradients' global L2 norm to this
     early_stopping_patience: PositiveInt | None = 5  # epochs without a better val loss
-    class_weighting: Tunable[Literal["none", "balanced"]] = "none"
-    seed: int = 0  # weight initialisation, shuffling and augmentation
+    # balanced: n / (k × count); effective_number: (1 − β) / (1 − β^count), β = 0.999
+    class_weighting: Tunable[Literal["none", "balanced", "effective_number"]] = "none"
+    sampling: Tunable[Literal["shuffle", "oversample"]] = "shuffle"  # oversample: balanced draws
+    seed: int = 0  # weight initialisation, batch order, augmentation, dropout
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+    mixed_precision: bool = True  # on CUDA: bf16 (or fp16 with loss scaling) and channels_last
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None  # CPU threads; default: torch's
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainSpec:
+        for w in _candidates(self.warmup_epochs):
+            if w >= self.epochs:
+                raise ValueError(f"warmup_epochs must be < epochs ({self.epochs}), got {w}")
+        return self
 
 
 class TransformSpec(SpecModel):
@@ -242,27 +311,41 @@ class TransformSpec(SpecModel):
 
 
 class AugmentSpec(SpecModel):
-    """Training-split augmentation: a named policy, or your own albumentations list.
+    """Training-split augmentation: a named policy, or your own albumentations list, plus
+    batch-level MixUp / CutMix.
 
-    Policies (magnitudes in automl_clf/data/augment.py): none; light (small shift/scale/rotate);
-    medium (larger affine + brightness/contrast); heavy (medium + shear + a cut-out hole).
-    Horizontal flips are separate (`hflip`) because they change the meaning of digits and text.
+    Policies (magnitudes in automl_clf/data/augment.py, scaled by `magnitude`): none; light (small
+    shift/scale/rotate); medium (larger affine + brightness/contrast); heavy (medium + shear + a
+    cut-out hole). Horizontal flips are separate (`hflip`): they change the meaning of digits and
+    text.
     """
 
     policy: Tunable[Literal["none", "light", "medium", "heavy"]] = "none"
+    magnitude: Tunable[Annotated[float, Field(gt=0, le=3)]] = 1.0  # × the policy's magnitudes
     hflip: Tunable[bool] = False
-    transforms: list[TransformSpec] | None = None  # replaces policy and hflip when given
+    transforms: list[TransformSpec] | None = None  # replaces policy, magnitude and hflip
+    mixup: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0  # share of batches mixed up
+    mixup_alpha: Tunable[PositiveFloat] = 0.2  # Beta(α, α) mixing weights; only when mixup > 0
+    cutmix: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0  # share of batches cut-mixed
+    cutmix_alpha: Tunable[PositiveFloat] = 1.0  # only when cutmix > 0
 
     @model_validator(mode="after")
     def _one_form(self) -> AugmentSpec:
         if self.transforms is not None:
-            if self.policy != "none" or self.hflip is not False:
+            if self.policy != "none" or self.hflip is not False or self.magnitude != 1.0:
                 raise ValueError(
-                    "give either a policy (and hflip) or a list of transforms, not both"
+                    "give either a policy (with magnitude and hflip) or a list of transforms, "
+                    "not both"
                 )
             from automl_clf.data.augment import check_transforms
 
             check_transforms([t.model_dump() for t in self.transforms])
+        mix, cut = _candidates(self.mixup), _candidates(self.cutmix)
+        if mix and cut and mix[0] + cut[0] > 1:
+            raise ValueError(
+                f"mixup + cutmix are shares of batches and must sum to <= 1, got "
+                f"{mix[0]} + {cut[0]}"
+            )
         return self
 
 

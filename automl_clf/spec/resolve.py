@@ -19,7 +19,7 @@ from automl_clf.spec.config import (
     TrainConfig,
     TrialConfig,
 )
-from automl_clf.spec.models import PLAIN_CNN, Spec
+from automl_clf.spec.models import PLAIN_CNN, AugmentSpec, ModelSpec, Spec, TrainSpec
 from automl_clf.spec.space import ParamSource, SpecModel, sample
 
 
@@ -38,19 +38,6 @@ def resolve_fields(
 
 def resolve(spec: Spec, source: ParamSource) -> TrialConfig:
     """The one concrete configuration that `source` picks from `spec`'s search space."""
-    model = resolve_fields(spec.model, "model", source, skip=frozenset({"cnn", "pretrained"}))
-    cnn = None
-    if model["backbone"] == PLAIN_CNN:
-        cnn = CNNConfig(**resolve_fields(spec.model.cnn, "model.cnn", source))
-    pretrained = str(spec.model.pretrained) if spec.model.pretrained is not None else None
-
-    train = resolve_fields(spec.train, "train", source, skip=frozenset({"momentum"}))
-    momentum = None
-    if train["optimizer"] == "sgd":
-        momentum = sample(source, "train.momentum", spec.train.momentum)
-
-    augment = resolve_fields(spec.augment, "augment", source, skip=frozenset({"transforms"}))
-    transforms = spec.augment.transforms
     return TrialConfig(
         data=DataConfig(
             image_size=spec.data.image_size,
@@ -58,10 +45,74 @@ def resolve(spec: Spec, source: ParamSource) -> TrialConfig:
             resize=spec.data.resize,
             normalize=spec.data.normalize,
         ),
-        model=ModelConfig(**model, cnn=cnn, pretrained=pretrained),
-        train=TrainConfig(**train, momentum=momentum),
-        augment=AugmentConfig(
-            **augment,
-            transforms=tuple(t.model_dump() for t in transforms) if transforms else None,
-        ),
+        model=_resolve_model(spec.model, source),
+        train=_resolve_train(spec.train, source),
+        augment=_resolve_augment(spec.augment, source),
+    )
+
+
+def _resolve_model(model: ModelSpec, source: ParamSource) -> ModelConfig:
+    values = resolve_fields(
+        model, "model", source, skip=frozenset({"cnn", "pretrained", *_TRANSFER_FIELDS})
+    )
+    cnn = None
+    if values["backbone"] == PLAIN_CNN:
+        cnn = CNNConfig(**resolve_fields(model.cnn, "model.cnn", source))
+    transfer: Any = "finetune"
+    stages, lr_scale = None, None
+    if model.pretrained is not None:  # transfer settings only mean something with weights
+        transfer = sample(source, "model.transfer", model.transfer)
+        if transfer == "partial":
+            stages = sample(source, "model.unfreeze_stages", model.unfreeze_stages)
+        if transfer != "freeze":
+            lr_scale = sample(source, "model.backbone_lr_scale", model.backbone_lr_scale)
+    return ModelConfig(
+        **values,
+        cnn=cnn,
+        pretrained=model.pretrained,
+        transfer=transfer,
+        unfreeze_stages=stages,
+        backbone_lr_scale=lr_scale,
+    )
+
+
+_TRANSFER_FIELDS = ("transfer", "unfreeze_stages", "backbone_lr_scale")
+
+
+def _resolve_train(train: TrainSpec, source: ParamSource) -> TrainConfig:
+    values = resolve_fields(
+        train, "train", source, skip=frozenset({"momentum", "nesterov", "warmup_epochs"})
+    )
+    sgd = values["optimizer"] == "sgd"
+    momentum = sample(source, "train.momentum", train.momentum) if sgd else None
+    nesterov = sample(source, "train.nesterov", train.nesterov) if sgd else None
+    warmup = None
+    if values["schedule"] != "onecycle":
+        warmup = sample(source, "train.warmup_epochs", train.warmup_epochs)
+    return TrainConfig(**values, momentum=momentum, nesterov=nesterov, warmup_epochs=warmup)
+
+
+def _resolve_augment(augment: AugmentSpec, source: ParamSource) -> AugmentConfig:
+    policy: Any = "none"
+    magnitude, hflip, transforms = 1.0, False, None
+    if augment.transforms is not None:
+        transforms = tuple(t.model_dump() for t in augment.transforms)
+    else:
+        policy = sample(source, "augment.policy", augment.policy)
+        if policy != "none":
+            magnitude = sample(source, "augment.magnitude", augment.magnitude)
+        hflip = sample(source, "augment.hflip", augment.hflip)
+    mixup = sample(source, "augment.mixup", augment.mixup)
+    mixup_alpha = sample(source, "augment.mixup_alpha", augment.mixup_alpha) if mixup else None
+    cutmix = sample(source, "augment.cutmix", augment.cutmix)
+    cutmix_alpha = sample(source, "augment.cutmix_alpha", augment.cutmix_alpha) if cutmix else None
+    return AugmentConfig(
+        policy=policy,
+        magnitude=magnitude,
+        hflip=hflip,
+        transforms=transforms,
+        mixup=mixup,
+        mixup_alpha=mixup_alpha,
+        cutmix=cutmix,
+        cutmix_alpha=cutmix_alpha,
     )

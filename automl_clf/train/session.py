@@ -1,20 +1,28 @@
 """Train one `TrialConfig` on a data set: the shared path of search trials and the final retrain.
 
 It fixes the order that makes a run reproducible and leak-free: seed, decode, compute dataset
-statistics on the training pixels only, build the preprocessing, the model and the training-split
-augmentation, then fit.
+statistics on the training pixels only, build the preprocessing, the model (with its transfer
+plan) and the training-split augmentation, then fit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from automl_clf.data.augment import build_augmenter
-from automl_clf.data.dataset import Dataset, SplitArrays
+import torch
+
+from automl_clf.data.augment import Augmenter, transform_list
+from automl_clf.data.batches import TrainBatches, default_workers
+from automl_clf.data.dataset import Dataset, SplitArrays, pixels_for_stats
 from automl_clf.data.preprocess import Decoding, Preprocessing, build_preprocessing, mean_std
 from automl_clf.models.factory import build_model, count_parameters, measure_latency_ms
+from automl_clf.models.transfer import plan_transfer
 from automl_clf.spec.config import TrialConfig
+from automl_clf.train.checkpoint import Checkpoints
+from automl_clf.train.mix import BatchMixer
 from automl_clf.train.trainer import (
     EpochResult,
     FitResult,
@@ -29,6 +37,7 @@ from automl_clf.train.trainer import (
 class TrainedModel:
     fit: FitResult
     preprocessing: Preprocessing
+    augmentation: dict[str, Any] | None  # albumentations' own serialisation, None for none
     n_params: int
     latency_ms: float  # median forward time of one image on the training device
 
@@ -41,7 +50,9 @@ def train_config(
     validate_on: str | None = "val",
     class_weighting: str | None = None,
     max_epochs: int | None = None,
+    lr_replay: list[float] | None = None,
     seed: int | None = None,
+    checkpoint_dir: Path | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> TrainedModel:
     """Train `config` on the named splits; see the module docstring.
@@ -50,36 +61,64 @@ def train_config(
         train_on: splits to train on, e.g. ("train", "val") for the final retrain.
         validate_on: the split for early stopping and pruning, or None.
         class_weighting: overrides `config.train.class_weighting` (the final retrain's own).
+        max_epochs: stop after this many epochs (a retrain: the trial's best epoch).
+        lr_replay: per-epoch learning rates to replay (a retrain of a plateau schedule).
         seed: overrides `config.train.seed` (final retrains over several seeds).
+        checkpoint_dir: save every epoch here, and resume from the checkpoint found there.
     """
     train_cfg = config.train if seed is None else config.train.model_copy(update={"seed": seed})
+    if train_cfg.threads is not None:
+        torch.set_num_threads(train_cfg.threads)
     seed_everything(train_cfg.seed)
     splits = dataset.arrays(Decoding.of(config.data))
     train = SplitArrays.concat(*(splits[name] for name in train_on))
     val = splits[validate_on] if validate_on is not None else None
-    preprocessing = build_preprocessing(config.data, config.model.backbone, mean_std(train.pixels))
+    stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
+    preprocessing = build_preprocessing(config.data, config.model.backbone, stats)
     model = build_model(
         config.model,
         n_classes=dataset.n_classes,
         in_chans=config.data.channels,
         image_size=config.data.image_size,
     )
-    weighting = class_weighting or train_cfg.class_weighting
-    result = fit(
-        model,
+    augment = transform_list(config.augment)
+    workers = 0
+    if train.streamed:
+        workers = dataset.spec.workers if dataset.spec.workers is not None else default_workers()
+    batches = TrainBatches(
         train,
-        val,
-        train_cfg,
+        config.train.batch_size,
         preprocessing,
-        build_augmenter(config.augment, seed=train_cfg.seed),
-        weights=class_weights(train.labels, dataset.n_classes, weighting),
-        max_epochs=max_epochs,
-        on_epoch=on_epoch,
+        augment,
+        train_cfg.seed,
+        n_classes=dataset.n_classes,
+        oversample=config.train.sampling == "oversample",
+        workers=workers,
     )
+    try:
+        result = fit(
+            model,
+            batches,
+            val,
+            train_cfg,
+            preprocessing,
+            plan=plan_transfer(model, config.model),
+            weights=class_weights(
+                train.labels, dataset.n_classes, class_weighting or train_cfg.class_weighting
+            ),
+            mixer=BatchMixer(config.augment),
+            max_epochs=max_epochs,
+            lr_replay=lr_replay,
+            on_epoch=on_epoch,
+            checkpoints=Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None,
+        )
+    finally:
+        batches.close()
     latency = measure_latency_ms(
         result.model,
         config.data.channels,
         config.data.image_size,
         resolve_device(train_cfg.device),
     )
-    return TrainedModel(result, preprocessing, count_parameters(model), latency)
+    serialised = Augmenter(augment, train_cfg.seed).to_dict() if augment else None
+    return TrainedModel(result, preprocessing, serialised, count_parameters(model), latency)

@@ -1,0 +1,205 @@
+"""Content hashes of image files, and an on-disk store of decoded pixels keyed by them.
+
+Why hand-written: the store must be keyed by file *content* (so a renamed or copied file is not
+decoded again, and an edited one is) and by the decoding, shared by every trial, rerun and
+worker, and readable as a memory map for data sets larger than memory; no well-kept library does
+that for numpy image arrays without a server.
+
+Layout under the cache folder:
+
+    hashes.json                           path -> [size, mtime_ns, content hash]: skips
+                                          re-reading unchanged files
+    decoded/<decoding key>/index.json     {"pixels": file, "rows": [hash, ...],
+                                           "failed": {hash: reason}}
+    decoded/<decoding key>/pixels-<id>.npy  uint8 (N, H, W, C), row i holds rows[i]
+
+Each pixels file is written completely under a new name before index.json (written to a temporary
+file, then renamed) points at it, so a reader always sees a matching pair, and a killed process or
+several workers writing at once never leave a torn store; the worst case is a decode done twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl_clf.data.preprocess import Decoding
+
+HASH_CHUNK = 1 << 20  # bytes read at a time while hashing
+
+
+def content_hash(path: Path) -> str:
+    """BLAKE2b-128 of the file's bytes, hex."""
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default  # missing or torn by an older crash: rebuild
+
+
+class HashIndex:
+    """Content hashes of files, remembered by (size, mtime) so unchanged files are not re-read."""
+
+    def __init__(self, cache_dir: Path | None) -> None:
+        self.path = cache_dir / "hashes.json" if cache_dir is not None else None
+        self.known: dict[str, list[Any]] = _read_json(self.path, {}) if self.path else {}
+        self.changed = False
+
+    def hash_of(self, path: Path) -> str:
+        stat = path.stat()
+        key = str(path)
+        entry = self.known.get(key)
+        if entry is not None and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+            return str(entry[2])
+        value = content_hash(path)
+        self.known[key] = [stat.st_size, stat.st_mtime_ns, value]
+        self.changed = True
+        return value
+
+    def hashes(self, paths: Sequence[Path]) -> list[str]:
+        values = [self.hash_of(p) for p in paths]
+        if self.changed and self.path is not None:
+            atomic_write_bytes(self.path, json.dumps(self.known).encode())
+            self.changed = False
+        return values
+
+
+def decoding_key(decoding: Decoding) -> str:
+    return f"{decoding.image_size}px-{decoding.channels}ch-{decoding.resize}"
+
+
+DecodeResult = tuple[np.ndarray | None, str | None]  # pixels, or the reason it failed
+
+
+def decode_files(decoding: Decoding, paths: Sequence[Path], n_threads: int) -> list[DecodeResult]:
+    """Decode files in a thread pool (Pillow releases the GIL while decoding and resizing)."""
+
+    def one(path: Path) -> DecodeResult:
+        try:
+            return decoding.load_file(path), None
+        except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
+            return None, f"cannot decode: {exc}"
+
+    if n_threads <= 1 or len(paths) < 64:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        return list(pool.map(one, paths, chunksize=32))
+
+
+class DecodedStore:
+    """Decoded pixels of every distinct file content for one decoding, on disk.
+
+    Args:
+        cache_dir: the cache folder, or None for an in-memory store (nothing written).
+    """
+
+    def __init__(self, cache_dir: Path | None, decoding: Decoding) -> None:
+        self.decoding = decoding
+        self.folder = cache_dir / "decoded" / decoding_key(decoding) if cache_dir else None
+        self.pixels: np.ndarray = np.zeros((0, *self.shape), np.uint8)
+        self.rows: dict[str, int] = {}
+        self.failed: dict[str, str] = {}
+        self.path: Path | None = None  # the pixels file, once there is one on disk
+        if self.folder is not None:
+            self._load()
+
+    def _load(self) -> None:
+        assert self.folder is not None
+        index = _read_json(self.folder / "index.json", {})
+        try:
+            path = self.folder / index["pixels"]
+            pixels = np.load(path, mmap_mode="r")
+        except (KeyError, TypeError, OSError, ValueError):
+            return  # no store yet, or a damaged one: start afresh
+        if pixels.shape[1:] == self.shape and pixels.shape[0] == len(index["rows"]):
+            self.pixels, self.path = pixels, path
+            self.rows = {h: i for i, h in enumerate(index["rows"])}
+            self.failed = dict(index.get("failed", {}))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        d = self.decoding
+        return (d.image_size, d.image_size, d.channels)
+
+    def ensure(
+        self,
+        items: Iterable[tuple[str, Path]],
+        n_threads: int = 4,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Decode every (hash, path) not stored yet, and store the pixels (or the failure)."""
+        missing: dict[str, Path] = {}
+        for digest, path in items:
+            if digest not in self.rows and digest not in self.failed:
+                missing.setdefault(digest, path)
+        if not missing:
+            return
+        results = decode_files(self.decoding, list(missing.values()), n_threads)
+        new_rows = []
+        for digest, (pixels, error) in zip(missing, results, strict=True):
+            if pixels is None:
+                self.failed[digest] = error or "cannot decode"
+            else:
+                self.rows[digest] = len(self.rows)
+                new_rows.append(pixels)
+        if on_progress is not None:
+            on_progress(len(missing))
+        self._append(new_rows)
+
+    def _append(self, new_rows: list[np.ndarray]) -> None:
+        n_old = self.pixels.shape[0]
+        total = n_old + len(new_rows)
+        if self.folder is None:
+            if new_rows:
+                self.pixels = np.concatenate([self.pixels, np.stack(new_rows)])
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"pixels-{uuid.uuid4().hex[:12]}.npy"
+        try:
+            out = np.lib.format.open_memmap(
+                path, mode="w+", dtype=np.uint8, shape=(total, *self.shape)
+            )
+            if n_old:
+                out[:n_old] = self.pixels
+            if new_rows:
+                out[n_old:] = np.stack(new_rows)
+            out.flush()
+            del out
+            order = sorted(self.rows, key=self.rows.__getitem__)
+            index = {"pixels": path.name, "rows": order, "failed": self.failed}
+            atomic_write_bytes(self.folder / "index.json", json.dumps(index).encode())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        previous, self.path = self.path, path
+        self.pixels = np.load(path, mmap_mode="r")
+        if previous is not None and previous != path:
+            previous.unlink(missing_ok=True)  # readers that mapped it keep their mapping
