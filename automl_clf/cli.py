@@ -84,34 +84,46 @@ class DatasetName(StrEnum):
 def datasets(
     name: Annotated[DatasetName, typer.Argument(help="Which bundled data set.")],
     folder: Annotated[Path, typer.Argument(help="Where to write <folder>/<class>/<n>.png.")],
+    classes: Annotated[
+        str | None,
+        typer.Option(help="Only these classes, comma-separated, e.g. 0,1,2,3,4."),
+    ] = None,
 ) -> None:
     """Write a bundled real data set as an image folder (digits: scikit-learn's 1,797 digits)."""
     from automl_clf.datasets import write_digits
 
-    root = write_digits(folder)
+    wanted = None
+    if classes is not None:
+        try:
+            wanted = [int(c) for c in classes.split(",") if c.strip()]
+        except ValueError:
+            message = f"--classes takes digits like 0,1,2, got {classes!r}"
+            raise _fail(ValueError(message), 2) from None
+        if not wanted or not set(wanted) <= set(range(10)):
+            raise _fail(ValueError(f"--classes takes digits 0 to 9, got {classes!r}"), 2)
+    root = write_digits(folder, classes=wanted)
     n = sum(1 for _ in root.rglob("*.png"))
     _console().print(f"wrote {n} images of {name.value} to {root}/<class>/")
 
 
 @app.command()
 def validate(spec: SpecPath) -> None:
-    """Check a spec and its data; print the classes, images per split and the search space."""
+    """Check a spec and its data: print the data report (classes, images per split, skipped
+    files, duplicates across splits, imbalance) and the search space."""
     from automl_clf.data.dataset import load_dataset
+    from automl_clf.data.preprocess import Decoding
+    from automl_clf.models.factory import check_backbones
     from automl_clf.spec.describe import describe_space
-    from automl_clf.ui import counts_table, space_table
+    from automl_clf.ui import print_data_report, space_table
 
     loaded = _load(spec)
     dataset = _run(load_dataset, loaded.data)
+    _run(dataset.arrays, Decoding.of(loaded.data))  # decodes every image once (and caches it)
+    _run(check_backbones, loaded)
     console = _console()
     console.print(f"[green]spec OK[/green]: {spec}")
     console.print(f"study {loaded.study.name!r} in {loaded.study.storage}")
-    layout = "pre-split" if dataset.presplit else "split by autoclf"
-    console.print(f"data {dataset.root} ({layout}, split {dataset.fingerprint})")
-    console.print(counts_table(dataset.classes, dataset.counts()))
-    if dataset.skipped:
-        console.print(f"[yellow]{len(dataset.skipped)} file(s) skipped[/yellow]:")
-        for skipped in dataset.skipped[:20]:
-            console.print(f"  {skipped.path}: {skipped.reason}")
+    print_data_report(console, dataset)
     console.print(space_table(describe_space(loaded)))
 
 

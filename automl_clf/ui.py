@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from automl_clf.data.dataset import Dataset
 from automl_clf.spec.describe import SpaceDescription
 from automl_clf.train.trainer import EpochResult
 
@@ -101,6 +102,31 @@ def space_table(space: SpaceDescription) -> Table:
     for p in space.params:
         table.add_row(p.name, p.kind, p.detail, p.condition or "-")
     return table
+
+
+def print_data_report(console: Console, dataset: Dataset, *, max_listed: int = 20) -> None:
+    """Classes and counts per split, skipped files with reasons, duplicates, warnings."""
+    layout = "pre-split" if dataset.presplit else "split by autoclf"
+    source = dataset.spec.manifest or dataset.root
+    console.print(f"data {source} ({layout}, fingerprint {dataset.fingerprint})")
+    console.print(counts_table(dataset.classes, dataset.counts()))
+    if dataset.skipped:
+        console.print(f"[yellow]{len(dataset.skipped)} file(s) skipped[/yellow]:")
+        for skipped in dataset.skipped[:max_listed]:
+            console.print(f"  {skipped.path}: {skipped.reason}")
+        if len(dataset.skipped) > max_listed:
+            console.print(f"  … and {len(dataset.skipped) - max_listed} more")
+    if dataset.duplicates:
+        console.print(
+            f"[yellow]{len(dataset.duplicates)} image(s) in more than one split[/yellow]:"
+        )
+        for group in dataset.duplicates[:max_listed]:
+            where = "; ".join(
+                f"{s}: {', '.join(p.name for p in ps)}" for s, ps in group.paths.items()
+            )
+            console.print(f"  {where}")
+    for warning in dataset.warnings():
+        console.print(f"[yellow]warning[/yellow]: {warning}")
 
 
 def counts_table(classes: list[str], counts: dict[str, list[int]]) -> Table:

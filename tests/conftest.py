@@ -69,3 +69,26 @@ def digits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def spec_file(tmp_path: Path, digits_root: Path) -> Path:
     return write_spec(tmp_path / "spec.yaml", tiny_spec(digits_root, tmp_path))
+
+
+def make_checkpoint(folder: Path, backbone: str) -> Path:
+    """A local 'pretrained' weights file for `backbone` (a freshly initialised one), as
+    safetensors: what a user would point `model.pretrained` at."""
+    from safetensors.torch import save_file
+
+    from automl_clf.models.factory import build_model
+    from automl_clf.spec.config import ModelConfig
+
+    config = ModelConfig(
+        backbone=backbone,
+        dropout=0.0,
+        cnn=None,
+        pretrained=None,
+        transfer="finetune",
+        unfreeze_stages=None,
+        backbone_lr_scale=None,
+    )
+    model = build_model(config, n_classes=4, in_chans=1, image_size=16)
+    path = folder / f"{backbone}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path

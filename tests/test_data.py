@@ -18,8 +18,14 @@ from automl_clf.spec import parse_spec
 from automl_clf.spec.config import AugmentConfig, DataConfig
 from automl_clf.spec.models import DataSpec
 
-NO_MIX = {"magnitude": 1.0, "transforms": None, "mixup": 0.0, "mixup_alpha": None,
-          "cutmix": 0.0, "cutmix_alpha": None}  # fmt: skip
+NO_MIX = {
+    "magnitude": 1.0,
+    "transforms": None,
+    "mixup": 0.0,
+    "mixup_alpha": None,
+    "cutmix": 0.0,
+    "cutmix_alpha": None,
+}
 
 
 def write_images(folder: Path, n: int, size: int = 10) -> None:
@@ -46,8 +52,11 @@ def test_hidden_non_image_and_empty_files_are_skipped_and_counted(tmp_path: Path
     assert found.classes == ["cat", "dog"]
     assert len(found.samples["all"]) == 20
     reasons = {p.path.name: p.reason for p in found.skipped}
-    assert reasons == {".DS_Store": "hidden file", "notes.txt": "not an image file (.txt)",
-                       "empty.png": "empty file"}  # fmt: skip
+    assert reasons == {
+        ".DS_Store": "hidden file",
+        "notes.txt": "not an image file (.txt)",
+        "empty.png": "empty file",
+    }
 
 
 def test_unusable_folders_are_clear_errors(tmp_path: Path) -> None:
@@ -101,8 +110,9 @@ def test_corrupt_file_is_skipped_with_its_reason(tmp_path: Path) -> None:
     dataset = load_dataset(data_spec(tmp_path, channels=1))
     arrays = dataset.arrays(Decoding(image_size=8, channels=1, resize="squash"))
     assert sum(len(a) for a in arrays.values()) == 24
-    assert any("cannot decode" in s.reason and s.path.name == "zz_truncated.png"
-               for s in dataset.skipped)  # fmt: skip
+    assert any(
+        "cannot decode" in s.reason and s.path.name == "zz_truncated.png" for s in dataset.skipped
+    )
 
 
 @pytest.mark.parametrize("resize", ["squash", "letterbox", "center_crop"])
@@ -144,3 +154,168 @@ def test_validation_batches_are_preprocessing_output_every_epoch(tmp_path: Path)
     again = TrainBatches(arrays["train"], 32, pre, heavy, seed=0, n_classes=2)
     assert bool((next(again.epoch(1))[0] == x).all())  # seeded: the same epoch is the same
     assert not bool((next(again.epoch(2))[0] == x).all())  # and the next epoch differs
+
+
+def test_symlinks_that_leave_the_root_are_not_followed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for name in ("a", "b"):
+        write_images(root / name, 6)
+    write_images(tmp_path / "outside", 1)
+    (root / "a" / "escape.png").symlink_to(tmp_path / "outside" / "0.png")
+    (root / "a" / "inside.png").symlink_to(root / "b" / "0.png")
+    found = discover(root)
+    assert {s.path.name for s in found.skipped} == {"escape.png"}
+    assert "leaves the data root" in found.skipped[0].reason
+    assert any(s.path.name == "inside.png" for s in found.samples["all"])
+
+
+def test_every_pillow_format_and_exif_orientation(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (12, 20, 3), dtype=np.uint8)
+    pixels[:6, :10] = 255  # a white top-left corner shows which way up the image is
+    image = Image.fromarray(pixels)
+    for ext in ("png", "jpg", "bmp", "tiff", "webp", "gif"):
+        image.save(tmp_path / f"plain.{ext}")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation 6: display rotated 90° clockwise
+    image.save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    image.transpose(Image.Transpose.ROTATE_270).save(tmp_path / "upright.jpg", quality=95)
+    decoding = Decoding(image_size=16, channels=3, resize="letterbox")
+    for ext in ("png", "jpg", "bmp", "tiff", "webp", "gif"):
+        assert decoding.load_file(tmp_path / f"plain.{ext}").shape == (16, 16, 3)
+    rotated = decoding.load_file(tmp_path / "rotated.jpg").astype(int)
+    upright = decoding.load_file(tmp_path / "upright.jpg").astype(int)
+    unrotated = decoding.load_file(tmp_path / "plain.jpg").astype(int)
+    assert np.abs(rotated - upright).mean() < 6  # JPEG noise only
+    assert np.abs(rotated - unrotated).mean() > 30
+
+
+def write_manifest(path: Path, rows: list[tuple[str, ...]], header: str) -> Path:
+    path.write_text(header + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    return path
+
+
+def test_csv_manifest_without_and_with_splits(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "img" / name, 20)
+    rows = [(f"img/{c}/{i}.png", c) for c in ("cat", "dog") for i in range(20)]
+    rows.append(("img/cat/missing.png", "cat"))
+    spec = data_spec_manifest(write_manifest(tmp_path / "all.csv", rows, "path,label"))
+    dataset = load_dataset(spec)
+    assert dataset.classes == ["cat", "dog"] and not dataset.presplit
+    assert sum(sum(c) for c in dataset.counts().values()) == 40
+    assert [s.reason for s in dataset.skipped] == ["missing file"]
+
+    split_rows = [
+        (p, c, "test" if p.endswith(("/0.png", "/1.png")) else "train") for p, c in rows[:-1]
+    ]
+    spec = data_spec_manifest(
+        write_manifest(tmp_path / "split.csv", split_rows, "path,label,split")
+    )
+    dataset = load_dataset(spec)
+    assert dataset.presplit
+    assert dataset.counts()["test"] == [2, 2]
+    assert sum(dataset.counts()["val"]) > 0  # carved from train, stratified
+
+
+def test_csv_manifest_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="columns path,label"):
+        load_dataset(
+            data_spec_manifest(write_manifest(tmp_path / "a.csv", [("x", "y")], "file,cls"))
+        )
+    rows = [("a.png", "a", "train"), ("b.png", "b", "holdout")]
+    with pytest.raises(DataError, match="unknown split"):
+        load_dataset(
+            data_spec_manifest(write_manifest(tmp_path / "b.csv", rows, "path,label,split"))
+        )
+
+
+def data_spec_manifest(manifest: Path) -> DataSpec:
+    raw = {"data": {"manifest": str(manifest), "image_size": 8}}
+    return parse_spec(raw, base_dir=manifest.parent).data
+
+
+def test_duplicates_across_splits_are_dropped_from_val_and_test(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_images(tmp_path / name, 30)
+    for i in range(30):  # every "a" image also appears under a new name: some land in val/test
+        (tmp_path / "a" / f"copy_{i}.png").write_bytes((tmp_path / "a" / f"{i}.png").read_bytes())
+    dropped = load_dataset(data_spec(tmp_path))
+    kept = load_dataset(data_spec(tmp_path, duplicates="keep"))
+    assert dropped.duplicates and len(dropped.duplicates) == len(kept.duplicates)
+    assert dropped.n_dropped > 0 and kept.n_dropped == 0
+    hashes = dropped.hashes
+    train = {hashes[s.path] for s in dropped.splits.train}
+    val = {hashes[s.path] for s in dropped.splits.val}
+    test = {hashes[s.path] for s in dropped.splits.test}
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert any("more than one split" in w for w in dropped.warnings())
+
+
+def test_decoded_pixels_are_cached_on_disk_by_content(tmp_path: Path) -> None:
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    for name in ("a", "b"):
+        write_images(root / name, 10)
+    decoding = Decoding(image_size=8, channels=3, resize="squash")
+    spec = data_spec(root, cache_dir=str(cache))
+    first = load_dataset(spec).arrays(decoding)
+    index = next(cache.glob("decoded/*/index.json"))
+    written = index.stat().st_mtime_ns
+    second = load_dataset(spec).arrays(decoding)  # a new run: everything comes from the cache
+    assert index.stat().st_mtime_ns == written
+    for name in ("train", "val", "test"):
+        assert np.array_equal(first[name].pixels, second[name].pixels)
+    (root / "a" / "0.png").rename(root / "a" / "renamed.png")  # same content, new name
+    load_dataset(spec).arrays(decoding)
+    assert index.stat().st_mtime_ns == written  # keyed by content: nothing to decode
+    write_images(root / "b" / "more", 1)
+    (root / "b" / "more" / "0.png").rename(root / "b" / "new.png")
+    load_dataset(spec).arrays(decoding)
+    assert index.stat().st_mtime_ns != written  # one new content: decoded and added
+
+
+@pytest.mark.slow
+def test_streamed_split_gives_the_same_batches_as_memory(tmp_path: Path) -> None:
+    root, cache = tmp_path / "data", str(tmp_path / "cache")
+    for name in ("a", "b"):
+        write_images(root / name, 16)
+    decoding = Decoding(image_size=8, channels=3, resize="squash")
+    memory = load_dataset(data_spec(root, loading="memory", cache_dir=cache))
+    stream = load_dataset(data_spec(root, loading="stream", cache_dir=cache))
+    in_memory, streamed = memory.arrays(decoding), stream.arrays(decoding)
+    assert streamed["train"].streamed and not in_memory["train"].streamed
+    config = DataConfig(image_size=8, channels=3, resize="squash", normalize="none")
+    pre = build_preprocessing(config, "cnn", None)
+    for a, b in zip(
+        eval_batches(in_memory["val"], 4, pre), eval_batches(streamed["val"], 4, pre), strict=True
+    ):
+        assert bool((a[0] == b[0]).all())
+    light = transform_list(AugmentConfig(**NO_MIX, policy="light", hflip=False))
+    workers = TrainBatches(streamed["train"], 8, pre, light, seed=3, n_classes=2, workers=1)
+    try:
+        labels = [y for _, y in workers.epoch(1)]
+        again = [y for _, y in workers.epoch(1)]
+    finally:
+        workers.close()
+    plain = TrainBatches(in_memory["train"], 8, pre, light, seed=3, n_classes=2)
+    assert [y.tolist() for y in labels] == [y.tolist() for _, y in plain.epoch(1)]  # same order
+    assert [y.tolist() for y in labels] == [y.tolist() for y in again]
+
+
+def test_oversampling_draws_every_class_about_equally(tmp_path: Path) -> None:
+    write_images(tmp_path / "big", 60)
+    write_images(tmp_path / "small", 10)
+    dataset = load_dataset(data_spec(tmp_path))
+    train = dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))["train"]
+    config = DataConfig(image_size=8, channels=3, resize="squash", normalize="none")
+    pre = build_preprocessing(config, "cnn", None)
+    drawn = np.concatenate(
+        [
+            y.numpy()
+            for e in range(1, 6)
+            for _, y in TrainBatches(train, 16, pre, [], 0, n_classes=2, oversample=True).epoch(e)
+        ]
+    )
+    share = np.bincount(drawn, minlength=2) / len(drawn)
+    assert abs(share[1] - 0.5) < 0.1  # 1 in 7 training images, drawn half the time
+    assert any("imbalanced classes" in w for w in dataset.warnings())

@@ -36,8 +36,13 @@ def read_test_predictions(export: Path) -> list[dict[str, str]]:
 
 
 def test_export_directory_contract(exported: Path) -> None:
-    for name in ("model.safetensors", "model.json", "report/metrics.json",
-                 "report/confusion_matrix.png", "report/report.md"):  # fmt: skip
+    for name in (
+        "model.safetensors",
+        "model.json",
+        "report/metrics.json",
+        "report/confusion_matrix.png",
+        "report/report.md",
+    ):
         assert (exported / name).is_file(), name
     manifest = json.loads((exported / "model.json").read_text())
     assert manifest["classes"] == ["0", "1", "7"]
@@ -95,8 +100,10 @@ def test_predict_walks_folders_and_reports_bad_files(exported: Path, tmp_path: P
     for i, row in enumerate(rows):
         shutil.copy(row["path"], folder / f"{i}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
-    result = runner.invoke(app, ["predict", str(exported), str(tmp_path / "inbox"), "--format",
-                                 "json", "--top-k", "2"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["predict", str(exported), str(tmp_path / "inbox"), "--format", "json", "--top-k", "2"],
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert len(records) == 4

@@ -80,23 +80,37 @@ def test_resumed_sampler_does_not_repeat_the_first_trials(spec_file: Path) -> No
 def test_failing_trials_are_fail_with_reason_and_stop_the_search(
     tmp_path: Path, digits_root: Path
 ) -> None:
-    # test_convnext cannot process 8 px images: every trial fails the same way.
+    # An absurd learning rate makes the loss diverge: every trial fails the same way.
     spec = tiny_spec(
         digits_root,
         tmp_path,
-        model={"backbone": "test_convnext"},
+        train={"lr": 1.0e12, "optimizer": "sgd"},
         study={"max_consecutive_failures": 2},
     )
     path = write_spec(tmp_path / "fails.yaml", spec)
     result = runner.invoke(app, ["search", str(path)])
     assert result.exit_code == 1
     assert "2 trials failed in a row" in result.output
-    assert "cannot process 8×8 px images" in result.output
+    assert "lower train.lr" in result.output
     counts = states(path)
     assert counts["FAIL"] == 2 and counts["PRUNED"] == 0 and counts["RUNNING"] == 0
     loaded = load_spec(path)
     study = optuna.load_study(study_name=loaded.study.name, storage=loaded.study.storage)
-    assert all("cannot process" in t.user_attrs["fail_reason"] for t in study.trials)
+    assert all("loss became" in t.user_attrs["fail_reason"] for t in study.trials)
+
+
+def test_a_backbone_too_big_for_the_images_is_refused_before_any_trial(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = tiny_spec(
+        digits_root, tmp_path, model={"backbone": {"choices": ["cnn", "test_convnext"]}}
+    )
+    path = write_spec(tmp_path / "small.yaml", spec)
+    for command in ("validate", "search"):
+        result = runner.invoke(app, [command, str(path)])
+        assert result.exit_code == 2, result.output
+        assert "'test_convnext' cannot process 8×8 px images" in result.output
+    assert not (tmp_path / "tiny.db").exists() or sum(states(path).values()) == 0
 
 
 def test_changed_data_is_refused_on_resume(spec_file: Path, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from automl_clf.cli import app
 from automl_clf.errors import SpecError
+from automl_clf.models.factory import check_backbones
 from automl_clf.spec import load_spec, parse_spec
-from tests.conftest import REPO, tiny_spec, write_spec
+from tests.conftest import REPO, make_checkpoint, tiny_spec, write_spec
 
 runner = CliRunner()
 
@@ -105,11 +106,15 @@ def test_yaml_is_read_with_a_safe_loader(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_example_spec_validates(path: Path, digits_root: Path) -> None:
+def test_every_example_spec_validates(path: Path, digits_root: Path, tmp_path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
     raw["data"]["root"] = str(digits_root)  # the example's data may not be written here
+    model = raw.get("model", {})
+    if model.get("pretrained") not in (None, "cache"):  # nor its checkpoint: make one
+        model["pretrained"] = str(make_checkpoint(tmp_path, model["backbone"]))
     spec = parse_spec(raw, base_dir=path.parent)
     assert spec.data.root == digits_root
+    check_backbones(spec)  # every backbone fits the example's image size
 
 
 def test_schema_is_json_schema_of_the_spec() -> None:

@@ -38,16 +38,24 @@ def policy_transforms(policy: str, magnitude: float = 1.0) -> list[dict[str, Any
     def affine(
         shift: float, scale: float, rotate: float, p: float, shear: float = 0.0
     ) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": "Affine", "translate_percent": (-shift * m, shift * m),
-                 "scale": (1 - scale * m, 1 + scale * m), "rotate": (-rotate * m, rotate * m),
-                 "p": p}  # fmt: skip
+        entry: dict[str, Any] = {
+            "name": "Affine",
+            "translate_percent": (-shift * m, shift * m),
+            "scale": (1 - scale * m, 1 + scale * m),
+            "rotate": (-rotate * m, rotate * m),
+            "p": p,
+        }
         if shear:
             entry["shear"] = (-shear * m, shear * m)
         return entry
 
     def brightness_contrast(limit: float, p: float) -> dict[str, Any]:
-        return {"name": "RandomBrightnessContrast", "brightness_limit": min(limit * m, 1.0),
-                "contrast_limit": min(limit * m, 1.0), "p": p}  # fmt: skip
+        return {
+            "name": "RandomBrightnessContrast",
+            "brightness_limit": min(limit * m, 1.0),
+            "contrast_limit": min(limit * m, 1.0),
+            "p": p,
+        }
 
     policies: dict[str, list[dict[str, Any]]] = {
         "none": [],
@@ -56,11 +64,15 @@ def policy_transforms(policy: str, magnitude: float = 1.0) -> list[dict[str, Any
         "heavy": [
             affine(0.12, 0.15, 20, p=0.9, shear=8),
             brightness_contrast(0.3, p=0.7),
-            {"name": "CoarseDropout", "num_holes_range": (1, 1),
-             "hole_height_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)),
-             "hole_width_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)), "p": 0.5},
+            {
+                "name": "CoarseDropout",
+                "num_holes_range": (1, 1),
+                "hole_height_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)),
+                "hole_width_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)),
+                "p": 0.5,
+            },
         ],
-    }  # fmt: skip
+    }
     return policies[policy]
 
 

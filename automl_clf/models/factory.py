@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl_clf.errors import TrialFailed
+from automl_clf.errors import SpecError, TrialFailed
 from automl_clf.models.cnn import PlainCNN
 from automl_clf.spec.config import ModelConfig
-from automl_clf.spec.models import PLAIN_CNN, PRETRAINED_CACHE
+from automl_clf.spec.models import PLAIN_CNN, PRETRAINED_CACHE, Spec
+from automl_clf.spec.space import candidate_values
 
 
 def build_model(
@@ -112,6 +113,34 @@ def cached_pretrained_file(backbone: str) -> Path:
     )
 
 
+def check_backbones(spec: Spec) -> None:
+    """Every backbone the spec can pick builds for its images: a SpecError naming those that
+    cannot, before any trial is spent on them."""
+    problems = []
+    for name in candidate_values(spec.model.backbone):
+        if name == PLAIN_CNN:
+            continue  # the plain CNN fits any size by construction
+        cfg = ModelConfig(
+            backbone=str(name),
+            dropout=0.0,
+            cnn=None,
+            pretrained=None,
+            transfer="finetune",
+            unfreeze_stages=None,
+            backbone_lr_scale=None,
+        )
+        try:
+            build_model(
+                cfg, n_classes=2, in_chans=spec.data.channels, image_size=spec.data.image_size
+            )
+            if spec.model.pretrained == PRETRAINED_CACHE:
+                cached_pretrained_file(str(name))
+        except TrialFailed as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SpecError("model.backbone: " + "; ".join(problems))
+
+
 def check_output_shape(
     model: nn.Module, backbone: str, n_classes: int, in_chans: int, image_size: int
 ) -> None:
@@ -121,7 +150,7 @@ def check_output_shape(
     try:
         with torch.no_grad():
             out = model(torch.zeros(2, in_chans, image_size, image_size))
-    except RuntimeError as exc:
+    except (RuntimeError, AssertionError, ValueError) as exc:  # timm asserts on input sizes
         raise TrialFailed(
             f"backbone {backbone!r} cannot process {image_size}×{image_size} px images "
             f"({str(exc).splitlines()[0]}); raise data.image_size or choose another backbone"

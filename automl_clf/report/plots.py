@@ -29,8 +29,9 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], path: Path) ->
         for i in range(n):
             for j in range(n):
                 colour = "white" if shares[i, j] > 0.5 else "black"
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=colour,
-                        fontsize=8)  # fmt: skip
+                ax.text(
+                    j, i, str(matrix[i, j]), ha="center", va="center", color=colour, fontsize=8
+                )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

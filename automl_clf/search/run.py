@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl_clf.data.dataset import load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
+from automl_clf.models.factory import check_backbones
 from automl_clf.search.objective import INTERRUPTED, Objective, SearchObserver
 from automl_clf.search.study import FINISHED, finished_trials, open_study
 from automl_clf.spec.models import Spec
@@ -85,6 +86,7 @@ def run_search(
     """
     target = n_trials or spec.study.n_trials
     dataset = load_dataset(spec.data)
+    check_backbones(spec)
     study = open_study(spec, dataset)
     n_done = len(finished_trials(study))
     if n_done >= target:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from automl_clf.spec.space import Choice, SpecModel, Tunable, is_search_space
+from automl_clf.spec.space import SpecModel, Tunable, candidate_values
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -34,13 +34,6 @@ OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
 AUGMENT_POLICIES = ("none", "light", "medium", "heavy")
 PLAIN_CNN = "cnn"
 PRETRAINED_CACHE = "cache"
-
-
-def _candidates(value: Any) -> list[Any]:
-    """The values a tunable field can take: the literal, or every choice."""
-    if isinstance(value, Choice):
-        return list(value.choices)
-    return [] if is_search_space(value) else [value]
 
 
 def resolve_path(value: Path | str, info: ValidationInfo) -> Path:
@@ -195,7 +188,7 @@ class CNNSpec(SpecModel):
     @field_validator("kernel_size", mode="after")
     @classmethod
     def _odd(cls, value: Any) -> Any:
-        for k in _candidates(value):
+        for k in candidate_values(value):
             if k % 2 == 0:
                 raise ValueError(f"kernel size must be odd (to keep 'same' padding), got {k}")
         return value
@@ -220,7 +213,7 @@ class ModelSpec(SpecModel):
     @field_validator("backbone", mode="after")
     @classmethod
     def _known_backbone(cls, value: Any) -> Any:
-        for name in _candidates(value):
+        for name in candidate_values(value):
             check_backbone_name(name)
         return value
 
@@ -240,7 +233,7 @@ class ModelSpec(SpecModel):
 
     @model_validator(mode="after")
     def _pretrained_needs_timm(self) -> ModelSpec:
-        if self.pretrained is not None and PLAIN_CNN in _candidates(self.backbone):
+        if self.pretrained is not None and PLAIN_CNN in candidate_values(self.backbone):
             raise ValueError(
                 "pretrained: weights can only be loaded into a timm backbone; the plain CNN "
                 "is always trained from scratch"
@@ -296,7 +289,7 @@ class TrainSpec(SpecModel):
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainSpec:
-        for w in _candidates(self.warmup_epochs):
+        for w in candidate_values(self.warmup_epochs):
             if w >= self.epochs:
                 raise ValueError(f"warmup_epochs must be < epochs ({self.epochs}), got {w}")
         return self
@@ -340,7 +333,7 @@ class AugmentSpec(SpecModel):
             from automl_clf.data.augment import check_transforms
 
             check_transforms([t.model_dump() for t in self.transforms])
-        mix, cut = _candidates(self.mixup), _candidates(self.cutmix)
+        mix, cut = candidate_values(self.mixup), candidate_values(self.cutmix)
         if mix and cut and mix[0] + cut[0] > 1:
             raise ValueError(
                 f"mixup + cutmix are shares of batches and must sum to <= 1, got "

@@ -158,6 +158,13 @@ def is_search_space(value: Any) -> bool:
     return isinstance(value, (FloatRange, IntRange, Choice))
 
 
+def candidate_values(value: Any) -> list[Any]:
+    """The values a tunable field can take: the literal, or every choice (none for a range)."""
+    if isinstance(value, Choice):
+        return list(value.choices)
+    return [] if is_search_space(value) else [value]
+
+
 def choice_label(value: Any) -> CategoricalValue:
     """Optuna stores categoricals as None/bool/int/float/str: other values go in as JSON text."""
     if value is None or isinstance(value, (bool, int, float, str)):

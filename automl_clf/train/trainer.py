@@ -223,20 +223,28 @@ def fit(
         if val_result is not None and not math.isfinite(val_result.loss):
             raise TrialFailed(f"validation loss became {val_result.loss} at epoch {epoch}")
         schedule.end_epoch(val_result.loss if val_result is not None else None)
-        result = EpochResult(epoch, total / max(count, 1), val_result, lr,
-                             time.perf_counter() - started)  # fmt: skip
+        result = EpochResult(
+            epoch, total / max(count, 1), val_result, lr, time.perf_counter() - started
+        )
         history.append(result)
         monitored = val_result.loss if val_result is not None else -epoch  # no val: the last
         if monitored < best_loss:
             best_epoch, best_loss = epoch, monitored
             best_state = _cpu_copy(model.state_dict())
         if checkpoints is not None:
-            checkpoints.save({
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "scaler": precision.scaler.state_dict(),
-                "history": [_epoch_to_dict(e) for e in history], "best_epoch": best_epoch,
-                "best_loss": best_loss, "best": best_state,
-            })  # fmt: skip
+            checkpoints.save(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "scaler": precision.scaler.state_dict(),
+                    "history": [_epoch_to_dict(e) for e in history],
+                    "best_epoch": best_epoch,
+                    "best_loss": best_loss,
+                    "best": best_state,
+                }
+            )
         if on_epoch is not None:
             on_epoch(result)
         stopped = val is not None and patience is not None and epoch - best_epoch >= patience

@@ -1,0 +1,201 @@
+"""The model factory: the plain CNN family, every timm test model, transfer learning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+from automl_clf.errors import SpecError, TrialFailed
+from automl_clf.models.factory import build_model, cached_pretrained_file
+from automl_clf.models.transfer import parameter_groups, plan_transfer
+from automl_clf.spec import load_spec, parse_spec
+from automl_clf.spec.config import CNNConfig, ModelConfig
+from tests.conftest import make_checkpoint, tiny_spec, write_spec
+
+
+def model_config(backbone: str = "cnn", **values: object) -> ModelConfig:
+    base: dict[str, object] = {
+        "backbone": backbone,
+        "dropout": 0.0,
+        "pretrained": None,
+        "transfer": "finetune",
+        "unfreeze_stages": None,
+        "backbone_lr_scale": None,
+        "cnn": CNNConfig(
+            filters=(4, 8),
+            kernel_size=3,
+            convs_per_block=1,
+            batch_norm=True,
+            global_pool=False,
+            fc_width=16,
+        )
+        if backbone == "cnn"
+        else None,
+    }
+    return ModelConfig(**{**base, **values})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", timm.list_models("test_*"))
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_every_timm_test_model_has_n_class_outputs_or_says_why_not(
+    name: str, in_chans: int
+) -> None:
+    try:
+        model = build_model(model_config(name), n_classes=3, in_chans=in_chans, image_size=32)
+    except TrialFailed as exc:
+        assert f"backbone {name!r} cannot process 32×32 px images" in str(exc)
+        return
+    assert model(torch.zeros(2, in_chans, 32, 32)).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "cnn",
+    [
+        {
+            "filters": (4,),
+            "convs_per_block": 1,
+            "batch_norm": True,
+            "global_pool": False,
+            "fc_width": 0,
+        },
+        {
+            "filters": (4, 8, 8, 8, 8),
+            "convs_per_block": 2,
+            "batch_norm": False,
+            "global_pool": True,
+            "fc_width": 32,
+        },
+        {
+            "filters": (8, 8),
+            "convs_per_block": 3,
+            "batch_norm": True,
+            "global_pool": False,
+            "fc_width": 8,
+        },
+    ],
+)
+@pytest.mark.parametrize("size", [8, 13])
+def test_plain_cnn_variants_fit_any_image_size(cnn: dict[str, object], size: int) -> None:
+    config = model_config(cnn=CNNConfig(kernel_size=3, **cnn))  # type: ignore[arg-type]
+    model = build_model(config, n_classes=5, in_chans=1, image_size=size)
+    assert model(torch.zeros(3, 1, size, size)).shape == (3, 5)
+    assert isinstance(list(model.modules())[-1], torch.nn.Linear)  # the logits layer is last
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert has_bn == cnn["batch_norm"]
+
+
+def checkpoint_for(tmp_path: Path, backbone: str = "test_resnet") -> Path:
+    return make_checkpoint(tmp_path, backbone)
+
+
+def train_one_step(model: torch.nn.Module, plan_groups: list) -> None:  # type: ignore[type-arg]
+    """One SGD step in whatever mode the model is in (the caller sets train/eval)."""
+    params = [p for group, _ in plan_groups for p in group if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    loss = model(torch.randn(4, 1, 16, 16)).logsumexp(dim=1).mean()
+    loss.backward()
+    optimizer.step()
+
+
+def test_pretrained_weights_load_from_a_local_file(tmp_path: Path) -> None:
+    path = checkpoint_for(tmp_path)
+    config = model_config("test_resnet", pretrained=str(path))
+    model = build_model(config, n_classes=3, in_chans=1, image_size=16)
+    saved = load_file(str(path))
+    assert torch.equal(model.state_dict()["conv1.0.weight"], saved["conv1.0.weight"])
+    assert model.state_dict()["fc.weight"].shape[0] == 3  # a new head for the new classes
+
+
+def test_freeze_trains_the_head_only(tmp_path: Path) -> None:
+    config = model_config(
+        "test_resnet", pretrained=str(checkpoint_for(tmp_path)), transfer="freeze"
+    )
+    model = build_model(config, n_classes=3, in_chans=1, image_size=16)
+    plan = plan_transfer(model, config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    plan.keep_frozen_norms_in_eval()
+    train_one_step(model, plan.groups)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}  # batch-norm statistics did not move either
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_partial_unfreezes_exactly_the_last_k_stages(tmp_path: Path, k: int) -> None:
+    config = model_config(
+        "test_resnet",
+        pretrained=str(checkpoint_for(tmp_path)),
+        transfer="partial",
+        unfreeze_stages=k,
+        backbone_lr_scale=0.1,
+    )
+    model = build_model(config, n_classes=3, in_chans=1, image_size=16)
+    plan = plan_transfer(model, config)
+    groups = parameter_groups(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for g in groups[-(k + 1) :] for n in g}  # last k stages and the head
+    assert [scale for _, scale in plan.groups] == [1.0, 0.1]
+
+
+def test_missing_weights_are_clear_errors_never_downloads(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = tiny_spec(
+        digits_root, tmp_path, model={"backbone": "test_resnet", "pretrained": "no.pth"}
+    )
+    with pytest.raises(SpecError, match="weights file not found"):
+        load_spec(write_spec(tmp_path / "s.yaml", spec))
+    with pytest.raises(TrialFailed, match=r"not on this machine.*never downloads"):
+        cached_pretrained_file("resnet18")
+
+
+def test_transfer_spec_fine_tunes_from_a_checkpoint_trained_on_other_digits(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """Train on one data set, save, fine-tune on another: the transfer example, end to end."""
+    from automl_clf.data import load_dataset
+    from automl_clf.datasets import write_digits
+    from automl_clf.spec import FixedParams, resolve
+    from automl_clf.train import train_config
+
+    source = parse_spec(
+        tiny_spec(digits_root, tmp_path, model={"backbone": "test_resnet"}), base_dir=tmp_path
+    )
+    fixed = FixedParams({"model.dropout": 0.0, "train.lr": 0.01, "augment.policy": "none"})
+    trained = train_config(resolve(source, fixed), load_dataset(source.data))
+    path = tmp_path / "digits_017.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.fit.model.state_dict().items()}, str(path))
+
+    other = write_digits(tmp_path / "other", classes=[2, 3, 4, 5], per_class=25)
+    target = parse_spec(
+        tiny_spec(
+            other,
+            tmp_path,
+            model={
+                "backbone": "test_resnet",
+                "pretrained": str(path),
+                "transfer": {"choices": ["freeze", "partial"]},
+            },
+        ),
+        base_dir=tmp_path,
+    )
+    fixed = FixedParams(
+        {
+            "model.dropout": 0.0,
+            "train.lr": 0.01,
+            "augment.policy": "none",
+            "model.transfer": "freeze",
+        }
+    )
+    config = resolve(target, fixed)
+    assert config.model.transfer == "freeze" and config.model.unfreeze_stages is None
+    tuned = train_config(config, load_dataset(target.data))
+    weights = tuned.fit.model.state_dict()
+    assert torch.equal(weights["conv1.0.weight"], trained.fit.model.state_dict()["conv1.0.weight"])
+    assert weights["fc.weight"].shape[0] == 4
+    assert tuned.latency_ms > 0 and tuned.n_params > 0

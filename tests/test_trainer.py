@@ -1,0 +1,168 @@
+"""The trainer on tiny real data: optimizers, schedules, early stopping, checkpoints and resume,
+determinism, failure on NaN, class weights, and flat memory across many trials."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from automl_clf.data import load_dataset
+from automl_clf.errors import TrialFailed
+from automl_clf.spec import FixedParams, parse_spec, resolve
+from automl_clf.spec.config import TrialConfig
+from automl_clf.train import train_config
+from automl_clf.train.trainer import class_weights
+from tests.conftest import tiny_spec
+
+FIXED = {
+    "model.dropout": 0.1,
+    "model.cnn.filters": "[8]",
+    "train.lr": 0.01,
+    "augment.policy": "light",
+}
+
+
+def config_of(root: Path, tmp_path: Path, **sections: dict[str, Any]) -> tuple[TrialConfig, Any]:
+    spec = parse_spec(tiny_spec(root, tmp_path, **sections), base_dir=tmp_path)
+    return resolve(spec, FixedParams(FIXED, strict=False)), load_dataset(spec.data)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "step", "plateau"])
+def test_every_optimizer_and_schedule_trains(
+    digits_root: Path, tmp_path: Path, optimizer: str, schedule: str
+) -> None:
+    config, dataset = config_of(
+        digits_root,
+        tmp_path,
+        train={
+            "optimizer": optimizer,
+            "schedule": schedule,
+            "step_size": 1,
+            "gamma": 0.5,
+            "plateau_patience": 1,
+            "nesterov": True,
+            "epochs": 3,
+        },
+    )
+    trained = train_config(config, dataset)
+    history = trained.fit.history
+    assert len(history) == 3
+    assert all(math.isfinite(e.train_loss) for e in history)
+    lrs = [e.lr for e in history]
+    if schedule == "constant":
+        assert lrs == [pytest.approx(0.01)] * 3
+    if schedule == "cosine":
+        assert lrs[0] > lrs[1] > lrs[2] > 0
+    if schedule == "step":  # × 0.5 every epoch
+        assert lrs == [pytest.approx(0.01), pytest.approx(0.005), pytest.approx(0.0025)]
+    if schedule == "onecycle":
+        assert max(lrs) > lrs[0]  # warms up from a fraction of lr
+
+
+def test_warmup_ramps_the_learning_rate_up(digits_root: Path, tmp_path: Path) -> None:
+    config, dataset = config_of(
+        digits_root, tmp_path, train={"schedule": "constant", "warmup_epochs": 2, "epochs": 3}
+    )
+    lrs = [e.lr for e in train_config(config, dataset).fit.history]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(0.01)
+
+
+def test_early_stopping_keeps_the_best_epoch(digits_root: Path, tmp_path: Path) -> None:
+    from automl_clf.data.preprocess import Decoding
+    from automl_clf.train import evaluate
+
+    config, dataset = config_of(
+        digits_root, tmp_path, train={"epochs": 30, "early_stopping_patience": 2, "lr": 0.3}
+    )
+    config = config.model_copy(update={"train": config.train.model_copy(update={"lr": 0.3})})
+    fit = train_config(config, dataset).fit
+    losses = [e.val.loss for e in fit.history if e.val is not None]
+    assert fit.best_epoch == int(np.argmin(losses)) + 1
+    assert fit.epochs_run <= fit.best_epoch + 2  # stopped after `patience` epochs
+    val = dataset.arrays(Decoding.of(config.data))["val"]
+    returned = evaluate(fit.model, val, train_config_preprocessing(config, dataset), "cpu")
+    assert returned.loss == pytest.approx(min(losses), rel=1e-5)  # the best weights came back
+
+
+def train_config_preprocessing(config: TrialConfig, dataset: Any) -> Any:
+    from automl_clf.data.dataset import pixels_for_stats
+    from automl_clf.data.preprocess import Decoding, build_preprocessing, mean_std
+
+    train = dataset.arrays(Decoding.of(config.data))["train"]
+    return build_preprocessing(config.data, "cnn", mean_std(pixels_for_stats(train.pixels)))
+
+
+def test_same_config_and_seed_give_the_same_run(digits_root: Path, tmp_path: Path) -> None:
+    config, dataset = config_of(
+        digits_root, tmp_path, augment={"mixup": 0.5}, model={"dropout": 0.3}
+    )
+    first, second = train_config(config, dataset).fit, train_config(config, dataset).fit
+    assert [e.train_loss for e in first.history] == [e.train_loss for e in second.history]
+    assert [e.val.loss for e in first.history] == [e.val.loss for e in second.history]  # type: ignore[union-attr]
+    other = config.model_copy(update={"train": config.train.model_copy(update={"seed": 1})})
+    third = train_config(other, dataset).fit
+    assert [e.train_loss for e in third.history] != [e.train_loss for e in first.history]
+
+
+def test_a_resumed_run_continues_exactly_where_it_stopped(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    config, dataset = config_of(digits_root, tmp_path, train={"epochs": 4, "schedule": "cosine"})
+    whole = train_config(config, dataset).fit
+    folder = tmp_path / "checkpoint"
+    cut = train_config(config, dataset, checkpoint_dir=folder, max_epochs=2).fit  # "killed"
+    assert cut.epochs_run == 2 and (folder / "last.pt").is_file()
+    seen: list[int] = []
+    resumed = train_config(
+        config, dataset, checkpoint_dir=folder, on_epoch=lambda e: seen.append(e.epoch)
+    ).fit
+    assert resumed.resumed_from_epoch == 2
+    assert seen == [1, 2, 3, 4]  # epochs 1-2 are reported from the checkpoint, not re-run
+    assert [e.train_loss for e in resumed.history] == [e.train_loss for e in whole.history]
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_a_diverging_loss_fails_with_its_reason(digits_root: Path, tmp_path: Path) -> None:
+    config, dataset = config_of(digits_root, tmp_path, train={"optimizer": "sgd"})
+    huge = config.model_copy(update={"train": config.train.model_copy(update={"lr": 1e12})})
+    with pytest.raises(TrialFailed, match=r"loss became (nan|inf).*lower train\.lr"):
+        train_config(huge, dataset)
+
+
+def test_class_weights() -> None:
+    labels = np.array([0] * 80 + [1] * 20)
+    balanced = class_weights(labels, 2, "balanced")
+    assert balanced is not None
+    assert balanced.tolist() == pytest.approx([100 / (2 * 80), 100 / (2 * 20)])
+    effective = class_weights(labels, 2, "effective_number")
+    assert effective is not None
+    raw = [(1 - 0.999) / (1 - 0.999**n) for n in (80, 20)]
+    assert effective.tolist() == pytest.approx([2 * r / sum(raw) for r in raw])
+    assert effective[1] > effective[0]
+    assert class_weights(labels, 2, "none") is None
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_across_many_trials(digits_root: Path, tmp_path: Path) -> None:
+    import gc
+
+    config, dataset = config_of(digits_root, tmp_path, train={"epochs": 2})
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+    for _ in range(3):  # warm-up: allocator pools, lazy imports, the decode cache
+        train_config(config, dataset)
+    gc.collect()
+    start = rss_mb()
+    for _ in range(25):
+        train_config(config, dataset)
+    gc.collect()
+    assert rss_mb() - start < 40, f"RSS grew from {start:.0f} MB to {rss_mb():.0f} MB"
