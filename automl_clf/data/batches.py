@@ -4,9 +4,11 @@ Two builders, and only the training one takes augmentation: val, test and predic
 preprocessing output and nothing else, by construction.
 
 Training batches come from the in-memory pixels in this process, or, for a streamed split
-(`data.loading: stream`), from DataLoader workers (spawn context) that read the on-disk store and
-augment in parallel. Either way the batch order is drawn in this process from one seeded
-generator, so a run is reproducible.
+(`data.loading: stream`), from DataLoader workers (spawn context) that read the on-disk store.
+Either way the batch order is drawn in this process from one seeded generator, so a run is
+reproducible. The named policies augment whole batches on the training device
+(data/batch_augment.py); a custom albumentations list augments image by image (in the workers,
+when there are any).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from automl_clf.data.augment import Augmenter
+from automl_clf.data.batch_augment import BatchAugmenter
 from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import Preprocessing
 
@@ -39,6 +42,9 @@ class TrainBatches:
         seed: seeds the batch order and the augmentation.
         oversample: draw images with replacement, every class equally often.
         workers: DataLoader workers for a streamed split; 0 reads in this process.
+        batched: augment whole batches with data/batch_augment.py (the named policies) rather
+            than image by image with albumentations.
+        device: where batches are augmented and returned.
 
     A final batch of a single image is dropped: batch norm cannot train on one image.
     """
@@ -54,18 +60,23 @@ class TrainBatches:
         n_classes: int,
         oversample: bool = False,
         workers: int = 0,
+        batched: bool = False,
+        device: torch.device | None = None,
     ) -> None:
         self.data = data
+        self.device = device
         self.batch_size = batch_size
         self.preprocessing = preprocessing
         self.seed = seed
         self.current_epoch = 0
         self.weights = oversampling_weights(data.labels, n_classes) if oversample else None
-        self.augmenter = Augmenter(augment, seed) if augment else None
+        self.batch_augmenter = BatchAugmenter(augment) if augment and batched else None
+        per_image = augment if augment and not batched else []
+        self.augmenter = Augmenter(per_image, seed) if per_image and workers == 0 else None
         self.loader: torch.utils.data.DataLoader[Any] | None = None
         if workers > 0:
             self.loader = torch.utils.data.DataLoader(
-                _AugmentedRows(data, augment, seed),
+                _AugmentedRows(data, per_image, seed),
                 batch_sampler=_EpochOrder(self),
                 num_workers=workers,
                 multiprocessing_context="spawn",
@@ -96,19 +107,30 @@ class TrainBatches:
         return [b for b in batches if len(b) > 1 or n == 1]
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        """The batches of `epoch` (1-based)."""
+        """The batches of `epoch` (1-based), on the device."""
         self.current_epoch = epoch
+        seed = self.epoch_seed(epoch)
+        generator = torch.Generator().manual_seed(seed)
+        if self.augmenter is not None:
+            self.augmenter.reseed(seed)
         if self.loader is not None:
             for pixels, labels in self.loader:
-                yield self.preprocessing.to_tensor(pixels), torch.from_numpy(labels)
+                yield self._finish(pixels, torch.from_numpy(labels), generator)
             return
-        if self.augmenter is not None:
-            self.augmenter.reseed(self.epoch_seed(epoch))
         for index in self.order(epoch):
             pixels = self.data.pixels[index]
             if self.augmenter is not None:
                 pixels = self.augmenter(pixels)
-            yield self.preprocessing.to_tensor(pixels), torch.from_numpy(self.data.labels[index])
+            yield self._finish(pixels, torch.from_numpy(self.data.labels[index]), generator)
+
+    def _finish(
+        self, pixels: np.ndarray, labels: torch.Tensor, generator: torch.Generator
+    ) -> Batch:
+        """uint8 pixels -> [0, 1] on the device -> batched augmentation -> normalised."""
+        x = self.preprocessing.scale(pixels, self.device)
+        if self.batch_augmenter is not None:
+            x = self.batch_augmenter(x, generator)
+        return self.preprocessing.normalize(x), labels.to(x.device)
 
     def close(self) -> None:
         """Stop the worker processes, if any (dropping the loader shuts its workers down)."""

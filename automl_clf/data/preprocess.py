@@ -84,10 +84,19 @@ class Preprocessing(BaseModel):
 
     def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, C) -> float32 (N, C, H, W), scaled to [0, 1] and normalised."""
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        return (x.div_(255.0) - mean) / std
+        return self.normalize(self.scale(pixels))
+
+    @staticmethod
+    def scale(pixels: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+        """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1], on `device`."""
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
+        return x.to(device).float().div_(255.0) if device is not None else x.float().div_(255.0)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Subtract the mean and divide by the std, per channel."""
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -37,7 +37,9 @@ from automl_clf.train.trainer import (
 class TrainedModel:
     fit: FitResult
     preprocessing: Preprocessing
-    augmentation: dict[str, Any] | None  # albumentations' own serialisation, None for none
+    # {"albumentations": its own to_dict() of the transforms, "executor": "batched" for the
+    # named policies (data/batch_augment.py) or "albumentations"}; None without augmentation
+    augmentation: dict[str, Any] | None
     n_params: int
     latency_ms: float  # median forward time of one image on the training device
 
@@ -82,6 +84,7 @@ def train_config(
         image_size=config.data.image_size,
     )
     augment = transform_list(config.augment)
+    device = resolve_device(train_cfg.device)
     workers = 0
     if train.streamed:
         workers = dataset.spec.workers if dataset.spec.workers is not None else default_workers()
@@ -94,6 +97,8 @@ def train_config(
         n_classes=dataset.n_classes,
         oversample=config.train.sampling == "oversample",
         workers=workers,
+        batched=config.augment.transforms is None,  # named policies: batched, on the device
+        device=device,
     )
     try:
         result = fit(
@@ -120,5 +125,11 @@ def train_config(
         config.data.image_size,
         resolve_device(train_cfg.device),
     )
-    serialised = Augmenter(augment, train_cfg.seed).to_dict() if augment else None
+    serialised = None
+    if augment:
+        executor = "batched" if config.augment.transforms is None else "albumentations"
+        serialised = {
+            "albumentations": Augmenter(augment, train_cfg.seed).to_dict(),
+            "executor": executor,
+        }
     return TrainedModel(result, preprocessing, serialised, count_parameters(model), latency)
