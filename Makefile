@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/mypy automl_clf
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(VENV) studies/*.db exports data
