@@ -231,19 +231,21 @@ def best(
         return
     from automl_clf.final.export import write_export
     from automl_clf.final.retrain import retrain
+    from automl_clf.ui import final_summary, formats_summary
 
-    with console.status("retraining on " + loaded.final.train_on):
+    seeds = loaded.final.seeds
+    with console.status(
+        f"retraining on {loaded.final.train_on}" + (f" with {seeds} seeds" if seeds > 1 else "")
+    ):
         final = _run(retrain, loaded, study, trial)
-    report = _run(
-        write_export, final, export, study_name=study.study_name, objective=loaded.study.objective
-    )
+    with console.status("exporting: formats, parity checks, report"):
+        written = _run(write_export, final, export, loaded, study)
+    console.print(final_summary(final))
+    console.print(formats_summary(written))
     console.print(
-        f"test accuracy [bold]{final.test.accuracy:.4f}[/bold], balanced accuracy "
-        f"{final.test.balanced_accuracy:.4f}, macro F1 {final.test.macro_f1:.4f} "
-        f"({len(final.test.labels)} test images; trial #{final.trial.number}, "
-        f"{final.epochs} epochs on {final.train_on})"
+        f"exported to {written.folder}\nreport: {written.report / 'index.html'} "
+        f"(and report.md beside it)"
     )
-    console.print(f"exported to {export.resolve()}; report: {report / 'report.md'}")
 
 
 class OutputFormat(StrEnum):
@@ -259,19 +261,50 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders (recursive).")],
     top_k: Annotated[int, typer.Option(min=1, help="Also list the K most probable classes.")] = 1,
     output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.csv,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", dir_okay=False, help="Write here instead of stdout."),
+    ] = None,
 ) -> None:
     """Classify images with an exported model, using exactly its training-time preprocessing.
 
-    Unreadable files are reported in an `error` column and do not stop the others.
+    Unreadable files are reported in an `error` column and do not stop the others. A progress
+    bar (on stderr) shows for more than one batch of images.
     """
-    from automl_clf.final.predictor import iter_image_files, load, predict_files
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from automl_clf.final.predictor import BATCH_SIZE, iter_image_files, load, predict_files
 
     predictor = _run(load, export_dir)
+    n_classes = len(predictor.classes_)
+    if top_k > n_classes:
+        message = f"--top-k {top_k} is more than the model's {n_classes} classes"
+        raise _fail(ValueError(f"{message}; use --top-k {n_classes} or less"), 2)
     files = iter_image_files(images)
     if not files:
         raise _fail(ValueError("no image files found in the given paths"), 2)
-    rows = predict_files(predictor, files, top_k=top_k)
-    _write_rows(rows, output_format, top_k)
+    progress = Progress(
+        *Progress.get_default_columns()[:-1],
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+        disable=len(files) <= BATCH_SIZE,
+    )
+    with progress:
+        task = progress.add_task("predicting", total=len(files))
+        rows = predict_files(
+            predictor, files, top_k=top_k, on_batch=lambda n: progress.advance(task, n)
+        )
+    text = _format_rows(rows, output_format, top_k)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise _fail(ValueError(f"cannot write --output {output}: {exc.strerror}"), 2) from None
+        _console(stderr=True).print(f"wrote {len(rows)} prediction(s) to {output}")
     failed = [r for r in rows if r.error]
     if failed:
         _console(stderr=True).print(
@@ -281,16 +314,17 @@ def predict(
             raise typer.Exit(1)
 
 
-def _write_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> None:
+def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> str:
     import csv
     import dataclasses
+    import io
     import json
 
     if output_format == OutputFormat.json:
         records = [dataclasses.asdict(row) | {"path": str(row.path)} for row in rows]
-        typer.echo(json.dumps(records, indent=2))
-        return
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+        return json.dumps(records, indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
     header = ["path", "predicted", "probability"]
     if top_k > 1:
         header.append("top_k")
@@ -301,6 +335,7 @@ def _write_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: 
         if top_k > 1:
             values.append(";".join(f"{c}:{p:.4f}" for c, p in row.top_k))
         writer.writerow([*values, row.error or ""])
+    return buffer.getvalue()
 
 
 def main() -> None:
