@@ -338,6 +338,72 @@ def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k:
     return buffer.getvalue()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server on this machine (a host name other than
+    localhost may resolve to anything, so it does not count)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def dashboard(
+    spec: SpecPath,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; the default keeps it on this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+) -> None:
+    """Serve optuna-dashboard on the study: trials, plots, notes and confusion matrices.
+
+    Each complete trial shows its per-class validation metrics as a note and its validation
+    confusion matrix as an artifact. The dashboard has no login and can delete studies, so it
+    listens on 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.
+    """
+    from automl_clf.search.storage import open_storage
+    from automl_clf.search.study import load_existing_study
+
+    loaded = _load(spec, storage, study_name)
+    assert loaded.study.storage is not None and loaded.study.name is not None
+    assert loaded.study.artifacts is not None
+    _run(load_existing_study, loaded.study.storage, loaded.study.name)
+    from optuna_dashboard import run_server
+
+    from automl_clf.report.trial import artifact_store
+
+    console = _console(stderr=True)
+    if not is_loopback(host):
+        console.print(
+            f"[bold yellow]warning:[/bold yellow] listening on {host}: anyone who can reach "
+            "this machine can read the study and delete it (optuna-dashboard has no login); "
+            "use --host 127.0.0.1 and an SSH tunnel unless the network is trusted"
+        )
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"optuna-dashboard for study {loaded.study.name!r} ({loaded.study.storage}) at "
+        f"http://{shown}:{port}/dashboard/ — Ctrl-C stops it"
+    )
+    try:
+        run_server(
+            open_storage(loaded.study.storage),
+            host=host,
+            port=port,
+            artifact_store=artifact_store(loaded.study.artifacts),
+        )
+    except OSError as exc:
+        reason = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise _fail(ValueError(f"{reason}; choose another --port (or --host)"), 1) from None
+    except KeyboardInterrupt:
+        console.print("dashboard stopped")
+
+
 def main() -> None:
     app()
 
