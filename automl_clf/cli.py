@@ -404,6 +404,41 @@ def dashboard(
         console.print("dashboard stopped")
 
 
+@app.command()
+def visualize(
+    export_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="An export directory.")
+    ],
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="One image file.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the PNGs (default: DIR/visualize/<image name>)."),
+    ] = None,
+) -> None:
+    """Draw the first convolution's filters and the feature maps at each stage for IMAGE."""
+    from automl_clf.final.predictor import load
+    from automl_clf.report.network import write_network_figures
+
+    predictor = _run(load, export_dir)
+    try:
+        pixels = predictor.load(image)
+    except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
+        raise _fail(ValueError(f"cannot read image {image}: {exc}"), 2) from None
+    folder = out or export_dir / "visualize" / image.stem
+    figures = write_network_figures(
+        predictor.model_, predictor.manifest_.preprocessing, predictor.classes_, pixels, folder
+    )
+    console = _console()
+    console.print(
+        f"{image}: predicted {figures.predicted!r} ({figures.probability:.3f}) by "
+        f"{predictor.manifest_.architecture}"
+    )
+    for note in figures.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    for path in figures.files:
+        console.print(f"wrote {path}")
+
+
 def main() -> None:
     app()
 
