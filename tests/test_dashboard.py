@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.artifacts import get_all_artifact_meta
@@ -23,9 +24,11 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from automl_clf.cli import app, is_loopback
-from automl_clf.report.trial import ARTIFACT_STORE_DIR, CONFUSION_FILE
+from automl_clf.report.metrics import metrics_dict
+from automl_clf.report.trial import ARTIFACT_STORE_DIR, CONFUSION_FILE, NOTE_CLASSES, trial_note
 from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec import load_spec
+from automl_clf.train.metrics import summarise
 from tests.conftest import Exported
 
 runner = CliRunner()
@@ -132,3 +135,19 @@ def test_dashboard_without_a_study_says_how_to_make_one(spec_file: Path) -> None
     result = runner.invoke(app, ["dashboard", str(spec_file)])
     assert result.exit_code == 1
     assert "run `autoclf search SPEC` first" in result.output
+
+
+def test_a_note_with_many_classes_lists_the_weakest() -> None:
+    n = NOTE_CLASSES + 10
+    labels = np.repeat(np.arange(n), 2)
+    probabilities = np.eye(n)[labels]
+    probabilities[1::2][:5] = np.roll(probabilities[1::2][:5], 1, axis=1)  # 5 classes half wrong
+    note = trial_note(
+        7, metrics_dict(summarise(0.5, probabilities, labels), list(map(str, range(n))))
+    )
+    assert f"The {NOTE_CLASSES} classes with the lowest F1, of {n}:" in note
+    rows = [
+        line for line in note.splitlines() if line.startswith("| ") and "precision" not in line
+    ]
+    assert len(rows) == NOTE_CLASSES
+    assert {row.split(" | ")[0][2:] for row in rows[:5]} == {"0", "1", "2", "3", "4"}

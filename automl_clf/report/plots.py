@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from automl_clf.report.search import SearchSummary
 
 DPI = 110
+MAX_SIDE = 14.0  # inches: a confusion matrix of many classes stays a sane image
+MAX_LABELLED = 60  # classes up to which a confusion matrix names each row and column
 STATE_COLOURS = {"COMPLETE": "#2563eb", "PRUNED": "#f59e0b", "FAIL": "#dc2626"}
 
 
@@ -67,14 +69,15 @@ def plot_confusion_matrix(
     n = len(classes)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     shade = shares if normalized else matrix
-    size = max(4.0, 0.45 * n + 2.0)
+    size = min(MAX_SIDE, max(4.0, 0.45 * n + 2.0))
     with _figure(path, (size, size * 0.9)) as (fig, ax):
         vmax = 1.0 if normalized else max(1, int(matrix.max()))
         image = ax.imshow(shade, cmap="Blues", vmin=0.0, vmax=vmax)
         label = "share of the true class" if normalized else "images"
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
-        ax.set_xticks(range(n), labels=classes, rotation=45 if n > 6 else 0, ha="right")
-        ax.set_yticks(range(n), labels=classes)
+        if n <= MAX_LABELLED:
+            ax.set_xticks(range(n), labels=classes, rotation=45 if n > 6 else 0, ha="right")
+            ax.set_yticks(range(n), labels=classes)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         kind = "normalised by true class" if normalized else "counts"

@@ -18,11 +18,12 @@ import optuna
 from automl_clf.report.markdown import markdown_table
 from automl_clf.report.metrics import confusion, metrics_dict
 from automl_clf.report.plots import plot_confusion_matrix
-from automl_clf.report.tables import per_class_table
+from automl_clf.report.tables import Table, per_class_table
 from automl_clf.train.metrics import EvalResult
 
 ARTIFACT_STORE_DIR = "optuna_artifacts"
 CONFUSION_FILE = "val_confusion_matrix.png"
+NOTE_CLASSES = 30  # classes listed in a trial's note at most
 
 
 def artifact_store(artifacts_root: Path) -> optuna.artifacts.FileSystemArtifactStore:
@@ -60,7 +61,14 @@ def record_trial_report(
 
 
 def trial_note(number: int, metrics: dict[str, Any]) -> str:
-    """The Markdown note: headline validation metrics and the per-class table."""
+    """The Markdown note: headline validation metrics and the per-class table (with many
+    classes, the NOTE_CLASSES with the lowest F1: the ones worth a look)."""
+    table = per_class_table(metrics)
+    intro = "Per class:"
+    if len(table.rows) > NOTE_CLASSES:
+        intro = f"The {NOTE_CLASSES} classes with the lowest F1, of {len(table.rows)}:"
+        rows = sorted(table.rows, key=lambda row: float(row[3]))[:NOTE_CLASSES]
+        table = Table(table.header, rows)
     lines = [
         f"### Trial #{number}: validation split, best epoch",
         "",
@@ -68,6 +76,8 @@ def trial_note(number: int, metrics: dict[str, Any]) -> str:
         f"{metrics['balanced_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, loss "
         f"{metrics['log_loss']:.4f} ({metrics['n_images']} images)",
         "",
-        *markdown_table(per_class_table(metrics)),
+        intro,
+        "",
+        *markdown_table(table),
     ]
     return "\n".join(lines)
