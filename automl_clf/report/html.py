@@ -216,10 +216,10 @@ def _mistakes_section(content: ReportContent) -> str:
             f"{escape(path.name)}</span></figcaption></figure>"
         )
     n_wrong = int((content.test.predictions != content.test.labels).sum())
+    shown = "it" if len(indices) == 1 else f"the {len(indices)} the model was surest about"
     intro = (
-        f"<p>{n_wrong} of {len(content.test.labels)} test images are misclassified; the "
-        f"{len(indices)} the model was surest about (true class → predicted, its probability):"
-        "</p>"
+        f"<p>Misclassified: {n_wrong} of {len(content.test.labels)} test images. Below, "
+        f"{shown}: true class → predicted class (its probability).</p>"
     )
     return _section(
         "mistakes",

@@ -144,6 +144,9 @@ def plot_history(summary: SearchSummary, path: Path) -> None:
         if best_x:
             ax.step(best_x, best_y, where="post", color="#111827", linewidth=1.2,
                     label="best so far")  # fmt: skip
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers
         ax.set_xlabel("trial")
         ax.set_ylabel(summary.objective)
         ax.set_title("Optimisation history")
