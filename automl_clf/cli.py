@@ -268,8 +268,9 @@ def predict(
 ) -> None:
     """Classify images with an exported model, using exactly its training-time preprocessing.
 
-    Unreadable files are reported in an `error` column and do not stop the others. A progress
-    bar (on stderr) shows for more than one batch of images.
+    Unreadable files are reported in an `error` column and do not stop the others.
+
+    A progress bar (on stderr) shows for more than one batch (256) of images.
     """
     from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -363,9 +364,11 @@ def dashboard(
 ) -> None:
     """Serve optuna-dashboard on the study: trials, plots, notes and confusion matrices.
 
-    Each complete trial shows its per-class validation metrics as a note and its validation
-    confusion matrix as an artifact. The dashboard has no login and can delete studies, so it
-    listens on 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.
+    Each complete trial shows its per-class validation metrics and confusion matrix.
+
+    Listens on 127.0.0.1 unless --host says otherwise: the dashboard can delete studies.
+
+    It has no login, so binding any other address prints a warning. Ctrl-C stops it.
     """
     from automl_clf.search.storage import open_storage
     from automl_clf.search.study import load_existing_study
