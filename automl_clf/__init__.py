@@ -73,9 +73,7 @@ def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Pa
     assert spec.study.storage is not None and spec.study.name is not None
     study = load_existing_study(spec.study.storage, spec.study.name)
     final = retrain(spec, study, trial)
-    return write_export(
-        final, Path(out_dir), study_name=spec.study.name, objective=spec.study.objective
-    )
+    return write_export(final, Path(out_dir), spec, study).report
 
 
 def load(export_dir: str | Path) -> Predictor:

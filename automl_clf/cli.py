@@ -243,19 +243,21 @@ def best(
         return
     from automl_clf.final.export import write_export
     from automl_clf.final.retrain import retrain
+    from automl_clf.ui import final_summary, formats_summary
 
-    with console.status("retraining on " + loaded.final.train_on):
+    seeds = loaded.final.seeds
+    with console.status(
+        f"retraining on {loaded.final.train_on}" + (f" with {seeds} seeds" if seeds > 1 else "")
+    ):
         final = _run(retrain, loaded, study, trial)
-    report = _run(
-        write_export, final, export, study_name=study.study_name, objective=loaded.study.objective
-    )
+    with console.status("exporting: formats, parity checks, report"):
+        written = _run(write_export, final, export, loaded, study)
+    console.print(final_summary(final))
+    console.print(formats_summary(written))
     console.print(
-        f"test accuracy [bold]{final.test.accuracy:.4f}[/bold], balanced accuracy "
-        f"{final.test.balanced_accuracy:.4f}, macro F1 {final.test.macro_f1:.4f} "
-        f"({len(final.test.labels)} test images; trial #{final.trial.number}, "
-        f"{final.epochs} epochs on {final.train_on})"
+        f"exported to {written.folder}\nreport: {written.report / 'index.html'} "
+        f"(and report.md beside it)"
     )
-    console.print(f"exported to {export.resolve()}; report: {report / 'report.md'}")
 
 
 class OutputFormat(StrEnum):
@@ -271,19 +273,51 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders (recursive).")],
     top_k: Annotated[int, typer.Option(min=1, help="Also list the K most probable classes.")] = 1,
     output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.csv,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", dir_okay=False, help="Write here instead of stdout."),
+    ] = None,
 ) -> None:
     """Classify images with an exported model, using exactly its training-time preprocessing.
 
     Unreadable files are reported in an `error` column and do not stop the others.
+
+    A progress bar (on stderr) shows for more than one batch (256) of images.
     """
-    from automl_clf.final.predictor import iter_image_files, load, predict_files
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from automl_clf.final.predictor import BATCH_SIZE, iter_image_files, load, predict_files
 
     predictor = _run(load, export_dir)
+    n_classes = len(predictor.classes_)
+    if top_k > n_classes:
+        message = f"--top-k {top_k} is more than the model's {n_classes} classes"
+        raise _fail(ValueError(f"{message}; use --top-k {n_classes} or less"), 2)
     files = iter_image_files(images)
     if not files:
         raise _fail(ValueError("no image files found in the given paths"), 2)
-    rows = predict_files(predictor, files, top_k=top_k)
-    _write_rows(rows, output_format, top_k)
+    progress = Progress(
+        *Progress.get_default_columns()[:-1],
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+        disable=len(files) <= BATCH_SIZE,
+    )
+    with progress:
+        task = progress.add_task("predicting", total=len(files))
+        rows = predict_files(
+            predictor, files, top_k=top_k, on_batch=lambda n: progress.advance(task, n)
+        )
+    text = _format_rows(rows, output_format, top_k)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise _fail(ValueError(f"cannot write --output {output}: {exc.strerror}"), 2) from None
+        _console(stderr=True).print(f"wrote {len(rows)} prediction(s) to {output}")
     failed = [r for r in rows if r.error]
     if failed:
         _console(stderr=True).print(
@@ -293,16 +327,17 @@ def predict(
             raise typer.Exit(1)
 
 
-def _write_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> None:
+def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> str:
     import csv
     import dataclasses
+    import io
     import json
 
     if output_format == OutputFormat.json:
         records = [dataclasses.asdict(row) | {"path": str(row.path)} for row in rows]
-        typer.echo(json.dumps(records, indent=2))
-        return
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+        return json.dumps(records, indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
     header = ["path", "predicted", "probability"]
     if top_k > 1:
         header.append("top_k")
@@ -313,6 +348,110 @@ def _write_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: 
         if top_k > 1:
             values.append(";".join(f"{c}:{p:.4f}" for c, p in row.top_k))
         writer.writerow([*values, row.error or ""])
+    return buffer.getvalue()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server on this machine (a host name other than
+    localhost may resolve to anything, so it does not count)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def dashboard(
+    spec: SpecPath,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; the default keeps it on this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+) -> None:
+    """Serve optuna-dashboard on the study: trials, plots, notes and confusion matrices.
+
+    Each complete trial shows its per-class validation metrics and confusion matrix.
+
+    Listens on 127.0.0.1 unless --host says otherwise: the dashboard can delete studies.
+
+    It has no login, so binding any other address prints a warning. Ctrl-C stops it.
+    """
+    from automl_clf.search.storage import open_storage
+    from automl_clf.search.study import load_existing_study
+
+    loaded = _load(spec, storage, study_name)
+    assert loaded.study.storage is not None and loaded.study.name is not None
+    assert loaded.study.artifacts is not None
+    _run(load_existing_study, loaded.study.storage, loaded.study.name)
+    from optuna_dashboard import run_server
+
+    from automl_clf.report.trial import artifact_store
+
+    console = _console(stderr=True)
+    if not is_loopback(host):
+        console.print(
+            f"[bold yellow]warning:[/bold yellow] listening on {host}: anyone who can reach "
+            "this machine can read the study and delete it (optuna-dashboard has no login); "
+            "use --host 127.0.0.1 and an SSH tunnel unless the network is trusted"
+        )
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"optuna-dashboard for study {loaded.study.name!r} ({loaded.study.storage}) at "
+        f"http://{shown}:{port}/dashboard/ — Ctrl-C stops it"
+    )
+    try:
+        run_server(
+            open_storage(loaded.study.storage),
+            host=host,
+            port=port,
+            artifact_store=artifact_store(loaded.study.artifacts),
+        )
+    except OSError as exc:
+        reason = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise _fail(ValueError(f"{reason}; choose another --port (or --host)"), 1) from None
+    except KeyboardInterrupt:
+        console.print("dashboard stopped")
+
+
+@app.command()
+def visualize(
+    export_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="An export directory.")
+    ],
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="One image file.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the PNGs (default: DIR/visualize/<image name>)."),
+    ] = None,
+) -> None:
+    """Draw the first convolution's filters and the feature maps at each stage for IMAGE."""
+    from automl_clf.final.predictor import load
+    from automl_clf.report.network import write_network_figures
+
+    predictor = _run(load, export_dir)
+    try:
+        pixels = predictor.load(image)
+    except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
+        raise _fail(ValueError(f"cannot read image {image}: {exc}"), 2) from None
+    folder = out or export_dir / "visualize" / image.stem
+    figures = write_network_figures(
+        predictor.model_, predictor.manifest_.preprocessing, predictor.classes_, pixels, folder
+    )
+    console = _console()
+    console.print(
+        f"{image}: predicted {figures.predicted!r} ({figures.probability:.3f}) by "
+        f"{predictor.manifest_.architecture}"
+    )
+    for note in figures.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    for path in figures.files:
+        console.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+import statistics
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -15,6 +16,10 @@ from rich.table import Table
 from automl_clf.data.dataset import Dataset
 from automl_clf.spec.describe import SpaceDescription
 from automl_clf.train.trainer import EpochResult
+
+if TYPE_CHECKING:
+    from automl_clf.final.export import ExportResult
+    from automl_clf.final.retrain import FinalResult
 
 STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
 
@@ -108,7 +113,7 @@ def print_data_report(console: Console, dataset: Dataset, *, max_listed: int = 2
     """Classes and counts per split, skipped files with reasons, duplicates, warnings."""
     layout = "pre-split" if dataset.presplit else "split by autoclf"
     source = dataset.spec.manifest or dataset.root
-    console.print(f"data {source} ({layout}, fingerprint {dataset.fingerprint})")
+    console.print(f"data {source} ({layout}, fingerprint {dataset.fingerprint[:16]})")
     console.print(counts_table(dataset.classes, dataset.counts()))
     if dataset.skipped:
         console.print(f"[yellow]{len(dataset.skipped)} file(s) skipped[/yellow]:")
@@ -165,3 +170,45 @@ def study_counts(study: optuna.Study) -> str:
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state] += 1
     return ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n) or "no trials"
+
+
+def final_summary(final: FinalResult) -> str:
+    """The retrained model's test result, TTA beside it, and the spread over seeds."""
+    test = final.test
+    lines = [
+        f"test accuracy [bold]{test.accuracy:.4f}[/bold], balanced accuracy "
+        f"{test.balanced_accuracy:.4f}, macro F1 {test.macro_f1:.4f}, log loss {test.loss:.4f} "
+        f"({len(test.labels)} test images; trial #{final.trial.number}, {final.epochs} epochs "
+        f"on {final.train_on})"
+    ]
+    if final.test_tta is not None:
+        tta = final.test_tta
+        lines.append(
+            f"with test-time augmentation ({' + '.join(final.tta)}): accuracy {tta.accuracy:.4f}, "
+            f"balanced accuracy {tta.balanced_accuracy:.4f}, macro F1 {tta.macro_f1:.4f}, "
+            f"log loss {tta.loss:.4f}"
+        )
+    measured = [run for run in final.seed_runs if run.val is not None]
+    if len(measured) > 1:
+        losses = [run.val.loss for run in measured if run.val is not None]
+        accuracies = [run.val.accuracy for run in measured if run.val is not None]
+        lines.append(
+            f"{len(measured)} seeds: val loss {statistics.mean(losses):.4f} ± "
+            f"{statistics.pstdev(losses):.4f}, val accuracy {statistics.mean(accuracies):.4f} ± "
+            f"{statistics.pstdev(accuracies):.4f}; exported seed {final.seed} (best on val)"
+        )
+    return "\n".join(lines)
+
+
+def formats_summary(export: ExportResult) -> str:
+    """One line per extra format: its parity with the eager model, or why it is missing."""
+    lines = [f"CPU latency {export.latency_ms:.2f} ms per image (eager, batch 1)"]
+    for name, check in export.formats.items():
+        if check.ok:
+            lines.append(
+                f"[green]✓[/green] {name} {check.file}: max |Δ logit| {check.max_abs_diff:.2g} "
+                f"on {check.n_images} test images"
+            )
+        else:
+            lines.append(f"[yellow]✗ {name} {check.file} not usable[/yellow]: {check.error}")
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ Everything runs on the CPU in seconds: 8 px images, a one-block CNN, two or thre
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,37 @@ def make_checkpoint(folder: Path, backbone: str) -> Path:
     path = folder / f"{backbone}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A searched study and its export, shared by the final-model, report and dashboard tests."""
+
+    spec: Path
+    folder: Path
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Exported:
+    """Three trials, then `best --export` over two seeds (train only) with both TTA views."""
+    from typer.testing import CliRunner
+
+    from automl_clf.cli import app
+
+    folder = tmp_path_factory.mktemp("export")
+    spec = write_spec(
+        folder / "spec.yaml",
+        tiny_spec(
+            digits_root,
+            folder,
+            study={"n_trials": 3},
+            final={"train_on": "train", "seeds": 2, "tta": ["hflip", "crops"]},
+        ),
+    )
+    runner = CliRunner()
+    searched = runner.invoke(app, ["search", str(spec)])
+    assert searched.exit_code == 0, searched.output
+    result = runner.invoke(app, ["best", str(spec), "--export", str(folder / "model")])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output
+    return Exported(spec, folder / "model")

@@ -10,24 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from typer.testing import CliRunner
 
 import automl_clf
 from automl_clf.cli import app
-from tests.conftest import tiny_spec, write_spec
+from automl_clf.data.dataset import SplitArrays
+from automl_clf.final.predictor import BATCH_SIZE, predict_files
+from automl_clf.final.tta import evaluate_tta, tta_views
+from tests.conftest import Exported, tiny_spec, write_spec
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Path:
-    folder = tmp_path_factory.mktemp("export")
-    spec = write_spec(folder / "spec.yaml", tiny_spec(digits_root, folder, study={"n_trials": 2}))
-    assert runner.invoke(app, ["search", str(spec)]).exit_code == 0
-    result = runner.invoke(app, ["best", str(spec), "--export", str(folder / "model")])
-    assert result.exit_code == 0, result.output
-    assert "test accuracy" in result.output
-    return folder / "model"
+@pytest.fixture
+def export(exported: Exported) -> Path:
+    return exported.folder
 
 
 def read_test_predictions(export: Path) -> list[dict[str, str]]:
@@ -35,20 +34,26 @@ def read_test_predictions(export: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_export_directory_contract(exported: Path) -> None:
+def test_export_directory_contract(export: Path) -> None:
     for name in (
         "model.safetensors",
         "model.json",
+        "model.pt",
+        "model.onnx",
+        "spec.yaml",
         "report/metrics.json",
-        "report/confusion_matrix.png",
+        "report/index.html",
         "report/report.md",
+        "report/confusion_matrix.png",
     ):
-        assert (exported / name).is_file(), name
-    manifest = json.loads((exported / "model.json").read_text())
+        assert (export / name).is_file(), name
+    manifest = json.loads((export / "model.json").read_text())
     assert manifest["classes"] == ["0", "1", "7"]
     assert manifest["preprocessing"]["decoding"]["image_size"] == 8
-    assert "torch" in manifest["versions"]
-    metrics = json.loads((exported / "report" / "metrics.json").read_text())
+    assert "torch" in manifest["versions"] and "onnxruntime" in manifest["versions"]
+    assert manifest["data_fingerprint"]["n_files"] == 90
+    assert set(manifest["formats"]) == {"torchscript", "onnx"}
+    metrics = json.loads((export / "report" / "metrics.json").read_text())
     for key in (
         "accuracy",
         "balanced_accuracy",
@@ -60,22 +65,22 @@ def test_export_directory_contract(exported: Path) -> None:
         assert key in metrics
     matrix = np.asarray(metrics["confusion_matrix"])
     assert matrix.shape == (3, 3)
-    assert matrix.sum() == metrics["n_images"] == len(read_test_predictions(exported))
+    assert matrix.sum() == metrics["n_images"] == len(read_test_predictions(export))
     assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["accuracy"])
     assert set(metrics["per_class"]["7"]) == {"precision", "recall", "f1", "support"}
 
 
-def test_predict_reproduces_the_test_predictions(exported: Path) -> None:
-    rows = read_test_predictions(exported)
+def test_predict_reproduces_the_test_predictions(export: Path) -> None:
+    rows = read_test_predictions(export)
     paths = [row["path"] for row in rows]
-    result = runner.invoke(app, ["predict", str(exported), *paths])
+    result = runner.invoke(app, ["predict", str(export), *paths])
     assert result.exit_code == 0, result.output
     predicted = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [p["path"] for p in predicted] == paths
     for expected, got in zip(rows, predicted, strict=True):
         assert got["predicted"] == expected["predicted"]
         assert float(got["probability"]) == pytest.approx(float(expected["probability"]), abs=1e-5)
-    metrics = json.loads((exported / "report" / "metrics.json").read_text())
+    metrics = json.loads((export / "report" / "metrics.json").read_text())
     classes = metrics["classes"]
     matrix = np.zeros((3, 3), dtype=int)
     for expected, got in zip(rows, predicted, strict=True):
@@ -83,9 +88,9 @@ def test_predict_reproduces_the_test_predictions(exported: Path) -> None:
     assert matrix.tolist() == metrics["confusion_matrix"]
 
 
-def test_python_api_matches_the_cli(exported: Path) -> None:
-    rows = read_test_predictions(exported)[:10]
-    predictor = automl_clf.load(exported)
+def test_python_api_matches_the_cli(export: Path) -> None:
+    rows = read_test_predictions(export)[:10]
+    predictor = automl_clf.load(export)
     assert predictor.classes_ == ["0", "1", "7"]
     assert predictor.predict([r["path"] for r in rows]) == [r["predicted"] for r in rows]
     probabilities = predictor.predict_proba([r["path"] for r in rows])
@@ -93,16 +98,15 @@ def test_python_api_matches_the_cli(exported: Path) -> None:
     assert np.allclose(probabilities.sum(axis=1), 1.0)
 
 
-def test_predict_walks_folders_and_reports_bad_files(exported: Path, tmp_path: Path) -> None:
-    rows = read_test_predictions(exported)[:3]
+def test_predict_walks_folders_and_reports_bad_files(export: Path, tmp_path: Path) -> None:
+    rows = read_test_predictions(export)[:3]
     folder = tmp_path / "inbox" / "nested"
     folder.mkdir(parents=True)
     for i, row in enumerate(rows):
         shutil.copy(row["path"], folder / f"{i}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
     result = runner.invoke(
-        app,
-        ["predict", str(exported), str(tmp_path / "inbox"), "--format", "json", "--top-k", "2"],
+        app, ["predict", str(export), str(tmp_path / "inbox"), "--format", "json", "--top-k", "2"]
     )
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
@@ -124,3 +128,90 @@ def test_best_without_a_study_says_how_to_make_one(spec_file: Path) -> None:
     result = runner.invoke(app, ["best", str(spec_file)])
     assert result.exit_code == 1
     assert "run `autoclf search SPEC` first" in result.output
+
+
+def test_several_seeds_export_the_best_on_validation(export: Path) -> None:
+    metrics = json.loads((export / "report" / "metrics.json").read_text())
+    runs = metrics["seeds"]["runs"]
+    assert [run["seed"] for run in runs] == [0, 1]
+    best = min(runs, key=lambda run: run["log_loss"])  # the tiny spec's objective is val_loss
+    assert metrics["seeds"]["chosen"] == best["seed"]
+    assert json.loads((export / "model.json").read_text())["seed"] == best["seed"]
+    spread = metrics["seeds"]["val"]["accuracy"]
+    assert spread["min"] <= spread["mean"] <= spread["max"]
+
+
+def test_tta_is_reported_beside_the_plain_result(export: Path) -> None:
+    metrics = json.loads((export / "report" / "metrics.json").read_text())
+    tta = metrics["tta"]
+    assert tta["views"] == ["hflip", "crops"]
+    assert 0.0 <= tta["accuracy"] <= 1.0 and tta["log_loss"] > 0.0
+    assert "with TTA (hflip + crops)" in (export / "report" / "report.md").read_text()
+
+
+def test_tta_views_and_their_average(export: Path) -> None:
+    views = tta_views(torch.arange(2 * 64.0).reshape(2, 1, 8, 8), ["hflip", "crops"])
+    assert len(views) == 12 and all(v.shape == (2, 1, 8, 8) for v in views)
+    assert torch.equal(views[6], torch.flip(views[0], dims=[-1]))  # mirrors follow the plain six
+    predictor = automl_clf.load(export)
+    rows = read_test_predictions(export)
+    pixels = np.stack([predictor.load(row["path"]) for row in rows])
+    labels = np.array([predictor.classes_.index(r["true"]) for r in rows])
+    data = SplitArrays(pixels, labels, tuple(Path(r["path"]) for r in rows))
+    pre = predictor.manifest_.preprocessing
+    plain = evaluate_tta(predictor.model_, data, pre, torch.device("cpu"), views=())
+    assert np.allclose(plain.probabilities, predictor.predict_proba_pixels(pixels), atol=1e-6)
+
+
+def test_train_val_retrain_has_one_seed_and_no_validation(
+    exported: Exported, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(exported.spec.read_text())
+    raw["final"] = {"train_on": "train+val"}  # the defaults: balanced weighting, seed 0
+    spec = automl_clf.load_spec(write_spec(exported.spec.with_name("trainval.yaml"), raw))
+    report = automl_clf.export_best(spec, tmp_path / "trainval")
+    manifest = json.loads((tmp_path / "trainval" / "model.json").read_text())
+    assert manifest["train_on"] == "train+val" and manifest["seed"] == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["seeds"]["runs"] == [{"seed": 0}]  # val was trained on: nothing to compare
+    assert "tta" not in metrics
+
+
+def test_several_seeds_need_a_held_out_validation_split(tmp_path: Path, digits_root: Path) -> None:
+    raw = tiny_spec(digits_root, tmp_path, final={"seeds": 3})
+    with pytest.raises(automl_clf.SpecError, match="set train_on: train, or seeds: 1"):
+        automl_clf.load_spec(write_spec(tmp_path / "seeds.yaml", raw))
+
+
+def test_predict_paths_reads_folders_and_reports_bad_files(export: Path, tmp_path: Path) -> None:
+    rows = read_test_predictions(export)[:2]
+    for i, row in enumerate(rows):
+        shutil.copy(row["path"], tmp_path / f"{i}.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    results = automl_clf.load(export).predict_paths([tmp_path, tmp_path / "missing.png"])
+    by_name = {r.path.name: r for r in results}
+    assert [by_name[f"{i}.png"].predicted for i in range(2)] == [r["predicted"] for r in rows]
+    assert by_name["empty.png"].error and by_name["missing.png"].error
+    assert by_name["missing.png"].predicted is None
+
+
+def test_predict_goes_batch_by_batch(export: Path) -> None:
+    files = [Path(row["path"]) for row in read_test_predictions(export)]
+    many = files * (BATCH_SIZE // len(files) + 1)
+    batches: list[int] = []
+    results = predict_files(automl_clf.load(export), many, on_batch=batches.append)
+    assert batches == [BATCH_SIZE, len(many) - BATCH_SIZE]
+    assert [r.predicted for r in results[: len(files)]] == [
+        r.predicted for r in results[-len(files) :]
+    ]
+
+
+def test_predict_writes_a_file_and_checks_top_k(export: Path, tmp_path: Path) -> None:
+    path = read_test_predictions(export)[0]["path"]
+    out = tmp_path / "predictions.json"
+    result = runner.invoke(app, ["predict", str(export), path, "--format", "json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())[0]["path"] == path
+    result = runner.invoke(app, ["predict", str(export), path, "--top-k", "4"])
+    assert result.exit_code == 2
+    assert "--top-k 4 is more than the model's 3 classes" in result.output

@@ -126,7 +126,7 @@ class Dataset:
     root: Path
     classes: list[str]
     splits: Splits
-    fingerprint: str  # which file (by content) is in which split with which label
+    fingerprint: str  # sha256: which file (name and content) is in which split, with which label
     skipped: list[SkippedFile]
     presplit: bool  # the folders (or the manifest) gave the split
     duplicates: list[DuplicateGroup]  # across splits, before any were dropped
@@ -296,4 +296,4 @@ def fingerprint(splits: Splits, discovered: Discovered, hashes: dict[Path, str])
             rel = (s.path.relative_to(discovered.root) if inside else s.path).as_posix()
             label = discovered.classes[s.label]
             digest.update(f"{name}\t{label}\t{rel}\t{hashes[s.path]}\n".encode())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()

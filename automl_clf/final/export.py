@@ -1,11 +1,12 @@
-"""Write an export directory: the model, its preprocessing, and the test report.
+"""Write an export directory: the model, its preprocessing, extra formats, and the report.
 
-    DIR/model.safetensors         the weights (no pickle)
-    DIR/model.json                classes, architecture, preprocessing, trial config, versions
-    DIR/report/metrics.json       test metrics (see report/metrics.py)
-    DIR/report/test_predictions.csv   path, true, predicted, probability for each test image
-    DIR/report/confusion_matrix.png
-    DIR/report/report.md
+    DIR/model.safetensors         the weights (tensors only, no pickle): what `load` reads
+    DIR/model.json                classes, architecture, preprocessing, trial config, versions,
+                                  the data fingerprint, and each extra format's parity check
+    DIR/model.pt                  TorchScript, for runtimes without autoclf (final/formats.py)
+    DIR/model.onnx                ONNX, likewise
+    DIR/spec.yaml                 the spec fixed to the exported trial (final/provenance.py)
+    DIR/report/                   metrics.json, index.html, report.md, figures (report/write.py)
 
 The directory is built beside DIR and moved into place at the end, so an interrupted export
 never leaves a half-written one behind, and an existing export is only replaced once the new
@@ -14,15 +15,18 @@ one is complete.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
+import torch
 from safetensors.torch import save_model
 
+from automl_clf.data.batches import eval_batches
 from automl_clf.errors import ExportError
+from automl_clf.final.formats import FormatCheck, write_formats
 from automl_clf.final.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -31,13 +35,38 @@ from automl_clf.final.manifest import (
     ExportManifest,
     library_versions,
 )
+from automl_clf.final.provenance import SPEC_FILE, data_fingerprint, resolved_spec_yaml
 from automl_clf.final.retrain import FinalResult
-from automl_clf.report import metrics_dict, plot_confusion_matrix, render_markdown
-from automl_clf.report.metrics import confusion
+from automl_clf.models.factory import measure_latency_ms
+from automl_clf.report import (
+    DataSummary,
+    FinalSummary,
+    ReportContent,
+    SeedSummary,
+    summarise_search,
+    write_report,
+)
+from automl_clf.report.metrics import summary_metrics
+from automl_clf.spec.models import Spec
+from automl_clf.train.trainer import EVAL_BATCH_SIZE
 
 
-def write_export(result: FinalResult, out_dir: Path, *, study_name: str, objective: str) -> Path:
-    """Write `out_dir` (replacing an earlier autoclf export there); returns the report folder."""
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    report: Path  # the report folder
+    formats: dict[str, FormatCheck]
+    latency_ms: float  # one image, eager, on the CPU
+
+
+def write_export(
+    result: FinalResult, out_dir: Path, spec: Spec, study: optuna.Study | None = None
+) -> ExportResult:
+    """Write `out_dir` (replacing an earlier autoclf export there); see the module docstring.
+
+    Args:
+        study: the study the trial came from, summarised in the report (optional).
+    """
     out_dir = out_dir.resolve()
     is_export = (out_dir / MANIFEST_FILE).is_file()
     if out_dir.exists() and not is_export and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -48,26 +77,35 @@ def write_export(result: FinalResult, out_dir: Path, *, study_name: str, objecti
     shutil.rmtree(staging, ignore_errors=True)
     (staging / REPORT_DIR).mkdir(parents=True)
     try:
-        _write(result, staging, study_name=study_name, objective=objective)
+        formats, latency = _write(result, staging, spec, study)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out_dir / REPORT_DIR
+    return ExportResult(out_dir, out_dir / REPORT_DIR, formats, latency)
 
 
-def _write(result: FinalResult, folder: Path, *, study_name: str, objective: str) -> None:
+def _write(
+    result: FinalResult, folder: Path, spec: Spec, study: optuna.Study | None
+) -> tuple[dict[str, FormatCheck], float]:
     model = result.trained.fit.model.cpu().eval()
     save_model(model, str(folder / MODEL_FILE))
     pre = result.trained.preprocessing
     classes = result.dataset.classes
+    channels, size = pre.decoding.channels, pre.decoding.image_size
+    formats = write_formats(
+        model, lambda: (x for x, _ in eval_batches(result.test_data, EVAL_BATCH_SIZE, pre)), folder
+    )
+    latency = measure_latency_ms(model, channels, size, torch.device("cpu"))
+    fingerprint = data_fingerprint(result.dataset)
+    study_name = spec.study.name or "study"
     manifest = ExportManifest(
         format_version=FORMAT_VERSION,
         classes=classes,
         architecture=result.config.model.backbone,
         n_params=result.trained.n_params,
-        input_shape=(pre.decoding.channels, pre.decoding.image_size, pre.decoding.image_size),
+        input_shape=(channels, size, size),
         preprocessing=pre,
         config=result.config,
         study=study_name,
@@ -75,34 +113,52 @@ def _write(result: FinalResult, folder: Path, *, study_name: str, objective: str
         trained_epochs=result.epochs,
         train_on=result.train_on,
         versions=library_versions(),
+        seed=result.seed,
+        data_fingerprint=fingerprint,
+        formats=formats,
     )
     (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-
-    report = folder / REPORT_DIR
-    metrics = metrics_dict(result.test, classes)
-    metrics["predictions_file"] = "test_predictions.csv"
-    (report / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    with (report / "test_predictions.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "true", "predicted", "probability"])
-        probabilities = result.test.probabilities
-        for path, label, row in zip(
-            result.test_data.paths, result.test.labels, probabilities, strict=True
-        ):
-            best = int(row.argmax())
-            writer.writerow([str(path), classes[label], classes[best], f"{row[best]:.6f}"])
-    plot_confusion_matrix(confusion(metrics), classes, report / "confusion_matrix.png")
-    counts = result.dataset.counts()
-    summary = {
-        "study": study_name,
-        "trial": result.trial.number,
-        "objective": objective,
-        "objective_value": result.trial.value,
-        "train_on": result.train_on,
-        "epochs": result.epochs,
-        "params": result.trial.params,
-        "backbone": result.config.model.backbone,
-        "n_params": result.trained.n_params,
-        "counts": ", ".join(f"{name} {sum(c)}" for name, c in counts.items()),
-    }
-    (report / "report.md").write_text(render_markdown(metrics, summary))
+    (folder / SPEC_FILE).write_text(
+        resolved_spec_yaml(spec, result.config, study=study_name, trial=result.trial.number)
+    )
+    dataset = result.dataset
+    content = ReportContent(
+        title=study_name,
+        classes=classes,
+        data=DataSummary(
+            root=str(dataset.root),
+            presplit=dataset.presplit,
+            counts=dataset.counts(),
+            skipped=[(str(s.path), s.reason) for s in dataset.skipped],
+            fingerprint=fingerprint.sha256,
+            n_files=fingerprint.n_files,
+        ),
+        search=summarise_search(study) if study is not None else None,
+        final=FinalSummary(
+            trial=result.trial.number,
+            objective=spec.study.objective,
+            objective_value=result.trial.value,
+            params=dict(result.trial.params),
+            config=result.config.model_dump(mode="json"),
+            backbone=result.config.model.backbone,
+            n_params=result.trained.n_params,
+            latency_ms=latency,
+            epochs=result.epochs,
+            train_on=result.train_on,
+            class_weighting=spec.final.class_weighting,
+            seed=result.seed,
+            seeds=[
+                SeedSummary(run.seed, summary_metrics(run.val) if run.val is not None else None)
+                for run in result.seed_runs
+            ],
+            preprocessing=pre.model_dump(mode="json"),
+            formats={name: check.model_dump() for name, check in formats.items()},
+        ),
+        test=result.test,
+        test_paths=result.test_data.paths,
+        test_pixels=result.test_data.pixels,
+        tta_views=result.tta,
+        test_tta=result.test_tta,
+    )
+    write_report(content, folder / REPORT_DIR)
+    return formats, latency

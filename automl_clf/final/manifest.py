@@ -1,7 +1,8 @@
 """`model.json`: everything needed to rebuild an exported model and feed it correctly.
 
 Loading an export reads this JSON and a safetensors file only: no pickle, so loading an export
-never runs code from it.
+never runs code from it. `model.pt` (TorchScript) and `model.onnx` are extra formats for other
+runtimes (see final/formats.py); their parity with this model is recorded under `formats`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from automl_clf.data.preprocess import Preprocessing
+from automl_clf.final.formats import FormatCheck
+from automl_clf.final.provenance import DataFingerprint
 from automl_clf.spec.config import TrialConfig
 
 FORMAT_VERSION = 1
@@ -36,11 +39,26 @@ class ExportManifest(BaseModel):
     trained_epochs: int
     train_on: str
     versions: dict[str, str]
+    # Added after format 1 was first written; defaults keep earlier exports loadable.
+    seed: int | None = None  # the retrain seed that was exported
+    data_fingerprint: DataFingerprint | None = None
+    formats: dict[str, FormatCheck] = Field(default_factory=dict)  # torchscript, onnx
 
 
 def library_versions() -> dict[str, str]:
     versions: dict[str, Any] = {"python": platform.python_version()}
-    for package in ("autoclf", "torch", "timm", "optuna", "albumentations", "numpy", "pillow"):
+    packages = (
+        "autoclf",
+        "torch",
+        "timm",
+        "optuna",
+        "albumentations",
+        "numpy",
+        "pillow",
+        "onnx",
+        "onnxruntime",
+    )
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

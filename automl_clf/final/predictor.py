@@ -1,12 +1,17 @@
 """The exported model as a scikit-learn-style classifier: `load(DIR).predict(images)`.
 
 It applies the export's stored `Preprocessing` (the training-time one) and nothing else, and
-predicts by argmax of the softmax. `images` may be file paths, PIL images or uint8 arrays.
+predicts by argmax of the softmax. `images` may be file paths, PIL images or uint8 arrays;
+`predict_paths` also takes folders and reports unreadable files instead of raising.
+
+Loading reads `model.json` and `model.safetensors` (tensors only) and rebuilds the network from
+the recorded configuration: no pickle, so an export cannot run code. The extra formats
+(`model.pt`, `model.onnx`) are for other runtimes and are not read here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +49,11 @@ class Predictor:
     def predict(self, images: Sequence[ImageInput]) -> list[str]:
         """The most probable class name of each image."""
         return [self.classes_[i] for i in self.predict_proba(images).argmax(axis=1)]
+
+    def predict_paths(self, paths: Iterable[str | Path], top_k: int = 1) -> list[FilePrediction]:
+        """What `autoclf predict` does: files, and image files under folders (recursively); an
+        unreadable file gets an `error` instead of stopping the others."""
+        return predict_files(self, iter_image_files(paths), top_k=top_k)
 
     def load(self, image: ImageInput) -> np.ndarray:
         """One input as uint8 pixels (H, W, C), through the export's decoding."""
@@ -121,9 +131,25 @@ class FilePrediction:
 
 
 def predict_files(
-    predictor: Predictor, files: Sequence[Path], top_k: int = 1
+    predictor: Predictor,
+    files: Sequence[Path],
+    top_k: int = 1,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[FilePrediction]:
-    """Predict each file; an unreadable one gets an `error` and does not stop the others."""
+    """Predict each file, BATCH_SIZE at a time; an unreadable one gets an `error` and does not
+    stop the others. `on_batch(n)` hears after each batch of n files (a progress bar)."""
+    results: list[FilePrediction] = []
+    for start in range(0, len(files), BATCH_SIZE):
+        batch = files[start : start + BATCH_SIZE]
+        results += _predict_batch(predictor, batch, top_k)
+        if on_batch is not None:
+            on_batch(len(batch))
+    return results
+
+
+def _predict_batch(
+    predictor: Predictor, files: Sequence[Path], top_k: int
+) -> list[FilePrediction]:
     decoded: list[tuple[int, np.ndarray]] = []
     errors: dict[int, str] = {}
     for index, path in enumerate(files):

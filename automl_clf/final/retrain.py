@@ -1,7 +1,10 @@
 """Retrain a chosen trial's configuration and evaluate it once on the held-out test split.
 
 The final model trains on train+val (or train) for the trial's best epoch count, with the
-final section's class weighting and seed. The test split is touched here and nowhere else.
+final section's class weighting. With `final.seeds > 1` it trains once per seed (train only, so
+validation stays held out), keeps the best on validation by the study's objective and reports the
+spread. The test split is touched here and nowhere else, by the chosen model only (plainly, and
+with the spec's test-time augmentation when asked).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from optuna.trial import FrozenTrial
 from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
+from automl_clf.final.tta import evaluate_tta
 from automl_clf.search.study import best_trial, check_compatible
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import Spec
@@ -22,16 +26,28 @@ from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import evaluate, resolve_device
 
 
+@dataclass(frozen=True)
+class SeedRun:
+    """One retrain of the final configuration; `val` is None when val was trained on."""
+
+    seed: int
+    val: EvalResult | None
+
+
 @dataclass
 class FinalResult:
     trial: FrozenTrial
     config: TrialConfig
-    trained: TrainedModel
+    trained: TrainedModel  # the chosen seed's model
     test: EvalResult
     test_data: SplitArrays
     dataset: Dataset
     epochs: int
     train_on: str
+    seed: int  # the chosen (exported) seed
+    seed_runs: list[SeedRun]  # every seed trained, in order
+    tta: tuple[str, ...] = ()  # the test-time augmentation views of `test_tta`
+    test_tta: EvalResult | None = None
 
 
 def trial_config(trial: FrozenTrial) -> TrialConfig:
@@ -54,22 +70,55 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
     epochs = int(trial.user_attrs.get("best_epoch", config.train.epochs))
     both = spec.final.train_on == "train+val"
     replay = trial.user_attrs.get("lr_history") if config.train.schedule == "plateau" else None
-    trained = train_config(
-        config,
-        dataset,
-        train_on=("train", "val") if both else ("train",),
-        validate_on=None if both else "val",
-        class_weighting=spec.final.class_weighting,
-        max_epochs=epochs,
-        lr_replay=replay,
-        seed=spec.final.seed,
-    )
+    runs: list[SeedRun] = []
+    chosen: tuple[SeedRun, TrainedModel] | None = None  # only the best model is kept in memory
+    for seed in range(spec.final.seed, spec.final.seed + spec.final.seeds):
+        trained = train_config(
+            config,
+            dataset,
+            train_on=("train", "val") if both else ("train",),
+            validate_on=None if both else "val",
+            class_weighting=spec.final.class_weighting,
+            max_epochs=epochs,
+            lr_replay=replay,
+            seed=seed,
+        )
+        runs.append(SeedRun(seed, trained.fit.best.val))
+        if chosen is None or _better_on_val(runs[-1], chosen[0], spec):
+            chosen = (runs[-1], trained)
+    assert chosen is not None, "final.seeds is at least 1"
+    trained = chosen[1]
     test_data = dataset.arrays(Decoding.of(config.data))["test"]
     device = resolve_device(config.train.device)
     test = evaluate(trained.fit.model, test_data, trained.preprocessing, device)
-    return FinalResult(
-        trial, config, trained, test, test_data, dataset, epochs, spec.final.train_on
+    tta = tuple(spec.final.tta)
+    test_tta = (
+        evaluate_tta(trained.fit.model, test_data, trained.preprocessing, device, tta)
+        if tta
+        else None
     )
+    return FinalResult(
+        trial,
+        config,
+        trained,
+        test,
+        test_data,
+        dataset,
+        epochs,
+        spec.final.train_on,
+        seed=chosen[0].seed,
+        seed_runs=runs,
+        tta=tta,
+        test_tta=test_tta,
+    )
+
+
+def _better_on_val(run: SeedRun, best: SeedRun, spec: Spec) -> bool:
+    """Whether `run` beats `best` on the validation objective (several seeds keep val out)."""
+    assert run.val is not None and best.val is not None, "see FinalSpec: seeds need val held out"
+    objective = spec.study.objective
+    new, old = run.val.metric(objective), best.val.metric(objective)
+    return new < old if spec.study.resolved_direction == "minimize" else new > old
 
 
 def _complete_trial(study: optuna.Study, number: int) -> FrozenTrial:

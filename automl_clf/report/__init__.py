@@ -1,7 +1,18 @@
-"""The report room: metrics.json, report.md and figures of an export."""
+"""The report room: metrics.json, report.md, index.html and figures of an export, the search
+summary read back from a study, and the per-trial notes and figures optuna-dashboard shows."""
 
-from automl_clf.report.markdown import render_markdown
+from automl_clf.report.content import DataSummary, FinalSummary, ReportContent, SeedSummary
 from automl_clf.report.metrics import metrics_dict
-from automl_clf.report.plots import plot_confusion_matrix
+from automl_clf.report.search import SearchSummary, summarise_search
+from automl_clf.report.write import write_report
 
-__all__ = ["metrics_dict", "plot_confusion_matrix", "render_markdown"]
+__all__ = [
+    "DataSummary",
+    "FinalSummary",
+    "ReportContent",
+    "SearchSummary",
+    "SeedSummary",
+    "metrics_dict",
+    "summarise_search",
+    "write_report",
+]

@@ -1,49 +1,72 @@
-"""`report.md`: the essentials of an export's report, readable in a terminal or a pull request."""
+"""`report.md`: the essentials of an export's report, readable in a terminal or a pull request.
+
+Figures are linked by file name (they sit beside report.md); the full page is index.html.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+
+from automl_clf.report import tables
+from automl_clf.report.content import ReportContent
+from automl_clf.report.tables import Table
 
 
-def render_markdown(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
-    """`summary` holds the study name, trial number, params, epochs and data counts."""
-    lines = [
-        f"# autoclf report: {summary['study']}",
-        "",
-        f"Best trial **#{summary['trial']}** ({summary['objective']} "
-        f"{summary['objective_value']:.4g} on validation), retrained on {summary['train_on']} "
-        f"for {summary['epochs']} epoch(s), evaluated once on the held-out test split "
-        f"({metrics['n_images']} images).",
-        "",
-        "| metric | test |",
-        "|---|---|",
-        f"| accuracy | {metrics['accuracy']:.4f} |",
-        f"| balanced accuracy | {metrics['balanced_accuracy']:.4f} |",
-        f"| macro F1 | {metrics['macro_f1']:.4f} |",
-        f"| log loss | {metrics['log_loss']:.4f} |",
-        "",
-        "## Per class",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in metrics["per_class"].items():
-        lines.append(
-            f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} "
-            f"| {row['support']} |"
+def markdown_table(table: Table) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return (
+            "| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
         )
-    lines += ["", "## Confusion matrix (rows = true, columns = predicted)", ""]
-    classes = metrics["classes"]
-    lines.append("| true \\ predicted | " + " | ".join(classes) + " |")
-    lines.append("|---" * (len(classes) + 1) + "|")
-    for name, row in zip(classes, metrics["confusion_matrix"], strict=True):
-        lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
-    lines += ["", "![confusion matrix](confusion_matrix.png)", "", "## Configuration", ""]
-    lines += [f"- `{key}`: {value}" for key, value in summary["params"].items()]
+
+    return [line(table.header), "|" + "---|" * len(table.header), *map(line, table.rows), ""]
+
+
+def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
+    """The report as Markdown; `figures` maps figure keys to the PNGs written beside it."""
+
+    def figure(key: str, alt: str) -> list[str]:
+        return [f"![{alt}]({figures[key].name})", ""] if key in figures else []
+
+    lines = [f"# autoclf report: {content.title}", "", tables.headline(content), ""]
+    lines += ["## Test metrics", "", *markdown_table(tables.test_metrics_table(content))]
+    lines += ["## Per class", "", *markdown_table(tables.per_class_table(content.metrics))]
+    lines += ["## Confusion matrix (rows = true, columns = predicted)", ""]
+    lines += markdown_table(tables.confusion_table(content))
+    lines += figure("confusion", "confusion matrix")
+    lines += figure("confusion_normalized", "normalised confusion matrix")
+    lines += figure("reliability", "reliability diagram")
+    mistakes = tables.mistakes_table(content)
+    if mistakes.rows:
+        lines += ["## Most confident mistakes", "", *markdown_table(mistakes)]
+        lines += figure("mistakes", "most confident mistakes")
+    lines += ["## Final model", "", *markdown_table(tables.model_table(content))]
+    lines += ["### Configuration", "", *markdown_table(tables.params_table(content))]
+    seeds = tables.seeds_table(content)
+    if seeds is not None:
+        lines += ["### Seeds", "", *markdown_table(seeds)]
+    lines += ["### Formats", "", *markdown_table(tables.formats_table(content))]
+    search = content.search
+    if search is not None:
+        lines += ["## Search", "", *(f"- {s}" for s in tables.search_sentences(search)), ""]
+        comparison = tables.comparison_table(search)
+        if comparison is not None:
+            lines += ["### Best vs runner-up", "", *markdown_table(comparison)]
+        if search.importances:
+            lines += ["### Parameter importances", ""]
+            lines += markdown_table(tables.importances_table(search))
+        else:
+            lines += [f"Parameter importances: {search.importance_note}.", ""]
+        lines += figure("history", "optimisation history")
+    data = content.data
+    layout = "pre-split" if data.presplit else "split by autoclf"
     lines += [
+        "## Data",
         "",
-        f"Model: {summary['backbone']}, {summary['n_params']:,} parameters. "
-        f"Data: {summary['counts']}.",
+        f"`{data.root}` ({layout}, {data.n_files} files, data sha256 `{data.fingerprint[:16]}…`).",
         "",
     ]
+    lines += markdown_table(tables.data_table(content))
+    if data.skipped:
+        lines += [f"{len(data.skipped)} file(s) skipped:", ""]
+        lines += markdown_table(tables.skipped_table(content))
     return "\n".join(lines)

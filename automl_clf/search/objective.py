@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Dataset
+from automl_clf.report.trial import record_trial_report
 from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
@@ -82,7 +83,7 @@ class Objective:
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
             raise
         checkpoints.clear()
-        _record(trial, trained)
+        _record(trial, trained, self.spec, self.dataset)
         best = trained.fit.best.val
         assert best is not None
         return best.metric(self.metric)
@@ -102,10 +103,16 @@ def _record_epochs(trial: optuna.Trial, history: list[EpochResult]) -> None:
     trial.set_user_attr("lr_history", [e.lr for e in history])
 
 
-def _record(trial: optuna.Trial, trained: TrainedModel) -> None:
+def _record(trial: optuna.Trial, trained: TrainedModel, spec: Spec, dataset: Dataset) -> None:
     _record_epochs(trial, trained.fit.history)
     trial.set_user_attr("n_params", trained.n_params)
     trial.set_user_attr("latency_ms", round(trained.latency_ms, 4))
     trial.set_user_attr("resumed_from_epoch", trained.fit.resumed_from_epoch)
     trial.set_user_attr("preprocessing", trained.preprocessing.model_dump(mode="json"))
     trial.set_user_attr("augmentation", trained.augmentation)
+    # optuna-dashboard shows the per-class note and the confusion-matrix artifact (report room)
+    root, val = spec.study.artifacts, trained.fit.best.val
+    if root is not None and val is not None:  # load_spec always sets study.artifacts
+        record_trial_report(
+            trial, val, dataset.classes, root, trial_artifacts_dir(root, trial.number)
+        )

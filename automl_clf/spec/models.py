@@ -347,7 +347,25 @@ class FinalSpec(SpecModel):
 
     train_on: Literal["train", "train+val"] = "train+val"
     class_weighting: Literal["none", "balanced"] = "balanced"
-    seed: int = 0
+    seed: int = 0  # the first retrain's seed; further seeds count up from it
+    # Retrains with seeds seed, seed+1, …; the best on the validation split (by the study's
+    # objective) is exported and the spread across seeds is reported. Needs train_on: train.
+    seeds: PositiveInt = 1
+    # Test-time augmentation, reported beside the plain test result (the export predicts plainly):
+    # hflip averages with the mirrored image; crops with 4 corner and 1 centre crop of 7/8 of
+    # the image, each resized back.
+    tta: tuple[Literal["hflip", "crops"], ...] = ()
+
+    @model_validator(mode="after")
+    def _seeds_need_a_held_out_val(self) -> FinalSpec:
+        if self.seeds > 1 and self.train_on == "train+val":
+            raise ValueError(
+                f"seeds: choosing the best of {self.seeds} seeds needs the validation split held "
+                "out, but train_on is 'train+val'; set train_on: train, or seeds: 1"
+            )
+        if len(set(self.tta)) != len(self.tta):
+            raise ValueError(f"tta: each view at most once, got {list(self.tta)}")
+        return self
 
 
 class Spec(SpecModel):

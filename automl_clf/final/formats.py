@@ -1,0 +1,155 @@
+"""Extra export formats for serving outside autoclf: TorchScript (`model.pt`) and ONNX
+(`model.onnx`), each checked against the eager model.
+
+Both take the preprocessed batch (N, C, H, W) float32, normalised as `model.json` says, and
+return logits (N, n_classes); the batch size is free. The Predictor does not use them: it rebuilds
+the network from `model.json` and loads `model.safetensors`, which holds tensors only. Reading
+these files never unpickles Python objects either: `torch.jit.load` reads a TorchScript program,
+and ONNX is a protobuf graph run by onnxruntime.
+
+A format that cannot be written (an operator TorchScript or ONNX does not support) or that
+disagrees with the eager model by more than `PARITY_TOLERANCE` is recorded as not OK with its
+reason in `model.json` and reported; the safetensors export is complete without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+TORCHSCRIPT_FILE = "model.pt"
+ONNX_FILE = "model.onnx"
+PARITY_TOLERANCE = 1e-4  # max abs difference of logits from the eager model, on the CPU
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+class FormatCheck(BaseModel):
+    """How one extra format compares with the eager model on the test images."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    ok: bool
+    max_abs_diff: float | None = None  # of logits, over `n_images` test images
+    n_images: int = 0
+    error: str | None = None  # why it is not OK
+
+
+def write_formats(
+    model: nn.Module, batches: Callable[[], Iterable[torch.Tensor]], folder: Path
+) -> dict[str, FormatCheck]:
+    """Write `model.pt` and `model.onnx` into `folder`, load each back and compare its logits
+    with the eager model's on every batch `batches()` yields (the preprocessed test images)."""
+    model = model.cpu().eval()
+    example = next(iter(batches()))[:2]
+    if len(example) < 2:  # trace and export with a batch of 2: batch norm folds the same way
+        example = example.repeat(2, 1, 1, 1)
+    checks = {}
+    for name, filename, write, load in (
+        ("torchscript", TORCHSCRIPT_FILE, _write_torchscript, load_torchscript),
+        ("onnx", ONNX_FILE, _write_onnx, load_onnx),
+    ):
+        path = folder / filename
+        try:
+            write(model, example, path)
+            run = load(path)
+            diff, n_images = 0.0, 0
+            for images in batches():
+                with torch.no_grad():
+                    reference = model(images).float().numpy()
+                diff = max(diff, float(np.abs(run(images) - reference).max()))
+                n_images += len(images)
+        except Exception as exc:  # exporters raise many kinds; the reason is what matters
+            path.unlink(missing_ok=True)
+            checks[name] = FormatCheck(file=filename, ok=False, error=_reason(exc))
+            continue
+        error = None
+        if not diff <= PARITY_TOLERANCE:  # also catches NaN
+            path.unlink()  # a file that gives other answers must not be picked up by mistake
+            error = (
+                f"logits differ from the eager model by {diff:.3g} > {PARITY_TOLERANCE:g}; "
+                "file removed"
+            )
+        checks[name] = FormatCheck(
+            file=filename, ok=error is None, max_abs_diff=diff, n_images=n_images, error=error
+        )
+    return checks
+
+
+def load_torchscript(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
+    """A saved TorchScript model as images -> logits (loaded with `torch.jit.load`: no pickle)."""
+    with _quiet():
+        program = torch.jit.load(str(path), map_location="cpu")
+
+    def run(images: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return program(images).float().numpy()
+
+    return run
+
+
+def load_onnx(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
+    """A saved ONNX model as images -> logits, run by onnxruntime on the CPU."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(images: torch.Tensor) -> np.ndarray:
+        return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0])
+
+    return run
+
+
+def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    # Tracing records the ops of one forward pass; every model here is a plain feed-forward
+    # network without data-dependent control flow, so the trace is the whole model.
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(model, example, check_trace=False)
+    traced.save(str(path))
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with _quiet():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=True,  # the torch.export-based exporter (the legacy one is deprecated)
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            external_data=False,  # one self-contained file
+            verbose=False,
+        )
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of an exporter's message, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return f"{type(exc).__name__}: {(text.splitlines() or [''])[0][:300]}"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' progress prints and their deprecation and tracer warnings.
+
+    torch marks TorchScript deprecated in favour of torch.export; it is still the format most
+    C++ and mobile runtimes load, so it is written as long as this torch can write it.
+    """
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        warnings.simplefilter("ignore")
+        yield

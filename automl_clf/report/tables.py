@@ -1,0 +1,270 @@
+"""The report's tables and sentences as plain text, shared by the HTML and Markdown renderers, so
+both say the same thing in the same words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from automl_clf.report.content import ReportContent
+from automl_clf.report.search import SearchSummary, TrialRow
+
+METRICS = (  # label, metrics.json key
+    ("accuracy", "accuracy"),
+    ("balanced accuracy", "balanced_accuracy"),
+    ("macro F1", "macro_f1"),
+    ("log loss", "log_loss"),
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """Floats to `digits` significant digits, everything else as str; None as a dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `3 min 05 s`, `1 h 02 min`."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def headline(content: ReportContent) -> str:
+    final, metrics = content.final, content.metrics
+    return (
+        f"Trial #{final.trial} ({final.backbone}, {final.n_params:,} parameters), retrained on "
+        f"{final.train_on} for {final.epochs} epoch(s), tested once on {metrics['n_images']} "
+        f"held-out images: accuracy {metrics['accuracy']:.4f}, macro F1 "
+        f"{metrics['macro_f1']:.4f}."
+    )
+
+
+def test_metrics_table(content: ReportContent) -> Table:
+    """Plain test metrics, with a TTA column beside them when the spec asked for TTA."""
+    metrics = content.metrics
+    tta = metrics.get("tta")
+    header = ["metric", "test"]
+    if tta:
+        header.append(f"test with TTA ({' + '.join(tta['views'])})")
+    rows = []
+    for label, key in METRICS:
+        row = [label, f"{metrics[key]:.4f}"]
+        if tta:
+            row.append(f"{tta[key]:.4f}")
+        rows.append(row)
+    for k, value in metrics["top_k_accuracy"].items():
+        if k != "1":
+            rows.append([f"top-{k} accuracy", f"{value:.4f}"] + ([""] if tta else []))
+    ece = f"{metrics['expected_calibration_error']:.4f}"
+    rows.append(["expected calibration error", ece] + ([""] if tta else []))
+    return Table(header, rows)
+
+
+def per_class_table(metrics: dict[str, Any]) -> Table:
+    """From a metrics dict (report/metrics.py): the test split's, or a trial's validation."""
+    rows = [
+        [name, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"])]
+        for name, r in metrics["per_class"].items()
+    ]
+    return Table(["class", "precision", "recall", "F1", "support"], rows)
+
+
+def confusion_table(content: ReportContent) -> Table:
+    matrix = content.metrics["confusion_matrix"]
+    rows = [
+        [name, *(str(v) for v in row)] for name, row in zip(content.classes, matrix, strict=True)
+    ]
+    return Table(["true \\ predicted", *content.classes], rows)
+
+
+def data_table(content: ReportContent) -> Table:
+    counts = content.data.counts
+    rows = [
+        [name, *(str(c[i]) for c in counts.values()), str(sum(c[i] for c in counts.values()))]
+        for i, name in enumerate(content.classes)
+    ]
+    rows.append(
+        [
+            "total",
+            *(str(sum(c)) for c in counts.values()),
+            str(sum(sum(c) for c in counts.values())),
+        ]
+    )
+    return Table(["class", *counts, "all"], rows)
+
+
+def model_table(content: ReportContent) -> Table:
+    final = content.final
+    pre = final.preprocessing
+    decoding = pre["decoding"]
+    rows = [
+        ["backbone", final.backbone],
+        ["parameters", f"{final.n_params:,}"],
+        ["latency", f"{final.latency_ms:.2f} ms per image (batch 1, CPU, eager)"],
+        ["trial", f"#{final.trial} ({final.objective} {number(final.objective_value)} on val)"],
+        ["retrained on", f"{final.train_on} for {final.epochs} epoch(s)"],
+        ["class weighting", final.class_weighting],
+        [
+            "seed",
+            str(final.seed) + (f" (best of {len(final.seeds)})" if len(final.seeds) > 1 else ""),
+        ],
+        [
+            "input",
+            f"{decoding['image_size']}×{decoding['image_size']} px, "
+            f"{decoding['channels']} channel(s), resize {decoding['resize']}",
+        ],
+        ["normalisation", f"mean {_floats(pre['mean'])}, std {_floats(pre['std'])}"],
+    ]
+    return Table(["", ""], rows)
+
+
+def params_table(content: ReportContent) -> Table:
+    return Table(["parameter", "value"], [[k, number(v)] for k, v in content.final.params.items()])
+
+
+def seeds_table(content: ReportContent) -> Table | None:
+    """Validation metrics per retrain seed, with their spread; None for a single seed."""
+    spread = content.metrics["seeds"]
+    if len(spread["runs"]) < 2:
+        return None
+    rows = [
+        [
+            str(run["seed"]) + (" (exported)" if run["seed"] == spread["chosen"] else ""),
+            *(f"{run[key]:.4f}" for _, key in METRICS),
+        ]
+        for run in spread["runs"]
+    ]
+    stats = spread.get("val", {})
+    if stats:
+        rows.append(
+            [
+                "mean ± std",
+                *(f"{stats[key]['mean']:.4f} ± {stats[key]['std']:.4f}" for _, key in METRICS),
+            ]
+        )
+    return Table(["seed", *(f"val {label}" for label, _ in METRICS)], rows)
+
+
+def formats_table(content: ReportContent) -> Table:
+    rows = [["safetensors + model.json", "model.safetensors", "reference (the Predictor's)"]]
+    for name, check in content.final.formats.items():
+        if check["ok"]:
+            status = f"max |Δ logit| {check['max_abs_diff']:.2g} on {check['n_images']} images"
+        else:
+            status = f"NOT OK: {check['error']}"
+        rows.append([name, check["file"], status])
+    return Table(["format", "file", "parity with the eager model"], rows)
+
+
+def search_sentences(search: SearchSummary) -> list[str]:
+    """Trials by state, time spent and what pruning saved, one sentence each."""
+    states = ", ".join(f"{n} {s.lower()}" for s, n in search.counts.items())
+    time = ", ".join(f"{s.lower()} {duration(v)}" for s, v in search.seconds_by_state.items())
+    sentences = [
+        f"{len(search.trials)} trials ({states}), optimising {search.objective} "
+        f"({search.direction}).",
+        f"Time: {duration(search.wall_seconds)} from the first trial's start to the last one's "
+        f"end; trial time by state: {time}.",
+    ]
+    n_pruned = search.counts.get("PRUNED", 0)
+    if n_pruned:
+        sentences.append(
+            f"Pruning stopped {n_pruned} trial(s) after {search.pruned_epochs_run} epochs in "
+            f"all, saving up to {search.pruned_epochs_saved} epochs (about "
+            f"{duration(search.pruned_seconds_saved)} at those trials' own pace)."
+        )
+    failed = [r for r in search.trials if r.state == "FAIL"]
+    if failed:
+        reasons = "; ".join(f"#{r.number}: {r.attrs.get('fail_reason', '?')}" for r in failed[:5])
+        sentences.append(f"Failed: {reasons}" + (" …" if len(failed) > 5 else "."))
+    return sentences
+
+
+def comparison_table(search: SearchSummary) -> Table | None:
+    """The best and runner-up complete trials side by side."""
+    ranked = search.ranked[:2]
+    if not ranked:
+        return None
+    names = list(dict.fromkeys(name for row in ranked for name in row.params))
+    header = [
+        "",
+        *(
+            f"#{row.number}" + (" (best)" if i == 0 else " (runner-up)")
+            for i, row in enumerate(ranked)
+        ),
+    ]
+    rows = [[search.objective, *(number(row.value) for row in ranked)]]
+    for key in ("val_accuracy", "val_macro_f1", "best_epoch", "n_params", "latency_ms"):
+        rows.append([key, *(number(row.attrs.get(key)) for row in ranked)])
+    rows.append(["seconds", *(f"{row.seconds:.1f}" for row in ranked)])
+    rows += [[name, *(number(row.params.get(name)) for row in ranked)] for name in names]
+    return Table(header, rows)
+
+
+def trials_table(search: SearchSummary) -> Table:
+    rows = [
+        [
+            f"#{r.number}",
+            r.state.lower(),
+            number(r.value),
+            _epochs(r),
+            f"{r.seconds:.1f}",
+            " ".join(f"{k.rsplit('.', 1)[-1]}={number(v, 3)}" for k, v in r.params.items()),
+        ]
+        for r in search.trials
+    ]
+    return Table(["trial", "state", search.objective, "epochs", "seconds", "params"], rows)
+
+
+def importances_table(search: SearchSummary) -> Table:
+    return Table(
+        ["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in search.importances.items()]
+    )
+
+
+def skipped_table(content: ReportContent) -> Table:
+    return Table(["file", "reason"], [[path, reason] for path, reason in content.data.skipped])
+
+
+def mistakes_table(content: ReportContent) -> Table:
+    rows = []
+    for i in content.mistakes():
+        probabilities = content.test.probabilities[i]
+        predicted, true = int(probabilities.argmax()), int(content.test.labels[i])
+        rows.append(
+            [
+                str(content.test_paths[i]),
+                content.classes[true],
+                content.classes[predicted],
+                f"{probabilities[predicted]:.3f}",
+                f"{probabilities[true]:.3f}",
+            ]
+        )
+    return Table(["file", "true", "predicted", "p(predicted)", "p(true)"], rows)
+
+
+def _epochs(row: TrialRow) -> str:
+    if row.epochs_run is None:
+        return "–"
+    return f"{row.epochs_run}/{row.max_epochs}" if row.max_epochs else str(row.epochs_run)
+
+
+def _floats(values: list[float]) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"

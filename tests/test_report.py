@@ -1,0 +1,187 @@
+"""The export's report: metrics.json, every section of index.html and report.md, the figures, the
+search summary, and the page as headless Chromium renders it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from PIL import Image
+
+from automl_clf.report.html import SECTIONS
+from automl_clf.report.metrics import (
+    calibration_bins,
+    expected_calibration_error,
+    top_k_accuracy,
+)
+from automl_clf.report.search import summarise_search
+from automl_clf.report.write import FIGURES
+from automl_clf.spec import load_spec
+from tests.conftest import Exported
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+@pytest.fixture
+def report(exported: Exported) -> Path:
+    return exported.folder / "report"
+
+
+def test_top_k_accuracy_counts_the_true_class_among_the_k_best() -> None:
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]])
+    labels = np.array([1, 1, 0])  # second best, best, worst
+    assert top_k_accuracy(probabilities, labels) == {"1": 1 / 3, "2": 2 / 3}
+
+
+def test_expected_calibration_error_is_the_weighted_gap() -> None:
+    probabilities = np.array([[0.9, 0.1]] * 10)  # always 90 % sure…
+    labels = np.array([0] * 6 + [1] * 4)  # …and right 60 % of the time
+    bins = calibration_bins(probabilities, labels)
+    assert sum(b["n"] for b in bins) == 10
+    assert expected_calibration_error(bins) == pytest.approx(0.3)
+    perfect = calibration_bins(np.eye(3), np.arange(3))
+    assert expected_calibration_error(perfect) == 0.0
+
+
+def test_metrics_json_extends_the_contract(report: Path) -> None:
+    metrics = json.loads((report / "metrics.json").read_text())
+    for key in (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "log_loss",
+        "classes",
+        "confusion_matrix",
+        "per_class",
+        "top_k_accuracy",
+        "expected_calibration_error",
+        "calibration",
+        "tta",
+        "seeds",
+    ):
+        assert key in metrics, key
+    assert metrics["top_k_accuracy"]["1"] == pytest.approx(metrics["accuracy"])
+    assert set(metrics["top_k_accuracy"]) == {"1", "2"}  # 3 classes: top-3 is always right
+    assert sum(b["n"] for b in metrics["calibration"]) == metrics["n_images"]
+    assert 0.0 <= metrics["expected_calibration_error"] <= 1.0
+
+
+def test_every_section_is_on_the_page_and_self_contained(report: Path) -> None:
+    page = (report / "index.html").read_text()
+    for key, _ in SECTIONS:
+        assert f'<section id="{key}">' in page, key
+    for text in (
+        "Trials",
+        "Optimisation history",
+        "Parameter importances",
+        "Best vs runner-up",
+        "Time:",
+        "Retrain seeds",
+        "with TTA",
+        "latency",
+        "max |Δ logit|",
+        "precision",
+        "Expected calibration error",
+        "skipped",
+    ):
+        assert text.lower() in page.lower(), text
+    metrics = json.loads((report / "metrics.json").read_text())
+    if metrics["accuracy"] < 1.0:
+        assert '<div class="gallery">' in page and "true " in page and " → " in page
+    else:
+        assert "No test image is misclassified" in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
+    assert "<script" not in page and "<link" not in page and "http" not in page
+
+
+def test_figures_are_written_as_png(report: Path) -> None:
+    metrics = json.loads((report / "metrics.json").read_text())
+    names = set(FIGURES.values()) - ({"mistakes.png"} if metrics["accuracy"] == 1.0 else set())
+    for name in names:
+        with Image.open(report / name) as image:
+            assert image.format == "PNG" and min(image.size) > 100, name
+
+
+def test_report_md_has_the_essentials(report: Path) -> None:
+    text = (report / "report.md").read_text()
+    for heading in (
+        "## Test metrics",
+        "## Per class",
+        "## Confusion matrix",
+        "## Most confident mistakes",
+        "## Final model",
+        "### Seeds",
+        "### Formats",
+        "## Search",
+        "### Best vs runner-up",
+        "## Data",
+    ):
+        assert heading in text, heading
+    for figure in ("confusion_matrix.png", "reliability.png", "optimization_history.png"):
+        assert f"]({figure})" in text
+
+
+def test_search_summary_reads_the_study(exported: Exported) -> None:
+    spec = load_spec(exported.spec)
+    assert spec.study.storage is not None and spec.study.name is not None
+    study = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    summary = summarise_search(study)
+    states = [t.state.name for t in study.trials]
+    assert sum(summary.counts.values()) == len(states) == 3
+    assert summary.counts == {s: states.count(s) for s in summary.counts}
+    assert summary.best is not None and summary.best.number == study.best_trial.number
+    values = [r.value for r in summary.ranked]
+    assert values == sorted(values)  # best first: the tiny spec minimises val_loss
+    assert sum(summary.importances.values()) == pytest.approx(1.0)
+    pruned = [r for r in summary.trials if r.state == "PRUNED"]
+    assert summary.pruned_epochs_saved == sum(3 - (r.epochs_run or 0) for r in pruned)
+
+
+def _chromium() -> str | None:
+    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+
+
+def test_the_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip(
+            "no Chromium found (tried " + ", ".join(CHROMIUM_NAMES) + "); .ci/run installs "
+            "Debian's chromium package, or: apt-get install chromium"
+        )
+    shot = tmp_path / "report.png"
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1280,2400",
+        (report / "index.html").as_uri(),
+    ]
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("headless Chromium did not finish a screenshot within 120 s")
+    if run.returncode != 0 and not shot.exists():
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"Chromium at {browser} could not start (exit {run.returncode}): {last}")
+    assert shot.is_file(), f"Chromium wrote no screenshot: {run.stderr[-500:]}"
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape[:2] == (2400, 1280)
+    header = pixels[:60].reshape(-1, 3).mean(axis=0)
+    assert header.max() < 80  # the dark title bar is drawn: the style sheet applied
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # figures and text, not blank

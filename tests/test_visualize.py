@@ -1,0 +1,99 @@
+"""`autoclf visualize`: the first convolution's filters and the feature maps of each stage, for
+the plain CNN (forward hooks) and timm backbones (timm's feature extraction)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from automl_clf.cli import app
+from automl_clf.data.preprocess import Decoding, Preprocessing
+from automl_clf.models.stages import feature_maps, first_conv
+from automl_clf.report.network import write_network_figures
+from tests.conftest import Exported
+
+runner = CliRunner()
+
+
+def _a_test_image(exported: Exported) -> Path:
+    with (exported.folder / "report" / "test_predictions.csv").open() as handle:
+        return Path(next(csv.DictReader(handle))["path"])
+
+
+def _is_png(path: Path) -> bool:
+    with Image.open(path) as image:
+        return image.format == "PNG" and min(image.size) > 50
+
+
+def test_visualize_writes_filters_and_a_map_per_cnn_stage(
+    exported: Exported, tmp_path: Path
+) -> None:
+    out = tmp_path / "inside"
+    image = _a_test_image(exported)
+    result = runner.invoke(app, ["visualize", str(exported.folder), str(image), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "predicted" in result.output
+    written = sorted(p.name for p in out.iterdir())
+    # the tiny spec's CNN has one block, so one max-pool: one stage
+    assert written == ["filters.png", "stage_1_features_3.png"], written
+    assert all(_is_png(out / name) for name in written)
+
+
+def test_visualize_defaults_to_a_folder_in_the_export(exported: Exported) -> None:
+    image = _a_test_image(exported)
+    result = runner.invoke(app, ["visualize", str(exported.folder), str(image)])
+    assert result.exit_code == 0, result.output
+    assert (exported.folder / "visualize" / image.stem / "filters.png").is_file()
+
+
+def test_visualize_refuses_an_unreadable_image(exported: Exported, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    result = runner.invoke(app, ["visualize", str(exported.folder), str(broken)])
+    assert result.exit_code == 2
+    assert f"cannot read image {broken}" in result.output
+
+
+@pytest.mark.parametrize("backbone", ["test_resnet", "test_efficientnet", "test_vit"])
+def test_timm_backbones_show_every_stage(backbone: str, tmp_path: Path) -> None:
+    model = timm.create_model(backbone, pretrained=False, num_classes=3, in_chans=1).eval()
+    preprocessing = Preprocessing(
+        decoding=Decoding(image_size=16, channels=1, resize="squash"), mean=(0.5,), std=(0.25,)
+    )
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 1), dtype=np.uint8)
+    stages = feature_maps(model, preprocessing.to_tensor(pixels[None]))
+    assert [s.name for s in stages] == [info["module"] for info in model.feature_info]
+    assert all(s.maps.ndim == 3 for s in stages)
+    conv = first_conv(model)
+    assert conv is not None and conv.in_channels == 1
+    if backbone != "test_resnet":
+        return  # drawing is the same code for every model; one is enough (and plots are slow)
+    figures = write_network_figures(model, preprocessing, ["a", "b", "c"], pixels, tmp_path)
+    assert figures.predicted in ("a", "b", "c") and not figures.notes
+    assert len(figures.files) == 1 + len(stages)
+    assert all(_is_png(path) for path in figures.files)
+
+
+def test_cnn_stages_come_from_forward_hooks_at_each_pool() -> None:
+    from automl_clf.models.cnn import PlainCNN
+    from automl_clf.spec.config import CNNConfig
+
+    cfg = CNNConfig(
+        filters=(4, 8, 16),
+        kernel_size=3,
+        convs_per_block=2,
+        batch_norm=True,
+        global_pool=True,
+        fc_width=0,
+    )
+    model = PlainCNN(cfg, in_chans=3, n_classes=2, image_size=8, dropout=0.0)
+    stages = feature_maps(model, torch.rand(1, 3, 8, 8))
+    assert [tuple(s.maps.shape) for s in stages] == [(4, 4, 4), (8, 2, 2), (16, 1, 1)]
+    assert all(s.maps.min() >= 0 for s in stages)  # after ReLU and max-pool
