@@ -67,7 +67,7 @@ def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Pa
     study = load_existing_study(spec.study.storage, spec.study.name)
     final = retrain(spec, study, trial)
     return write_export(final, Path(out_dir), study_name=spec.study.name,
-                        objective=spec.study.objective)  # fmt: skip
+                        objective=spec.study.metric)  # fmt: skip
 
 
 def load(export_dir: str | Path) -> Predictor:
