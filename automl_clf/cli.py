@@ -243,8 +243,11 @@ def best(
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
 ) -> None:
-    """Show the best trial (the Pareto front of a multi-objective study); with --export,
-    retrain it, evaluate on the test split and export."""
+    """Show the best trial, or a multi-objective study's Pareto front; --export retrains one.
+
+    With --export, retrain the best trial (or --trial N), evaluate it once on the test split and
+    write the export.
+    """
     from automl_clf.search.study import best_trial, load_existing_study, pareto_front
     from automl_clf.ui import pareto_table, study_counts, trial_table
 

@@ -189,3 +189,17 @@ def test_a_killed_worker_s_trial_is_retried_and_the_study_completes_exactly(
         assert retry.user_attrs["resumed_from_epoch"] > 0
     result = runner.invoke(app, ["status", str(path)])
     assert "worker lost" in result.output  # the dead trial's reason, derived from its heartbeat
+
+
+def test_a_journal_file_study_runs_and_resumes(tmp_path: Path, digits_root: Path) -> None:
+    journal = f"journal:{tmp_path / 'studies' / 'tiny.log'}"
+    spec = worker_spec(digits_root, tmp_path, n_trials=2, storage=journal)
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    assert runner.invoke(app, ["search", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["search", str(path), "--n-trials", "3"])
+    assert result.exit_code == 0, result.output
+    spec_ = load_spec(path)
+    from automl_clf.search.storage import open_storage
+
+    study = optuna.load_study(study_name="tiny", storage=open_storage(str(spec_.study.storage)))
+    assert_exact(study, 3)

@@ -97,7 +97,7 @@ def _write(result: FinalResult, folder: Path, *, study_name: str, objective: str
         "study": study_name,
         "trial": result.trial.number,
         "objective": objective,
-        "objective_value": result.trial.value,
+        "objective_value": result.trial.values[0],  # the first objective of several
         "train_on": result.train_on,
         "epochs": result.epochs,
         "params": result.trial.params,

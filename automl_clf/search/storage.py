@@ -142,7 +142,8 @@ class StudyLock:
         self.url = url
         self.key = zlib.crc32(f"autoclf:{study_name}".encode())  # a stable 32-bit lock id
         path = sqlite_path(url) or journal_path(url)
-        self.file = path.with_name(path.name + ".lock") if path is not None else None
+        # Not `<file>.lock`: Optuna's journal backend takes that name for its own lock.
+        self.file = path.with_name(path.name + ".study-lock") if path is not None else None
         self._engine: Any = None
 
     @contextlib.contextmanager

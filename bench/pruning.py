@@ -1,0 +1,144 @@
+"""Does pruning save compute? TPE + median pruning vs random search without pruning, on digits.
+
+Both arms get the same wall-clock budget (`--budget` seconds of `autoclf search --timeout`), the
+same space and the same seed, run one after the other in this process on the full scikit-learn
+digits set (1,797 images, 10 classes, 8 px). The space has a deliberately bad region: the
+learning rate spans 1e-5 .. 1 (log), so many configurations learn slowly or diverge. Printed per
+arm: trials finished / pruned / failed, epochs trained, the best validation accuracy, and the
+seconds until a trial first reached `--target` validation accuracy; then the ratios.
+
+Evidence, not a test: one run per arm per seed, on whatever machine runs it; figures vary with
+the machine's load. Run with `make bench` or `.venv/bin/python bench/pruning.py --budget 120`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from automl_clf.datasets import write_digits
+from automl_clf.search import run_search
+from automl_clf.spec.load import parse_spec, with_study_defaults
+
+ARMS: dict[str, dict[str, Any]] = {
+    "tpe + median pruning": {
+        "sampler": "tpe",
+        "pruner": {"kind": "median", "n_startup_trials": 4, "n_warmup_steps": 2},
+    },
+    "random, no pruning": {"sampler": "random", "pruner": "none"},
+}
+
+
+def spec_for(root: Path, folder: Path, arm: str, seed: int) -> Any:
+    raw = {
+        "study": {
+            "name": f"bench-{seed}-{arm.split()[0].strip(',')}",
+            "max_consecutive_failures": 10_000,  # diverging lrs fail; that is the point
+            "storage": f"sqlite:///{folder}/bench.db",
+            "objective": "val_loss",
+            "seed": seed,
+            "try_defaults": False,  # both arms start from nothing but their sampler
+            **ARMS[arm],
+        },
+        "data": {"root": str(root), "image_size": 8, "channels": 1},
+        "model": {
+            "backbone": "cnn",
+            "dropout": {"low": 0.0, "high": 0.5},
+            "cnn": {"filters": {"choices": [[16], [16, 32], [32, 64]]}, "fc_width": 64},
+        },
+        "train": {
+            "epochs": 15,
+            "batch_size": {"choices": [32, 64]},
+            "lr": {"low": 1e-5, "high": 1.0, "log": True},  # the bad region: both ends
+            "early_stopping_patience": 4,
+        },
+    }
+    spec = parse_spec(raw, base_dir=folder)
+    return with_study_defaults(spec, spec_path=folder / "bench.yaml")
+
+
+@dataclass
+class Timeline:
+    """A SearchObserver keeping when each trial finished and how well it did."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: list[tuple[float, FrozenTrial]] = field(default_factory=list)
+
+    def search_started(self, n_finished: int, target: int) -> None:
+        self.started = time.monotonic()
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None: ...
+
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.finished.append((time.monotonic() - self.started, trial))
+
+    def waiting_for_others(self) -> None: ...
+
+
+def run_arm(root: Path, arm: str, seed: int, budget: float, target: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        timeline = Timeline()
+        run_search(spec_for(root, Path(folder), arm, seed), n_trials=10_000, timeout=budget,
+                   observer=timeline)  # fmt: skip
+    trials = [t for _, t in timeline.finished]
+    accuracies = [
+        (seconds, t.user_attrs["val_accuracy"])
+        for seconds, t in timeline.finished
+        if t.state == TrialState.COMPLETE  # a pruned trial's accuracy is of a weak model
+    ]
+    reached = [seconds for seconds, acc in accuracies if acc >= target]
+    return {
+        "arm": arm,
+        "finished": sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
+        "best": max((acc for _, acc in accuracies), default=float("nan")),
+        "to_target": reached[0] if reached else float("inf"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds per arm")
+    parser.add_argument("--target", type=float, default=0.95, help="validation accuracy")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as data:
+        root = write_digits(Path(data) / "digits")
+        rows = [
+            run_arm(root, arm, seed, args.budget, args.target)
+            for seed in args.seeds
+            for arm in ARMS
+        ]
+    print(f"\nbudget {args.budget:g} s per arm, target val accuracy {args.target}")
+    header = f"{'arm':<22} {'finished':>8} {'pruned':>6} {'failed':>6} {'epochs':>6} "
+    print(header + f"{'best val acc':>12} {'s to target':>11}")
+    for row in rows:
+        print(
+            f"{row['arm']:<22} {row['finished']:>8} {row['pruned']:>6} {row['failed']:>6} "
+            f"{row['epochs']:>6} {row['best']:>12.4f} {row['to_target']:>11.1f}"
+        )
+    for i in range(0, len(rows), len(ARMS)):
+        tpe, rnd = rows[i], rows[i + 1]
+        per_trial = [r["epochs"] / max(r["finished"] + r["failed"], 1) for r in (tpe, rnd)]
+        print(
+            f"seed {args.seeds[i // len(ARMS)]}: trials finished tpe/random "
+            f"{tpe['finished'] / max(rnd['finished'], 1):.2f}×, epochs per trial "
+            f"{per_trial[0]:.1f} vs {per_trial[1]:.1f}, time to target random/tpe "
+            f"{rnd['to_target'] / tpe['to_target']:.2f}×, best accuracy "
+            f"{tpe['best']:.4f} vs {rnd['best']:.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
