@@ -93,6 +93,9 @@ class SearchProgress:
             visible=True,
         )
 
+    def notice(self, text: str) -> None:
+        self.console.print(f"[yellow]note[/yellow]: {text}")
+
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         state = trial.state.name
         attrs = trial.user_attrs

@@ -4,16 +4,20 @@ Both arms get the same wall-clock budget (`--budget` seconds of `autoclf search 
 same space and the same seed, run one after the other in this process on the full scikit-learn
 digits set (1,797 images, 10 classes, 8 px). The space has a deliberately bad region: the
 learning rate spans 1e-5 .. 1 (log), so many configurations learn slowly or diverge. Printed per
-arm: trials finished / pruned / failed, epochs trained, the best validation accuracy, and the
-seconds until a trial first reached `--target` validation accuracy; then the ratios.
+arm: trials finished / pruned / failed, epochs trained and epochs per second (the machine's
+throughput during that arm), the best validation accuracy, and how long until a complete trial
+first reached `--target` validation accuracy, in seconds and in epochs trained by then (compute,
+which does not depend on the machine's load); then the ratios.
 
-Evidence, not a test: one run per arm per seed, on whatever machine runs it; figures vary with
-the machine's load. Run with `make bench` or `.venv/bin/python bench/pruning.py --budget 120`.
+Evidence, not a test: one run per arm per seed, on whatever machine runs it; wall-clock figures
+vary with the machine's load. Run with `make bench` or
+`.venv/bin/python bench/pruning.py --budget 90 --seeds 0 1 2`.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -69,19 +73,24 @@ class Timeline:
     """A SearchObserver keeping when each trial finished and how well it did."""
 
     started: float = field(default_factory=time.monotonic)
-    finished: list[tuple[float, FrozenTrial]] = field(default_factory=list)
+    epochs: int = 0  # trained so far, in every trial
+    # (seconds since the start, epochs trained by then, the trial) per finished trial
+    finished: list[tuple[float, int, FrozenTrial]] = field(default_factory=list)
 
     def search_started(self, n_finished: int, target: int) -> None:
         self.started = time.monotonic()
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
 
-    def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None: ...
+    def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None:
+        self.epochs += 1
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.finished.append((time.monotonic() - self.started, trial))
+        self.finished.append((time.monotonic() - self.started, self.epochs, trial))
 
     def waiting_for_others(self) -> None: ...
+
+    def notice(self, text: str) -> None: ...
 
 
 def run_arm(root: Path, arm: str, seed: int, budget: float, target: float) -> dict[str, Any]:
@@ -89,22 +98,29 @@ def run_arm(root: Path, arm: str, seed: int, budget: float, target: float) -> di
         timeline = Timeline()
         run_search(spec_for(root, Path(folder), arm, seed), n_trials=10_000, timeout=budget,
                    observer=timeline)  # fmt: skip
-    trials = [t for _, t in timeline.finished]
-    accuracies = [
-        (seconds, t.user_attrs["val_accuracy"])
-        for seconds, t in timeline.finished
-        if t.state == TrialState.COMPLETE  # a pruned trial's accuracy is of a weak model
+    trials = [t for _, _, t in timeline.finished]
+    complete = [  # a pruned trial's accuracy is that of a weak model, stopped early
+        (seconds, epochs, t.user_attrs["val_accuracy"])
+        for seconds, epochs, t in timeline.finished
+        if t.state == TrialState.COMPLETE
     ]
-    reached = [seconds for seconds, acc in accuracies if acc >= target]
+    reached = [(seconds, epochs) for seconds, epochs, acc in complete if acc >= target]
     return {
         "arm": arm,
+        "seed": seed,
         "finished": sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
-        "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
-        "best": max((acc for _, acc in accuracies), default=float("nan")),
-        "to_target": reached[0] if reached else float("inf"),
+        "epochs": timeline.epochs,
+        "epochs_per_s": timeline.epochs / budget,
+        "best": max((acc for _, _, acc in complete), default=float("nan")),
+        "s_to_target": reached[0][0] if reached else math.inf,
+        "epochs_to_target": reached[0][1] if reached else math.inf,
     }
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if math.isfinite(a) and math.isfinite(b) else "n/a"
 
 
 def main() -> None:
@@ -121,21 +137,25 @@ def main() -> None:
             for arm in ARMS
         ]
     print(f"\nbudget {args.budget:g} s per arm, target val accuracy {args.target}")
-    header = f"{'arm':<22} {'finished':>8} {'pruned':>6} {'failed':>6} {'epochs':>6} "
-    print(header + f"{'best val acc':>12} {'s to target':>11}")
+    print(
+        f"{'arm':<22} {'seed':>4} {'finished':>8} {'pruned':>6} {'failed':>6} {'epochs':>6} "
+        f"{'epochs/s':>8} {'best val acc':>12} {'s to target':>11} {'epochs to target':>16}"
+    )
     for row in rows:
         print(
-            f"{row['arm']:<22} {row['finished']:>8} {row['pruned']:>6} {row['failed']:>6} "
-            f"{row['epochs']:>6} {row['best']:>12.4f} {row['to_target']:>11.1f}"
+            f"{row['arm']:<22} {row['seed']:>4} {row['finished']:>8} {row['pruned']:>6} "
+            f"{row['failed']:>6} {row['epochs']:>6} {row['epochs_per_s']:>8.2f} "
+            f"{row['best']:>12.4f} {row['s_to_target']:>11.1f} {row['epochs_to_target']:>16}"
         )
     for i in range(0, len(rows), len(ARMS)):
         tpe, rnd = rows[i], rows[i + 1]
         per_trial = [r["epochs"] / max(r["finished"] + r["failed"], 1) for r in (tpe, rnd)]
         print(
-            f"seed {args.seeds[i // len(ARMS)]}: trials finished tpe/random "
-            f"{tpe['finished'] / max(rnd['finished'], 1):.2f}×, epochs per trial "
-            f"{per_trial[0]:.1f} vs {per_trial[1]:.1f}, time to target random/tpe "
-            f"{rnd['to_target'] / tpe['to_target']:.2f}×, best accuracy "
+            f"seed {tpe['seed']}: finished trials tpe/random "
+            f"{_ratio(tpe['finished'], max(rnd['finished'], 1))}, epochs per trial "
+            f"{per_trial[0]:.1f} vs {per_trial[1]:.1f}, to target random/tpe: seconds "
+            f"{_ratio(rnd['s_to_target'], tpe['s_to_target'])}, epochs "
+            f"{_ratio(rnd['epochs_to_target'], tpe['epochs_to_target'])}; best accuracy "
             f"{tpe['best']:.4f} vs {rnd['best']:.4f}"
         )
 

@@ -187,6 +187,8 @@ class _Recorder:
 
     def waiting_for_others(self) -> None: ...
 
+    def notice(self, text: str) -> None: ...
+
 
 def test_every_kind_of_sampled_value_is_the_one_the_trainer_used(
     tmp_path: Path, digits_root: Path

@@ -51,6 +51,8 @@ class SearchObserver(Protocol):
 
     def waiting_for_others(self) -> None: ...
 
+    def notice(self, text: str) -> None: ...
+
 
 class Objective:
     def __init__(

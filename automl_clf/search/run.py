@@ -46,12 +46,17 @@ from automl_clf.search.objective import (
     Objective,
     SearchObserver,
 )
-from automl_clf.search.storage import StudyLock
+from automl_clf.search.storage import StudyLock, sqlite_path
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.spec.models import Spec
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
 POLL_SECONDS = 2.0  # how often a worker waiting for others' trials looks again
+SHARED_SQLITE = (
+    "other workers share this SQLite study: fine for a few local processes (writers wait for "
+    "SQLite's lock), but PostgreSQL (--storage postgresql://…) or the journal file "
+    "(--storage journal:PATH) is the right choice for more, or for several machines"
+)
 
 
 @dataclass
@@ -90,6 +95,8 @@ def run_search(
         StudyError: the study is incompatible, or too many trials failed in a row.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
+    seconds = timeout if timeout is not None else spec.study.timeout
+    deadline = time.monotonic() + seconds if seconds is not None else None
     target = n_trials or spec.study.n_trials
     dataset = load_dataset(spec.data)
     opened = open_study(spec, dataset, force=force)
@@ -104,8 +111,6 @@ def run_search(
 
     if len(finished_trials(study)) >= target:
         return result(0)
-    seconds = timeout if timeout is not None else spec.study.timeout
-    deadline = time.monotonic() + seconds if seconds is not None else None
     dataset.arrays(Decoding.of(spec.data))  # decode once, before any trial's clock starts
     if observer is not None:
         observer.search_started(len(finished_trials(study)), target)
@@ -114,12 +119,16 @@ def run_search(
     objective = Objective(spec, dataset, observer, deadline=deadline)
     failures = _FailureLimit(spec.study.max_consecutive_failures)
     n_ran = 0
+    sqlite = sqlite_path(str(spec.study.storage)) is not None
     with _interrupts_end_the_trial():
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 return result(n_ran, timed_out=True)
             optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
-            started = _start_trial_within_budget(study, opened.lock, target)
+            started, others = _start_trial_within_budget(study, opened.lock, target)
+            if others and sqlite and observer is not None:
+                sqlite = False  # say it once
+                observer.notice(SHARED_SQLITE)
             if started is _DONE:
                 break
             if started is None:  # the missing trials are running in other workers
@@ -149,8 +158,11 @@ def run_search(
 _DONE = object()  # the study holds its target of finished trials
 
 
-def _start_trial_within_budget(study: optuna.Study, lock: StudyLock, target: int) -> Any:
-    """A new (or queued) trial, None when only running trials are missing, or `_DONE`.
+def _start_trial_within_budget(
+    study: optuna.Study, lock: StudyLock, target: int
+) -> tuple[Any, bool]:
+    """A new (or queued) trial, None when only running trials are missing, or `_DONE`; and
+    whether other workers are running trials.
 
     Counting and starting happen under the study lock, so concurrent workers never start more
     trials than the target needs.
@@ -158,14 +170,15 @@ def _start_trial_within_budget(study: optuna.Study, lock: StudyLock, target: int
     with lock.held():
         trials = study.get_trials(deepcopy=False)
         n_finished = sum(t.state in FINISHED for t in trials)
-        n_running = sum(t.state == TrialState.RUNNING for t in trials)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        others = any(t.user_attrs.get("worker", WORKER) != WORKER for t in running)
         if n_finished >= target:
-            return _DONE
-        if n_finished + n_running >= target:
-            return None
+            return _DONE, others
+        if n_finished + len(running) >= target:
+            return None, others
         with warnings.catch_warnings():  # we run the heartbeat ourselves (`_heartbeat`)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            return study.ask()
+            return study.ask(), others
 
 
 def _run_trial(
