@@ -41,6 +41,10 @@ def validate(tmp_path: Path, root: Path, study: dict[str, Any], **sections: Any)
         ({"warm_start": [{"train.lr": 0.5}]}, "study.warm_start.0.train.lr: must lie in"),
         ({"warm_start": [{"model.cnn.filters": [5]}]}, "must be one of [4], [8], got [5]"),
         ({"heartbeat_interval": 30, "grace_period": 20}, "grace_period must be longer"),
+        (
+            {"pruner": {"kind": "hyperband", "min_resource": 5}},
+            "study.pruner.min_resource: must be <= 3",
+        ),
     ],
 )
 def test_bad_study_settings_exit_2_with_the_field_and_the_way_out(

@@ -86,6 +86,17 @@ def _kind_shorthand(value: Any) -> Any:
     return {"kind": value} if isinstance(value, str) else value
 
 
+def _kind_or_shorthand_schema(kinds: tuple[str, ...]) -> Any:
+    """The JSON Schema of a kind union also accepts the kind alone (`pruner: none`)."""
+
+    def extend(schema: dict[str, Any]) -> None:
+        members = schema.pop("oneOf", None) or schema.pop("anyOf", [])
+        schema["anyOf"] = [{"type": "string", "enum": list(kinds)}, *members]
+        schema.pop("discriminator", None)
+
+    return extend
+
+
 class TPESamplerSpec(SpecModel):
     """Tree-structured Parzen estimator: Optuna's default, good for conditional spaces."""
 
@@ -135,6 +146,16 @@ class NSGAIISamplerSpec(SpecModel):
     population_size: Annotated[int, Field(ge=2)] = 20  # trials per generation
 
 
+SAMPLER_SPECS = (
+    TPESamplerSpec,
+    RandomSamplerSpec,
+    CmaEsSamplerSpec,
+    GPSamplerSpec,
+    QMCSamplerSpec,
+    GridSamplerSpec,
+    NSGAIISamplerSpec,
+)
+SAMPLER_KINDS = tuple(str(m.model_fields["kind"].default) for m in SAMPLER_SPECS)
 if TYPE_CHECKING:
     SamplerSpec: TypeAlias = (
         TPESamplerSpec
@@ -146,17 +167,7 @@ if TYPE_CHECKING:
         | NSGAIISamplerSpec
     )
 else:
-    SamplerSpec = _kind_union(
-        TPESamplerSpec,
-        RandomSamplerSpec,
-        CmaEsSamplerSpec,
-        GPSamplerSpec,
-        QMCSamplerSpec,
-        GridSamplerSpec,
-        NSGAIISamplerSpec,
-        default="tpe",
-    )
-SAMPLER_KINDS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
+    SamplerSpec = _kind_union(*SAMPLER_SPECS, default="tpe")
 
 
 class _WarmupPrunerSpec(SpecModel):
@@ -203,6 +214,14 @@ class NopPrunerSpec(SpecModel):
     kind: Literal["none"] = "none"
 
 
+PRUNER_SPECS = (
+    MedianPrunerSpec,
+    PercentilePrunerSpec,
+    SuccessiveHalvingPrunerSpec,
+    HyperbandPrunerSpec,
+    NopPrunerSpec,
+)
+PRUNER_KINDS = tuple(str(m.model_fields["kind"].default) for m in PRUNER_SPECS)
 if TYPE_CHECKING:
     PrunerSpec: TypeAlias = (
         MedianPrunerSpec
@@ -212,15 +231,7 @@ if TYPE_CHECKING:
         | NopPrunerSpec
     )
 else:
-    PrunerSpec = _kind_union(
-        MedianPrunerSpec,
-        PercentilePrunerSpec,
-        SuccessiveHalvingPrunerSpec,
-        HyperbandPrunerSpec,
-        NopPrunerSpec,
-        default="median",
-    )
-PRUNER_KINDS = ("median", "percentile", "successive_halving", "hyperband", "none")
+    PrunerSpec = _kind_union(*PRUNER_SPECS, default="median")
 
 
 class ConstraintsSpec(SpecModel):
@@ -255,8 +266,12 @@ class StudySpec(SpecModel):
         Discriminator(lambda v: "=list" if isinstance(v, list) else "=one"),
     ] = "val_loss"
     direction: Literal["minimize", "maximize"] | None = None  # implied by the objective
-    sampler: SamplerSpec = TPESamplerSpec()
-    pruner: PrunerSpec = MedianPrunerSpec()
+    sampler: SamplerSpec = Field(
+        default=TPESamplerSpec(), json_schema_extra=_kind_or_shorthand_schema(SAMPLER_KINDS)
+    )
+    pruner: PrunerSpec = Field(
+        default=MedianPrunerSpec(), json_schema_extra=_kind_or_shorthand_schema(PRUNER_KINDS)
+    )
     n_trials: PositiveInt = 20  # finished (complete + pruned) trials, across all workers
     timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
     seed: int = 0  # the sampler's seed; trial n draws from seed + n
