@@ -12,6 +12,21 @@ which does not depend on the machine's load); then the ratios.
 Evidence, not a test: one run per arm per seed, on whatever machine runs it; wall-clock figures
 vary with the machine's load. Run with `make bench` or
 `.venv/bin/python bench/pruning.py --budget 120 --seeds 0 1 2`.
+
+Measured (2 shared CPU cores, 120 s per arm, target 0.985, seeds 0/1/2, 2026-11):
+
+    arm                   finished (pruned)  epochs  best val acc   to target: s / epochs
+    tpe + median pruning   102 (71)           490    0.9926         16.5 / 68
+    random, no pruning     118                1154   0.9926         21.8 / 180
+    tpe + median pruning   207 (163)          860    0.9963          9.9 / 92
+    random, no pruning     154                1508   0.9926         12.7 / 170
+    tpe + median pruning   132 (77)           736    0.9926          4.9 / 60
+    random, no pruning     122                1192   0.9926         13.1 / 160
+
+Pruned trials train 4–6 epochs instead of ~10; TPE + pruning reached the target 1.3–2.7× sooner
+in wall-clock and 1.9–2.7× sooner in epochs, and its best accuracy was equal or better. It trains
+fewer epochs per second (TPE's sampling and each short trial's fixed costs), which is why
+finished-trial counts are close.
 """
 
 from __future__ import annotations
