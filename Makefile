@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/pruning.py
 
 clean:
 	rm -rf $(VENV) studies/*.db exports data

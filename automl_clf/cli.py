@@ -114,7 +114,7 @@ def validate(spec: SpecPath) -> None:
     from automl_clf.data.preprocess import Decoding
     from automl_clf.models.factory import check_backbones
     from automl_clf.spec.describe import describe_space
-    from automl_clf.ui import print_data_report, space_table
+    from automl_clf.ui import print_data_report, space_table, study_lines
 
     loaded = _load(spec)
     dataset = _run(load_dataset, loaded.data)
@@ -125,6 +125,8 @@ def validate(spec: SpecPath) -> None:
     console.print(f"study {loaded.study.name!r} in {loaded.study.storage}")
     print_data_report(console, dataset)
     console.print(space_table(describe_space(loaded)))
+    for line in study_lines(loaded):
+        console.print(line)
 
 
 @app.command()
@@ -164,31 +166,50 @@ def search(
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option(min=1, help="Stop starting trials after this many seconds."),
+        typer.Option(
+            min=1,
+            help="Wall-clock seconds for this command: no trial starts after it, and a running "
+            "trial stops after its current epoch (FAIL, timeout; retried first next time).",
+        ),
     ] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Resume the study even though its search space changed."),
+    ] = False,
 ) -> None:
     """Create or resume the spec's study and run trials until it holds n_trials finished ones.
 
-    Rerunning the same command resumes the study; Ctrl-C ends the running trial as FAIL
-    (interrupted) and the next run retries it first.
+    Rerunning the same command resumes the study; several commands (processes or machines) on
+    one storage share it, and n_trials counts across all of them. Ctrl-C ends the running
+    trial as FAIL (interrupted) and the next run retries it first; a second Ctrl-C exits at
+    once.
     """
     from automl_clf.search.run import run_search
-    from automl_clf.ui import SearchProgress, study_counts
+    from automl_clf.ui import SearchProgress, best_line, study_counts
 
     loaded = _load(spec, storage, study_name)
     console = _console()
     target = n_trials or loaded.study.n_trials
+    goals = ", ".join(
+        f"{name} ({direction})"
+        for name, direction in zip(loaded.study.objectives, loaded.study.directions, strict=True)
+    )
     console.print(
         f"study {loaded.study.name!r} in {loaded.study.storage}: target {target} finished "
-        f"trials, objective {loaded.study.objective} ({loaded.study.resolved_direction})"
+        f"trials, objective {goals}"
     )
     progress = SearchProgress(console, target=target)
     try:
         with progress:
             result = _run(
-                run_search, loaded, n_trials=n_trials, timeout=timeout, observer=progress
+                run_search,
+                loaded,
+                n_trials=n_trials,
+                timeout=timeout,
+                observer=progress,
+                force=force,
             )
     except KeyboardInterrupt:
         console.print(
@@ -197,21 +218,23 @@ def search(
         )
         raise typer.Exit(130) from None
     study = result.study
+    if result.space_changed:
+        console.print("[yellow]the search space changed[/yellow]; resumed anyway (--force)")
+    if result.grid_size is not None and result.target < target:
+        console.print(f"the grid has {result.grid_size} configurations: target lowered to it")
     if result.n_ran == 0 and result.complete:
         console.print(
-            f"study already holds {result.n_finished} finished trials (target {target}); "
-            "raise --n-trials to extend it"
+            f"study already holds {result.n_finished} finished trials (target "
+            f"{result.target}); raise --n-trials to extend it"
         )
     console.print(f"study {study.study_name!r}: {study_counts(study)}")
     if not result.complete:
+        why = "timeout" if result.timed_out else "stopped"
         console.print(
-            f"[yellow]{result.n_finished}/{target} finished[/yellow] (timeout); rerun to continue"
+            f"[yellow]{result.n_finished}/{result.target} finished[/yellow] ({why}); rerun to "
+            "continue"
         )
-    try:
-        best = study.best_trial
-        console.print(f"best trial #{best.number}: {loaded.study.objective} {best.value:.4g}")
-    except ValueError:
-        pass
+    console.print(best_line(study, loaded.study.objectives))
 
 
 @app.command()
@@ -223,22 +246,34 @@ def best(
     ] = None,
     trial: Annotated[
         int | None,
-        typer.Option(min=0, help="Export this complete trial instead of the best."),
+        typer.Option(
+            min=0,
+            help="Export this complete trial instead of the best (a multi-objective study: "
+            "one from its Pareto front).",
+        ),
     ] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
 ) -> None:
-    """Show the best trial; with --export, retrain it, evaluate on the test split and export."""
-    from automl_clf.search.study import best_trial, load_existing_study
-    from automl_clf.ui import study_counts, trial_table
+    """Show the best trial, or a multi-objective study's Pareto front; --export retrains one.
+
+    With --export, retrain the best trial (or --trial N), evaluate it once on the test split and
+    write the export.
+    """
+    from automl_clf.search.study import best_trial, load_existing_study, pareto_front
+    from automl_clf.ui import pareto_table, study_counts, trial_table
 
     loaded = _load(spec, storage, study_name)
     assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
-    chosen = _run(best_trial, study)
     console = _console()
     console.print(f"study {study.study_name!r}: {study_counts(study)}")
-    console.print(trial_table(chosen, loaded.study.objective))
+    if len(study.directions) > 1:
+        console.print(pareto_table(pareto_front(study), loaded.study.objectives))
+        if export is not None and trial is None:
+            _run(best_trial, study)  # says: pick one from the front with --trial N
+    else:
+        console.print(trial_table(_run(best_trial, study), loaded.study.metric))
     if export is None:
         return
     from automl_clf.final.export import write_export
@@ -258,6 +293,27 @@ def best(
         f"exported to {written.folder}\nreport: {written.report / 'index.html'} "
         f"(and report.md beside it)"
     )
+
+
+@app.command()
+def status(
+    spec: SpecPath,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+) -> None:
+    """Show the study's trials by state and per worker, the running ones and why any failed."""
+    from automl_clf.search.study import load_existing_study
+    from automl_clf.ui import best_line, status_tables
+
+    loaded = _load(spec, storage, study_name)
+    assert loaded.study.storage is not None and loaded.study.name is not None
+    study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
+    console = _console()
+    console.print(f"study {study.study_name!r} in {loaded.study.storage}")
+    for table in status_tables(study):
+        if table.row_count:
+            console.print(table)
+    console.print(best_line(study, loaded.study.objectives))
 
 
 class OutputFormat(StrEnum):

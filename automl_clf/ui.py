@@ -14,14 +14,30 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from automl_clf.data.dataset import Dataset
+from automl_clf.search.study import fail_reason
 from automl_clf.spec.describe import SpaceDescription
+from automl_clf.spec.models import Spec
 from automl_clf.train.trainer import EpochResult
 
 if TYPE_CHECKING:
     from automl_clf.final.export import ExportResult
     from automl_clf.final.retrain import FinalResult
 
-STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
+STATE_STYLE = {
+    "COMPLETE": "green",
+    "PRUNED": "yellow",
+    "FAIL": "red",
+    "RUNNING": "cyan",
+    "WAITING": "blue",
+}
+SUMMARY_ATTRS = (
+    "val_loss",
+    "val_accuracy",
+    "val_macro_f1",
+    "best_epoch",
+    "epochs_run",
+    "n_params",
+)
 
 
 def format_value(value: Any) -> str:
@@ -76,11 +92,21 @@ class SearchProgress:
             total=max_epochs,
         )
 
+    def waiting_for_others(self) -> None:
+        self.progress.update(
+            self.trial_task,
+            description="waiting: the last trials run in other workers",
+            visible=True,
+        )
+
+    def notice(self, text: str) -> None:
+        self.console.print(f"[yellow]note[/yellow]: {text}")
+
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         state = trial.state.name
         attrs = trial.user_attrs
         if trial.state == TrialState.FAIL:
-            detail = f"[red]{attrs.get('fail_reason', 'failed')}[/red]"
+            detail = f"[red]{fail_reason(trial)}[/red]"
         else:
             detail = (
                 f"val loss {attrs.get('val_loss', math.nan):.4f} "
@@ -88,7 +114,7 @@ class SearchProgress:
                 f"({attrs.get('epochs_run', '?')} ep, {attrs.get('train_seconds', 0):.1f}s)"
             )
         best = ""
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RuntimeError):  # none yet; multi-objective
             best = f"  best #{study.best_trial.number} {study.best_value:.4g}"
         style = STATE_STYLE.get(state, "white")
         self.console.print(
@@ -150,14 +176,7 @@ def trial_table(trial: FrozenTrial, objective: str) -> Table:
     table.add_column("key")
     table.add_column("value")
     table.add_row(objective, format_value(trial.value))
-    for key in (
-        "val_loss",
-        "val_accuracy",
-        "val_macro_f1",
-        "best_epoch",
-        "epochs_run",
-        "n_params",
-    ):
+    for key in SUMMARY_ATTRS:
         if key in trial.user_attrs and key != objective:
             table.add_row(key, format_value(trial.user_attrs[key]))
     for name, value in trial.params.items():
@@ -212,3 +231,125 @@ def formats_summary(export: ExportResult) -> str:
         else:
             lines.append(f"[yellow]✗ {name} {check.file} not usable[/yellow]: {check.error}")
     return "\n".join(lines)
+
+
+def pareto_table(front: list[FrozenTrial], objectives: tuple[str, ...]) -> Table:
+    """The Pareto front of a multi-objective study: one row per trial, by number."""
+    table = Table(
+        title=f"Pareto front: {len(front)} trial(s); export one with --export DIR --trial N",
+        title_justify="left",
+    )
+    table.add_column("trial", justify="right")
+    for name in objectives:
+        table.add_column(name, justify="right")
+    table.add_column("params")
+    for trial in front:
+        values = [format_value(v) for v in trial.values]
+        table.add_row(f"#{trial.number}", *values, format_params(trial.params))
+    return table
+
+
+def status_tables(study: optuna.Study) -> list[Table]:
+    """`autoclf status`: trials by state, then per worker, then the running ones."""
+    trials = study.get_trials(deepcopy=False)
+    states = [s.name for s in TrialState]
+    by_state = Table(
+        title=f"Study {study.study_name!r}: {len(trials)} trials", title_justify="left"
+    )
+    for name in states:
+        by_state.add_column(name.lower(), justify="right")
+    by_state.add_row(*(str(sum(t.state.name == s for t in trials)) for s in states))
+
+    per_worker = Table(title="Per worker", title_justify="left")
+    per_worker.add_column("worker")
+    shown = [s for s in states if s != "WAITING"]
+    for name in shown:
+        per_worker.add_column(name.lower(), justify="right")
+    per_worker.add_column("last trial started")
+    workers: dict[str, list[FrozenTrial]] = {}
+    for trial in trials:
+        if trial.state != TrialState.WAITING:
+            workers.setdefault(str(trial.user_attrs.get("worker", "?")), []).append(trial)
+    for worker, own in sorted(workers.items()):
+        starts = [t.datetime_start for t in own if t.datetime_start is not None]
+        last = max(starts).strftime("%Y-%m-%d %H:%M:%S") if starts else "-"
+        counts = [str(sum(t.state.name == s for t in own)) for s in shown]
+        per_worker.add_row(worker, *counts, last)
+
+    running = Table(title="Running trials", title_justify="left")
+    for column in ("trial", "worker", "started", "epochs reported", "params"):
+        running.add_column(column)
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:
+            started = trial.datetime_start.strftime("%H:%M:%S") if trial.datetime_start else "-"
+            running.add_row(
+                f"#{trial.number}",
+                str(trial.user_attrs.get("worker", "?")),
+                started,
+                str(len(trial.intermediate_values)),
+                format_params(trial.params),
+            )
+    failed = Table(title="Failed trials", title_justify="left")
+    failed.add_column("trial")
+    failed.add_column("reason")
+    for trial in trials:
+        if trial.state == TrialState.FAIL:
+            failed.add_row(f"#{trial.number}", fail_reason(trial))
+    return [by_state, per_worker, running, failed]
+
+
+def best_line(study: optuna.Study, objectives: tuple[str, ...]) -> str:
+    """`best trial #3: val_loss 0.2134`, or the Pareto front's size for several objectives."""
+    if len(study.directions) > 1:
+        front = study.best_trials
+        numbers = ", ".join(f"#{t.number}" for t in sorted(front, key=lambda t: t.number))
+        return f"Pareto front: {len(front)} trial(s) {numbers}".rstrip()
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "no complete (feasible) trial yet"
+    return f"best trial #{best.number}: {objectives[0]} {format_value(best.value)}"
+
+
+def _settings(model: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in model.model_dump().items() if k != "kind")
+
+
+def study_lines(spec: Spec) -> list[str]:
+    """`autoclf validate`: how the study will search (objectives, sampler, pruner, budgets)."""
+    study = spec.study
+    goals = ", ".join(
+        f"{n} ({d})" for n, d in zip(study.objectives, study.directions, strict=True)
+    )
+    sampler: Any = study.sampler
+    pruner: Any = study.effective_pruner
+    lines = [
+        f"objective: {goals}",
+        f"sampler: {sampler.kind} ({_settings(sampler) or 'defaults'}), seed {study.seed}",
+    ]
+    if study.is_multi_objective:
+        lines.append(
+            "pruner: none — Optuna cannot prune multi-objective studies; every trial trains to "
+            "its epoch cap or early stop (to prune, optimise one objective and limit the others "
+            "with study.constraints: max_params, max_latency_ms)"
+        )
+    else:
+        lines.append(
+            f"pruner: {pruner.kind} ({_settings(pruner) or 'off'}), on {study.metric} each epoch"
+        )
+    limits = study.constraints.limits()
+    if limits:
+        lines.append("constraints: " + ", ".join(f"{k} <= {v:g}" for k, v in limits.items()))
+    first = (["the defaults"] if study.try_defaults and sampler.kind != "grid" else []) + (
+        [f"{len(study.warm_start)} warm-start configuration(s)"] if study.warm_start else []
+    )
+    if first:
+        lines.append("tried first: " + " then ".join(first))
+    budget = (
+        f"budget: {study.n_trials} finished trials across all workers, "
+        f"{spec.train.epochs} epochs per trial at most"
+    )
+    if study.timeout is not None:
+        budget += f", {study.timeout:g} s per command"
+    lines.append(budget)
+    return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -180,3 +182,176 @@ def _running_trial_has_reported(path: Path) -> bool:
         return False
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return bool(running and running[0].intermediate_values)
+
+
+class _Recorder:
+    """A SearchObserver keeping each epoch's learning rate, as the trainer's optimizer had it."""
+
+    def __init__(self) -> None:
+        self.lrs: dict[int, list[float]] = {}
+
+    def search_started(self, n_finished: int, target: int) -> None: ...
+
+    def trial_started(self, number: int, params: dict[str, object]) -> None: ...
+
+    def epoch_done(self, number: int, epoch: object, max_epochs: int) -> None:
+        self.lrs.setdefault(number, []).append(epoch.lr)  # type: ignore[attr-defined]
+
+    def trial_finished(self, study: optuna.Study, trial: object) -> None: ...
+
+    def waiting_for_others(self) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
+
+def test_every_kind_of_sampled_value_is_the_one_the_trainer_used(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    from automl_clf.models.factory import build_model, count_parameters
+    from automl_clf.search import run_search
+    from automl_clf.spec.config import TrialConfig
+
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"n_trials": 3, "pruner": "none", "sampler": "random"},
+        model={
+            "dropout": {"low": 0.0, "high": 0.4, "step": 0.1},  # float with a step
+            "cnn": {
+                "filters": {"choices": [[4], [4, 8]]},  # categorical of lists
+                "fc_width": {"low": 8, "high": 32, "step": 8},  # int with a step
+                "batch_norm": {"choices": [True, False]},  # bool
+            },
+        },
+        train={
+            "epochs": 2,
+            "schedule": "constant",  # so each epoch's lr is the sampled lr
+            "lr": {"low": 1e-3, "high": 1e-2, "log": True},  # log float
+            "optimizer": {"choices": ["sgd", "adamw"]},  # categorical of strings
+            "momentum": {"low": 0.5, "high": 0.9},  # conditional: sgd only
+        },
+    )
+    recorder = _Recorder()
+    result = run_search(load_spec(write_spec(tmp_path / "s.yaml", raw)), observer=recorder)
+    assert result.n_finished == 3
+    for trial in result.study.trials:
+        config = TrialConfig.model_validate(trial.user_attrs["config"])
+        params = trial.params
+        assert config.model.dropout == params["model.dropout"]
+        assert config.model.cnn is not None
+        assert list(config.model.cnn.filters) == json.loads(params["model.cnn.filters"])
+        assert config.model.cnn.fc_width == params["model.cnn.fc_width"]
+        assert config.model.cnn.batch_norm == params["model.cnn.batch_norm"]
+        assert config.train.optimizer == params["train.optimizer"]
+        assert config.train.lr == params["train.lr"]
+        assert (config.train.momentum is not None) == ("train.momentum" in params)
+        assert config.train.momentum == params.get("train.momentum")
+        # The trainer used them: its optimizer ran at the sampled lr, and the model it trained
+        # had the sampled architecture's parameter count.
+        assert recorder.lrs[trial.number] == pytest.approx([params["train.lr"]] * 2)
+        model = build_model(config.model, n_classes=3, in_chans=1, image_size=8)
+        assert trial.user_attrs["n_params"] == count_parameters(model)
+
+
+def test_trial_0_tries_the_defaults_then_the_warm_start_list(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"n_trials": 3, "warm_start": [{"train.lr": 0.002, "model.cnn.filters": [8]}]},
+        train={"epochs": 1},
+    )
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    assert runner.invoke(app, ["search", str(path)]).exit_code == 0
+    spec = load_spec(path)
+    trials = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage).trials
+    # TrainSpec's default lr (1e-3) lies in the range; dropout's (0.2) too; the filters default
+    # ([32, 64]) is not a choice, so the first choice; the policy default (none) is.
+    assert trials[0].params == {
+        "model.dropout": 0.2,
+        "model.cnn.filters": "[4]",
+        "train.lr": 1e-3,
+        "augment.policy": "none",
+    }
+    assert trials[1].params["train.lr"] == 0.002
+    assert trials[1].params["model.cnn.filters"] == "[8]"
+
+
+def test_a_changed_search_space_is_refused_unless_forced(spec_file: Path) -> None:
+    assert runner.invoke(app, ["search", str(spec_file), "--n-trials", "1"]).exit_code == 0
+    raw = yaml.safe_load(spec_file.read_text())
+    raw["train"]["lr"] = {"low": 1e-4, "high": 1e-2, "log": True}
+    write_spec(spec_file, raw)
+    refused = runner.invoke(app, ["search", str(spec_file), "--n-trials", "2"])
+    assert refused.exit_code == 1
+    assert "search space of study 'tiny' changed" in refused.output
+    assert "- train.lr float [0.001, 0.01, log]" in refused.output
+    assert "+ train.lr float [0.0001, 0.01, log]" in refused.output
+    assert "--force" in refused.output
+    assert finished(spec_file) == 1  # nothing ran
+    forced = runner.invoke(app, ["search", str(spec_file), "--n-trials", "2", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert finished(spec_file) == 2
+    again = runner.invoke(app, ["search", str(spec_file), "--n-trials", "3"])
+    assert again.exit_code == 0  # the forced space is the study's space now
+
+
+def test_multi_objective_search_shows_a_pareto_front_and_exports_a_chosen_trial(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"objective": ["accuracy", "n_params"], "sampler": "nsga2", "n_trials": 3},
+        train={"epochs": 2},
+    )
+    del raw["study"]["pruner"]  # multi-objective: no pruner (an explicit one is refused)
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    validated = runner.invoke(app, ["validate", str(path)])
+    assert "Optuna cannot prune multi-objective studies" in validated.output
+    result = runner.invoke(app, ["search", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Pareto front:" in result.output
+    spec = load_spec(path)
+    study = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    for trial in study.trials:
+        assert trial.values == [trial.user_attrs["val_accuracy"], trial.user_attrs["n_params"]]
+        assert trial.intermediate_values == {}  # Optuna cannot report multi-objective steps
+    front = runner.invoke(app, ["best", str(path)])
+    assert front.exit_code == 0 and "Pareto front" in front.output
+    unpicked = runner.invoke(app, ["best", str(path), "--export", str(tmp_path / "x")])
+    assert unpicked.exit_code == 1 and "with --trial N" in unpicked.output
+    chosen = study.best_trials[0].number
+    export = tmp_path / "chosen"
+    picked = runner.invoke(
+        app, ["best", str(path), "--export", str(export), "--trial", f"{chosen}"]
+    )
+    assert picked.exit_code == 0, picked.output
+    assert (export / "model.safetensors").is_file()
+
+
+def test_constraints_mark_trials_infeasible_and_best_is_feasible(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    # One conv block of 4 filters: ~1.2k parameters; of 8: ~2.3k. The limit sits between.
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={
+            "n_trials": 3,
+            "constraints": {"max_params": 1800},
+            "try_defaults": False,
+            "warm_start": [{"model.cnn.filters": [8]}, {"model.cnn.filters": [4]}],
+        },
+        train={"epochs": 2},
+    )
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    assert runner.invoke(app, ["search", str(path)]).exit_code == 0
+    spec = load_spec(path)
+    study = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    big, small = study.trials[0], study.trials[1]
+    assert big.user_attrs["n_params"] > 1800 >= small.user_attrs["n_params"]
+    assert big.user_attrs["feasible"] is False and big.constraints["n_params"] > 0
+    assert small.user_attrs["feasible"] is True and small.constraints["n_params"] <= 0
+    assert study.best_trial.user_attrs["n_params"] <= 1800

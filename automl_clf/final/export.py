@@ -136,8 +136,8 @@ def _write(
         search=summarise_search(study) if study is not None else None,
         final=FinalSummary(
             trial=result.trial.number,
-            objective=spec.study.objective,
-            objective_value=result.trial.value,
+            objective=spec.study.metric,
+            objective_value=result.trial.values[0],  # the first objective of several
             params=dict(result.trial.params),
             config=result.config.model_dump(mode="json"),
             backbone=result.config.model.backbone,

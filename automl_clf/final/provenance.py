@@ -47,8 +47,11 @@ def resolved_spec(spec: Spec, config: TrialConfig, *, study: str, trial: int) ->
     one-point trials to the original study.
     """
     raw: dict[str, Any] = spec.model_dump(mode="json")
+    # The study section as the user wrote it (defaults stay implicit: e.g. the default pruner
+    # must not appear in a multi-objective study), less where the original study lives.
+    written = spec.study.model_dump(mode="json", exclude_unset=True)
     dropped = ("name", "storage", "artifacts")
-    kept = {key: value for key, value in raw["study"].items() if key not in dropped}
+    kept = {key: value for key, value in written.items() if key not in dropped}
     raw["study"] = {"name": f"{study}-trial{trial}", **kept}
     for section, values in config.model_dump(mode="json").items():
         target = raw[section]

@@ -116,7 +116,7 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
 def _better_on_val(run: SeedRun, best: SeedRun, spec: Spec) -> bool:
     """Whether `run` beats `best` on the validation objective (several seeds keep val out)."""
     assert run.val is not None and best.val is not None, "see FinalSpec: seeds need val held out"
-    objective = spec.study.objective
+    objective = spec.study.metric  # the validation metric (a latency objective is not one)
     new, old = run.val.metric(objective), best.val.metric(objective)
     return new < old if spec.study.resolved_direction == "minimize" else new > old
 

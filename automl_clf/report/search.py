@@ -22,7 +22,7 @@ STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 class TrialRow:
     number: int
     state: str
-    value: float | None  # the objective; the last reported value for a pruned trial
+    value: float | None  # the (first) objective; the last reported value for a pruned trial
     params: dict[str, Any]
     seconds: float  # wall-clock duration (0 while running)
     epochs_run: int | None
@@ -31,7 +31,7 @@ class TrialRow:
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRow:
-        value = trial.value
+        value = trial.values[0] if trial.values else None  # the first objective of several
         if value is None and trial.intermediate_values:
             value = trial.intermediate_values[max(trial.intermediate_values)]
         config = trial.user_attrs.get("config") or {}
@@ -77,7 +77,7 @@ def summarise_search(study: optuna.Study) -> SearchSummary:
     """Read `study` into a `SearchSummary`; see the module docstring."""
     frozen = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     rows = [TrialRow.of(t) for t in frozen]
-    direction = study.direction.name.lower()
+    direction = study.directions[0].name.lower()  # a multi-objective study: the first
     complete = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
     sign = 1.0 if direction == "minimize" else -1.0
     ranked = sorted(complete, key=lambda r: sign * (r.value or 0.0))
@@ -88,7 +88,7 @@ def summarise_search(study: optuna.Study) -> SearchSummary:
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
     summary = SearchSummary(
         study_name=study.study_name,
-        objective=str(study.user_attrs.get("objective", "value")),
+        objective=_first(study.user_attrs.get("objective", "value")),
         direction=direction,
         counts={s: n for s, n in counts.items() if n},
         trials=rows,
@@ -99,6 +99,11 @@ def summarise_search(study: optuna.Study) -> SearchSummary:
     _add_pruning_savings(summary)
     _add_importances(summary, study)
     return summary
+
+
+def _first(objective: Any) -> str:
+    """The study's (first) objective name: multi-objective studies store a list."""
+    return str(objective[0] if isinstance(objective, list) else objective)
 
 
 def _add_pruning_savings(summary: SearchSummary) -> None:
@@ -119,7 +124,9 @@ def _add_importances(summary: SearchSummary, study: optuna.Study) -> None:
         return
     try:
         importances = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            study,
+            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            target=(lambda t: t.values[0]) if len(study.directions) > 1 else None,
         )
     except (ValueError, RuntimeError) as exc:  # e.g. no parameter shared by all trials
         summary.importance_note = f"not computed: {exc}"

@@ -3,11 +3,16 @@
 Everything a trial sampled reaches training through one `TrialConfig`, stored on the trial
 (user attribute `config`) before training starts, so what ran can always be read back. The
 objective's metric is reported every epoch, so the pruner can stop weak trials; a trial that
-raises is FAIL with its reason (user attribute `fail_reason`), never PRUNED.
+raises is FAIL with its reason (user attribute `fail_reason`), never PRUNED. Out of memory is a
+property of the configuration: FAIL with reason `out of memory: …` and user attribute
+`infeasible`. A trial still running at the command's deadline ends after its epoch as FAIL with
+reason `timeout`, like an interrupted one, and the next run retries it first.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import optuna
@@ -23,6 +28,17 @@ from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import EpochResult
 
 INTERRUPTED = "interrupted"
+TIMEOUT = "timeout"
+CUT_SHORT = (INTERRUPTED, TIMEOUT)  # fail reasons whose trials the next run retries first
+OUT_OF_MEMORY = "out of memory"
+
+
+class DeadlineReached(BaseException):
+    """The command's wall-clock budget ran out during a trial (raised after an epoch).
+
+    A BaseException, so no `except Exception` between the trainer and the search loop can
+    swallow it.
+    """
 
 
 class SearchObserver(Protocol):
@@ -36,19 +52,36 @@ class SearchObserver(Protocol):
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
 
+    def waiting_for_others(self) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
 
 class Objective:
-    def __init__(self, spec: Spec, dataset: Dataset, observer: SearchObserver | None) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        dataset: Dataset,
+        observer: SearchObserver | None,
+        *,
+        deadline: float | None = None,
+    ) -> None:
+        """`deadline`: `time.monotonic()` value after which a running trial stops."""
         self.spec = spec
         self.dataset = dataset
         self.observer = observer
-        self.metric = spec.study.objective
+        self.metric = spec.study.metric
+        self.multi = spec.study.is_multi_objective  # Optuna cannot report or prune these
+        self.deadline = deadline
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         history: list[EpochResult] = []
-        # A retried trial (interrupted, or its worker died) resumes from its original's
-        # checkpoint: `checkpoint_of` travels with the params when a trial is re-queued.
-        origin = int(trial.user_attrs.get("checkpoint_of", trial.number))
+        # A retried trial (interrupted, timed out, or its worker died) resumes from its
+        # original's checkpoint: `retry_of` names the original when run.py re-queues a trial;
+        # Optuna's heartbeat retry copies the dead trial's user attributes, `checkpoint_of` too.
+        origin = int(
+            trial.user_attrs.get("retry_of", trial.user_attrs.get("checkpoint_of", trial.number))
+        )
         trial.set_user_attr("checkpoint_of", origin)
         assert self.spec.study.artifacts is not None
         checkpoints = Checkpoints(trial_artifacts_dir(self.spec.study.artifacts, origin))
@@ -62,12 +95,16 @@ class Objective:
                 history.append(epoch)
                 assert epoch.val is not None
                 value = epoch.val.metric(self.metric)
-                trial.report(value, step=epoch.epoch)
+                if not self.multi:
+                    trial.report(value, step=epoch.epoch)
                 if self.observer is not None:
                     self.observer.epoch_done(trial.number, epoch, config.train.epochs)
-                if trial.should_prune():
+                if not self.multi and trial.should_prune():
                     _record_epochs(trial, history)
                     raise optuna.TrialPruned(f"epoch {epoch.epoch}: {self.metric} {value:.4g}")
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    _record_epochs(trial, history)
+                    raise DeadlineReached(f"after epoch {epoch.epoch}")
 
             trained = train_config(
                 config, self.dataset, checkpoint_dir=checkpoints.folder, on_epoch=on_epoch
@@ -78,15 +115,66 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", INTERRUPTED)  # its checkpoint stays, to resume
             raise
+        except DeadlineReached:
+            trial.set_user_attr("fail_reason", TIMEOUT)  # likewise: the rerun resumes it
+            raise
         except Exception as exc:
             checkpoints.clear()
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            if is_out_of_memory(exc):
+                trial.set_user_attr("infeasible", True)
+                trial.set_user_attr("fail_reason", f"{OUT_OF_MEMORY}: {exc}"[:500])
+                _release_memory()
+            else:
+                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
             raise
         checkpoints.clear()
         _record(trial, trained, self.spec, self.dataset)
-        best = trained.fit.best.val
-        assert best is not None
-        return best.metric(self.metric)
+        record_constraints(trial, trained, self.spec.study.constraints.limits())
+        return objective_values(trained, self.spec.study.objectives)
+
+
+def objective_values(trained: TrainedModel, objectives: Sequence[str]) -> float | list[float]:
+    """The trial's value(s): the best epoch's validation metrics, and measured costs."""
+    best = trained.fit.best.val
+    assert best is not None
+    measured = {"n_params": float(trained.n_params), "latency_ms": trained.latency_ms}
+    values = [measured[name] if name in measured else best.metric(name) for name in objectives]
+    return values[0] if len(values) == 1 else values
+
+
+def record_constraints(
+    trial: optuna.Trial, trained: TrainedModel, limits: dict[str, float]
+) -> None:
+    """`trial.set_constraint(name, measured - limit)` for each limit (<= 0 is feasible), and
+    user attribute `feasible`, so samplers, `best` and the Pareto front skip infeasible trials."""
+    if not limits:
+        return
+    measured = {"n_params": float(trained.n_params), "latency_ms": trained.latency_ms}
+    for name, limit in limits.items():
+        trial.set_constraint(name, measured[name] - limit)
+    trial.set_user_attr("feasible", all(measured[n] <= limit for n, limit in limits.items()))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA or host out-of-memory, as torch raises it (`torch.OutOfMemoryError`,
+    `MemoryError`, or a RuntimeError from an allocator that cannot allocate)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _release_memory() -> None:
+    """Give the failed configuration's cached GPU memory back before the next trial."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _record_epochs(trial: optuna.Trial, history: list[EpochResult]) -> None:

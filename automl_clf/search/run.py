@@ -1,30 +1,63 @@
 """Run a search: create or resume the study and run trials until it holds `n_trials` finished.
 
-`n_trials` counts finished (COMPLETE + PRUNED) trials in the study, across runs and workers, so
-rerunning the same command resumes and runs only what is missing, and a larger `--n-trials`
-extends the study to exactly that many. Ctrl-C (and SIGTERM) ends the running trial as FAIL
-with reason `interrupted`; the next run retries it first, with the same params.
+The loop is Optuna's ask-and-tell, so that each of the budgets is exact and each way a trial can
+end has one defined state:
+
+- `n_trials` counts finished (COMPLETE + PRUNED) trials in the study, across runs and workers.
+  Under the study lock a worker counts finished and running trials and starts one only when
+  their sum is below the target; when only other workers' running trials are missing, it waits
+  for them (one of them may still fail); when the target is reached, it returns.
+- `timeout` is wall-clock for the command: no trial starts after it, and a running trial stops
+  after the epoch in which it passes, as FAIL with reason `timeout`.
+- Ctrl-C and SIGTERM end the running trial as FAIL with reason `interrupted`; a second one exits
+  at once (the heartbeat then fails the trial). The next run retries timed-out and interrupted
+  trials first, with the same params (user attribute `retry_of`: the original trial's number).
+- A worker that dies without a word (kill -9) stops its trial's heartbeat; after the grace period
+  any worker marks that trial FAIL and queues a retry with the same params (Optuna's system
+  attribute `failed_trial`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import signal
+import socket
+import threading
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.study import MaxTrialsCallback
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
 from automl_clf.models.factory import check_backbones
-from automl_clf.search.objective import INTERRUPTED, Objective, SearchObserver
-from automl_clf.search.study import FINISHED, finished_trials, open_study
+from automl_clf.search.objective import (
+    CUT_SHORT,
+    TIMEOUT,
+    DeadlineReached,
+    Objective,
+    SearchObserver,
+)
+from automl_clf.search.storage import StudyLock, sqlite_path
+from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.spec.models import Spec
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
+POLL_SECONDS = 2.0  # how often a worker waiting for others' trials looks again
+SHARED_SQLITE = (
+    "other workers share this SQLite study: fine for a few local processes (writers wait for "
+    "SQLite's lock), but PostgreSQL (--storage postgresql://…) or the journal file "
+    "(--storage journal:PATH) is the right choice for more, or for several machines"
+)
 
 
 @dataclass
@@ -33,41 +66,13 @@ class SearchResult:
     target: int  # finished trials the study should hold
     n_finished: int  # finished trials it holds now
     n_ran: int  # trials this run started (any state)
+    timed_out: bool = False  # the command's timeout ended the run
+    grid_size: int | None = None  # a grid study: its number of configurations
+    space_changed: bool = False  # --force resumed a study whose space had changed
 
     @property
     def complete(self) -> bool:
         return self.n_finished >= self.target
-
-
-class _FailureLimit:
-    """Stops the study after `limit` trials of this run failed in a row (a broken config)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_a_row = 0
-        self.last_reason = ""
-        self.hit = False
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state != TrialState.FAIL:
-            self.in_a_row = 0
-            return
-        self.in_a_row += 1
-        self.last_reason = str(trial.user_attrs.get("fail_reason", "unknown"))
-        if self.in_a_row >= self.limit:
-            self.hit = True
-            study.stop()
-
-
-class _Notify:
-    def __init__(self, observer: SearchObserver | None) -> None:
-        self.observer = observer
-        self.n_ran = 0
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.n_ran += 1
-        if self.observer is not None:
-            self.observer.trial_finished(study, trial)
 
 
 def run_search(
@@ -76,72 +81,216 @@ def run_search(
     n_trials: int | None = None,
     timeout: float | None = None,
     observer: SearchObserver | None = None,
+    force: bool = False,
 ) -> SearchResult:
     """Create or resume the spec's study and run trials until it holds `n_trials` finished.
+
+    Args:
+        n_trials: finished trials the study should hold (default `study.n_trials`); a grid
+            study holds at most its number of configurations.
+        timeout: seconds of wall-clock for this call (default `study.timeout`).
+        force: resume a study whose search space changed.
 
     Raises:
         DataError: the data set is unusable (before any trial starts).
         StudyError: the study is incompatible, or too many trials failed in a row.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
+    seconds = timeout if timeout is not None else spec.study.timeout
+    deadline = time.monotonic() + seconds if seconds is not None else None
     target = n_trials or spec.study.n_trials
     dataset = load_dataset(spec.data)
     check_backbones(spec)
-    study = open_study(spec, dataset)
-    n_done = len(finished_trials(study))
-    if n_done >= target:
-        return SearchResult(study, target, n_done, 0)
+    opened = open_study(spec, dataset, force=force)
+    study = opened.study
+    if opened.n_grid_points is not None:
+        target = min(target, opened.n_grid_points)
+
+    def result(n_ran: int, timed_out: bool = False) -> SearchResult:
+        n_finished = len(finished_trials(study))
+        grid, changed = opened.n_grid_points, opened.space_changed
+        return SearchResult(study, target, n_finished, n_ran, timed_out, grid, changed)
+
+    if len(finished_trials(study)) >= target:
+        return result(0)
     dataset.arrays(Decoding.of(spec.data))  # decode once, before any trial's clock starts
     if observer is not None:
-        observer.search_started(n_done, target)
-    _requeue_interrupted(study)
+        observer.search_started(len(finished_trials(study)), target)
+    with opened.lock.held():
+        requeue_cut_short(study)
+    objective = Objective(spec, dataset, observer, deadline=deadline)
     failures = _FailureLimit(spec.study.max_consecutive_failures)
-    notify = _Notify(observer)
-    with _sigterm_as_interrupt():
-        study.optimize(
-            Objective(spec, dataset, observer),
-            timeout=timeout if timeout is not None else spec.study.timeout,
-            catch=(Exception,),
-            callbacks=[MaxTrialsCallback(target, states=FINISHED), failures, notify],
-            gc_after_trial=True,
-        )
-    if failures.hit:
-        raise StudyError(
-            f"{failures.in_a_row} trials failed in a row, the last with: {failures.last_reason}. "
-            "Fix the spec (see `autoclf validate`), then rerun to resume the study"
-        )
-    return SearchResult(study, target, len(finished_trials(study)), notify.n_ran)
+    n_ran = 0
+    sqlite = sqlite_path(str(spec.study.storage)) is not None
+    with _interrupts_end_the_trial():
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return result(n_ran, timed_out=True)
+            optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
+            started, others = _start_trial_within_budget(study, opened.lock, target)
+            if others and sqlite and observer is not None:
+                sqlite = False  # say it once
+                observer.notice(SHARED_SQLITE)
+            if started is _DONE:
+                break
+            if started is None:  # the missing trials are running in other workers
+                if observer is not None:
+                    observer.waiting_for_others()
+                wait = POLL_SECONDS
+                if deadline is not None:
+                    wait = max(0.0, min(wait, deadline - time.monotonic()))
+                time.sleep(wait)
+                continue
+            assert isinstance(started, optuna.Trial)
+            trial = _run_trial(study, opened, started, objective)
+            n_ran += 1
+            if observer is not None:
+                observer.trial_finished(study, trial)
+            if trial.user_attrs.get("fail_reason") == TIMEOUT:
+                return result(n_ran, timed_out=True)
+            if failures.hit(trial):
+                raise StudyError(
+                    f"{failures.in_a_row} trials failed in a row, the last with: "
+                    f"{failures.last_reason}. Fix the spec (see `autoclf validate`), then "
+                    "rerun to resume the study"
+                )
+    return result(n_ran)
 
 
-def _requeue_interrupted(study: optuna.Study) -> None:
-    """Queue once more, with the same params, each trial a Ctrl-C or SIGTERM cut short."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    for trial in trials:
-        if (
-            trial.state == TrialState.FAIL
-            and trial.user_attrs.get("fail_reason") == INTERRUPTED
-            and trial.number not in retried
-        ):
-            origin = trial.user_attrs.get("checkpoint_of", trial.number)
-            study.enqueue_trial(
-                trial.params, user_attrs={"retry_of": trial.number, "checkpoint_of": origin}
-            )
+_DONE = object()  # the study holds its target of finished trials
+
+
+def _start_trial_within_budget(
+    study: optuna.Study, lock: StudyLock, target: int
+) -> tuple[Any, bool]:
+    """A new (or queued) trial, None when only running trials are missing, or `_DONE`; and
+    whether other workers are running trials.
+
+    Counting and starting happen under the study lock, so concurrent workers never start more
+    trials than the target needs.
+    """
+    with lock.held():
+        trials = study.get_trials(deepcopy=False)
+        n_finished = sum(t.state in FINISHED for t in trials)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        others = any(t.user_attrs.get("worker", WORKER) != WORKER for t in running)
+        if n_finished >= target:
+            return _DONE, others
+        if n_finished + len(running) >= target:
+            return None, others
+        with warnings.catch_warnings():  # we run the heartbeat ourselves (`_heartbeat`)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            return study.ask(), others
+
+
+def _run_trial(
+    study: optuna.Study, opened: OpenedStudy, trial: optuna.Trial, objective: Objective
+) -> FrozenTrial:
+    """Run one trial to a final state: COMPLETE, PRUNED or FAIL (never left RUNNING)."""
+    trial.set_user_attr("worker", WORKER)
+    with _heartbeat(opened.storage, trial):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        except (DeadlineReached, Exception):  # the objective recorded the reason
+            return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        finally:
+            gc.collect()
+    return study.tell(trial, values, skip_if_finished=True)
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so a killed search also leaves no trial RUNNING."""
+def _heartbeat(storage: BaseStorage, trial: optuna.Trial) -> Iterator[None]:
+    """Beat for `trial` every heartbeat interval while it runs (what `optimize` would do)."""
+    if not is_heartbeat_enabled(storage):
+        yield
+        return
+    interval = storage.get_heartbeat_interval()  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="autoclf-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _FailureLimit:
+    """Counts this run's trials that failed in a row; `hit` once `limit` did (a broken spec)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+        self.last_reason = ""
+
+    def hit(self, trial: FrozenTrial) -> bool:
+        if trial.state != TrialState.FAIL:
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        self.last_reason = str(trial.user_attrs.get("fail_reason", "unknown"))
+        return self.in_a_row >= self.limit
+
+
+def requeue_cut_short(study: optuna.Study) -> list[int]:
+    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM or timeout cut short.
+
+    Run under the study lock, so that workers starting together queue each trial once. Returns
+    the numbers of the trials queued again.
+    """
+    trials = study.get_trials(deepcopy=False)
+    requeued = {t.user_attrs.get("requeued_from") for t in trials}
+    again = []
+    for trial in trials:
+        if (
+            trial.state == TrialState.FAIL
+            and trial.user_attrs.get("fail_reason") in CUT_SHORT
+            and trial.number not in requeued
+        ):
+            original = trial.user_attrs.get(
+                "retry_of", trial.system_attrs.get("failed_trial", trial.number)
+            )
+            study.enqueue_trial(
+                trial.params, user_attrs={"retry_of": original, "requeued_from": trial.number}
+            )
+            again.append(trial.number)
+    return again
+
+
+@contextlib.contextmanager
+def _interrupts_end_the_trial() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (the running trial ends as FAIL); a second
+    signal exits at once with code 130, leaving the trial to the heartbeat."""
+    received = 0
 
     def interrupt(signum: int, frame: Any) -> None:
+        nonlocal received
+        received += 1
+        if received > 1:
+            os.write(2, b"\nsecond interrupt: exiting now\n")
+            os._exit(130)
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,94 +1,116 @@
 """Create, resume and read studies, refusing to mix incompatible runs in one study.
 
-A study records the data it was made with (class names and the split's fingerprint) and its
-direction; resuming with other data or another objective is refused with a message that says how
-to start a new study instead, so trial values are always comparable.
+A study records the data it was made with (class names and the split's fingerprint), its
+objectives and its search space; resuming with other data, other objectives or another space is
+refused with a message that says what changed and how to go on, so trial values are always
+comparable. The study is created once, under the study lock: the worker that creates it also
+queues its first trials (the spec's defaults, the warm-start list, or every grid point), so
+workers that start together neither race on the schema nor queue anything twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import Dataset
 from automl_clf.errors import StudyError
-from automl_clf.search.storage import open_storage
+from automl_clf.search.samplers import build_pruner, build_sampler
+from automl_clf.search.storage import StudyLock, open_storage
+from automl_clf.spec.describe import describe_space, grid_points
 from automl_clf.spec.models import Spec
+from automl_clf.spec.warmstart import default_params, warm_start_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def build_sampler(spec: Spec, n_existing: int) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded with `seed + n_existing`.
+@dataclass
+class OpenedStudy:
+    study: optuna.Study
+    storage: BaseStorage
+    lock: StudyLock
+    created: bool  # this call created the study (and queued its first trials)
+    space_changed: bool  # the stored space differed and --force resumed anyway
+    n_grid_points: int | None  # a grid study's size, else None
 
-    Offsetting by the trials already in the study keeps a fresh study reproducible while a
-    resumed one does not replay the random start-up trials it already ran.
+
+def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedStudy:
+    """Create the spec's study, or resume it after checking it is the same experiment.
+
+    Raises:
+        StudyError: the storage cannot be opened, or the stored study has other directions,
+            data, or (without `force`) another search space.
     """
-    seed = spec.study.seed + n_existing
-    if spec.study.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # multivariate + group: TPE models conditional spaces (CNN-only params) jointly.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    name, url = spec.study.name, spec.study.storage
+    assert name is not None and url is not None
+    lock = StudyLock(url, name)
+    points = _grid_order(spec) if spec.study.sampler.kind == "grid" else None
+    with lock.held():
+        storage = open_storage(
+            url,
+            heartbeat_interval=spec.study.heartbeat_interval,
+            grace_period=spec.study.grace_period,
+        )
+        sampler, pruner = build_sampler(spec), build_pruner(spec)
+        created = True
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=name,
+                directions=spec.study.directions,
+                sampler=sampler,
+                pruner=pruner,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            created = False
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner
+            )
+        _check_directions(study, spec)
+        check_compatible(study, spec, dataset)
+        space_changed = _check_space(study, spec, force=force)
+        if created:
+            _queue_first_trials(study, spec, points)
+    n_points = len(points) if points is not None else None
+    return OpenedStudy(study, storage, lock, created, space_changed, n_points)
 
 
-def build_pruner(spec: Spec) -> optuna.pruners.BasePruner:
-    pruner = spec.study.pruner
-    if pruner.kind == "none":
-        return optuna.pruners.NopPruner()
-    # Steps are 1-based epochs; Optuna never prunes at step < n_warmup_steps.
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps + 1
-    )
+def _fix(name: str | None) -> str:
+    return f"start a new study with --study-name (or study.name in the spec) instead of {name!r}"
 
 
-def open_study(spec: Spec, dataset: Dataset) -> optuna.Study:
-    """Create the spec's study, or resume it after checking it was made with the same data."""
-    assert spec.study.name is not None and spec.study.storage is not None
-    storage = open_storage(spec.study.storage)
-    n_existing = _n_existing_trials(storage, spec.study.name)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=spec.study.name,
-        direction=spec.study.resolved_direction,
-        sampler=build_sampler(spec, n_existing),
-        pruner=build_pruner(spec),
-        load_if_exists=True,
-    )
-    check_compatible(study, spec, dataset)
-    return study
-
-
-def _n_existing_trials(storage: optuna.storages.BaseStorage, name: str) -> int:
-    try:
-        study_id = storage.get_study_id_from_name(name)
-    except KeyError:
-        return 0
-    return len(storage.get_all_trials(study_id, deepcopy=False))
+def _check_directions(study: optuna.Study, spec: Spec) -> None:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != spec.study.directions:
+        raise StudyError(
+            f"study {spec.study.name!r} optimises {len(stored)} objective(s) "
+            f"({', '.join(stored)}), but objective {spec.study.objective!r} means "
+            f"{', '.join(spec.study.directions)}; Optuna cannot change a study's directions, so "
+            f"{_fix(spec.study.name)}"
+        )
 
 
 def check_compatible(study: optuna.Study, spec: Spec, dataset: Dataset) -> None:
     """Record the study's data on first use; afterwards refuse other data or another objective."""
     stored: dict[str, Any] = study.user_attrs
     name = spec.study.name
-    fix = f"start a new study with --study-name (or study.name in the spec) instead of {name!r}"
-    direction = spec.study.resolved_direction
-    if study.direction.name.lower() != direction:
-        raise StudyError(
-            f"study {name!r} {study.direction.name.lower()}s, but objective "
-            f"{spec.study.objective!r} must be {direction}d; {fix}"
-        )
+    objective: Any = spec.study.objective
     if "split_fingerprint" not in stored:
-        study.set_user_attr("objective", spec.study.objective)
+        study.set_user_attr("objective", objective)
         study.set_user_attr("classes", dataset.classes)
         study.set_user_attr("split_fingerprint", dataset.fingerprint)
         study.set_user_attr("data_root", str(dataset.root))
         return
-    if stored.get("objective") != spec.study.objective:
+    if stored.get("objective") != objective:
         raise StudyError(
             f"study {name!r} optimises {stored.get('objective')!r}, the spec asks for "
-            f"{spec.study.objective!r}; {fix}"
+            f"{objective!r}; {_fix(name)}"
         )
     if (
         stored.get("classes") != dataset.classes
@@ -98,8 +120,74 @@ def check_compatible(study: optuna.Study, spec: Spec, dataset: Dataset) -> None:
             f"the data under {dataset.root} differs from the data study {name!r} was made with "
             f"(classes {stored.get('classes')}, split {stored['split_fingerprint']}; now "
             f"{dataset.classes}, split {dataset.fingerprint}); trial results would not be "
-            f"comparable, so {fix}"
+            f"comparable, so {_fix(name)}"
         )
+
+
+def space_lines(spec: Spec) -> list[str]:
+    """The search space as text, one line per param: what a study stores to detect changes."""
+    lines = []
+    for p in describe_space(spec).params:
+        when = f" when {p.condition}" if p.condition else ""
+        lines.append(f"{p.name} {p.kind} {p.detail}{when}")
+    return lines
+
+
+def _space_hash(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _check_space(study: optuna.Study, spec: Spec, *, force: bool) -> bool:
+    """Record the space on first use; afterwards refuse a changed space unless `force`.
+
+    Returns whether the space changed (and `force` let the study resume).
+    """
+    lines = space_lines(spec)
+    digest = _space_hash(lines)
+    stored = study.user_attrs.get("space_hash")
+    if stored == digest:
+        return False
+    if stored is not None and not force:
+        old = study.user_attrs.get("space", [])
+        removed = [f"  - {line}" for line in old if line not in lines]
+        added = [f"  + {line}" for line in lines if line not in old]
+        raise StudyError(
+            f"the search space of study {spec.study.name!r} changed since it was created:\n"
+            + "\n".join(removed + added)
+            + "\nsamplers would mix results from two spaces. Rerun with --force to resume it "
+            f"anyway (the new space applies to new trials), or {_fix(spec.study.name)}"
+        )
+    study.set_user_attr("space", lines)
+    study.set_user_attr("space_hash", digest)
+    return stored is not None
+
+
+def _grid_order(spec: Spec) -> list[dict[str, Any]]:
+    """Every grid point, warm-start matches first, the rest in a seeded random order."""
+    points = grid_points(spec)
+    random.Random(spec.study.seed).shuffle(points)
+    wanted = warm_start_params(spec)
+
+    def rank(point: dict[str, Any]) -> int:
+        for i, entry in enumerate(wanted):
+            if all(point.get(k) == v for k, v in entry.items()):
+                return i
+        return len(wanted)
+
+    return sorted(points, key=rank)  # stable: the shuffled order within each rank
+
+
+def _queue_first_trials(
+    study: optuna.Study, spec: Spec, points: list[dict[str, Any]] | None
+) -> None:
+    """Queue what the new study tries before its sampler (see the module docstring)."""
+    if points is not None:
+        queue = points
+    else:
+        defaults = [default_params(spec)] if spec.study.try_defaults else []
+        queue = defaults + warm_start_params(spec)
+    for params in queue:
+        study.enqueue_trial(params)
 
 
 def load_existing_study(storage_url: str, name: str) -> optuna.Study:
@@ -120,14 +208,41 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=FINISHED)
 
 
+def _no_complete_trial(study: optuna.Study, what: str) -> StudyError:
+    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    held = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no trials"
+    return StudyError(
+        f"study {study.study_name!r} has no {what} yet ({held}); run `autoclf search SPEC` to "
+        "finish some"
+    )
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial:
-    """The best COMPLETE trial, or a StudyError saying there is none yet."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
-        held = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no trials"
+    """The best COMPLETE feasible trial, or a StudyError saying there is none (or that a
+    multi-objective study has a Pareto front instead)."""
+    if len(study.directions) > 1:
+        front = ", ".join(f"#{t.number}" for t in pareto_front(study)) or "empty so far"
         raise StudyError(
-            f"study {study.study_name!r} has no complete trial yet ({held}); run "
-            "`autoclf search SPEC` to finish some"
+            f"study {study.study_name!r} has several objectives, so no single best trial; pick "
+            f"one from its Pareto front ({front}) with --trial N"
         )
-    return study.best_trial
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise _no_complete_trial(study, "complete trial")
+    try:
+        return study.best_trial
+    except ValueError:  # every complete trial breaks a constraint
+        what = "feasible complete trial (within study.constraints)"
+        raise _no_complete_trial(study, what) from None
+
+
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete, feasible trials no other trial beats on every objective, by number."""
+    return sorted(study.best_trials, key=lambda t: t.number)
+
+
+def fail_reason(trial: FrozenTrial) -> str:
+    """Why a FAIL trial failed; a trial failed by the heartbeat never got to say."""
+    reason = trial.user_attrs.get("fail_reason")
+    if reason:
+        return str(reason)
+    return "worker lost: no heartbeat within the grace period (kill -9, a lost machine)"

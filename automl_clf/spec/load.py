@@ -7,6 +7,7 @@ dotted field path, states the rule and the value received (`train.lr.low: must b
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,13 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line per error: `dotted.path: what is wrong, got <value>`."""
     lines = []
     for error in exc.errors(include_url=False):
-        loc = [part for part in error["loc"] if part not in TAGS]
+        loc = [part for part in error["loc"] if not _is_tag(part)]
+        message = _describe(error, list(error["loc"]))
+        if not loc and re.match(r"[a-z_]+\.[\w.]+: ", message):  # a Spec-level rule that
+            lines.append(message)  # names its own field path
+            continue
         where = ".".join(str(part) for part in loc) or "spec"
-        lines.append(f"{where}: {_describe(error, list(error['loc']))}")
+        lines.append(f"{where}: {message}")
     # A union member that failed for a reason unrelated to the value's form repeats the same
     # message; keep each line once, in order.
     return "\n".join(dict.fromkeys(lines))
@@ -120,6 +125,8 @@ def _describe(error: Any, loc: list[Any]) -> str:
     }
     if kind in bounds:
         return bounds[kind].format(**ctx) + got
+    if kind == "union_tag_invalid":
+        return _unknown_kind(str(ctx.get("tag", "")), str(ctx.get("expected_tags", "")))
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected', '')}" + got
     if kind == "value_error":
@@ -133,6 +140,20 @@ def _describe(error: Any, loc: list[Any]) -> str:
     if kind == "list_type":
         return "must be a list" + got
     return error["msg"].rstrip(".") + got
+
+
+def _is_tag(part: Any) -> bool:
+    """A union member's tag in an error location (`=range`, `=median`): it names no field."""
+    return isinstance(part, str) and (part in TAGS or part.startswith("="))
+
+
+def _unknown_kind(tag: str, expected: str) -> str:
+    """`study.sampler: unknown kind 'tp' (did you mean 'tpe'? valid kinds: tpe, random, …)`."""
+    got = tag.removeprefix("=")
+    kinds = [k.strip(" '").removeprefix("=") for k in expected.split(",") if k.strip()]
+    close = difflib.get_close_matches(got, kinds, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown kind {got!r} ({hint}valid kinds: {', '.join(kinds)})"
 
 
 def _unknown_key(loc: list[Any]) -> str:
@@ -149,16 +170,36 @@ def _unknown_key(loc: list[Any]) -> str:
             continue
         if part == VALUE_TAG:
             continue
+        if _is_tag(part):  # a kind union's member, e.g. study.pruner's `=median`
+            model = _member_of_kind(model, part.removeprefix("="))
+            continue
         field = model.model_fields.get(part) if _is_model(model) else None
-        model = _model_of(field.annotation) if field is not None else None
+        model = field.annotation if field is not None else None
         if model is None:
             break
+        model = _model_of(model) or model
     if not _is_model(model):
         return "unknown field"
     valid = list(model.model_fields)
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown field ({hint}valid fields: {', '.join(valid)})"
+
+
+def _member_of_kind(annotation: Any, kind: str) -> Any:
+    """The member of a kind union (see `_kind_union` in spec/models.py) whose kind is `kind`."""
+    import typing
+
+    stack = [annotation]
+    while stack:
+        candidate = stack.pop()
+        if _is_model(candidate):
+            field = candidate.model_fields.get("kind")
+            if field is not None and field.default == kind:
+                return candidate
+            continue
+        stack.extend(typing.get_args(candidate))
+    return None
 
 
 def _is_model(value: Any) -> bool:

@@ -11,9 +11,16 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from automl_clf.spec.space import SpecModel, Tunable, candidate_values
 
@@ -24,12 +31,19 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 OddKernel = Annotated[int, Field(ge=1, le=11)]
 
+# Validation metrics (reported every epoch) and, for multi-objective studies, measured costs.
 Objective = Literal["val_loss", "accuracy", "balanced_accuracy", "macro_f1"]
+ObjectiveName = Literal[
+    "val_loss", "accuracy", "balanced_accuracy", "macro_f1", "n_params", "latency_ms"
+]
+SECONDARY_OBJECTIVES = ("n_params", "latency_ms")
 OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "val_loss": "minimize",
     "accuracy": "maximize",
     "balanced_accuracy": "maximize",
     "macro_f1": "maximize",
+    "n_params": "minimize",
+    "latency_ms": "minimize",
 }
 AUGMENT_POLICIES = ("none", "light", "medium", "heavy")
 PLAIN_CNN = "cnn"
@@ -45,49 +59,317 @@ def resolve_path(value: Path | str, info: ValidationInfo) -> Path:
     return path.resolve()
 
 
-class PrunerSpec(SpecModel):
-    """Stops weak trials early on the objective's per-epoch validation curve."""
+def _kind_union(*members: type[SpecModel], default: str) -> Any:
+    """A union of spec models told apart by their `kind`, which may be written alone.
 
-    kind: Literal["median", "none"] = "median"
+    `pruner: median` is short for `pruner: {kind: median}`; a mapping without `kind` takes
+    `default`. An unknown kind is reported with the valid ones (see spec/load.py).
+    """
+
+    def kind_of(value: Any) -> str:
+        if isinstance(value, dict):
+            return f"={value.get('kind', default)}"
+        return f"={getattr(value, 'kind', value)}"
+
+    tagged = tuple(Annotated[m, Tag(f"={m.model_fields['kind'].default}")] for m in members)
+    return Annotated[Union[tagged], Discriminator(kind_of)]  # noqa: UP007
+
+
+def _kind_shorthand(value: Any) -> Any:
+    """`sampler: random` → `{kind: random}`."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
+def _kind_or_shorthand_schema(kinds: tuple[str, ...]) -> Any:
+    """The JSON Schema of a kind union also accepts the kind alone (`pruner: none`)."""
+
+    def extend(schema: dict[str, Any]) -> None:
+        members = schema.pop("oneOf", None) or schema.pop("anyOf", [])
+        schema["anyOf"] = [{"type": "string", "enum": list(kinds)}, *members]
+        schema.pop("discriminator", None)
+
+    return extend
+
+
+class TPESamplerSpec(SpecModel):
+    """Tree-structured Parzen estimator: Optuna's default, good for conditional spaces."""
+
+    kind: Literal["tpe"] = "tpe"
+    n_startup_trials: NonNegativeInt = 10  # random trials before TPE models the results
+    multivariate: bool = True  # model parameters jointly (grouped by conditional branch)
+
+
+class RandomSamplerSpec(SpecModel):
+    """Independent uniform (or log-uniform) draws: the baseline."""
+
+    kind: Literal["random"] = "random"
+
+
+class CmaEsSamplerSpec(SpecModel):
+    """CMA-ES on the numeric parameters (categoricals are drawn at random); single objective."""
+
+    kind: Literal["cmaes"] = "cmaes"
+    n_startup_trials: NonNegativeInt = 1  # random trials before CMA-ES starts
+
+
+class GPSamplerSpec(SpecModel):
+    """Gaussian-process Bayesian optimisation: sample-efficient for small budgets."""
+
+    kind: Literal["gp"] = "gp"
+    n_startup_trials: NonNegativeInt = 10  # random trials before the GP is fitted
+
+
+class QMCSamplerSpec(SpecModel):
+    """Quasi-Monte Carlo: low-discrepancy points that cover the space evenly."""
+
+    kind: Literal["qmc"] = "qmc"
+    qmc_type: Literal["sobol", "halton"] = "sobol"
+    scramble: bool = True  # randomised (seeded) sequence
+
+
+class GridSamplerSpec(SpecModel):
+    """Every configuration of a finite space once, in a seeded random order."""
+
+    kind: Literal["grid"] = "grid"
+
+
+class NSGAIISamplerSpec(SpecModel):
+    """NSGA-II, the genetic algorithm for multi-objective studies (Pareto fronts)."""
+
+    kind: Literal["nsga2"] = "nsga2"
+    population_size: Annotated[int, Field(ge=2)] = 20  # trials per generation
+
+
+SAMPLER_SPECS = (
+    TPESamplerSpec,
+    RandomSamplerSpec,
+    CmaEsSamplerSpec,
+    GPSamplerSpec,
+    QMCSamplerSpec,
+    GridSamplerSpec,
+    NSGAIISamplerSpec,
+)
+SAMPLER_KINDS = tuple(str(m.model_fields["kind"].default) for m in SAMPLER_SPECS)
+if TYPE_CHECKING:
+    SamplerSpec: TypeAlias = (
+        TPESamplerSpec
+        | RandomSamplerSpec
+        | CmaEsSamplerSpec
+        | GPSamplerSpec
+        | QMCSamplerSpec
+        | GridSamplerSpec
+        | NSGAIISamplerSpec
+    )
+else:
+    SamplerSpec = _kind_union(*SAMPLER_SPECS, default="tpe")
+
+
+class _WarmupPrunerSpec(SpecModel):
     n_startup_trials: NonNegativeInt = 5  # trials that are never pruned, to build a baseline
     n_warmup_steps: NonNegativeInt = 2  # epochs of each trial that are never pruned
+    interval_steps: PositiveInt = 1  # consider pruning every this many epochs
+
+
+class MedianPrunerSpec(_WarmupPrunerSpec):
+    """Prune a trial whose objective at an epoch is worse than the median of earlier trials."""
+
+    kind: Literal["median"] = "median"
+
+
+class PercentilePrunerSpec(_WarmupPrunerSpec):
+    """Prune a trial outside the best `percentile` % of earlier trials at the same epoch."""
+
+    kind: Literal["percentile"] = "percentile"
+    percentile: Annotated[float, Field(gt=0, lt=100)] = 25.0
+
+
+class SuccessiveHalvingPrunerSpec(SpecModel):
+    """Asynchronous successive halving (ASHA): keep the best 1/`reduction_factor` at each rung
+    of `min_resource` × reduction_factor^k epochs."""
+
+    kind: Literal["successive_halving"] = "successive_halving"
+    min_resource: PositiveInt = 1  # epochs before the first rung (the warm-up)
+    reduction_factor: Annotated[int, Field(ge=2)] = 3
+    min_early_stopping_rate: NonNegativeInt = 0  # skip this many first rungs
+
+
+class HyperbandPrunerSpec(SpecModel):
+    """Hyperband: several successive-halving brackets with different warm-ups."""
+
+    kind: Literal["hyperband"] = "hyperband"
+    min_resource: PositiveInt = 1  # epochs of the most aggressive bracket's first rung
+    max_resource: PositiveInt | None = None  # epochs; default train.epochs
+    reduction_factor: Annotated[int, Field(ge=2)] = 3
+
+
+class NopPrunerSpec(SpecModel):
+    """No pruning: every trial trains to its epoch cap or early stop."""
+
+    kind: Literal["none"] = "none"
+
+
+PRUNER_SPECS = (
+    MedianPrunerSpec,
+    PercentilePrunerSpec,
+    SuccessiveHalvingPrunerSpec,
+    HyperbandPrunerSpec,
+    NopPrunerSpec,
+)
+PRUNER_KINDS = tuple(str(m.model_fields["kind"].default) for m in PRUNER_SPECS)
+if TYPE_CHECKING:
+    PrunerSpec: TypeAlias = (
+        MedianPrunerSpec
+        | PercentilePrunerSpec
+        | SuccessiveHalvingPrunerSpec
+        | HyperbandPrunerSpec
+        | NopPrunerSpec
+    )
+else:
+    PrunerSpec = _kind_union(*PRUNER_SPECS, default="median")
+
+
+class ConstraintsSpec(SpecModel):
+    """Feasibility limits: a trial over a limit is recorded as infeasible (`trial.set_constraint`)
+    and can never be the best trial; constraint-aware samplers (tpe, gp, nsga2) learn to avoid
+    such configurations."""
+
+    max_params: PositiveInt | None = None  # trainable parameters
+    max_latency_ms: PositiveFloat | None = None  # measured batch-1 forward time, milliseconds
+
+    def limits(self) -> dict[str, float]:
+        """Constraint name (the trial's user attribute) -> limit, for the limits that are set."""
+        pairs = (("n_params", self.max_params), ("latency_ms", self.max_latency_ms))
+        return {name: float(limit) for name, limit in pairs if limit is not None}
 
 
 class StudySpec(SpecModel):
-    """The Optuna study: where it lives, what it optimises, how long it runs."""
+    """The Optuna study: where it lives, what it optimises, how it samples, how long it runs."""
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    storage: str | None = None  # SQLAlchemy URL; default: sqlite in the nearest studies/ folder
+    # SQLAlchemy URL (sqlite:///…, postgresql://…) or journal:PATH (Optuna's journal file);
+    # default: sqlite in the nearest studies/ folder.
+    storage: str | None = None
     # Per-trial artifacts (checkpoints, figures); default: studies/<name>/ beside the database.
     # Workers on several machines need a shared folder here to resume each other's trials.
     artifacts: Path | None = None
-    objective: Objective = "val_loss"
+    # One metric, or a list for a multi-objective study (a Pareto front); n_params and
+    # latency_ms can only be further objectives of a list.
+    objective: Annotated[
+        Annotated[ObjectiveName, Tag("=one")]
+        | Annotated[list[ObjectiveName], Field(min_length=2), Tag("=list")],
+        Discriminator(lambda v: "=list" if isinstance(v, list) else "=one"),
+    ] = "val_loss"
     direction: Literal["minimize", "maximize"] | None = None  # implied by the objective
-    sampler: Literal["tpe", "random"] = "tpe"
-    pruner: PrunerSpec = PrunerSpec()
-    n_trials: PositiveInt = 20  # finished (complete + pruned) trials the study should hold
+    sampler: SamplerSpec = Field(
+        default=TPESamplerSpec(), json_schema_extra=_kind_or_shorthand_schema(SAMPLER_KINDS)
+    )
+    pruner: PrunerSpec = Field(
+        default=MedianPrunerSpec(), json_schema_extra=_kind_or_shorthand_schema(PRUNER_KINDS)
+    )
+    n_trials: PositiveInt = 20  # finished (complete + pruned) trials, across all workers
     timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
-    seed: int = 0  # the sampler's seed
+    seed: int = 0  # the sampler's seed; trial n draws from seed + n
     max_consecutive_failures: PositiveInt = 5  # stop the search when this many fail in a row
+    constraints: ConstraintsSpec = ConstraintsSpec()
+    try_defaults: bool = True  # trial 0 tries the defaults of every searched field
+    # Known-good configurations to try first: {param: value}, params as `autoclf validate`
+    # names them (train.lr, model.cnn.filters); a param left out is sampled.
+    warm_start: list[dict[str, Any]] = Field(default_factory=list)
+    heartbeat_interval: PositiveInt = 20  # seconds between a running trial's heartbeats
+    grace_period: PositiveInt = 90  # seconds without a heartbeat before a trial counts as dead
+
+    @field_validator("sampler", "pruner", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _kind_shorthand(value)
 
     @field_validator("artifacts", mode="after")
     @classmethod
     def _resolve_artifacts(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else resolve_path(value, info)
 
-    @model_validator(mode="after")
-    def _direction_matches_objective(self) -> StudySpec:
-        implied = OBJECTIVE_DIRECTIONS[self.objective]
-        if self.direction is not None and self.direction != implied:
+    @field_validator("objective", mode="after")
+    @classmethod
+    def _objectives_make_sense(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value in SECONDARY_OBJECTIVES:
+                raise ValueError(
+                    f"{value!r} cannot be the only objective (it is known only after training, "
+                    f"so nothing could be pruned); list it after a validation metric, e.g. "
+                    f"[accuracy, {value}], or limit it with study.constraints"
+                )
+            return value
+        if value[0] in SECONDARY_OBJECTIVES:
             raise ValueError(
-                f"direction: objective {self.objective!r} must be {implied}d, got "
-                f"direction {self.direction!r}; leave direction out to use {implied!r}"
+                f"the first objective is reported each epoch, so it must be a validation "
+                f"metric, got {value[0]!r} first; e.g. [accuracy, {value[0]}]"
+            )
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"objectives must be distinct, got {', '.join(duplicates)} twice")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        directions = self.directions
+        if self.direction is not None:
+            if len(directions) > 1:
+                raise ValueError(
+                    "direction: a multi-objective study takes each objective's own direction; "
+                    "leave direction out"
+                )
+            if self.direction != directions[0]:
+                raise ValueError(
+                    f"direction: objective {self.objective!r} must be {directions[0]}d, got "
+                    f"direction {self.direction!r}; leave direction out to use "
+                    f"{directions[0]!r}"
+                )
+        if self.is_multi_objective:
+            if "pruner" in self.model_fields_set and self.pruner.kind != "none":
+                raise ValueError(
+                    f"pruner: Optuna cannot prune multi-objective studies, got pruner "
+                    f"{self.pruner.kind!r} with objectives {self.objective}; set pruner: none, "
+                    "or optimise one objective and limit the others with study.constraints "
+                    "(max_params, max_latency_ms)"
+                )
+            if self.sampler.kind == "cmaes":
+                raise ValueError(
+                    "sampler: cmaes optimises a single objective, got objectives "
+                    f"{self.objective}; use nsga2, tpe, gp, random, qmc or grid"
+                )
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period must be longer than heartbeat_interval, got grace_period="
+                f"{self.grace_period}, heartbeat_interval={self.heartbeat_interval}"
             )
         return self
 
     @property
+    def objectives(self) -> tuple[str, ...]:
+        return (self.objective,) if isinstance(self.objective, str) else tuple(self.objective)
+
+    @property
+    def metric(self) -> str:
+        """The first objective: the validation metric reported each epoch and pruned on."""
+        return self.objectives[0]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        return [OBJECTIVE_DIRECTIONS[name] for name in self.objectives]
+
+    @property
     def resolved_direction(self) -> Literal["minimize", "maximize"]:
-        return OBJECTIVE_DIRECTIONS[self.objective]
+        """The direction of the first objective (the only one in a single-objective study)."""
+        return self.directions[0]
+
+    @property
+    def effective_pruner(self) -> Any:
+        """The pruner in force: none for a multi-objective study, which Optuna cannot prune."""
+        return NopPrunerSpec() if self.is_multi_objective else self.pruner
 
 
 class SplitSpec(SpecModel):
@@ -377,3 +659,10 @@ class Spec(SpecModel):
     train: TrainSpec = TrainSpec()
     augment: AugmentSpec = AugmentSpec()
     final: FinalSpec = FinalSpec()
+
+    @model_validator(mode="after")
+    def _study_fits_the_space(self) -> Spec:
+        from automl_clf.spec.warmstart import check_search_settings
+
+        check_search_settings(self)  # warm-start entries, a grid's finiteness
+        return self

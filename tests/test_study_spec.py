@@ -1,0 +1,89 @@
+"""The study section of a spec: samplers, pruners, objectives, constraints, warm start. Bad values
+exit 2 in `autoclf validate`, naming the field, the value and the way out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from automl_clf.cli import app
+from automl_clf.spec.models import PRUNER_KINDS, SAMPLER_KINDS
+from tests.conftest import tiny_spec, write_spec
+
+runner = CliRunner()
+
+
+def validate(tmp_path: Path, root: Path, study: dict[str, Any], **sections: Any) -> Any:
+    path = write_spec(tmp_path / "spec.yaml", tiny_spec(root, tmp_path, study=study, **sections))
+    return runner.invoke(app, ["validate", str(path)])
+
+
+@pytest.mark.parametrize(
+    ("study", "expected"),
+    [
+        ({"sampler": "tp"}, "study.sampler: unknown kind 'tp' (did you mean 'tpe'?"),
+        ({"pruner": {"kind": "asha"}}, "valid kinds: median, percentile, successive_halving"),
+        ({"pruner": {"kind": "median", "warmup": 2}}, "did you mean 'n_warmup_steps'?"),
+        ({"sampler": {"kind": "tpe", "n_startup_trials": -1}}, "n_startup_trials: must be >= 0"),
+        ({"objective": "n_params"}, "'n_params' cannot be the only objective"),
+        ({"objective": ["latency_ms", "accuracy"]}, "must be a validation metric"),
+        ({"objective": ["accuracy", "accuracy"]}, "objectives must be distinct"),
+        (
+            {"objective": ["accuracy", "latency_ms"], "pruner": "median"},
+            "Optuna cannot prune multi-objective studies",
+        ),
+        ({"objective": ["accuracy", "n_params"], "sampler": "cmaes", "pruner": "none"}, "cmaes"),
+        ({"sampler": "grid"}, "a grid needs a finite space, but model.dropout, train.lr"),
+        ({"warm_start": [{"train.lrr": 0.003}]}, "did you mean 'train.lr'?"),
+        ({"warm_start": [{"train.lr": 0.5}]}, "study.warm_start.0.train.lr: must lie in"),
+        ({"warm_start": [{"model.cnn.filters": [5]}]}, "must be one of [4], [8], got [5]"),
+        ({"heartbeat_interval": 30, "grace_period": 20}, "grace_period must be longer"),
+        (
+            {"pruner": {"kind": "hyperband", "min_resource": 5}},
+            "study.pruner.min_resource: must be <= 3",
+        ),
+    ],
+)
+def test_bad_study_settings_exit_2_with_the_field_and_the_way_out(
+    tmp_path: Path, digits_root: Path, study: dict[str, Any], expected: str
+) -> None:
+    result = validate(tmp_path, digits_root, study)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output.replace("\n", " ") or expected in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("kind", SAMPLER_KINDS)
+def test_validate_names_each_sampler(tmp_path: Path, digits_root: Path, kind: str) -> None:
+    study: dict[str, Any] = {"sampler": kind}
+    sections: dict[str, Any] = {}
+    if kind == "grid":
+        sections = {"model": {"dropout": 0.1}, "train": {"lr": {"choices": [0.01, 0.02]}}}
+    if kind == "nsga2":
+        study |= {"objective": ["accuracy", "latency_ms"], "pruner": "none"}
+    result = validate(tmp_path, digits_root, study, **sections)
+    assert result.exit_code == 0, result.output
+    assert f"sampler: {kind} " in result.output
+
+
+@pytest.mark.parametrize("kind", PRUNER_KINDS)
+def test_validate_names_each_pruner(tmp_path: Path, digits_root: Path, kind: str) -> None:
+    result = validate(tmp_path, digits_root, {"pruner": kind})
+    assert result.exit_code == 0, result.output
+    assert f"pruner: {kind} " in result.output
+
+
+def test_validate_shows_what_is_tried_first_the_constraints_and_the_budget(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    result = validate(
+        tmp_path,
+        digits_root,
+        {"warm_start": [{"train.lr": 0.005}], "constraints": {"max_params": 5000}},
+    )
+    assert "tried first: the defaults then 1 warm-start configuration(s)" in result.output
+    assert "constraints: n_params <= 5000" in result.output
+    assert "budget: 3 finished trials across all workers, 3 epochs per trial" in result.output

@@ -1,0 +1,206 @@
+"""Several workers on one study (real processes, real SQLite and PostgreSQL), and a worker killed
+with SIGKILL mid-trial: budgets add up exactly and nothing is left RUNNING or WAITING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from automl_clf.cli import app
+from automl_clf.spec import load_spec
+from tests import postgres
+from tests.conftest import tiny_spec, write_spec
+
+runner = CliRunner()
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+
+
+def load(path: Path) -> optuna.Study:
+    spec = load_spec(path)
+    return optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+
+
+def start_worker(path: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "automl_clf.cli", "search", str(path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=ENV,
+    )
+
+
+def run_workers(path: Path, n: int) -> list[str]:
+    """Start `n` searches on one study at once; each must exit 0."""
+    workers = [start_worker(path) for _ in range(n)]
+    outputs = []
+    for worker in workers:
+        output = worker.communicate(timeout=300)[0].decode()
+        assert worker.returncode == 0, output
+        outputs.append(output)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """AUTOCLF_TEST_POSTGRES_URL (`.ci/run` sets it), else a server started here, else skip."""
+    url = os.environ.get("AUTOCLF_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="autoclf-pg-"))
+    try:
+        url = postgres.start(folder)
+        postgres.wait_until_reachable(url)
+    except (RuntimeError, OSError) as exc:
+        postgres.stop(folder)
+        pytest.skip(f"no PostgreSQL could be started ({exc}); install Debian's postgresql")
+    try:
+        yield url
+    finally:
+        postgres.stop(folder)
+
+
+def assert_exact(study: optuna.Study, target: int) -> None:
+    """Exactly `target` finished trials, none running or queued, trial numbers unique."""
+    trials = study.get_trials(deepcopy=False)
+    by_state = {s: sum(t.state == s for t in trials) for s in TrialState}
+    assert by_state[TrialState.COMPLETE] + by_state[TrialState.PRUNED] == target, by_state
+    assert by_state[TrialState.RUNNING] == 0 and by_state[TrialState.WAITING] == 0, by_state
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(numbers)))
+
+
+def worker_spec(root: Path, folder: Path, **study: Any) -> dict[str, Any]:
+    return tiny_spec(
+        root,
+        folder,
+        study={"n_trials": 8, "pruner": {"kind": "none"}, **study},
+        train={"epochs": 2},
+    )
+
+
+def assert_shared_without_errors(study: optuna.Study, outputs: list[str]) -> None:
+    assert not any(t.state == TrialState.FAIL for t in study.trials), [
+        t.user_attrs.get("fail_reason") for t in study.trials
+    ]
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) >= 2, outputs  # the trials really were shared
+
+
+@pytest.mark.slow
+def test_four_processes_extending_one_sqlite_study_add_up_exactly(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = worker_spec(digits_root, tmp_path, n_trials=2)
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    assert runner.invoke(app, ["search", str(path)]).exit_code == 0
+    spec["study"]["n_trials"] = 8
+    write_spec(path, spec)
+    outputs = run_workers(path, 4)
+    study = load(path)
+    assert_exact(study, 8)
+    assert_shared_without_errors(study, outputs)
+    assert any("PostgreSQL" in output for output in outputs)  # SQLite's limits are said
+    result = runner.invoke(app, ["status", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Per worker" in result.output
+    for worker in {t.user_attrs["worker"] for t in study.trials}:
+        assert worker in result.output
+
+
+@pytest.mark.slow
+def test_four_processes_creating_one_postgresql_study_add_up_exactly(
+    tmp_path: Path, digits_root: Path, postgres_url: str
+) -> None:
+    name = f"workers-{os.getpid()}-{time.time_ns()}"
+    spec = worker_spec(digits_root, tmp_path, storage=postgres_url, name=name)
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    outputs = run_workers(path, 4)  # all four start on a study (and schema) that does not exist
+    study = load(path)
+    assert_exact(study, 8)
+    assert_shared_without_errors(study, outputs)
+    # The study was created once, so its first trial (the spec's defaults) was queued once.
+    defaults = study.trials[0].params
+    assert sum(t.params == defaults for t in study.trials) == 1
+
+
+def _wait_for_reports(path: Path, worker: subprocess.Popen[bytes], n_epochs: int) -> int:
+    """The number of the running trial once it has reported `n_epochs` epochs."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, worker.stdout.read().decode() if worker.stdout else ""
+        try:
+            running = load(path).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        except KeyError:  # the study does not exist yet
+            running = []
+        if running and len(running[0].intermediate_values) >= n_epochs:
+            return running[0].number
+        time.sleep(0.1)
+    raise AssertionError("no trial reported in time")
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_trial_is_retried_and_the_study_completes_exactly(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={
+            "n_trials": 2,
+            "pruner": {"kind": "none"},
+            "heartbeat_interval": 1,
+            "grace_period": 3,
+        },
+        train={"epochs": 30},
+    )
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    worker = start_worker(path)
+    killed = _wait_for_reports(path, worker, 2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    assert load(path).trials[killed].state == TrialState.RUNNING  # nobody could say otherwise
+
+    # A restarted worker finds the dead trial by its heartbeat and retries it, same params.
+    result = runner.invoke(app, ["search", str(path)])
+    assert result.exit_code == 0, result.output
+    study = load(path)
+    assert_exact(study, 2)
+    dead = study.trials[killed]
+    assert dead.state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert retry.user_attrs["config"] == dead.user_attrs["config"]
+    # ...and resumes from the dead trial's last epoch checkpoint: no epoch is trained twice
+    assert retry.user_attrs["resumed_from_epoch"] >= 2
+    assert retry.user_attrs["epochs_run"] == 30
+    result = runner.invoke(app, ["status", str(path)])
+    assert "worker lost" in result.output  # the dead trial's reason, derived from its heartbeat
+
+
+def test_a_journal_file_study_runs_and_resumes(tmp_path: Path, digits_root: Path) -> None:
+    journal = f"journal:{tmp_path / 'studies' / 'tiny.log'}"
+    spec = worker_spec(digits_root, tmp_path, n_trials=2, storage=journal)
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    assert runner.invoke(app, ["search", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["search", str(path), "--n-trials", "3"])
+    assert result.exit_code == 0, result.output
+    spec_ = load_spec(path)
+    from automl_clf.search.storage import open_storage
+
+    study = optuna.load_study(study_name="tiny", storage=open_storage(str(spec_.study.storage)))
+    assert_exact(study, 3)
