@@ -121,6 +121,10 @@ def bare_seconds(config: TrialConfig, dataset, epochs: int) -> tuple[float, int]
 
 
 def main() -> None:
+    import os
+
+    if os.environ.get("FLUSH_DENORMAL"):
+        torch.set_flush_denormal(True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
