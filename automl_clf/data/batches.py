@@ -132,6 +132,10 @@ class TrainBatches:
             x = channels_last(self.batch_augmenter(x, generator))
         return self.preprocessing.normalize(x), labels.to(x.device)
 
+    def close(self) -> None:
+        """Stop the worker processes, if any (dropping the loader shuts its workers down)."""
+        self.loader = None
+
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """`x` laid out as (N, H, W, C) in memory, as the decoded pixels are.
@@ -143,13 +147,9 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     """
     out = torch.empty_like(x, memory_format=torch.channels_last)
     if out.dim() == 4 and out.shape[1] == 1:  # make the layout explicit for one channel too
-        n, _, h, w = out.shape
+        _, _, h, w = out.shape
         out = out.as_strided(out.shape, (h * w, 1, w, 1))
     return out.copy_(x)
-
-    def close(self) -> None:
-        """Stop the worker processes, if any (dropping the loader shuts its workers down)."""
-        self.loader = None
 
 
 class _EpochOrder(torch.utils.data.Sampler[list[tuple[int, int]]]):
