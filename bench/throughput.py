@@ -59,12 +59,11 @@ def make_config(root: Path, backbone: str, size: int, policy: str, epochs: int) 
     return resolve(spec, FixedParams({})), load_dataset(spec.data)
 
 
-def pipeline_seconds(config: TrialConfig, dataset, epochs: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    """Wall time of `fit` (training only, no validation) for `epochs` epochs."""
+def _setup(config: TrialConfig, dataset) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """The training split, its preprocessing, and a freshly seeded model."""
     train = dataset.arrays(Decoding.of(config.data))["train"]
-    pre = build_preprocessing(
-        config.data, config.model.backbone, mean_std(pixels_for_stats(train.pixels))
-    )
+    stats = mean_std(pixels_for_stats(train.pixels))
+    pre = build_preprocessing(config.data, config.model.backbone, stats)
     torch.manual_seed(0)
     model = build_model(
         config.model,
@@ -72,6 +71,12 @@ def pipeline_seconds(config: TrialConfig, dataset, epochs: int) -> tuple[float, 
         in_chans=config.data.channels,
         image_size=config.data.image_size,
     )
+    return train, pre, model
+
+
+def pipeline_seconds(config: TrialConfig, dataset, epochs: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Wall time of `fit` (training only, no validation) for `epochs` epochs."""
+    train, pre, model = _setup(config, dataset)
     batches = TrainBatches(
         train,
         config.train.batch_size,
@@ -88,18 +93,8 @@ def pipeline_seconds(config: TrialConfig, dataset, epochs: int) -> tuple[float, 
 
 def bare_seconds(config: TrialConfig, dataset, epochs: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """The same model, optimizer and batch size over preloaded normalised tensors."""
-    train = dataset.arrays(Decoding.of(config.data))["train"]
-    pre = build_preprocessing(
-        config.data, config.model.backbone, mean_std(pixels_for_stats(train.pixels))
-    )
+    train, pre, model = _setup(config, dataset)
     images, labels = pre.to_tensor(train.pixels), torch.from_numpy(train.labels)
-    torch.manual_seed(0)
-    model = build_model(
-        config.model,
-        n_classes=dataset.n_classes,
-        in_chans=config.data.channels,
-        image_size=config.data.image_size,
-    )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
     )

@@ -80,15 +80,7 @@ def make_checkpoint(folder: Path, backbone: str) -> Path:
     from automl_clf.models.factory import build_model
     from automl_clf.spec.config import ModelConfig
 
-    config = ModelConfig(
-        backbone=backbone,
-        dropout=0.0,
-        cnn=None,
-        pretrained=None,
-        transfer="finetune",
-        unfreeze_stages=None,
-        backbone_lr_scale=None,
-    )
+    config = ModelConfig.plain_timm(backbone)
     model = build_model(config, n_classes=4, in_chans=1, image_size=16)
     path = folder / f"{backbone}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))

@@ -120,15 +120,7 @@ def check_backbones(spec: Spec) -> None:
     for name in candidate_values(spec.model.backbone):
         if name == PLAIN_CNN:
             continue  # the plain CNN fits any size by construction
-        cfg = ModelConfig(
-            backbone=str(name),
-            dropout=0.0,
-            cnn=None,
-            pretrained=None,
-            transfer="finetune",
-            unfreeze_stages=None,
-            backbone_lr_scale=None,
-        )
+        cfg = ModelConfig.plain_timm(str(name))
         try:
             build_model(
                 cfg, n_classes=2, in_chans=spec.data.channels, image_size=spec.data.image_size

@@ -41,6 +41,19 @@ class ModelConfig(ConfigModel):
     unfreeze_stages: int | None  # set exactly when transfer == "partial"
     backbone_lr_scale: float | None  # set when pretrained weights are trained (not freeze)
 
+    @classmethod
+    def plain_timm(cls, backbone: str) -> ModelConfig:
+        """A timm backbone as it comes: no dropout, random weights (shape checks, fixtures)."""
+        return cls(
+            backbone=backbone,
+            dropout=0.0,
+            cnn=None,
+            pretrained=None,
+            transfer="finetune",
+            unfreeze_stages=None,
+            backbone_lr_scale=None,
+        )
+
 
 class TrainConfig(ConfigModel):
     epochs: int

@@ -412,27 +412,17 @@ class DataSpec(SpecModel):
     cache: bool = True  # keep decoded pixels on disk, keyed by file content and decoding
     cache_dir: Path | None = None  # default: studies/cache/ beside the study databases
 
-    @field_validator("root", mode="after")
+    @field_validator("root", "manifest", mode="after")
     @classmethod
-    def _root_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+    def _exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is None:
             return None
         path = resolve_path(value, info)
-        if not path.is_dir():
+        folder = info.field_name == "root"
+        if not (path.is_dir() if folder else path.is_file()):
             raise ValueError(
-                f"folder not found: {path} (relative paths resolve against the spec's folder)"
-            )
-        return path
-
-    @field_validator("manifest", mode="after")
-    @classmethod
-    def _manifest_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        path = resolve_path(value, info)
-        if not path.is_file():
-            raise ValueError(
-                f"file not found: {path} (relative paths resolve against the spec's folder)"
+                f"{'folder' if folder else 'file'} not found: {path} (relative paths resolve "
+                "against the spec's folder)"
             )
         return path
 
