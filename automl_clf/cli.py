@@ -108,8 +108,11 @@ def datasets(
 
 @app.command()
 def validate(spec: SpecPath) -> None:
-    """Check a spec and its data: print the data report (classes, images per split, skipped
-    files, duplicates across splits, imbalance) and the search space."""
+    """Check a spec and its data: print the data report and the search space.
+
+    The report lists classes, images per split, skipped files, duplicates across splits and
+    imbalance; nothing is trained.
+    """
     from automl_clf.data.dataset import load_dataset
     from automl_clf.data.preprocess import Decoding
     from automl_clf.models.factory import check_backbones

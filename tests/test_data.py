@@ -319,3 +319,22 @@ def test_oversampling_draws_every_class_about_equally(tmp_path: Path) -> None:
     share = np.bincount(drawn, minlength=2) / len(drawn)
     assert abs(share[1] - 0.5) < 0.1  # 1 in 7 training images, drawn half the time
     assert any("imbalanced classes" in w for w in dataset.warnings())
+
+
+@pytest.mark.parametrize(
+    ("normalize", "backbone", "mean"),
+    [
+        ("imagenet", "test_resnet", 0.5),  # timm's pretrained config for it says 0.5
+        ("auto", "test_resnet", 0.5),
+        ("imagenet", "test_efficientnet", float(np.mean((0.485, 0.456, 0.406)))),
+        ("imagenet", "cnn", float(np.mean((0.485, 0.456, 0.406)))),
+        ("auto", "cnn", 0.25),  # the training split's
+        ("none", "test_resnet", 0.0),
+    ],
+)
+def test_normalisation_follows_what_the_weights_expect(
+    normalize: str, backbone: str, mean: float
+) -> None:
+    config = DataConfig(image_size=8, channels=1, resize="squash", normalize=normalize)  # type: ignore[arg-type]
+    pre = build_preprocessing(config, backbone, ((0.25,), (0.1,)))
+    assert pre.mean == pytest.approx((mean,))

@@ -117,13 +117,14 @@ def build_preprocessing(
 ) -> Preprocessing:
     """The trial's preprocessing: normalisation follows the spec, else the backbone.
 
-    `auto` uses a timm backbone's own pretrained mean/std (what its weights expect) and the
-    training split's mean/std for the plain CNN. `dataset_mean_std` must come from the training
-    split only, never val/test.
+    `imagenet` is the mean/std the backbone's pretrained weights expect: a timm backbone's own
+    pretrained config (ImageNet statistics for most, 0.5/0.5 for some), ImageNet's for the plain
+    CNN. `auto` is that for timm backbones and the training split's mean/std for the plain CNN.
+    `dataset_mean_std` must come from the training split only, never val/test.
     """
     mode: str = data.normalize
     if mode == "auto":
-        mode = "dataset" if backbone == "cnn" else "backbone"
+        mode = "dataset" if backbone == "cnn" else "imagenet"
     if mode == "dataset":
         if dataset_mean_std is None:
             raise ValueError("dataset normalisation needs the training split's mean and std")
@@ -131,7 +132,7 @@ def build_preprocessing(
     elif mode == "none":
         mean, std = (0.0,) * data.channels, (1.0,) * data.channels
     else:
-        mean, std = _backbone_mean_std(backbone) if mode == "backbone" else _imagenet()
+        mean, std = _backbone_mean_std(backbone)
         if data.channels == 1:  # a grayscale input sees the average of the RGB statistics
             mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
     return Preprocessing(

@@ -399,7 +399,9 @@ class DataSpec(SpecModel):
     # squash: stretch to a square; letterbox: fit inside and pad with black; center_crop: resize
     # the shorter side, then crop the centre
     resize: Literal["squash", "letterbox", "center_crop"] = "squash"
-    # auto: the backbone's pretrained mean/std for timm models, the training split's for the CNN
+    # imagenet: what pretrained weights expect (a timm backbone's own pretrained mean/std,
+    # ImageNet's for the CNN); dataset: the training split's; auto: imagenet for timm backbones,
+    # dataset for the plain CNN
     normalize: Literal["auto", "imagenet", "dataset", "none"] = "auto"
     split: SplitSpec = SplitSpec()
     # drop: remove from val/test every image whose exact content is also in an earlier split
