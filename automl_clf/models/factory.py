@@ -7,6 +7,7 @@ before training, with a message that says which.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -70,7 +71,11 @@ def _build_timm(
         if not path.is_file():
             raise TrialFailed(f"pretrained weights file not found: {path}")
     # timm reads .safetensors, or torch files with weights_only=True (no code runs); it adapts
-    # the stem to in_chans and drops a classifier of another size.
+    # the stem to in_chans and drops a classifier of another size. Its log notes on doing so
+    # would repeat once per trial: keep them out of the progress display.
+    timm_log = logging.getLogger("timm")
+    level = timm_log.level
+    timm_log.setLevel(logging.ERROR)
     try:
         return timm.create_model(
             cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
@@ -79,6 +84,8 @@ def _build_timm(
         raise TrialFailed(
             f"cannot load weights {path} into {cfg.backbone!r}: {str(exc).splitlines()[0]}"
         ) from None
+    finally:
+        timm_log.setLevel(level)
 
 
 def cached_pretrained_file(backbone: str) -> Path:
