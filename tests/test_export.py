@@ -52,6 +52,10 @@ def test_export_directory_contract(export: Path) -> None:
     assert manifest["preprocessing"]["decoding"]["image_size"] == 8
     assert "torch" in manifest["versions"] and "onnxruntime" in manifest["versions"]
     assert manifest["data_fingerprint"]["n_files"] == 90
+    assert "augmentation" in manifest  # albumentations' own serialisation, or None for none
+    if manifest["config"]["augment"]["policy"] != "none":
+        assert manifest["augmentation"]["albumentations"]["transform"]["transforms"]
+        assert manifest["augmentation"]["executor"] == "batched"
     assert set(manifest["formats"]) == {"torchscript", "onnx"}
     metrics = json.loads((export / "report" / "metrics.json").read_text())
     for key in (

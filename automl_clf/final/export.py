@@ -114,6 +114,7 @@ def _write(
         train_on=result.train_on,
         versions=library_versions(),
         seed=result.seed,
+        augmentation=result.trained.augmentation,
         data_fingerprint=fingerprint,
         formats=formats,
     )

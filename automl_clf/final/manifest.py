@@ -43,6 +43,9 @@ class ExportManifest(BaseModel):
     seed: int | None = None  # the retrain seed that was exported
     data_fingerprint: DataFingerprint | None = None
     formats: dict[str, FormatCheck] = Field(default_factory=dict)  # torchscript, onnx
+    # the training augmentation as albumentations serialises it, and how it was applied
+    # (train/session.py); for the record only: predict never augments
+    augmentation: dict[str, Any] | None = None
 
 
 def library_versions() -> dict[str, str]:
