@@ -163,25 +163,53 @@ def check_output_shape(
         )
 
 
-@torch.no_grad()
+LATENCY_THREADS = 1  # CPU threads while timing: batch-1 latency with 2 threads was ~9× worse here
+LATENCY_WARMUP_S = 0.05  # seconds of untimed runs first (allocator, kernels, caches)
+LATENCY_RUNS = (25, 200)  # at least / at most this many timed runs …
+LATENCY_BUDGET_S = 0.5  # … stopping once this many seconds were spent timing
+
+
 def measure_latency_ms(
-    model: nn.Module, in_chans: int, image_size: int, device: torch.device, n_runs: int = 10
+    model: nn.Module, in_chans: int, image_size: int, device: torch.device
 ) -> float:
-    """Median wall time of one forward pass of a single image on `device`, in milliseconds."""
+    """Median wall time of one forward pass of a single image on `device`, in milliseconds.
+
+    One method for trials and exports, so the two numbers agree within noise: eval mode and
+    inference mode, `LATENCY_THREADS` CPU threads (the thread count is part of the number: batch-1
+    inference on a small model is slower with more threads on a busy machine), a warm-up, then the
+    median of `LATENCY_RUNS` timed runs bounded by `LATENCY_BUDGET_S`.
+    """
     was_training = model.training
     model.eval()
     x = torch.zeros(1, in_chans, image_size, image_size, device=device)
-    times = []
-    for run in range(n_runs + 3):  # 3 warm-up runs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(LATENCY_THREADS)
+
+    def once() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         started = time.perf_counter()
         model(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if run >= 3:
-            times.append(time.perf_counter() - started)
-    model.train(was_training)
+        return time.perf_counter() - started
+
+    try:
+        with torch.inference_mode():
+            warm = time.perf_counter() + LATENCY_WARMUP_S
+            for _ in range(3):
+                once()
+            while time.perf_counter() < warm:
+                once()
+            times: list[float] = []
+            stop = time.perf_counter() + LATENCY_BUDGET_S
+            while len(times) < LATENCY_RUNS[0] or (
+                len(times) < LATENCY_RUNS[1] and time.perf_counter() < stop
+            ):
+                times.append(once())
+    finally:
+        torch.set_num_threads(threads)
+        model.train(was_training)
     return 1000.0 * statistics.median(times)
 
 

@@ -1,0 +1,271 @@
+"""One total time budget for everything the user waits for: search, final model, test, export.
+
+`autoclf run SPEC --time 15m --export DIR` (or `study.budget`) gives the whole job one wall-clock
+budget, counted from the command's start. The plan splits it in two, and keeps re-planning as
+the study measures itself:
+
+    search  until  deadline − final step × (1 + margin)
+    final   retrain the best configuration (when it fits), test it, write the export
+
+The final step is estimated from the study's own measurements — the best trial's measured
+seconds per epoch, scaled to the retrain's data (train+val) and epoch count — plus the export's
+cost (formats, parity checks, report), which is measured on the first export of a study and
+stored with it (a prior before that). Trials stop at the search deadline: an epoch that would
+end past it is not started, and one running past it is abandoned; the trial keeps its best
+finished epoch (`search/objective.py`). If, at the end, a retrain no longer fits, the best
+trial's own best-epoch weights are exported instead (`final.retrain: auto`).
+
+Everything here is arithmetic over an injectable clock, so the split is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from automl_clf.errors import SpecError
+
+Clock = Callable[[], float]  # seconds, monotonic
+
+# Seconds the export takes before a study has measured one (formats with their parity checks,
+# report figures), on the small models of a first search; replaced by the study's own
+# measurement (study user attribute `export_seconds`) once it has one.
+EXPORT_PRIOR_S = 8.0
+MARGIN = 0.15  # the final step's estimate is inflated by this share …
+SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds in `90`, `90s`, `15m`, `2h`, `1h30m` or `1.5h`.
+
+    Raises:
+        SpecError: anything else, or a duration that is not positive and finite.
+    """
+    if isinstance(value, bool):
+        raise SpecError(f"a duration is a number of seconds or e.g. 90s, 15m, 2h; got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        elif text and re.fullmatch(rf"(?:{_DURATION.pattern})+", text):
+            seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
+        else:
+            raise SpecError(
+                f"a duration is a number of seconds or e.g. 90s, 15m, 2h, 1h30m; got {value!r}"
+            )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise SpecError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """`42 s`, `3 m 05 s`, `1 h 02 m`: for the plan and the summary."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    """Images per split: what scales the retrain and the export."""
+
+    n_train: int
+    n_val: int
+    n_test: int
+
+
+@dataclass(frozen=True)
+class TrialTiming:
+    """What a finished trial measured about its own cost."""
+
+    seconds_per_epoch: float  # training + validation, mean over the epochs it ran
+    best_epoch: int  # the retrain trains this many epochs
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, object]) -> TrialTiming | None:
+        """From a trial's user attributes (`train_seconds`, `epochs_run`, `best_epoch`)."""
+        try:
+            seconds = float(attrs["train_seconds"])  # type: ignore[arg-type]
+            epochs = int(attrs["epochs_run"])  # type: ignore[call-overload]
+            best = int(attrs.get("best_epoch", epochs))  # type: ignore[call-overload]
+        except (KeyError, TypeError, ValueError):
+            return None
+        if epochs < 1 or not math.isfinite(seconds):
+            return None
+        return cls(seconds / epochs, max(best, 1))
+
+
+@dataclass(frozen=True)
+class FinalEstimate:
+    """Seconds the final step is expected to take, before the margin."""
+
+    retrain_s: float  # 0 when the final model is the trial's own (no retrain)
+    export_s: float  # test evaluation, formats with parity checks, report
+
+    @property
+    def total_s(self) -> float:
+        return self.retrain_s + self.export_s
+
+    def with_margin(self) -> float:
+        return self.total_s * (1.0 + MARGIN) + SLACK_S
+
+
+def estimate_retrain_s(
+    timing: TrialTiming, sizes: DataSizes, *, train_on: str, members: int = 1
+) -> float:
+    """Retraining `members` models like `timing`'s trial on `train_on` for its best epochs.
+
+    An epoch's cost scales with the images it trains on: train+val has (n_train + n_val) /
+    n_train times the trial's training images (the retrain skips validation, which the trial's
+    epoch time includes: a small overestimate, on purpose).
+    """
+    scale = (sizes.n_train + sizes.n_val) / max(sizes.n_train, 1) if train_on == "train+val" else 1
+    return members * timing.best_epoch * timing.seconds_per_epoch * scale
+
+
+def estimate_export_s(sizes: DataSizes, measured: float | None, members: int = 1) -> float:
+    """The export's seconds: the study's last measured export, else the prior; scaled for the
+    members of an ensemble (each is evaluated and written)."""
+    base = measured if measured is not None and measured > 0 else EXPORT_PRIOR_S
+    return base * (1.0 + 0.25 * (members - 1))
+
+
+@dataclass
+class Phase:
+    """One part of the job, as planned and as it went."""
+
+    name: str
+    planned_s: float | None = None
+    actual_s: float | None = None
+
+
+@dataclass
+class Budget:
+    """A total wall-clock budget, counted from `started` on `clock`.
+
+    `search_deadline` moves as the study learns what its final step costs (`plan_final`); the
+    search loop and the running trial read it each time they decide whether to go on.
+    """
+
+    total_s: float
+    started: float
+    clock: Clock = time.monotonic
+    phases: list[Phase] = field(default_factory=list)
+    final_estimate: FinalEstimate | None = None
+
+    @classmethod
+    def start(
+        cls, total_s: float, clock: Clock = time.monotonic, started: float | None = None
+    ) -> Budget:
+        return cls(total_s, clock() if started is None else started, clock)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.total_s
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.clock() - self.started
+
+    @property
+    def left_s(self) -> float:
+        return self.deadline - self.clock()
+
+    @property
+    def search_deadline(self) -> float:
+        """When the search must stop so the final step fits (the deadline itself until the
+        final step has been estimated)."""
+        reserve = self.final_estimate.with_margin() if self.final_estimate is not None else 0.0
+        return self.deadline - reserve
+
+    def reserve(self, estimate: FinalEstimate) -> None:
+        """Keep `estimate` (with the margin) for the final step from now on."""
+        self.final_estimate = estimate
+
+    def search_left_s(self) -> float:
+        return self.search_deadline - self.clock()
+
+    def fits(self, seconds: float) -> bool:
+        """Whether `seconds` of work started now ends before the search deadline."""
+        return self.clock() + seconds <= self.search_deadline
+
+    def record(
+        self, name: str, *, planned_s: float | None = None, actual_s: float | None = None
+    ) -> Phase:
+        """Note a phase's planned or actual seconds (the summary's table)."""
+        for phase in self.phases:
+            if phase.name == name:
+                break
+        else:
+            phase = Phase(name)
+            self.phases.append(phase)
+        if planned_s is not None:
+            phase.planned_s = planned_s
+        if actual_s is not None:
+            phase.actual_s = actual_s
+        return phase
+
+
+def plan_final_estimate(
+    timings: Sequence[TrialTiming],
+    sizes: DataSizes,
+    *,
+    train_on: str,
+    retrain: str,
+    members: int = 1,
+    export_measured: float | None = None,
+) -> FinalEstimate:
+    """The final step's cost for the study so far.
+
+    `timings` are the trials the final step would use, best first (the top `members` of an
+    ensemble); before any trial has finished, the reserve is the export's alone and the first
+    trial's epochs are checked against the budget as they run. `retrain: never` reserves no
+    retrain; `auto` and `always` reserve one, so that `auto` retrains whenever the plan held.
+    """
+    export_s = estimate_export_s(sizes, export_measured, members)
+    if retrain == "never" or not timings:
+        return FinalEstimate(0.0, export_s)
+    chosen = list(timings[:members])
+    retrain_s = sum(estimate_retrain_s(t, sizes, train_on=train_on) for t in chosen)
+    return FinalEstimate(retrain_s, export_s)
+
+
+def decide_retrain(retrain: str, estimate: FinalEstimate, budget: Budget | None) -> bool:
+    """Whether the final step retrains: `always`, `never`, or `auto` — when the retrain and the
+    export (with the margin) still fit in what is left of the budget, or there is no budget."""
+    if retrain != "auto":
+        return retrain == "always"
+    if budget is None:
+        return True
+    return estimate.with_margin() <= budget.left_s
+
+
+def check_budget_covers_one_epoch(
+    total_s: float, *, elapsed_s: float, epoch_s: float, export_s: float
+) -> None:
+    """Refuse, before any trial, a budget that cannot fit one epoch and the export.
+
+    Raises:
+        SpecError: saying how much the job needs at least.
+    """
+    need = elapsed_s + (epoch_s + export_s) * (1.0 + MARGIN) + SLACK_S
+    if need > total_s:
+        raise SpecError(
+            f"a time budget of {format_duration(total_s)} is too small: starting took "
+            f"{format_duration(elapsed_s)}, one epoch of the first trial takes about "
+            f"{format_duration(epoch_s)} and the export about {format_duration(export_s)}; "
+            f"give at least --time {math.ceil(need * 1.2)}s"
+        )

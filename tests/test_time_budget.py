@@ -1,0 +1,140 @@
+"""The total time budget's arithmetic, on an injected clock: parsing, the split between search
+and final step, re-planning as trials measure themselves, and the retrain decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from automl_clf.errors import SpecError
+from automl_clf.search.budget import (
+    MARGIN,
+    SLACK_S,
+    Budget,
+    DataSizes,
+    FinalEstimate,
+    TrialTiming,
+    check_budget_covers_one_epoch,
+    decide_retrain,
+    estimate_retrain_s,
+    format_duration,
+    parse_duration,
+    plan_final_estimate,
+)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("15m", 900),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        (" 2 m ", 120),
+        (45, 45),
+        (0.5, 0.5),
+    ],
+)
+def test_durations_parse_to_seconds(text: str | float, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "15x", "-5", "0", "0s", "m", "1e400", True])
+def test_bad_durations_are_spec_errors_naming_the_value(text: object) -> None:
+    with pytest.raises(SpecError, match="duration"):
+        parse_duration(text)  # type: ignore[arg-type]
+
+
+def test_durations_format_for_people() -> None:
+    assert format_duration(4.25) == "4.2 s"
+    assert format_duration(42) == "42 s"
+    assert format_duration(185) == "3 m 05 s"
+    assert format_duration(3720) == "1 h 02 m"
+
+
+SIZES = DataSizes(n_train=1000, n_val=250, n_test=250)
+
+
+def test_the_retrain_scales_the_trials_epoch_time_to_train_plus_val() -> None:
+    timing = TrialTiming(seconds_per_epoch=2.0, best_epoch=6)
+    assert estimate_retrain_s(timing, SIZES, train_on="train") == pytest.approx(12.0)
+    assert estimate_retrain_s(timing, SIZES, train_on="train+val") == pytest.approx(15.0)
+    assert estimate_retrain_s(timing, SIZES, train_on="train", members=3) == pytest.approx(36.0)
+
+
+def test_timing_is_read_from_a_trials_attributes_or_none() -> None:
+    timing = TrialTiming.from_attrs({"train_seconds": 12.0, "epochs_run": 4, "best_epoch": 3})
+    assert timing == TrialTiming(3.0, 3)
+    assert TrialTiming.from_attrs({"train_seconds": 1.0}) is None
+    assert TrialTiming.from_attrs({"train_seconds": 1.0, "epochs_run": 0}) is None
+
+
+def test_the_search_deadline_moves_as_the_final_step_is_measured() -> None:
+    clock = FakeClock()
+    budget = Budget.start(100.0, clock)
+    assert budget.search_deadline == budget.deadline == 1100.0  # nothing to reserve yet
+
+    first = plan_final_estimate([], SIZES, train_on="train+val", retrain="auto")
+    assert first.retrain_s == 0 and first.export_s > 0  # before any trial: the export only
+    budget.reserve(first)
+    assert budget.search_deadline == pytest.approx(1100.0 - first.with_margin())
+
+    clock.now += 30
+    timings = [TrialTiming(2.0, 6), TrialTiming(9.0, 9)]  # best first
+    plan = plan_final_estimate(
+        timings, SIZES, train_on="train+val", retrain="auto", export_measured=5.0
+    )
+    assert plan == FinalEstimate(retrain_s=15.0, export_s=5.0)
+    budget.reserve(plan)
+    reserve = 20.0 * (1 + MARGIN) + SLACK_S
+    assert budget.search_deadline == pytest.approx(1100.0 - reserve)
+    assert budget.search_left_s() == pytest.approx(70.0 - reserve)
+    assert budget.fits(70.0 - reserve - 0.1) and not budget.fits(70.0 - reserve + 0.1)
+
+
+def test_an_ensemble_reserves_a_retrain_per_member_and_never_reserves_none() -> None:
+    timings = [TrialTiming(2.0, 6), TrialTiming(1.0, 4), TrialTiming(5.0, 5)]
+    two = plan_final_estimate(timings, SIZES, train_on="train", retrain="auto", members=2)
+    assert two.retrain_s == pytest.approx(12.0 + 4.0)
+    never = plan_final_estimate(timings, SIZES, train_on="train", retrain="never", members=2)
+    assert never.retrain_s == 0 and never.export_s > 0
+
+
+def test_auto_retrains_only_when_the_retrain_still_fits() -> None:
+    clock = FakeClock()
+    budget = Budget.start(60.0, clock)
+    estimate = FinalEstimate(retrain_s=20.0, export_s=5.0)
+    assert decide_retrain("auto", estimate, budget)
+    clock.now += 60.0 - estimate.with_margin() + 0.5  # half a second short
+    assert not decide_retrain("auto", estimate, budget)
+    assert decide_retrain("always", estimate, budget)
+    assert not decide_retrain("never", estimate, None)
+    assert decide_retrain("auto", estimate, None)  # no budget: retrain as before
+
+
+def test_phases_record_plan_and_actual() -> None:
+    budget = Budget.start(60.0, FakeClock())
+    budget.record("search", planned_s=40.0)
+    budget.record("search", actual_s=41.5)
+    budget.record("export", planned_s=5.0)
+    assert [(p.name, p.planned_s, p.actual_s) for p in budget.phases] == [
+        ("search", 40.0, 41.5),
+        ("export", 5.0, None),
+    ]
+
+
+def test_a_budget_too_small_for_one_epoch_says_how_much_is_needed() -> None:
+    check_budget_covers_one_epoch(60.0, elapsed_s=5.0, epoch_s=10.0, export_s=8.0)
+    with pytest.raises(SpecError, match=r"too small.*at least --time (\d+)s") as caught:
+        check_budget_covers_one_epoch(20.0, elapsed_s=5.0, epoch_s=10.0, export_s=8.0)
+    needed = int(str(caught.value).rsplit("--time ", 1)[1].rstrip("s"))
+    check_budget_covers_one_epoch(needed, elapsed_s=5.0, epoch_s=10.0, export_s=8.0)
