@@ -164,9 +164,9 @@ def check_output_shape(
 
 
 LATENCY_THREADS = 1  # CPU threads while timing: batch-1 latency with 2 threads was ~9× worse here
-LATENCY_WARMUP_S = 0.05  # seconds of untimed runs first (allocator, kernels, caches)
-LATENCY_RUNS = (25, 200)  # at least / at most this many timed runs …
-LATENCY_BUDGET_S = 0.5  # … stopping once this many seconds were spent timing
+LATENCY_WARMUP_S = 0.02  # seconds of untimed runs first (allocator, kernels, caches)
+LATENCY_RUNS = (15, 200)  # at least / at most this many timed runs …
+LATENCY_BUDGET_S = 0.2  # … stopping once this many seconds were spent timing
 
 
 def measure_latency_ms(
