@@ -40,3 +40,12 @@ class ExportError(AutoclfError):
     """An export directory is missing, incomplete or written by an incompatible version."""
 
     exit_code = 2
+
+
+class DeadlineReached(BaseException):
+    """The time budget ran out before a run finished its first epoch: there is nothing to keep.
+
+    A BaseException, so no `except Exception` between the trainer and the search loop can
+    swallow it. (A run that finished an epoch is not cut this way: it ends early, keeping its
+    best epoch; see `train/trainer.py`.)
+    """

@@ -166,3 +166,60 @@ def test_memory_stays_flat_across_many_trials(digits_root: Path, tmp_path: Path)
         train_config(config, dataset)
     gc.collect()
     assert rss_mb() - start < 40, f"RSS grew from {start:.0f} MB to {rss_mb():.0f} MB"
+
+
+class StepDeadline:
+    """A deadline that passes after `steps` training steps, or refuses any further epoch once
+    `epochs_fit` epochs ran: a budget on a counter instead of a clock, so the test is exact."""
+
+    def __init__(self, steps: int = 10**9, epochs_fit: int = 10**9) -> None:
+        self.steps, self.epochs_fit, self.asked = steps, epochs_fit, 0
+
+    def fits(self, seconds: float) -> bool:
+        self.asked += 1
+        return self.asked < self.epochs_fit
+
+    def passed(self) -> bool:
+        self.steps -= 1
+        return self.steps < 0
+
+
+def test_a_deadline_mid_epoch_keeps_the_best_finished_epoch(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    config, dataset = config_of(digits_root, tmp_path, train={"epochs": 5})
+    steps_per_epoch = math.ceil(54 / 16)  # 60% of 90 images train, 16 a batch
+    trained = train_config(config, dataset, deadline=StepDeadline(steps=2 * steps_per_epoch + 1))
+    fit = trained.fit
+    assert fit.stopped_by == "deadline"
+    assert fit.epochs_run == 2  # the third epoch was abandoned, not recorded
+    assert 1 <= fit.best_epoch <= 2 and fit.best.val is not None
+
+    full = train_config(config, dataset, max_epochs=2).fit  # the same two epochs, uncut
+    assert [e.val.loss for e in fit.history if e.val] == pytest.approx(
+        [e.val.loss for e in full.history if e.val]
+    )
+    assert fit.best_epoch == full.best_epoch
+    mine, theirs = fit.model.state_dict(), full.model.state_dict()
+    for name in theirs:
+        torch.testing.assert_close(mine[name], theirs[name])
+
+
+def test_an_epoch_that_would_end_past_the_deadline_is_not_started(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    config, dataset = config_of(digits_root, tmp_path, train={"epochs": 5})
+    deadline = StepDeadline(epochs_fit=3)  # the third question is answered "no"
+    fit = train_config(config, dataset, deadline=deadline).fit
+    assert (fit.stopped_by, fit.epochs_run) == ("deadline", 3)
+    assert train_config(config, dataset).fit.stopped_by == "epochs"
+
+
+def test_a_deadline_before_the_first_epoch_ends_leaves_nothing_to_keep(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    from automl_clf.errors import DeadlineReached
+
+    config, dataset = config_of(digits_root, tmp_path, train={"epochs": 5})
+    with pytest.raises(DeadlineReached):
+        train_config(config, dataset, deadline=StepDeadline(steps=1))

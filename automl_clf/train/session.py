@@ -24,6 +24,7 @@ from automl_clf.spec.config import TrialConfig
 from automl_clf.train.checkpoint import Checkpoints
 from automl_clf.train.mix import BatchMixer
 from automl_clf.train.trainer import (
+    Deadline,
     EpochResult,
     FitResult,
     class_weights,
@@ -56,6 +57,7 @@ def train_config(
     seed: int | None = None,
     checkpoint_dir: Path | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> TrainedModel:
     """Train `config` on the named splits; see the module docstring.
 
@@ -67,6 +69,7 @@ def train_config(
         lr_replay: per-epoch learning rates to replay (a retrain of a plateau schedule).
         seed: overrides `config.train.seed` (final retrains over several seeds).
         checkpoint_dir: save every epoch here, and resume from the checkpoint found there.
+        deadline: end early, keeping the best finished epoch, when time runs out (a budget).
     """
     train_cfg = config.train if seed is None else config.train.model_copy(update={"seed": seed})
     if train_cfg.threads is not None:
@@ -116,6 +119,7 @@ def train_config(
             lr_replay=lr_replay,
             on_epoch=on_epoch,
             checkpoints=Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None,
+            deadline=deadline,
         )
     finally:
         batches.close()

@@ -6,6 +6,11 @@ prune there), keep a copy of the weights of the best epoch by validation loss, a
 `early_stopping_patience` epochs without improvement. The returned model holds the best epoch's
 weights. A non-finite loss ends training with `TrialFailed` naming the epoch and step.
 
+With a `deadline` (a time budget), an epoch that would end past it is not started, and one still
+running when it passes is abandoned: the run ends early with `stopped_by = "deadline"`, keeping
+its best finished epoch ("anytime" results). A run cut before its first epoch ends raises
+`DeadlineReached`, as there is nothing to keep.
+
 Every random stream of epoch e (batch order, augmentation, mixing, dropout) is seeded from
 (seed, e): a run is reproducible on the CPU, and one resumed from a checkpoint continues exactly
 as it would have without the interruption.
@@ -19,7 +24,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -28,7 +33,7 @@ from torch import nn
 from automl_clf.data.batches import TrainBatches, eval_batches
 from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import Preprocessing
-from automl_clf.errors import TrialFailed
+from automl_clf.errors import DeadlineReached, TrialFailed
 from automl_clf.models.transfer import TransferPlan
 from automl_clf.spec.config import TrainConfig
 from automl_clf.train.checkpoint import Checkpoints
@@ -49,12 +54,26 @@ class EpochResult:
     seconds: float
 
 
+class Deadline(Protocol):
+    """When a run must stop (search/budget.py's `Budget` is one)."""
+
+    def fits(self, seconds: float) -> bool:
+        """Whether `seconds` of work started now ends in time."""
+        ...
+
+    def passed(self) -> bool: ...
+
+
+StoppedBy = Literal["epochs", "early_stopping", "deadline"]
+
+
 @dataclass
 class FitResult:
     model: nn.Module  # holds the best epoch's weights (the last epoch's without validation)
     history: list[EpochResult]
     best_epoch: int  # 1-based
     resumed_from_epoch: int = 0  # the checkpoint's epoch this run continued from, 0 if none
+    stopped_by: StoppedBy = "epochs"  # why training ended
 
     @property
     def best(self) -> EpochResult:
@@ -134,6 +153,7 @@ def fit(
     lr_replay: list[float] | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
     checkpoints: Checkpoints | None = None,
+    deadline: Deadline | None = None,
 ) -> FitResult:
     """Train `model` for up to `max_epochs` (default `cfg.epochs`); see the module docstring.
 
@@ -146,6 +166,10 @@ def fit(
         lr_replay: per-epoch learning rates to replay instead of the schedule's (a plateau
             schedule's retrain).
         checkpoints: where to save each epoch and resume from, or None.
+        deadline: stop early, keeping the best finished epoch, when time runs out.
+
+    Raises:
+        DeadlineReached: the deadline passed before the first epoch ended.
     """
     device = resolve_device(cfg.device)
     precision = _Precision(device, cfg.mixed_precision)
@@ -179,9 +203,15 @@ def fit(
 
     n_epochs = min(cfg.epochs, max_epochs or cfg.epochs)
     patience = cfg.early_stopping_patience
-    stopped = val is not None and patience is not None and start - 1 - best_epoch >= patience
+    stopped_by: StoppedBy = "epochs"
+    if val is not None and patience is not None and start - 1 - best_epoch >= patience:
+        stopped_by = "early_stopping"
     for epoch in range(start, n_epochs + 1):
-        if stopped:
+        if stopped_by != "epochs":
+            break
+        # the epochs so far (a resumed run's too) predict the next one's time
+        if deadline is not None and history and not deadline.fits(_mean_seconds(history)):
+            stopped_by = "deadline"
             break
         started = time.perf_counter()
         epoch_seed = batches.epoch_seed(epoch)
@@ -194,6 +224,9 @@ def fit(
         plan.keep_frozen_norms_in_eval()
         total, count = 0.0, 0
         for step, (x, y) in enumerate(batches.epoch(epoch)):
+            if deadline is not None and deadline.passed():
+                stopped_by = "deadline"  # abandon the unfinished epoch
+                break
             x, y = precision.prepare(x), y.to(device, non_blocking=True)
             mixed = mixer(x, y) if mixer is not None and mixer.active else None
             with precision.autocast():
@@ -219,6 +252,8 @@ def fit(
             schedule.step_batch()
             total += loss.item() * len(y)
             count += len(y)
+        if stopped_by == "deadline":
+            break
         val_result = evaluate(model, val, preprocessing, device) if val is not None else None
         if val_result is not None and not math.isfinite(val_result.loss):
             raise TrialFailed(f"validation loss became {val_result.loss} at epoch {epoch}")
@@ -247,14 +282,21 @@ def fit(
             )
         if on_epoch is not None:
             on_epoch(result)
-        stopped = val is not None and patience is not None and epoch - best_epoch >= patience
+        if val is not None and patience is not None and epoch - best_epoch >= patience:
+            stopped_by = "early_stopping"
+    if not history:
+        raise DeadlineReached("the time budget ran out during the first epoch")
     if best_state is not None:
         model.load_state_dict(best_state)
     if val is not None and best_epoch:
         # The best epoch's full validation result (probabilities too), also after a resume.
         best_val = evaluate(model, val, preprocessing, device)
         history[best_epoch - 1] = _with_val(history[best_epoch - 1], best_val)
-    return FitResult(model, history, best_epoch, resumed_from)
+    return FitResult(model, history, best_epoch, resumed_from, stopped_by)
+
+
+def _mean_seconds(epochs: list[EpochResult]) -> float:
+    return sum(e.seconds for e in epochs) / len(epochs)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
