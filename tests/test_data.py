@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from automl_clf.cli import app
 from automl_clf.data import Decoding, load_dataset
 from automl_clf.data.augment import transform_list
 from automl_clf.data.batches import TrainBatches, eval_batches
@@ -17,6 +21,7 @@ from automl_clf.errors import DataError
 from automl_clf.spec import parse_spec
 from automl_clf.spec.config import AugmentConfig, DataConfig
 from automl_clf.spec.models import DataSpec
+from tests.conftest import fails_if_blocked, write_png_bomb, write_spec
 
 NO_MIX = {
     "magnitude": 1.0,
@@ -338,3 +343,49 @@ def test_normalisation_follows_what_the_weights_expect(
     config = DataConfig(image_size=8, channels=1, resize="squash", normalize=normalize)  # type: ignore[arg-type]
     pre = build_preprocessing(config, backbone, ((0.25,), (0.1,)))
     assert pre.mean == pytest.approx((mean,))
+
+
+def validate_folder(root: Path, spec_dir: Path) -> str:
+    """`autoclf validate` on `root` at 8 px; its output, after asserting exit 0."""
+    spec = write_spec(spec_dir / "spec.yaml", {"data": {"root": str(root), "image_size": 8}})
+    result = CliRunner().invoke(app, ["validate", str(spec)], env={"COLUMNS": "500"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_decompression_bomb_is_skipped_and_listed_like_a_corrupt_file(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_images(tmp_path / "data" / name, 12)
+    write_png_bomb(tmp_path / "data" / "a" / "bomb.png")  # 15000 x 15000 px in ~30 KB
+    output = validate_folder(tmp_path / "data", tmp_path)
+    assert "1 file(s) skipped" in output
+    assert "bomb.png: cannot decode: too large: 225,000,000 pixels" in output
+    dataset = load_dataset(data_spec(tmp_path / "data"))
+    arrays = dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))
+    assert sum(len(a) for a in arrays.values()) == 24
+
+
+def test_a_large_image_within_pillows_limit_is_decoded_without_its_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40 x 40 is then "large but allowed"
+    for name in ("a", "b"):
+        write_images(tmp_path / "data" / name, 12)
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "data" / "a" / "large.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output = validate_folder(tmp_path / "data", tmp_path)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert "skipped" not in output  # decoded and used
+
+
+def test_a_fifo_in_a_data_folder_is_skipped_and_counted_never_opened(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_images(tmp_path / name, 12)
+    os.mkfifo(tmp_path / "a" / "pipe.png")  # opening it would wait for a writer forever
+    with fails_if_blocked():
+        dataset = load_dataset(data_spec(tmp_path))
+        dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))
+    assert [(s.path.name, s.reason) for s in dataset.skipped] == [
+        ("pipe.png", "not a regular file (a FIFO)")
+    ]

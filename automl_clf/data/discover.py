@@ -3,8 +3,9 @@
 Two folder layouts: `<root>/<class>/*` (autoclf splits it; see data/split.py) and
 `<root>/{train,val,test}/<class>/*` (used as given); or a CSV manifest with columns
 `path,label[,split]` (paths relative to the CSV's folder). Hidden files, files that are not images
-by their extension and empty files are skipped and counted, never fatal; symlinks that leave
-the root are not followed. Problems that make the data set unusable (a missing folder, an empty
+by their extension, empty files and anything that is not a regular file (a FIFO would block the
+reader forever) are skipped and counted, never fatal, and never opened; symlinks that leave the
+root are not followed. Problems that make the data set unusable (a missing folder, an empty
 class, fewer than two classes) are `DataError`s raised before any training.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +135,23 @@ def _walk(folder: Path) -> list[Path]:
     return sorted(files)
 
 
+def special_file_kind(mode: int) -> str:
+    """What a file that is not a regular one is (`st_mode` of a stat), or "" for a regular one:
+    reading a FIFO or a device named `*.png` would block forever or never end."""
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    if stat.S_ISREG(mode):
+        return ""
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
 def _skip_reason(path: Path, real_root: Path) -> str:
+    """Why `path` is not a usable image file, or "" if it is one; never opens it."""
     if path.name.startswith("."):
         return "hidden file"
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -141,10 +159,14 @@ def _skip_reason(path: Path, real_root: Path) -> str:
     if path.is_symlink() and not path.resolve().is_relative_to(real_root):
         return "symlink that leaves the data root"
     try:
-        if path.stat().st_size == 0:
-            return "empty file"
+        status = path.stat()
     except OSError as exc:
         return f"unreadable ({exc.strerror})"
+    kind = special_file_kind(status.st_mode)
+    if kind:
+        return f"not a regular file ({kind})"
+    if status.st_size == 0:
+        return "empty file"
     return ""
 
 
