@@ -389,3 +389,73 @@ def test_a_fifo_in_a_data_folder_is_skipped_and_counted_never_opened(tmp_path: P
     assert [(s.path.name, s.reason) for s in dataset.skipped] == [
         ("pipe.png", "not a regular file (a FIFO)")
     ]
+
+
+def test_hidden_and_linked_sub_folders_are_skipped_and_counted(tmp_path: Path) -> None:
+    for name in ("a", "b", ".thumbnails", "a/.versions", "elsewhere"):
+        write_images(tmp_path / name, 3)
+    (tmp_path / "b" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    found = discover(tmp_path)
+    assert found.classes == ["a", "b", "elsewhere"]
+    reasons = {s.path.relative_to(tmp_path).as_posix(): s.reason for s in found.skipped}
+    assert reasons == {
+        ".thumbnails": "hidden folder (not searched)",
+        "a/.versions": "hidden folder (not searched)",
+        "b/more": "symlinked folder (not entered)",
+    }
+
+
+@pytest.mark.parametrize("link", ["c", "test"])
+def test_a_class_or_split_folder_linking_out_of_the_root_is_refused(
+    tmp_path: Path, link: str
+) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    prefix = "train/" if link == "test" else ""
+    for name in ("a", "b"):
+        write_images(root / prefix / name, 6)
+        write_images(outside / name, 6)
+    (root / link).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DataError, match=f"{link} is a symlink that leaves the data root"):
+        discover(root)
+
+
+def test_csv_manifest_from_excel_with_a_bom_padded_splits_and_a_row_without_label(
+    tmp_path: Path,
+) -> None:
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "img" / name, 11)
+    lines = [f"img/{c}/{i}.png,{c}, train " for c in ("cat", "dog") for i in range(10)]
+    lines.append("img/cat/10.png")  # a row cut short: no label, no split
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("\ufeffpath,label,split\n" + "\n".join(lines) + "\n", "utf-8")
+    dataset = load_dataset(data_spec_manifest(manifest))
+    assert dataset.presplit and dataset.classes == ["cat", "dog"]
+    assert [(s.path.name, s.reason) for s in dataset.skipped] == [("10.png", "no label")]
+
+
+def test_csv_manifest_refuses_a_file_listed_twice_naming_both_rows(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "img" / name, 3)
+    rows = [(f"img/{c}/{i}.png", c) for c in ("cat", "dog") for i in range(3)]
+    rows.append(("./img/cat/1.png", "dog"))
+    manifest = write_manifest(tmp_path / "labels.csv", rows, "path,label")
+    with pytest.raises(DataError, match=r"lines 3 \(label cat\) and 8 \(label dog\)"):
+        load_dataset(data_spec_manifest(manifest))
+
+
+def test_csv_manifest_uses_files_outside_its_folder_by_path_or_symlink(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "img" / name, 10)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "linked.png").symlink_to(tmp_path / "img" / "dog" / "0.png")
+    os.mkfifo(tmp_path / "img" / "pipe.png")
+    rows = [(f"../img/{c}/{i}.png", c) for c in ("cat", "dog") for i in range(1, 10)]
+    rows += [(str(tmp_path / "img" / "cat" / "0.png"), "cat"), ("linked.png", "dog")]
+    rows.append(("../img/pipe.png", "cat"))
+    manifest = write_manifest(tmp_path / "lists" / "labels.csv", rows, "path,label")
+    with fails_if_blocked():
+        dataset = load_dataset(data_spec_manifest(manifest))
+    assert sum(sum(c) for c in dataset.counts().values()) == 20
+    assert [(s.path.name, s.reason) for s in dataset.skipped] == [
+        ("pipe.png", "not a regular file (a FIFO)")
+    ]
