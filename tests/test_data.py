@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -18,10 +19,10 @@ from automl_clf.data.batches import TrainBatches, eval_batches
 from automl_clf.data.discover import discover
 from automl_clf.data.preprocess import build_preprocessing
 from automl_clf.errors import DataError
-from automl_clf.spec import parse_spec
+from automl_clf.spec import load_spec, parse_spec
 from automl_clf.spec.config import AugmentConfig, DataConfig
 from automl_clf.spec.models import DataSpec
-from tests.conftest import fails_if_blocked, write_png_bomb, write_spec
+from tests.conftest import fails_if_blocked, tiny_spec, write_png_bomb, write_spec
 
 NO_MIX = {
     "magnitude": 1.0,
@@ -459,3 +460,29 @@ def test_csv_manifest_uses_files_outside_its_folder_by_path_or_symlink(tmp_path:
     assert [(s.path.name, s.reason) for s in dataset.skipped] == [
         ("pipe.png", "not a regular file (a FIFO)")
     ]
+
+
+@pytest.mark.slow
+def test_a_streamed_search_trains_on_the_same_images_as_memory(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """`data.loading: stream` end to end: spawned DataLoader workers read the on-disk cache,
+    and each trial learns exactly what the same trial learns from memory."""
+    values = {}
+    for loading in ("memory", "stream"):
+        raw = tiny_spec(
+            digits_root,
+            tmp_path / loading,
+            study={"name": loading, "n_trials": 2, "pruner": {"kind": "none"}},
+            data={"loading": loading, "workers": 1, "cache_dir": str(tmp_path / "cache")},
+            train={"epochs": 2},
+        )
+        (tmp_path / loading).mkdir()
+        spec = write_spec(tmp_path / loading / "spec.yaml", raw)
+        result = CliRunner().invoke(app, ["search", str(spec)])
+        assert result.exit_code == 0, result.output
+        loaded = load_spec(spec)
+        study = optuna.load_study(study_name=loaded.study.name, storage=loaded.study.storage)
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+        values[loading] = [t.intermediate_values for t in study.trials]
+    assert values["stream"] == values["memory"]
