@@ -49,6 +49,18 @@ StudyNameOption = Annotated[
 ]
 
 
+@app.callback()
+def _quiet_pillow() -> None:
+    """Images between Pillow's pixel limit and twice it are decoded quietly (autoclf only shrinks
+    them to image_size), so Pillow's `DecompressionBombWarning` is not printed; larger ones are
+    refused by the decoding itself and listed like corrupt files."""
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
@@ -347,6 +359,10 @@ def predict(
 
     from automl_clf.final.predictor import BATCH_SIZE, iter_image_files, load, predict_files
 
+    not_found = [str(p) for p in images if not (p.exists() or p.is_symlink())]
+    if not_found:
+        message = f"no such file or folder: {', '.join(not_found)}; check the path"
+        raise _fail(ValueError(f"{message} (predict reads image files and folders)"), 2)
     predictor = _run(load, export_dir)
     n_classes = len(predictor.classes_)
     if top_k > n_classes:
@@ -494,10 +510,7 @@ def visualize(
     from automl_clf.report.network import write_network_figures
 
     predictor = _run(load, export_dir)
-    try:
-        pixels = predictor.load(image)
-    except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
-        raise _fail(ValueError(f"cannot read image {image}: {exc}"), 2) from None
+    pixels = _run(predictor.load, image)
     folder = out or export_dir / "visualize" / image.stem
     figures = write_network_figures(
         predictor.model_, predictor.manifest_.preprocessing, predictor.classes_, pixels, folder

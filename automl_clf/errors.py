@@ -49,3 +49,17 @@ class DeadlineReached(BaseException):
     swallow it. (A run that finished an epoch is not cut this way: it ends early, keeping its
     best epoch; see `train/trainer.py`.)
     """
+class ImageError(DataError):
+    """One image file cannot be decoded: missing, not a regular file, corrupt, or too large.
+
+    Code that reads many files (the data set, `predict`) lists the file with `reason` and goes
+    on; a single-image command (`visualize`) exits 2 with the whole message.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(path, reason)  # both in args, so the error pickles
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot read image {self.path}: {self.reason}"

@@ -6,6 +6,11 @@ Everything runs on the CPU in seconds: 8 px images, a one-block CNN, two or thre
 from __future__ import annotations
 
 import os
+import signal
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,45 @@ def tiny_spec(root: Path, storage_dir: Path, **sections: dict[str, Any]) -> dict
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def write_png_bomb(path: Path, side: int = 15000) -> Path:
+    """A valid all-black 1-bit PNG of side × side pixels (15000²: 225 M pixels, more than twice
+    Pillow's limit) that compresses to ~30 KB: written row block by row block, never held."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the row's packed bits
+    compressor = zlib.compressobj(9)
+    idat = [compressor.compress(row * 1000) for _ in range(side // 1000)]
+    idat += [compressor.compress(row * (side % 1000)), compressor.flush()]
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1 bit, grayscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(idat))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@contextmanager
+def fails_if_blocked(seconds: int = 60) -> Iterator[None]:
+    """Turn a hang (e.g. opening a FIFO nobody writes to) into a test failure, not a stuck
+    suite: SIGALRM interrupts the blocking call and raises."""
+
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError(f"blocked for {seconds} s (opened a FIFO or special file?)")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="session")

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from automl_clf.cli import app
 from automl_clf.data import Decoding, load_dataset
 from automl_clf.data.augment import transform_list
 from automl_clf.data.batches import TrainBatches, eval_batches
 from automl_clf.data.discover import discover
 from automl_clf.data.preprocess import build_preprocessing
 from automl_clf.errors import DataError
-from automl_clf.spec import parse_spec
+from automl_clf.spec import load_spec, parse_spec
 from automl_clf.spec.config import AugmentConfig, DataConfig
 from automl_clf.spec.models import DataSpec
+from tests.conftest import fails_if_blocked, tiny_spec, write_png_bomb, write_spec
 
 NO_MIX = {
     "magnitude": 1.0,
@@ -338,3 +344,145 @@ def test_normalisation_follows_what_the_weights_expect(
     config = DataConfig(image_size=8, channels=1, resize="squash", normalize=normalize)  # type: ignore[arg-type]
     pre = build_preprocessing(config, backbone, ((0.25,), (0.1,)))
     assert pre.mean == pytest.approx((mean,))
+
+
+def validate_folder(root: Path, spec_dir: Path) -> str:
+    """`autoclf validate` on `root` at 8 px; its output, after asserting exit 0."""
+    spec = write_spec(spec_dir / "spec.yaml", {"data": {"root": str(root), "image_size": 8}})
+    result = CliRunner().invoke(app, ["validate", str(spec)], env={"COLUMNS": "500"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_decompression_bomb_is_skipped_and_listed_like_a_corrupt_file(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_images(tmp_path / "data" / name, 12)
+    write_png_bomb(tmp_path / "data" / "a" / "bomb.png")  # 15000 x 15000 px in ~30 KB
+    output = validate_folder(tmp_path / "data", tmp_path)
+    assert "1 file(s) skipped" in output
+    assert "bomb.png: cannot decode: too large: 225,000,000 pixels" in output
+    dataset = load_dataset(data_spec(tmp_path / "data"))
+    arrays = dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))
+    assert sum(len(a) for a in arrays.values()) == 24
+
+
+def test_a_large_image_within_pillows_limit_is_decoded_without_its_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40 x 40 is then "large but allowed"
+    for name in ("a", "b"):
+        write_images(tmp_path / "data" / name, 12)
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "data" / "a" / "large.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output = validate_folder(tmp_path / "data", tmp_path)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert "skipped" not in output  # decoded and used
+
+
+def test_a_fifo_in_a_data_folder_is_skipped_and_counted_never_opened(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_images(tmp_path / name, 12)
+    os.mkfifo(tmp_path / "a" / "pipe.png")  # opening it would wait for a writer forever
+    with fails_if_blocked():
+        dataset = load_dataset(data_spec(tmp_path))
+        dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))
+    assert [(s.path.name, s.reason) for s in dataset.skipped] == [
+        ("pipe.png", "not a regular file (a FIFO)")
+    ]
+
+
+def test_hidden_and_linked_sub_folders_are_skipped_and_counted(tmp_path: Path) -> None:
+    for name in ("a", "b", ".thumbnails", "a/.versions", "elsewhere"):
+        write_images(tmp_path / name, 3)
+    (tmp_path / "b" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    found = discover(tmp_path)
+    assert found.classes == ["a", "b", "elsewhere"]
+    reasons = {s.path.relative_to(tmp_path).as_posix(): s.reason for s in found.skipped}
+    assert reasons == {
+        ".thumbnails": "hidden folder (not searched)",
+        "a/.versions": "hidden folder (not searched)",
+        "b/more": "symlinked folder (not entered)",
+    }
+
+
+@pytest.mark.parametrize("link", ["c", "test"])
+def test_a_class_or_split_folder_linking_out_of_the_root_is_refused(
+    tmp_path: Path, link: str
+) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    prefix = "train/" if link == "test" else ""
+    for name in ("a", "b"):
+        write_images(root / prefix / name, 6)
+        write_images(outside / name, 6)
+    (root / link).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DataError, match=f"{link} is a symlink that leaves the data root"):
+        discover(root)
+
+
+def test_csv_manifest_from_excel_with_a_bom_padded_splits_and_a_row_without_label(
+    tmp_path: Path,
+) -> None:
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "img" / name, 11)
+    lines = [f"img/{c}/{i}.png,{c}, train " for c in ("cat", "dog") for i in range(10)]
+    lines.append("img/cat/10.png")  # a row cut short: no label, no split
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("\ufeffpath,label,split\n" + "\n".join(lines) + "\n", "utf-8")
+    dataset = load_dataset(data_spec_manifest(manifest))
+    assert dataset.presplit and dataset.classes == ["cat", "dog"]
+    assert [(s.path.name, s.reason) for s in dataset.skipped] == [("10.png", "no label")]
+
+
+def test_csv_manifest_refuses_a_file_listed_twice_naming_both_rows(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "img" / name, 3)
+    rows = [(f"img/{c}/{i}.png", c) for c in ("cat", "dog") for i in range(3)]
+    rows.append(("./img/cat/1.png", "dog"))
+    manifest = write_manifest(tmp_path / "labels.csv", rows, "path,label")
+    with pytest.raises(DataError, match=r"lines 3 \(label cat\) and 8 \(label dog\)"):
+        load_dataset(data_spec_manifest(manifest))
+
+
+def test_csv_manifest_uses_files_outside_its_folder_by_path_or_symlink(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "img" / name, 10)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "linked.png").symlink_to(tmp_path / "img" / "dog" / "0.png")
+    os.mkfifo(tmp_path / "img" / "pipe.png")
+    rows = [(f"../img/{c}/{i}.png", c) for c in ("cat", "dog") for i in range(1, 10)]
+    rows += [(str(tmp_path / "img" / "cat" / "0.png"), "cat"), ("linked.png", "dog")]
+    rows.append(("../img/pipe.png", "cat"))
+    manifest = write_manifest(tmp_path / "lists" / "labels.csv", rows, "path,label")
+    with fails_if_blocked():
+        dataset = load_dataset(data_spec_manifest(manifest))
+    assert sum(sum(c) for c in dataset.counts().values()) == 20
+    assert [(s.path.name, s.reason) for s in dataset.skipped] == [
+        ("pipe.png", "not a regular file (a FIFO)")
+    ]
+
+
+@pytest.mark.slow
+def test_a_streamed_search_trains_on_the_same_images_as_memory(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """`data.loading: stream` end to end: spawned DataLoader workers read the on-disk cache,
+    and each trial learns exactly what the same trial learns from memory."""
+    values = {}
+    for loading in ("memory", "stream"):
+        raw = tiny_spec(
+            digits_root,
+            tmp_path / loading,
+            study={"name": loading, "n_trials": 2, "pruner": {"kind": "none"}},
+            data={"loading": loading, "workers": 1, "cache_dir": str(tmp_path / "cache")},
+            train={"epochs": 2},
+        )
+        (tmp_path / loading).mkdir()
+        spec = write_spec(tmp_path / loading / "spec.yaml", raw)
+        result = CliRunner().invoke(app, ["search", str(spec)])
+        assert result.exit_code == 0, result.output
+        loaded = load_spec(spec)
+        study = optuna.load_study(study_name=loaded.study.name, storage=loaded.study.storage)
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+        values[loading] = [t.intermediate_values for t in study.trials]
+    assert values["stream"] == values["memory"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from automl_clf.cli import app
 from automl_clf.data.dataset import SplitArrays
 from automl_clf.final.predictor import BATCH_SIZE, predict_files
 from automl_clf.final.tta import evaluate_tta, tta_views
-from tests.conftest import Exported, tiny_spec, write_spec
+from tests.conftest import (
+    Exported,
+    fails_if_blocked,
+    tiny_spec,
+    write_png_bomb,
+    write_spec,
+)
 
 runner = CliRunner()
 
@@ -219,3 +226,39 @@ def test_predict_writes_a_file_and_checks_top_k(export: Path, tmp_path: Path) ->
     result = runner.invoke(app, ["predict", str(export), path, "--top-k", "4"])
     assert result.exit_code == 2
     assert "--top-k 4 is more than the model's 3 classes" in result.output
+
+
+def test_predict_reports_a_bomb_and_a_fifo_and_predicts_the_rest(
+    export: Path, tmp_path: Path
+) -> None:
+    good = read_test_predictions(export)[0]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(good["path"], inbox / "good.png")
+    write_png_bomb(inbox / "bomb.png")  # 15000 x 15000 px in ~30 KB
+    os.mkfifo(inbox / "pipe.png")  # found by walking the folder
+    os.mkfifo(tmp_path / "named.png")  # named on the command line
+    with fails_if_blocked():
+        result = runner.invoke(
+            app, ["predict", str(export), str(inbox), str(tmp_path / "named.png")]
+        )
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert set(rows) == {"good.png", "bomb.png", "pipe.png", "named.png"}
+    assert rows["good.png"]["predicted"] == good["predicted"] and not rows["good.png"]["error"]
+    assert "too large: 225,000,000 pixels" in rows["bomb.png"]["error"]
+    for name in ("pipe.png", "named.png"):
+        assert rows[name]["error"] == "cannot read image: not a regular file (a FIFO)"
+        assert rows[name]["predicted"] == ""
+    assert "3 of 4 file(s) could not be read" in result.stderr
+
+
+def test_predict_with_a_mistyped_path_is_one_line_and_exit_2(export: Path, tmp_path: Path) -> None:
+    good = read_test_predictions(export)[0]["path"]
+    result = runner.invoke(app, ["predict", str(export), good, str(tmp_path / "inbx")])
+    assert result.exit_code == 2
+    assert result.stdout == ""  # nothing predicted: the command line is wrong
+    assert result.stderr.strip().splitlines() == [
+        f"error: no such file or folder: {tmp_path / 'inbx'}; check the path (predict reads "
+        "image files and folders)"
+    ]

@@ -82,6 +82,10 @@ class TrainBatches:
                 multiprocessing_context="spawn",
                 persistent_workers=True,
                 collate_fn=_stack,
+                # Its own generator: starting the workers otherwise draws a seed from torch's
+                # global RNG, shifting every dropout mask against the in-memory path (and
+                # against a run resumed at a later epoch).
+                generator=torch.Generator().manual_seed(seed),
             )
 
     def __len__(self) -> int:

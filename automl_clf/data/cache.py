@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from automl_clf.data.preprocess import Decoding
+from automl_clf.errors import ImageError
 
 HASH_CHUNK = 1 << 20  # bytes read at a time while hashing
 
@@ -105,8 +106,8 @@ def decode_files(decoding: Decoding, paths: Sequence[Path], n_threads: int) -> l
     def one(path: Path) -> DecodeResult:
         try:
             return decoding.load_file(path), None
-        except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
-            return None, f"cannot decode: {exc}"
+        except ImageError as exc:
+            return None, f"cannot decode: {exc.reason}"
 
     if n_threads <= 1 or len(paths) < 64:
         return [one(p) for p in paths]

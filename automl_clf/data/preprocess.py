@@ -14,14 +14,18 @@ Image modes are converted one documented way:
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict
 
+from automl_clf.data.discover import special_file_kind
+from automl_clf.errors import ImageError
 from automl_clf.spec.config import DataConfig
 from automl_clf.spec.models import DataSpec
 
@@ -44,10 +48,22 @@ class Decoding(BaseModel):
         return cls(image_size=data.image_size, channels=data.channels, resize=data.resize)
 
     def load_file(self, path: str | Path) -> np.ndarray:
-        """Decode one file into uint8 pixels (H, W, C). Raises OSError/ValueError if corrupt."""
-        with Image.open(path) as image:
-            image.seek(0)
-            return self.load_image(image)
+        """Decode one file into uint8 pixels (H, W, C); `ImageError` says why it cannot be.
+
+        Only a regular file is read: the check is made on the opened descriptor (opened
+        non-blocking), so a FIFO named `*.png` is refused instead of waiting forever for a
+        writer. An image of more than twice Pillow's `MAX_IMAGE_PIXELS` (a decompression bomb:
+        a few KB that would decode to gigabytes) is refused like a corrupt file.
+        """
+        with _open_regular(path) as handle:
+            try:
+                with Image.open(handle) as image:
+                    image.seek(0)
+                    return self.load_image(image)
+            except Image.DecompressionBombError as exc:
+                raise ImageError(path, _too_large(exc)) from None
+            except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow on bad files
+                raise ImageError(path, str(exc)) from None
 
     def load_image(self, image: Image.Image) -> np.ndarray:
         """Convert and resize a decoded image into uint8 pixels (H, W, C)."""
@@ -97,6 +113,35 @@ class Preprocessing(BaseModel):
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
+
+
+def _open_regular(path: str | Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file (following symlinks); else ImageError."""
+    try:
+        handle = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 (returned open)
+    except OSError as exc:
+        raise ImageError(path, exc.strerror or str(exc)) from None
+    kind = special_file_kind(os.fstat(handle.fileno()).st_mode)
+    if kind:
+        handle.close()
+        raise ImageError(path, f"not a regular file ({kind})")
+    os.set_blocking(handle.fileno(), True)
+    return handle
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting
+
+
+def _too_large(exc: Image.DecompressionBombError) -> str:
+    """Pillow's refusal in our words, with the image's pixel count when Pillow gives it."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else "its size"
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return (
+        f"too large: {size}, more than the {limit:,} Pillow decodes (a guard against "
+        "decompression bombs); downscale it if it is a real image"
+    )
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_model
 from torch import nn
 
-from automl_clf.errors import ExportError
+from automl_clf.errors import ExportError, ImageError
 from automl_clf.final.manifest import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, ExportManifest
 from automl_clf.models.factory import build_model
 
@@ -108,14 +108,19 @@ def load(export_dir: str | Path) -> Predictor:
 
 
 def iter_image_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and every image file under given folders (recursively, sorted)."""
+    """Files as given, and every image file under given folders (recursively, sorted).
+
+    Anything under a folder named like an image but not a folder is listed, a FIFO or a broken
+    link included: decoding refuses it with its reason without reading it, so nothing the user
+    pointed at disappears from the output without a word.
+    """
     from automl_clf.data.discover import is_image_file
 
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and is_image_file(p))
+            found.extend(p for p in sorted(path.rglob("*")) if is_image_file(p) and not p.is_dir())
         else:
             found.append(path)
     return found
@@ -155,8 +160,8 @@ def _predict_batch(
     for index, path in enumerate(files):
         try:
             decoded.append((index, predictor.load(path)))
-        except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
-            errors[index] = f"cannot read image: {exc}"
+        except ImageError as exc:
+            errors[index] = f"cannot read image: {exc.reason}"
     probabilities: dict[int, np.ndarray] = {}
     if decoded:
         stacked = predictor.predict_proba_pixels(np.stack([pixels for _, pixels in decoded]))
