@@ -49,6 +49,8 @@ class DeadlineReached(BaseException):
     swallow it. (A run that finished an epoch is not cut this way: it ends early, keeping its
     best epoch; see `train/trainer.py`.)
     """
+
+
 class ImageError(DataError):
     """One image file cannot be decoded: missing, not a regular file, corrupt, or too large.
 
