@@ -34,9 +34,10 @@ CategoricalValue = None | bool | int | float | str
 
 
 class SpecModel(BaseModel):
-    """Base of every spec model: unknown keys are errors and a loaded spec is immutable."""
+    """Base of every spec model: unknown keys are errors, a loaded spec is immutable, and every
+    float is finite (`lr: .inf` or a NaN would only surface as a failed trial, or never)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _short_type_name(tp: Any) -> str:
