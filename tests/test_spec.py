@@ -54,6 +54,53 @@ def test_good_spec_validates_with_summary(spec_file: Path) -> None:
         ("train", {"lr": {"low": 1e-3, "high": math.inf}}, "train.lr.high: must be a finite"),
         ("model", {"dropout": {"choices": [0.1, math.nan]}}, "dropout.choices.1: must be a fin"),
         ("study", {"timeout": math.inf}, "study.timeout: must be a finite number"),
+        # A rule holds for every value a search space can produce: range ends, every choice.
+        (
+            "augment",
+            {"mixup": {"low": 0.0, "high": 0.9}, "cutmix": {"low": 0.0, "high": 0.9}},
+            "augment: mixup + cutmix are shares of batches and must sum to <= 1, but the "
+            "space reaches 0.9 + 0.9",
+        ),
+        (
+            "augment",
+            {"mixup": {"choices": [0.2, 0.8]}, "cutmix": 0.5},
+            "the space reaches 0.8 + 0.5",
+        ),
+        (
+            "train",
+            {"warmup_epochs": {"low": 0.0, "high": 5.0}},
+            "train: warmup_epochs must be < epochs (3), got 5.0",
+        ),
+        (
+            "augment",
+            {
+                "policy": "none",
+                "transforms": {"choices": [[{"name": "Affine"}], [{"name": "GaussianBlurr"}]]},
+            },
+            "augment.transforms: choices.1: transforms[0]: unknown albumentations transform "
+            "'GaussianBlurr'. Did you mean 'GaussianBlur'",
+        ),
+        (
+            "augment",
+            {"policy": {"choices": ["light", [{"name": "Affine", "rotte": 3}]]}},
+            "augment.policy: choices.1: transforms[0]: Affine: invalid arguments",
+        ),
+        (
+            "augment",
+            {"policy": [{"name": "Affine"}], "hflip": True},
+            "augment: hflip and magnitude apply to named policies, and every policy this spec "
+            "can pick is a custom list",
+        ),
+        (
+            "augment",
+            {"policy": "light", "transforms": [{"name": "Affine"}]},
+            "augment: give either a policy or transforms, not both",
+        ),
+        (
+            "model",
+            {"cnn": {"kernel_size": {"low": 3, "high": 5}}},
+            "model.cnn.kernel_size: kernel size must be odd (to keep 'same' padding), got 4",
+        ),
     ],
 )
 def test_bad_spec_exits_2_naming_the_field(
