@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from automl_clf.cli import app
 from automl_clf.errors import SpecError
 from automl_clf.models.factory import check_backbones
+from automl_clf.search.samplers import search_warnings
 from automl_clf.spec import load_spec, parse_spec
 from tests.conftest import REPO, make_checkpoint, tiny_spec, write_spec
 
@@ -234,6 +235,7 @@ def test_every_example_spec_validates(path: Path, digits_root: Path, tmp_path: P
     spec = parse_spec(raw, base_dir=path.parent)
     assert spec.data.root == digits_root
     check_backbones(spec)  # every backbone fits the example's image size
+    assert search_warnings(spec) == []  # its sampler, pruner and space all act in its budget
 
 
 def test_schema_is_json_schema_of_the_spec() -> None:
