@@ -55,6 +55,8 @@ def test_good_spec_validates_with_summary(spec_file: Path) -> None:
         ("train", {"lr": {"low": 1e-3, "high": math.inf}}, "train.lr.high: must be a finite"),
         ("model", {"dropout": {"choices": [0.1, math.nan]}}, "dropout.choices.1: must be a fin"),
         ("study", {"timeout": math.inf}, "study.timeout: must be a finite number"),
+        ("study", {"seed": 10**30}, "study.seed: must be < 2147483648, got 1000000000000"),
+        ("train", {"seed": -1}, "train.seed: must be >= 0, got -1"),
         # A rule holds for every value a search space can produce: range ends, every choice.
         (
             "augment",

@@ -31,6 +31,9 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 OddKernel = Annotated[int, Field(ge=1, le=11)]
+# What numpy, torch and Optuna take as a seed (0 to 2^32 - 1), with room for the trial number
+# or seed index that is added to it.
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
 
 # Validation metrics (reported every epoch) and, for multi-objective studies, measured costs.
 Objective = Literal["val_loss", "accuracy", "balanced_accuracy", "macro_f1"]
@@ -268,7 +271,7 @@ class StudySpec(SpecModel):
     )
     n_trials: PositiveInt = 20  # finished (complete + pruned) trials, across all workers
     timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
-    seed: int = 0  # the sampler's seed; trial n draws from seed + n
+    seed: Seed = 0  # the sampler's seed; trial n draws from seed + n
     max_consecutive_failures: PositiveInt = 5  # stop the search when this many fail in a row
     constraints: ConstraintsSpec = ConstraintsSpec()
     try_defaults: bool = True  # trial 0 tries the defaults of every searched field
@@ -377,7 +380,7 @@ class SplitSpec(SpecModel):
 
     val: Annotated[float, Field(gt=0, lt=1)] = 0.15
     test: Annotated[float, Field(gt=0, lt=1)] = 0.15
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _leave_training_data(self) -> SplitSpec:
@@ -556,7 +559,7 @@ class TrainSpec(SpecModel):
     # balanced: n / (k × count); effective_number: (1 − β) / (1 − β^count), β = 0.999
     class_weighting: Tunable[Literal["none", "balanced", "effective_number"]] = "none"
     sampling: Tunable[Literal["shuffle", "oversample"]] = "shuffle"  # oversample: balanced draws
-    seed: int = 0  # weight initialisation, batch order, augmentation, dropout
+    seed: Seed = 0  # weight initialisation, batch order, augmentation, dropout
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
     mixed_precision: bool = True  # on CUDA: bf16 (or fp16 with loss scaling) and channels_last
     threads: Annotated[int, Field(ge=1, le=256)] | None = None  # CPU threads; default: torch's
