@@ -158,6 +158,13 @@ def test_a_spec_larger_than_the_cap_is_refused_unread(tmp_path: Path) -> None:
     assert "1,200,000 bytes" in result.output and "at most 1,000,000" in result.output
 
 
+def test_a_spec_nested_too_deeply_is_clear(tmp_path: Path) -> None:
+    (tmp_path / "deep.yaml").write_text("data: " + "[" * 5000 + "]" * 5000 + "\n")
+    result = validate(tmp_path / "deep.yaml")
+    assert result.exit_code == 2
+    assert "nested too deeply" in result.output and "Traceback" not in result.output
+
+
 def billion_laughs(levels: int) -> str:
     lines = ["a0: &a0 [lol]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
