@@ -128,8 +128,9 @@ def validate(spec: SpecPath) -> None:
     from automl_clf.data.dataset import load_dataset
     from automl_clf.data.preprocess import Decoding
     from automl_clf.models.factory import check_backbones
+    from automl_clf.search.samplers import search_warnings
     from automl_clf.spec.describe import describe_space
-    from automl_clf.ui import print_data_report, space_table, study_lines
+    from automl_clf.ui import print_data_report, print_warnings, space_table, study_lines
 
     loaded = _load(spec)
     dataset = _run(load_dataset, loaded.data)
@@ -142,6 +143,7 @@ def validate(spec: SpecPath) -> None:
     console.print(space_table(describe_space(loaded)))
     for line in study_lines(loaded):
         console.print(line)
+    print_warnings(console, search_warnings(loaded))
 
 
 @app.command()
@@ -202,7 +204,8 @@ def search(
     once.
     """
     from automl_clf.search.run import run_search
-    from automl_clf.ui import SearchProgress, best_line, study_counts
+    from automl_clf.search.samplers import search_warnings
+    from automl_clf.ui import SearchProgress, best_line, print_warnings, study_counts
 
     loaded = _load(spec, storage, study_name)
     console = _console()
@@ -215,6 +218,7 @@ def search(
         f"study {loaded.study.name!r} in {loaded.study.storage}: target {target} finished "
         f"trials, objective {goals}"
     )
+    print_warnings(console, search_warnings(loaded, target))
     progress = SearchProgress(console, target=target)
     try:
         with progress:

@@ -156,7 +156,12 @@ def print_data_report(console: Console, dataset: Dataset, *, max_listed: int = 2
                 f"{s}: {', '.join(p.name for p in ps)}" for s, ps in group.paths.items()
             )
             console.print(f"  {where}")
-    for warning in dataset.warnings():
+    print_warnings(console, dataset.warnings())
+
+
+def print_warnings(console: Console, warnings: list[str]) -> None:
+    """Things that are valid but probably not what was meant, one line each."""
+    for warning in warnings:
         console.print(f"[yellow]warning[/yellow]: {warning}")
 
 

@@ -3,6 +3,9 @@ custom transform lists, MixUp/CutMix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -15,8 +18,12 @@ from automl_clf.data.augment import (
     transform_list,
 )
 from automl_clf.data.batch_augment import BatchAugmenter
+from automl_clf.errors import TrialFailed
+from automl_clf.search import run_search
+from automl_clf.spec import load_spec
 from automl_clf.spec.config import AugmentConfig
 from automl_clf.train.mix import BatchMixer
+from tests.conftest import tiny_spec, write_spec
 
 
 def smooth_image(size: int = 16, channels: int = 1) -> np.ndarray:
@@ -117,18 +124,22 @@ def test_the_resolved_augmentation_round_trips_through_albumentations() -> None:
     assert names == ["Affine", "RandomBrightnessContrast", "CoarseDropout", "HorizontalFlip"]
 
 
-def test_mixup_and_cutmix_mix_images_and_labels() -> None:
-    config = AugmentConfig(
+def mixing_only(mixup: float, cutmix: float) -> AugmentConfig:
+    """No policy, these shares of batches mixed up and cut-mixed (alphas 0.4 and 1.0)."""
+    return AugmentConfig(
         policy="none",
         magnitude=1.0,
         hflip=False,
         transforms=None,
-        mixup=0.5,
+        mixup=mixup,
         mixup_alpha=0.4,
-        cutmix=0.5,
+        cutmix=cutmix,
         cutmix_alpha=1.0,
     )
-    mixer = BatchMixer(config)
+
+
+def test_mixup_and_cutmix_mix_images_and_labels() -> None:
+    mixer = BatchMixer(mixing_only(0.5, 0.5))
     mixer.reseed(0)
     images = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 1, 4, 4).clone()
     labels = torch.arange(8)
@@ -141,3 +152,86 @@ def test_mixup_and_cutmix_mix_images_and_labels() -> None:
         cut = bool(torch.isin(mixed.images, images).all())  # cutmix copies pixels, mixup blends
         kinds.add("cutmix" if cut else "mixup")
     assert kinds == {"mixup", "cutmix"}
+
+
+def test_the_mixer_honours_both_shares_and_refuses_more_than_every_batch() -> None:
+    mixer = BatchMixer(mixing_only(0.3, 0.6))
+    mixer.reseed(0)
+    images = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 1, 4, 4).clone()
+    kinds = {"none": 0, "mixup": 0, "cutmix": 0}
+    for _ in range(1000):
+        mixed = mixer(images, torch.arange(8))
+        cut = mixed is not None and bool(torch.isin(mixed.images, images).all())
+        kinds["none" if mixed is None else "cutmix" if cut else "mixup"] += 1
+    assert kinds["mixup"] == pytest.approx(300, abs=50)
+    assert kinds["cutmix"] == pytest.approx(600, abs=50)  # the share asked, not what was left
+    with pytest.raises(TrialFailed, match=r"mixup 0.9 \+ cutmix 0.9 > 1"):
+        BatchMixer(mixing_only(0.9, 0.9))
+
+
+def test_a_search_over_mixup_and_cutmix_ranges_trains_the_shares_it_sampled(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"n_trials": 2, "pruner": "none"},
+        train={"epochs": 1},
+        augment={
+            "policy": "none",
+            "mixup": {"low": 0.1, "high": 0.5},
+            "cutmix": {"low": 0.1, "high": 0.5},
+            "cutmix_alpha": {"low": 0.5, "high": 2.0},
+        },
+    )
+    result = run_search(load_spec(write_spec(tmp_path / "spec.yaml", raw)))
+    assert result.n_finished == 2
+    for trial in result.study.trials:
+        config = trial.user_attrs["config"]["augment"]
+        for name in ("mixup", "cutmix", "cutmix_alpha"):
+            assert config[name] == pytest.approx(trial.params[f"augment.{name}"])
+        assert config["mixup_alpha"] == 0.2  # the literal, used since mixup > 0
+
+
+AFFINE = [{"name": "Affine", "rotate": [-10, 10], "p": 0.5}]
+BLUR = [{"name": "Blur", "blur_limit": [3, 3], "p": 0.5}]
+
+
+@pytest.mark.parametrize(
+    ("field", "choices"),
+    [("policy", ["none", "light", AFFINE, BLUR]), ("transforms", [AFFINE, BLUR])],
+)
+def test_a_search_runs_the_custom_lists_it_picks_and_records_them(
+    tmp_path: Path, digits_root: Path, field: str, choices: list[Any]
+) -> None:
+    reordered = [{"p": 0.5, "rotate": [-10, 10], "name": "Affine"}]  # the same list
+    first = [{f"augment.{field}": reordered}, {f"augment.{field}": BLUR}]
+    named = [{"augment.policy": "light"}] if field == "policy" else []
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={
+            "n_trials": len(first) + len(named),
+            "pruner": "none",
+            "try_defaults": False,
+            "warm_start": first + named,
+        },
+        train={"epochs": 1},
+        augment={"policy": "none", field: {"choices": choices}},
+    )
+    result = run_search(load_spec(write_spec(tmp_path / "spec.yaml", raw)))
+    trials = result.study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * len(trials)
+    for trial, expected in zip(trials, [AFFINE, BLUR], strict=False):
+        config = trial.user_attrs["config"]["augment"]
+        assert config["transforms"] == expected  # the list that ran, in the trial's config
+        assert config["policy"] == "none" and config["hflip"] is False
+        ran = trial.user_attrs["augmentation"]  # what the training session built
+        assert ran["executor"] == "albumentations"
+        steps = ran["albumentations"]["transform"]["transforms"]
+        assert [step["__class_fullname__"] for step in steps] == [e["name"] for e in expected]
+    if named:
+        light = trials[2].user_attrs
+        assert light["config"]["augment"]["policy"] == "light"
+        assert light["config"]["augment"]["transforms"] is None
+        assert light["augmentation"]["executor"] == "batched"

@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import automl_clf
@@ -24,10 +25,11 @@ from automl_clf.final.formats import (
     load_torchscript,
     write_formats,
 )
-from automl_clf.final.provenance import data_fingerprint
+from automl_clf.final.provenance import data_fingerprint, resolved_spec_yaml
+from automl_clf.spec import FixedParams, parse_spec
 from automl_clf.spec.describe import describe_space
 from automl_clf.spec.resolve import resolve
-from tests.conftest import Exported
+from tests.conftest import Exported, tiny_spec
 
 LOADERS = {"torchscript": ("model.pt", load_torchscript), "onnx": ("model.onnx", load_onnx)}
 
@@ -115,6 +117,21 @@ def test_spec_yaml_fixes_every_searched_value_to_the_trial(exported: Exported) -
     original = automl_clf.load_spec(exported.spec)
     assert spec.study.name == f"{original.study.name}-trial{manifest['trial']}"
     assert spec.study.storage != original.study.storage  # a search with it starts a new study
+
+
+def test_spec_yaml_fixes_a_custom_list_picked_among_named_policies(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    custom = [{"name": "Affine", "rotate": [-10, 10], "p": 0.5}]
+    raw = tiny_spec(digits_root, tmp_path, augment={"policy": {"choices": ["light", custom]}})
+    spec = parse_spec(raw, base_dir=tmp_path)
+    picked = {"model.dropout": 0.1, "model.cnn.filters": "[4]", "train.lr": 0.01}
+    picked["augment.policy"] = json.dumps(custom, sort_keys=True)  # as Optuna stores it
+    config = resolve(spec, FixedParams(picked))
+    text = resolved_spec_yaml(spec, config, study="tiny", trial=0)
+    fixed = parse_spec(yaml.safe_load(text), base_dir=tmp_path)
+    assert describe_space(fixed).params == []  # the list is a literal now
+    assert resolve(fixed, FixedParams({})) == config
 
 
 def test_data_fingerprint_follows_file_contents_and_names(

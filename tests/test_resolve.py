@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -98,3 +99,49 @@ def test_describe_space_is_infinite_with_a_continuous_range(
     space = describe_space(make_spec(digits_root, tmp_path))
     assert math.isinf(space.size)
     assert "continuous" in space.size_text
+
+
+AFFINE = [{"name": "Affine", "rotate": [-10, 10], "p": 0.5}]
+BLUR = [{"name": "Blur", "blur_limit": [3, 3]}]
+
+
+def test_a_policy_choice_may_be_a_custom_list(digits_root: Path, tmp_path: Path) -> None:
+    spec = make_spec(
+        digits_root,
+        tmp_path,
+        augment={
+            "policy": {"choices": ["none", "light", AFFINE]},
+            "magnitude": {"low": 0.5, "high": 1.5},
+            "hflip": {"choices": [False, True]},
+        },
+    )
+    base = {"model.dropout": 0.1, "model.cnn.filters": "[4]", "train.lr": 0.01}
+    by_name = {p.name: p for p in describe_space(spec).params}
+    assert by_name["augment.policy"].detail.startswith("{none, light, [{")
+    assert "augment.policy=light" in by_name["augment.magnitude"].condition
+    custom = FixedParams({**base, "augment.policy": json.dumps(AFFINE, sort_keys=True)})
+    config = resolve(spec, custom)
+    assert config.augment.transforms == tuple(AFFINE)  # the list that runs is recorded
+    assert config.augment.policy == "none" and config.augment.hflip is False
+    assert "augment.hflip" not in custom.used  # hflip and magnitude belong to named policies
+    assert "augment.magnitude" not in custom.used
+    named = {"augment.policy": "light", "augment.magnitude": 1.5, "augment.hflip": True}
+    light = resolve(spec, FixedParams({**base, **named}))
+    assert light.augment.transforms is None and light.augment.policy == "light"
+    assert light.augment.hflip is True and light.augment.magnitude == 1.5
+
+
+def test_custom_lists_are_searchable_as_transforms_choices(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    spec = make_spec(
+        digits_root,
+        tmp_path,
+        augment={"policy": "none", "transforms": {"choices": [AFFINE, BLUR]}},
+    )
+    by_name = {p.name: p for p in describe_space(spec).params}
+    assert by_name["augment.transforms"].n_values == 2 and "augment.policy" not in by_name
+    base = {"model.dropout": 0.1, "model.cnn.filters": "[4]", "train.lr": 0.01}
+    blur = json.dumps(BLUR, sort_keys=True)
+    config = resolve(spec, FixedParams({**base, "augment.transforms": blur}))
+    assert config.augment.transforms == tuple(BLUR)

@@ -87,3 +87,76 @@ def test_validate_shows_what_is_tried_first_the_constraints_and_the_budget(
     assert "tried first: the defaults then 1 warm-start configuration(s)" in result.output
     assert "constraints: n_params <= 5000" in result.output
     assert "budget: 3 finished trials across all workers, 3 epochs per trial" in result.output
+
+
+@pytest.mark.parametrize(
+    ("study", "sections", "expected"),
+    [
+        (
+            {"pruner": {"kind": "median", "n_warmup_steps": 3}},
+            {},
+            "study.pruner.n_warmup_steps is 3, but train.epochs is 3: no epoch is past the "
+            "warm-up, so the pruner never prunes; set n_warmup_steps below 3",
+        ),
+        (
+            {"pruner": {"kind": "percentile", "n_startup_trials": 3}},
+            {},
+            "study.pruner.n_startup_trials is 3, but n_trials is 3: the pruner waits for 3 "
+            "complete trials, so it never prunes; set n_startup_trials below 3",
+        ),
+        (
+            {"sampler": "tpe"},
+            {},
+            "study.sampler.n_startup_trials is 10, but n_trials is 3: every trial is drawn at "
+            "random and tpe never proposes one; set n_startup_trials below 3, or raise n_trials",
+        ),
+        (
+            {"sampler": {"kind": "gp", "n_startup_trials": 3}},
+            {},
+            "study.sampler.n_startup_trials is 3, but n_trials is 3: every trial is drawn",
+        ),
+        (
+            {"sampler": {"kind": "nsga2", "population_size": 2}, **{"pruner": "none"}},
+            {"study": {"objective": ["accuracy", "n_params"]}},
+            "study.sampler.population_size is 2 and 1 queued trial(s) with every value fixed "
+            "belong to no generation, but n_trials is 3: every trial is drawn at random and nsga2 "
+            "never proposes one; set population_size below 2, or raise n_trials",
+        ),
+        (
+            {"sampler": "random"},
+            {"model": {"dropout": 0.1}, "train": {"lr": 0.01}, "augment": {"policy": "none"}},
+            "the search space has 2 configurations, but n_trials is 3: at least 1 trial repeats "
+            "one; set n_trials: 2 (or sampler: grid, which runs each once), or search more",
+        ),
+        (
+            {"sampler": "random"},
+            {
+                "model": {"dropout": 0.1, "cnn": {"filters": [4]}},
+                "train": {"lr": 0.01},
+                "augment": {"policy": "none"},
+            },
+            "the search space is a single configuration (nothing is searched), but n_trials is "
+            "3: every trial trains the same model; set n_trials: 1, or make a field a range",
+        ),
+    ],
+)
+def test_validate_warns_of_settings_that_can_never_act(
+    tmp_path: Path,
+    digits_root: Path,
+    study: dict[str, Any],
+    sections: dict[str, Any],
+    expected: str,
+) -> None:
+    study = {**study, **sections.pop("study", {})}
+    result = validate(tmp_path, digits_root, study, **sections)
+    assert result.exit_code == 0, result.output
+    assert f"warning: {expected}" in " ".join(result.output.split())
+
+
+def test_validate_prints_no_warning_when_every_part_can_act(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    study = {"n_trials": 6, "sampler": {"kind": "tpe", "n_startup_trials": 2}}
+    result = validate(tmp_path, digits_root, study)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output

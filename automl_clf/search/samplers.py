@@ -1,4 +1,5 @@
-"""Samplers and pruners, built from the spec's `study.sampler` and `study.pruner`.
+"""Samplers and pruners, built from the spec's `study.sampler` and `study.pruner`, and the
+warnings for settings under which one of them can never act.
 
 Seeding: trial n draws its randomness from `seed + n` (see `SeedPerTrial`). Trial numbers are
 unique across workers, so a study is reproducible in one process, workers started together do not
@@ -16,7 +17,20 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from automl_clf.spec.describe import describe_space
 from automl_clf.spec.models import Spec
+from automl_clf.spec.resolve import resolve
+from automl_clf.spec.space import FixedParams
+from automl_clf.spec.warmstart import default_params, warm_start_params
+
+# The samplers that draw at random until this many trials have finished, by the setting that
+# says how many: before it, the sampler's own model (TPE, the GP, CMA-ES, evolution) is unused.
+RANDOM_START = {
+    "tpe": "n_startup_trials",
+    "gp": "n_startup_trials",
+    "cmaes": "n_startup_trials",
+    "nsga2": "population_size",
+}
 
 
 class SeedPerTrial(BaseSampler):
@@ -147,3 +161,75 @@ def build_pruner(spec: Spec) -> optuna.pruners.BasePruner:
             )
         case _:
             return optuna.pruners.NopPruner()
+
+
+def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
+    """One line for each part of the search that can never act within `n_trials` (default
+    `study.n_trials`), saying what to change.
+
+    Each is a valid spec that silently searches less than it says: a pruner that never prunes,
+    a model-based sampler that never leaves its random start-up (a random search under another
+    name), or a space smaller than the budget (trials that repeat one another).
+    """
+    n = n_trials or spec.study.n_trials
+    sampler: Any = spec.study.sampler
+    pruner: Any = spec.study.effective_pruner
+    warnings = []
+    if pruner.kind in ("median", "percentile"):
+        epochs = spec.train.epochs
+        if pruner.n_warmup_steps >= epochs:
+            warnings.append(
+                f"study.pruner.n_warmup_steps is {pruner.n_warmup_steps}, but train.epochs is "
+                f"{epochs}: no epoch is past the warm-up, so the pruner never prunes; set "
+                f"n_warmup_steps below {epochs}"
+            )
+        if pruner.n_startup_trials >= n:
+            warnings.append(
+                f"study.pruner.n_startup_trials is {pruner.n_startup_trials}, but n_trials is "
+                f"{n}: the pruner waits for {pruner.n_startup_trials} complete trials, so it "
+                f"never prunes; set n_startup_trials below {n}"
+            )
+    setting = RANDOM_START.get(sampler.kind)
+    if setting is not None:
+        start, queued, because = getattr(sampler, setting), 0, ""
+        if sampler.kind == "nsga2":  # a generation counts only trials the sampler drew from
+            queued = fully_queued(spec)
+            because = (
+                f" and {queued} queued trial(s) with every value fixed belong to no generation"
+            )
+        if start + queued >= n:
+            warnings.append(
+                f"study.sampler.{setting} is {start}{because}, but n_trials is {n}: every trial "
+                f"is drawn at random and {sampler.kind} never proposes one; set {setting} below "
+                f"{n - queued}, or raise n_trials"
+            )
+    space = describe_space(spec)
+    if sampler.kind != "grid" and space.complete and space.size < n:  # a grid caps n_trials
+        size = int(space.size)
+        if size == 1:
+            warnings.append(
+                f"the search space is a single configuration (nothing is searched), but "
+                f"n_trials is {n}: every trial trains the same model; set n_trials: 1, or make "
+                "a field a range or choices"
+            )
+        else:
+            repeats = n - size
+            warnings.append(
+                f"the search space has {size} configurations, but n_trials is {n}: at least "
+                f"{repeats} trial{'s' if repeats > 1 else ''} repeat{'' if repeats > 1 else 's'} "
+                f"one; set n_trials: {size} (or sampler: grid, which runs each once), or search "
+                "more fields"
+            )
+    return warnings
+
+
+def fully_queued(spec: Spec) -> int:
+    """Trials queued before the sampler with every value fixed (the defaults, complete
+    warm-start entries): the sampler draws nothing for them."""
+    entries = [default_params(spec)] if spec.study.try_defaults else []
+    full = 0
+    for entry in entries + warm_start_params(spec):
+        source = FixedParams(entry, strict=False)
+        resolve(spec, source)
+        full += set(source.used) <= set(entry)
+    return full

@@ -2,12 +2,18 @@
 
 A bad spec never reaches training: every problem becomes a `SpecError` whose message names the
 dotted field path, states the rule and the value received (`train.lr.low: must be > 0, got -1`).
+
+The file itself is untrusted input too, so reading it is bounded: at most `MAX_SPEC_BYTES`,
+UTF-8 only, and YAML aliases may not expand the document beyond `MAX_SPEC_VALUES` values (a
+"billion laughs" file is a few hundred bytes that expand to gigabytes). A key written twice in one
+mapping is an error, where YAML would silently keep the last.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,94 @@ from automl_clf.spec.models import Spec
 from automl_clf.spec.space import CHOICES_TAG, RANGE_TAG, TAGS, VALUE_TAG, Choice, FloatRange
 
 STUDIES_DIR = "studies"
+MAX_SPEC_BYTES = 1_000_000  # a real spec is a few KB
+MAX_SPEC_VALUES = 100_000  # scalars, lists and mappings once every alias is expanded
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing alias bombs, cyclic aliases, keys given twice in one
+    mapping and integers too long for Python to read; each as a `ConstructorError` with the
+    line, so `load_spec` reports it like any other YAML error."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_nodes(node)
+        return super().construct_document(node)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > sys.get_int_max_str_digits():
+            raise yaml.constructor.ConstructorError(
+                problem=f"an integer of {digits} digits is too long to read (at most "
+                f"{sys.get_int_max_str_digits()}); no spec value needs that many",
+                problem_mark=node.start_mark,
+            )
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Walk the composed document once, each node once however many aliases point at it
+    (iteratively: a deep document must not hit the recursion limit here): count the values it
+    expands to, and look for a cycle and for keys given twice in a mapping."""
+    expanded: dict[int, int] = {}  # id(node) -> values it expands to, once finished
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            on_path.discard(id(node))
+            expanded[id(node)] = 1 + sum(expanded[id(c)] for c in children)
+            if expanded[id(node)] > MAX_SPEC_VALUES:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"the document holds more than {MAX_SPEC_VALUES:,} values (an alias "
+                    "counts its values each time it is used); a spec needs a few hundred",
+                    problem_mark=node.start_mark,
+                )
+            continue
+        if id(node) in expanded:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node)
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise yaml.constructor.ConstructorError(
+                    problem="an alias refers to a node that contains it (an endless value)",
+                    problem_mark=node.start_mark,
+                )
+            if id(child) not in expanded:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_unique_keys(node: yaml.MappingNode) -> None:
+    """A key written twice in one mapping (two `study:` blocks) is an error naming both lines.
+    Keys brought in by a merge (`<<: *base`) may be overridden: that is what merging is for."""
+    first: dict[tuple[str, str], yaml.Node] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+            continue
+        seen = first.setdefault((key.tag, key.value), key)
+        if seen is not key:
+            raise yaml.constructor.ConstructorError(
+                problem=f"duplicate key {key.value!r} (lines {seen.start_mark.line + 1} and "
+                f"{key.start_mark.line + 1}): the second would silently replace the first; "
+                "merge them into one",
+                problem_mark=key.start_mark,
+            )
 
 
 def load_spec(
@@ -35,17 +129,7 @@ def load_spec(
         SpecError: the file is missing, is not YAML, or breaks a rule of the spec.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec file ({exc.strerror or exc})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SpecError(
             f"{path}: a spec must be a YAML mapping with sections such as data:, model:, "
@@ -58,6 +142,45 @@ def load_spec(
         raw = {**raw, "study": {**section, **overrides}}
     spec = parse_spec(raw, base_dir=path.resolve().parent)
     return with_study_defaults(spec, spec_path=path)
+
+
+def read_yaml(path: Path) -> Any:
+    """The spec file's YAML document, read within the limits above.
+
+    Raises:
+        SpecError: unreadable, too large, not UTF-8, not YAML, or over a limit of the loader.
+    """
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_SPEC_BYTES + 1)
+            size = max(path.stat().st_size, len(data))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec file ({exc.strerror or exc})") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"{path}: a spec file may be at most {MAX_SPEC_BYTES:,} bytes, got {size:,} bytes; "
+            "is this the spec you meant?"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}: not UTF-8 text: byte {data[exc.start]:#04x} at line {line}; save the file "
+            "as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise SpecError(
+            f"{path}: not valid YAML: nested too deeply for a spec (lists or mappings inside "
+            "each other hundreds of levels deep)"
+        ) from None
 
 
 def parse_spec(raw: dict[str, Any], *, base_dir: Path) -> Spec:
@@ -133,6 +256,8 @@ def _describe(error: Any, loc: list[Any]) -> str:
         return str(ctx.get("error", error["msg"]))
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return ("must be a whole number" if kind.startswith("int") else "must be a number") + got
+    if kind == "finite_number":
+        return "must be a finite number" + got
     if kind in ("bool_parsing", "bool_type"):
         return "must be true or false" + got
     if kind in ("model_type", "model_attributes_type", "dict_type"):

@@ -9,6 +9,7 @@ folder as validation context (`base_dir`).
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
@@ -22,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from automl_clf.spec.space import SpecModel, Tunable, candidate_values
+from automl_clf.spec.space import Choice, SpecModel, Tunable, candidate_values
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -30,6 +31,9 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 OddKernel = Annotated[int, Field(ge=1, le=11)]
+# What numpy, torch and Optuna take as a seed (0 to 2^32 - 1), with room for the trial number
+# or seed index that is added to it.
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
 
 # Validation metrics (reported every epoch) and, for multi-objective studies, measured costs.
 Objective = Literal["val_loss", "accuracy", "balanced_accuracy", "macro_f1"]
@@ -45,7 +49,6 @@ OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "n_params": "minimize",
     "latency_ms": "minimize",
 }
-AUGMENT_POLICIES = ("none", "light", "medium", "heavy")
 PLAIN_CNN = "cnn"
 PRETRAINED_CACHE = "cache"
 
@@ -268,7 +271,7 @@ class StudySpec(SpecModel):
     )
     n_trials: PositiveInt = 20  # finished (complete + pruned) trials, across all workers
     timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
-    seed: int = 0  # the sampler's seed; trial n draws from seed + n
+    seed: Seed = 0  # the sampler's seed; trial n draws from seed + n
     max_consecutive_failures: PositiveInt = 5  # stop the search when this many fail in a row
     constraints: ConstraintsSpec = ConstraintsSpec()
     try_defaults: bool = True  # trial 0 tries the defaults of every searched field
@@ -377,7 +380,7 @@ class SplitSpec(SpecModel):
 
     val: Annotated[float, Field(gt=0, lt=1)] = 0.15
     test: Annotated[float, Field(gt=0, lt=1)] = 0.15
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _leave_training_data(self) -> SplitSpec:
@@ -556,7 +559,7 @@ class TrainSpec(SpecModel):
     # balanced: n / (k × count); effective_number: (1 − β) / (1 − β^count), β = 0.999
     class_weighting: Tunable[Literal["none", "balanced", "effective_number"]] = "none"
     sampling: Tunable[Literal["shuffle", "oversample"]] = "shuffle"  # oversample: balanced draws
-    seed: int = 0  # weight initialisation, batch order, augmentation, dropout
+    seed: Seed = 0  # weight initialisation, batch order, augmentation, dropout
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
     mixed_precision: bool = True  # on CUDA: bf16 (or fp16 with loss scaling) and channels_last
     threads: Annotated[int, Field(ge=1, le=256)] | None = None  # CPU threads; default: torch's
@@ -577,41 +580,78 @@ class TransformSpec(SpecModel):
     name: str
 
 
+PolicyName = Literal["none", "light", "medium", "heavy"]
+TransformList = list[TransformSpec]  # a custom albumentations pipeline, applied in order
+# A named policy or a custom list, told apart by form, so a bad value gets one error line (the
+# policy names, or what is wrong with the list) rather than one per form it failed.
+Policy = Annotated[
+    Annotated[PolicyName, Tag("=named")] | Annotated[TransformList, Tag("=list")],
+    Discriminator(lambda v: "=list" if isinstance(v, list) else "=named"),
+]
+
+
 class AugmentSpec(SpecModel):
-    """Training-split augmentation: a named policy, or your own albumentations list, plus
-    batch-level MixUp / CutMix.
+    """Training-split augmentation: a named policy or your own albumentations list (each
+    searchable, together in one `policy: {choices: [...]}`), plus batch-level MixUp / CutMix.
 
     Policies (magnitudes in automl_clf/data/augment.py, scaled by `magnitude`): none; light (small
     shift/scale/rotate); medium (larger affine + brightness/contrast); heavy (medium + shear + a
     cut-out hole). Horizontal flips are separate (`hflip`): they change the meaning of digits and
-    text.
+    text. A custom list runs exactly as written: `magnitude` and `hflip` are only sampled in
+    trials that pick a named policy.
     """
 
-    policy: Tunable[Literal["none", "light", "medium", "heavy"]] = "none"
+    policy: Tunable[Policy] = "none"  # e.g. {choices: [none, light, [{name: Blur}]]}
     magnitude: Tunable[Annotated[float, Field(gt=0, le=3)]] = 1.0  # × the policy's magnitudes
     hflip: Tunable[bool] = False
-    transforms: list[TransformSpec] | None = None  # replaces policy, magnitude and hflip
+    # Custom lists only (the same as giving them as policy), e.g. {choices: [[...], [...]]}.
+    transforms: Tunable[TransformList] | None = None
     mixup: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0  # share of batches mixed up
     mixup_alpha: Tunable[PositiveFloat] = 0.2  # Beta(α, α) mixing weights; only when mixup > 0
     cutmix: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0  # share of batches cut-mixed
     cutmix_alpha: Tunable[PositiveFloat] = 1.0  # only when cutmix > 0
 
+    @field_validator("policy", "transforms", mode="after")
+    @classmethod
+    def _lists_build(cls, value: Any) -> Any:
+        """Build every custom list the space holds once, so a bad transform name or argument is
+        a spec error before any training, not a failed trial."""
+        from automl_clf.data.augment import check_transforms
+
+        searched = isinstance(value, Choice)
+        for index, candidate in enumerate(candidate_values(value)):
+            if not isinstance(candidate, list):
+                continue
+            try:
+                check_transforms([t.model_dump() for t in candidate])
+            except ValueError as exc:
+                raise ValueError(f"choices.{index}: {exc}" if searched else str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _one_form(self) -> AugmentSpec:
-        if self.transforms is not None:
-            if self.policy != "none" or self.hflip is not False or self.magnitude != 1.0:
-                raise ValueError(
-                    "give either a policy (with magnitude and hflip) or a list of transforms, "
-                    "not both"
-                )
-            from automl_clf.data.augment import check_transforms
-
-            check_transforms([t.model_dump() for t in self.transforms])
-        mix, cut = candidate_values(self.mixup), candidate_values(self.cutmix)
-        if mix and cut and mix[0] + cut[0] > 1:
+        if self.transforms is not None and self.policy != "none":
             raise ValueError(
-                f"mixup + cutmix are shares of batches and must sum to <= 1, got "
-                f"{mix[0]} + {cut[0]}"
+                "give either a policy or transforms, not both; to search named policies and "
+                "custom lists together, list them all in policy: {choices: [light, [...]]}"
+            )
+        picks = candidate_values(self.transforms if self.transforms is not None else self.policy)
+        named = any(isinstance(pick, str) for pick in picks)
+        if not named and (self.hflip is not False or self.magnitude != 1.0):
+            raise ValueError(
+                "hflip and magnitude apply to named policies, and every policy this spec can "
+                "pick is a custom list, which runs as written; add {name: HorizontalFlip} to a "
+                "list, or drop hflip and magnitude"
+            )
+        # Checked on every pair the space can produce: a trial must run the shares it sampled,
+        # never a silently smaller CutMix share.
+        pairs = itertools.product(candidate_values(self.mixup), candidate_values(self.cutmix))
+        mix, cut = max(pairs, key=sum)
+        if mix + cut > 1 + 1e-9:
+            raise ValueError(
+                f"mixup + cutmix are shares of batches and must sum to <= 1, but the space "
+                f"reaches {mix:g} + {cut:g}; lower the high ends (or the largest choices) so "
+                "they sum to at most 1"
             )
         return self
 

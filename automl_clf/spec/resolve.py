@@ -93,12 +93,18 @@ def _resolve_train(train: TrainSpec, source: ParamSource) -> TrainConfig:
 
 
 def _resolve_augment(augment: AugmentSpec, source: ParamSource) -> AugmentConfig:
+    """A named policy (with its magnitude and flips) or a custom list, recorded as the list of
+    transforms that runs (policy `none`)."""
     policy: Any = "none"
     magnitude, hflip, transforms = 1.0, False, None
     if augment.transforms is not None:
-        transforms = tuple(t.model_dump() for t in augment.transforms)
+        picked = sample(source, "augment.transforms", augment.transforms)
     else:
-        policy = sample(source, "augment.policy", augment.policy)
+        picked = sample(source, "augment.policy", augment.policy)
+    if isinstance(picked, list):  # a custom list runs as written
+        transforms = tuple(t.model_dump() for t in picked)
+    else:
+        policy = picked
         if policy != "none":
             magnitude = sample(source, "augment.magnitude", augment.magnitude)
         hflip = sample(source, "augment.hflip", augment.hflip)

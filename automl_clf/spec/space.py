@@ -17,11 +17,14 @@ the same resolver serves Optuna trials, fixed replays and the space description.
 from __future__ import annotations
 
 import json
+import math
+import types
 import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeAlias, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic_core import to_jsonable_python
 
 T = TypeVar("T")
 
@@ -34,9 +37,10 @@ CategoricalValue = None | bool | int | float | str
 
 
 class SpecModel(BaseModel):
-    """Base of every spec model: unknown keys are errors and a loaded spec is immutable."""
+    """Base of every spec model: unknown keys are errors, a loaded spec is immutable, and every
+    float is finite (`lr: .inf` or a NaN would only surface as a failed trial, or never)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _short_type_name(tp: Any) -> str:
@@ -48,6 +52,8 @@ def _short_type_name(tp: Any) -> str:
         return f"{origin.__name__}[{_short_type_name(typing.get_args(tp)[0])}]"
     if origin is typing.Literal:
         return "|".join(str(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return "|".join(_short_type_name(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp))
 
 
@@ -159,17 +165,38 @@ def is_search_space(value: Any) -> bool:
 
 
 def candidate_values(value: Any) -> list[Any]:
-    """The values a tunable field can take: the literal, or every choice (none for a range)."""
+    """Every value a rule on a tunable field must hold for: the literal, every choice, every
+    value of an integer range, and both ends of a float range.
+
+    A rule checked on these holds for every value a trial can draw: rules on floats are bounds
+    and sums, which hold inside a range when they hold at its ends, and an integer range is
+    listed whole, so a rule such as "odd" sees every value (the integer fields that have such
+    rules are small, e.g. kernel sizes). A float range's high end is the last value its step
+    reaches, as Optuna samples it.
+    """
     if isinstance(value, Choice):
         return list(value.choices)
-    return [] if is_search_space(value) else [value]
+    if isinstance(value, IntRange):
+        return list(range(value.low, value.high + 1, value.step))
+    if isinstance(value, FloatRange):
+        high = value.high
+        if value.step is not None:
+            high = (
+                value.low + math.floor((value.high - value.low) / value.step + 1e-9) * value.step
+            )
+        return [value.low, high]
+    return [value]
 
 
 def choice_label(value: Any) -> CategoricalValue:
-    """Optuna stores categoricals as None/bool/int/float/str: other values go in as JSON text."""
+    """Optuna stores categoricals as None/bool/int/float/str: other values go in as JSON text.
+
+    Keys are sorted, so a custom transform list reads the same however its mappings were
+    written (a warm-start entry, the spec's own choice).
+    """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return json.dumps(value)
+    return json.dumps(to_jsonable_python(value), sort_keys=True)
 
 
 class ParamSource(Protocol):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from automl_clf.errors import TrialFailed
 from automl_clf.spec.config import AugmentConfig
 
 
@@ -28,6 +29,11 @@ class BatchMixer:
     """Decides per batch: MixUp with probability `mixup`, CutMix with `cutmix`, else nothing."""
 
     def __init__(self, config: AugmentConfig) -> None:
+        if config.mixup + config.cutmix > 1 + 1e-9:  # the spec forbids it; never cut a share
+            raise TrialFailed(
+                f"augment: mixup {config.mixup:g} + cutmix {config.cutmix:g} > 1: the shares of "
+                "batches cannot both be honoured"
+            )
         self.config = config
         self.rng = np.random.default_rng(0)
 
