@@ -16,10 +16,9 @@ from automl_clf.search.budget import (
     check_budget_covers_one_epoch,
     decide_retrain,
     estimate_retrain_s,
-    format_duration,
-    parse_duration,
     plan_final_estimate,
 )
+from automl_clf.spec.duration import format_duration, parse_duration
 
 
 class FakeClock:

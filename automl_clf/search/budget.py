@@ -21,12 +21,12 @@ Everything here is arithmetic over an injectable clock, so the split is tested w
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from automl_clf.errors import SpecError
+from automl_clf.spec.duration import format_duration
 
 Clock = Callable[[], float]  # seconds, monotonic
 
@@ -36,47 +36,6 @@ Clock = Callable[[], float]  # seconds, monotonic
 EXPORT_PRIOR_S = 8.0
 MARGIN = 0.15  # the final step's estimate is inflated by this share …
 SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds in `90`, `90s`, `15m`, `2h`, `1h30m` or `1.5h`.
-
-    Raises:
-        SpecError: anything else, or a duration that is not positive and finite.
-    """
-    if isinstance(value, bool):
-        raise SpecError(f"a duration is a number of seconds or e.g. 90s, 15m, 2h; got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = value.strip().lower().replace(" ", "")
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            seconds = float(text)
-        elif text and re.fullmatch(rf"(?:{_DURATION.pattern})+", text):
-            seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
-        else:
-            raise SpecError(
-                f"a duration is a number of seconds or e.g. 90s, 15m, 2h, 1h30m; got {value!r}"
-            )
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise SpecError(f"a duration must be positive, got {value!r}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """`42 s`, `3 m 05 s`, `1 h 02 m`: for the plan and the summary."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} m {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
-
 
 @dataclass(frozen=True)
 class DataSizes:

@@ -165,13 +165,15 @@ def build_pruner(spec: Spec) -> optuna.pruners.BasePruner:
 
 def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
     """One line for each part of the search that can never act within `n_trials` (default
-    `study.n_trials`), saying what to change.
+    `study.n_trials`; none under a time budget without one), saying what to change.
 
     Each is a valid spec that silently searches less than it says: a pruner that never prunes,
     a model-based sampler that never leaves its random start-up (a random search under another
     name), or a space smaller than the budget (trials that repeat one another).
     """
-    n = n_trials or spec.study.n_trials
+    n = n_trials or spec.study.trial_cap
+    if n is None:  # a time budget alone: as many trials as fit, none of these can be judged
+        n = 10**9
     sampler: Any = spec.study.sampler
     pruner: Any = spec.study.effective_pruner
     warnings = []
@@ -204,7 +206,7 @@ def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
                 f"{n - queued}, or raise n_trials"
             )
     space = describe_space(spec)
-    if sampler.kind != "grid" and space.complete and space.size < n:  # a grid caps n_trials
+    if sampler.kind != "grid" and space.complete and space.size < n < 10**9:  # a grid caps n_trials
         size = int(space.size)
         if size == 1:
             warnings.append(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
+    BeforeValidator,
     Discriminator,
     Field,
     Tag,
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from automl_clf.spec.duration import parse_duration
 from automl_clf.spec.space import Choice, SpecModel, Tunable, candidate_values
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -271,6 +273,10 @@ class StudySpec(SpecModel):
     )
     n_trials: PositiveInt = 20  # finished (complete + pruned) trials, across all workers
     timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
+    # The whole job's wall-clock budget for `autoclf run` (search, final retrain, test, export,
+    # report), e.g. 90s, 15m, 2h; `--time` overrides it. With a budget, n_trials (unless given)
+    # no longer caps the search, and the pruner (unless given) is successive halving.
+    budget: Annotated[float, BeforeValidator(parse_duration)] | None = None
     seed: Seed = 0  # the sampler's seed; trial n draws from seed + n
     max_consecutive_failures: PositiveInt = 5  # stop the search when this many fail in a row
     constraints: ConstraintsSpec = ConstraintsSpec()
@@ -371,8 +377,22 @@ class StudySpec(SpecModel):
 
     @property
     def effective_pruner(self) -> Any:
-        """The pruner in force: none for a multi-objective study, which Optuna cannot prune."""
-        return NopPrunerSpec() if self.is_multi_objective else self.pruner
+        """The pruner in force: none for a multi-objective study, which Optuna cannot prune;
+        successive halving on epochs when a time budget is set and no pruner is given, so a
+        budget is spent on many short trials and few long ones."""
+        if self.is_multi_objective:
+            return NopPrunerSpec()
+        if self.budget is not None and "pruner" not in self.model_fields_set:
+            return SuccessiveHalvingPrunerSpec()
+        return self.pruner
+
+    @property
+    def trial_cap(self) -> int | None:
+        """Finished trials the search aims at: `n_trials`, or None (as many as fit) when a time
+        budget is set and n_trials is not given."""
+        if self.budget is not None and "n_trials" not in self.model_fields_set:
+            return None
+        return self.n_trials
 
 
 class SplitSpec(SpecModel):
