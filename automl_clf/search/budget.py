@@ -37,6 +37,7 @@ EXPORT_PRIOR_S = 8.0
 MARGIN = 0.15  # the final step's estimate is inflated by this share …
 SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)
 
+
 @dataclass(frozen=True)
 class DataSizes:
     """Images per split: what scales the retrain and the export."""

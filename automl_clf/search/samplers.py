@@ -8,6 +8,7 @@ propose the same configurations, and a resumed study does not replay its first r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -171,9 +172,8 @@ def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
     a model-based sampler that never leaves its random start-up (a random search under another
     name), or a space smaller than the budget (trials that repeat one another).
     """
-    n = n_trials or spec.study.trial_cap
-    if n is None:  # a time budget alone: as many trials as fit, none of these can be judged
-        n = 10**9
+    cap = n_trials or spec.study.trial_cap
+    n: float = math.inf if cap is None else cap  # a time budget alone: as many trials as fit
     sampler: Any = spec.study.sampler
     pruner: Any = spec.study.effective_pruner
     warnings = []
@@ -206,7 +206,7 @@ def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
                 f"{n - queued}, or raise n_trials"
             )
     space = describe_space(spec)
-    if sampler.kind != "grid" and space.complete and space.size < n < 10**9:  # a grid caps n_trials
+    if sampler.kind != "grid" and space.complete and space.size < n < math.inf:  # grid: capped
         size = int(space.size)
         if size == 1:
             warnings.append(
