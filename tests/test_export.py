@@ -7,11 +7,13 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import automl_clf
@@ -244,3 +246,105 @@ def test_predict_writes_a_file_and_checks_top_k(export: Path, tmp_path: Path) ->
     result = runner.invoke(app, ["predict", str(export), path, "--top-k", "4"])
     assert result.exit_code == 2
     assert "--top-k 4 is more than the model's 3 classes" in result.output
+
+
+def edit_manifest(folder: Path, **changes: Any) -> None:
+    """Set dotted keys of the export's model.json, e.g. `{"config.data.channels": 3}`."""
+    path = folder / "model.json"
+    manifest = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        target = manifest
+        for part in parents:
+            target = target[part]
+        target[key] = value
+    path.write_text(json.dumps(manifest))
+
+
+def with_size(folder: Path, size: int) -> None:
+    manifest = json.loads((folder / "model.json").read_text())
+    channels = manifest["input_shape"][0]
+    edit_manifest(
+        folder,
+        **{
+            "input_shape": [channels, size, size],
+            "preprocessing.decoding.image_size": size,
+            "config.data.image_size": size,
+        },
+    )
+
+
+def with_rgb(folder: Path) -> None:
+    manifest = json.loads((folder / "model.json").read_text())
+    size = manifest["input_shape"][1]
+    edit_manifest(
+        folder,
+        **{
+            "input_shape": [3, size, size],
+            "preprocessing.decoding.channels": 3,
+            "preprocessing.mean": [0.5] * 3,
+            "preprocessing.std": [0.2] * 3,
+            "config.data.channels": 3,
+        },
+    )
+
+
+def reshape_a_tensor(folder: Path) -> None:
+    tensors = load_file(folder / "model.safetensors")
+    key = next(k for k, v in tensors.items() if v.ndim > 1)
+    tensors[key] = tensors[key].reshape(-1).contiguous()
+    save_file(tensors, folder / "model.safetensors")
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGES = {  # how an export is damaged -> (the damage, the file named, what the line says)
+    "one class more": (
+        lambda f: edit_manifest(f, classes=["0", "1", "7", "9"]),
+        "model.safetensors",
+        "(4 classes, 1 channel(s), 8 px) needs",
+    ),
+    "three channels": (with_rgb, "model.safetensors", "needs"),
+    "another image size": (lambda f: with_size(f, 12), "model.safetensors", "12 px) needs"),
+    "a terabyte image size": (lambda f: with_size(f, 10**7), "model.json", "less than or equal"),
+    "input shape alone": (
+        lambda f: edit_manifest(f, input_shape=[1, 9, 9]),
+        "model.json",
+        "input_shape: must be (1, 8, 8)",
+    ),
+    "not UTF-8": (
+        lambda f: (f / "model.json").write_bytes(b'{"classes": "\xff\xfe"}'),
+        "model.json",
+        "not UTF-8",
+    ),
+    "not JSON": (lambda f: (f / "model.json").write_text("{"), "model.json", "Invalid JSON"),
+    "truncated weights": (
+        lambda f: truncate(f / "model.safetensors"),
+        "model.safetensors",
+        "not a readable safetensors file",
+    ),
+    "random weights file": (
+        lambda f: (f / "model.safetensors").write_bytes(np.random.default_rng(0).bytes(4096)),
+        "model.safetensors",
+        "not a readable safetensors file",
+    ),
+    "a reshaped tensor": (reshape_a_tensor, "model.safetensors", "has shape"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_export_is_one_line_naming_the_file(
+    damage: str, export: Path, tmp_path: Path
+) -> None:
+    spoil, file, says = DAMAGES[damage]
+    copy = shutil.copytree(export, tmp_path / "export")
+    spoil(copy)
+    image = read_test_predictions(export)[0]["path"]
+    result = runner.invoke(app, ["predict", str(copy), image])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {copy / file}") and says in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    with pytest.raises(automl_clf.ExportError, match="damaged or was edited"):
+        automl_clf.load(copy)

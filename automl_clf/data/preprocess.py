@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict
 
-from automl_clf.spec.config import DataConfig
+from automl_clf.spec.config import DataConfig, ImageSize
 from automl_clf.spec.models import DataSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,7 +35,7 @@ class Decoding(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image_size: int  # pixels, square
+    image_size: ImageSize
     channels: Literal[1, 3]
     resize: Literal["squash", "letterbox", "center_crop"]
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from automl_clf.spec.config import ImageSize
 from automl_clf.spec.space import SpecModel, Tunable, candidate_values
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -394,7 +395,7 @@ class DataSpec(SpecModel):
 
     root: Path | None = None  # <root>/<class>/* or <root>/{train,val,test}/<class>/*
     manifest: Path | None = None  # or a CSV with columns path,label[,split]
-    image_size: Annotated[int, Field(ge=4, le=1024)] = 32  # pixels, square
+    image_size: ImageSize = 32  # pixels, square
     channels: Literal[1, 3] = 3  # 1 = grayscale, 3 = RGB; every image is converted to this
     # squash: stretch to a square; letterbox: fit inside and pad with black; center_crop: resize
     # the shorter side, then crop the centre
