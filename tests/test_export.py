@@ -6,6 +6,9 @@ import csv
 import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,13 @@ from typer.testing import CliRunner
 import automl_clf
 from automl_clf.cli import app
 from automl_clf.data.dataset import SplitArrays
+from automl_clf.final.folder import (
+    STAGING,
+    check_replaceable,
+    recover_interrupted,
+    sibling,
+    staged_export,
+)
 from automl_clf.final.predictor import BATCH_SIZE, predict_files
 from automl_clf.final.tta import evaluate_tta, tta_views
 from tests.conftest import Exported, tiny_spec, write_spec
@@ -246,6 +256,125 @@ def test_predict_writes_a_file_and_checks_top_k(export: Path, tmp_path: Path) ->
     result = runner.invoke(app, ["predict", str(export), path, "--top-k", "4"])
     assert result.exit_code == 2
     assert "--top-k 4 is more than the model's 3 classes" in result.output
+
+
+def write_tiny_export(out: Path, text: str) -> None:
+    """An export folder as final/folder.py makes one (its marker included), without a model."""
+    with staged_export(out) as staging:
+        (staging / "model.json").write_text(text)
+        (staging / "report").mkdir()
+        (staging / "report" / "report.md").write_text(text)
+
+
+def die_inside_an_export(out: Path, steps: str) -> None:
+    """Run `steps` in a real Python process that then kills itself with SIGKILL (kill -9)."""
+    script = (
+        "import os, signal, sys\nfrom pathlib import Path\n"
+        "from automl_clf.final.folder import REPLACED, sibling, staged_export\n"
+        f"out = Path({str(out)!r})\n{steps}\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def siblings(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name != out.name)
+
+
+def test_best_export_refuses_a_folder_autoclf_did_not_write(
+    exported: Exported, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.json").write_text('{"my": "own file"}')
+    (mine / "thesis.tex").write_text("years of work")
+    result = runner.invoke(app, ["best", str(exported.spec), "--export", str(mine)])
+    assert result.exit_code == 2
+    assert "is not an autoclf export" in result.output and "left untouched" in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["model.json", "thesis.tex"]
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_an_export_with_anything_added_or_changed_is_not_replaced(
+    exported: Exported, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(exported.folder, tmp_path / "export")
+    shutil.rmtree(copy / "visualize", ignore_errors=True)  # another test's figures, if any
+    check_replaceable(copy)  # an export as autoclf wrote it may be replaced
+    (copy / "notes.txt").write_text("mine")
+    with pytest.raises(
+        automl_clf.ExportError, match=r"holds what no autoclf export holds \(notes"
+    ):
+        check_replaceable(copy)
+    (copy / "notes.txt").unlink()
+    (copy / "report" / "report.md").write_text("my edits")
+    with pytest.raises(automl_clf.ExportError, match=r"changed since it was written \(report/"):
+        check_replaceable(copy)
+    (copy / "report" / "report.md").unlink()
+    (copy / "report" / "report.md").symlink_to(Path.home())
+    with pytest.raises(automl_clf.ExportError, match="holds what no autoclf export holds"):
+        check_replaceable(copy)
+    assert (copy / "model.safetensors").is_file()  # nothing was deleted by any refusal
+
+
+def test_best_export_replaces_its_own_earlier_export(exported: Exported, tmp_path: Path) -> None:
+    copy = shutil.copytree(exported.folder, tmp_path / "export")
+    shutil.rmtree(copy / "visualize", ignore_errors=True)
+    old = (copy / "autoclf_export.json").read_text()
+    result = runner.invoke(app, ["best", str(exported.spec), "--export", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert (copy / "autoclf_export.json").read_text() != old  # a new export, whole
+    check_replaceable(copy)
+    assert siblings(copy) == []  # no staging folder left beside it
+
+
+def test_an_export_killed_before_the_swap_leaves_the_old_one_whole(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    write_tiny_export(out, "old")
+    die_inside_an_export(
+        out, "with staged_export(out) as staging:\n    (staging / 'model.json').write_text('new')"
+    )
+    assert (out / "model.json").read_text() == "old"
+    check_replaceable(out)  # still whole, so the rerun may replace it
+    assert len(siblings(out)) == 1  # the dead export's staging folder
+    write_tiny_export(out, "rerun")
+    assert (out / "model.json").read_text() == "rerun"
+    assert siblings(out) == []  # the dead export's staging folder is cleaned up
+
+
+def test_an_export_killed_mid_swap_is_undone_by_the_next_one(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    write_tiny_export(out, "old")
+    # Where the atomic exchange is missing, the swap sets the old export aside first; die there.
+    die_inside_an_export(
+        out,
+        "with staged_export(out) as staging:\n"
+        "    (staging / 'model.json').write_text('new')\n"
+        "    out.rename(sibling(out, REPLACED, os.getpid()))",
+    )
+    assert not out.exists()
+    recover_interrupted(out)  # what the next export does first
+    assert (out / "model.json").read_text() == "old"
+    write_tiny_export(out, "rerun")
+    assert (out / "model.json").read_text() == "rerun" and siblings(out) == []
+
+
+def test_staging_folders_of_running_exports_are_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = sibling(out, STAGING, running.pid)
+        busy.mkdir()
+        other_host = tmp_path / ".export.partial-elsewhere-1"
+        other_host.mkdir()
+        write_tiny_export(out, "new")
+        assert busy.is_dir() and other_host.is_dir()
+    finally:
+        running.kill()
+        running.wait()
+    write_tiny_export(out, "newer")
+    assert not busy.exists() and other_host.is_dir()
 
 
 def edit_manifest(folder: Path, **changes: Any) -> None:
