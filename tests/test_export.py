@@ -31,7 +31,8 @@ from automl_clf.final.folder import (
 )
 from automl_clf.final.predictor import BATCH_SIZE, predict_files
 from automl_clf.final.tta import evaluate_tta, tta_views
-from tests.conftest import Exported, tiny_spec, write_spec
+from automl_clf.spec.describe import describe_space
+from tests.conftest import REPO, Exported, tiny_spec, write_spec
 
 runner = CliRunner()
 
@@ -256,6 +257,63 @@ def test_predict_writes_a_file_and_checks_top_k(export: Path, tmp_path: Path) ->
     result = runner.invoke(app, ["predict", str(export), path, "--top-k", "4"])
     assert result.exit_code == 2
     assert "--top-k 4 is more than the model's 3 classes" in result.output
+
+
+SHIPPED_SPECS = sorted((REPO / "specs").glob("*.yaml"))
+
+
+def export_shipped_spec(path: Path, folder: Path, data: Path, pretrained: Path | None) -> Path:
+    """Search one trial of a spec in specs/ and export it, as its header says, on tiny data.
+
+    Only what makes it quick is changed: the data (a few real digits), the image size, the
+    epochs and the number of trials; the study, model, train, augment and final sections are
+    the shipped ones. A multi-objective spec exports `--trial 0`, as its header documents.
+    """
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["root"] = str(data)
+    raw["data"]["image_size"] = 16
+    raw["study"]["n_trials"] = 1
+    raw["train"]["epochs"] = 2
+    if pretrained is not None:
+        raw["model"]["pretrained"] = str(pretrained)
+    spec = write_spec(folder / path.name, raw)
+    searched = runner.invoke(app, ["search", str(spec)])
+    assert searched.exit_code == 0, searched.output
+    pick = ["--trial", "0"] if isinstance(raw["study"].get("objective"), list) else []
+    out = folder / "export"
+    result = runner.invoke(app, ["best", str(spec), "--export", str(out), *pick])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrain_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """specs/pretrain.yaml's export (on the digits 0–4), the weights specs/transfer.yaml reads."""
+    from automl_clf.datasets import write_digits
+
+    folder = tmp_path_factory.mktemp("pretrain")
+    data = write_digits(folder / "digits-0-4", classes=[0, 1, 2, 3, 4], per_class=14)
+    return export_shipped_spec(REPO / "specs" / "pretrain.yaml", folder, data, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.name)
+def test_every_shipped_spec_exports(
+    path: Path, request: pytest.FixtureRequest, digits_root: Path, tmp_path: Path
+) -> None:
+    if path.name == "pretrain.yaml":
+        out = request.getfixturevalue("pretrain_export")
+    elif path.name == "transfer.yaml":  # fine-tunes pretrain's export, as its header says
+        from automl_clf.datasets import write_digits
+
+        data = write_digits(tmp_path / "digits-5-9", classes=[5, 6, 7, 8, 9], per_class=14)
+        weights = request.getfixturevalue("pretrain_export") / "model.safetensors"
+        out = export_shipped_spec(path, tmp_path, data, weights)
+    else:
+        out = export_shipped_spec(path, tmp_path, digits_root, None)
+    exported = automl_clf.load_spec(out / "spec.yaml")  # valid, and nothing left to search
+    assert describe_space(exported).params == []
+    assert automl_clf.load(out).classes_
 
 
 def write_tiny_export(out: Path, text: str) -> None:

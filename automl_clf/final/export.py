@@ -34,7 +34,7 @@ from automl_clf.final.manifest import (
     ExportManifest,
     library_versions,
 )
-from automl_clf.final.provenance import SPEC_FILE, data_fingerprint, resolved_spec_yaml
+from automl_clf.final.provenance import SPEC_FILE, data_fingerprint
 from automl_clf.final.retrain import FinalResult
 from automl_clf.models.factory import measure_latency_ms
 from automl_clf.report import (
@@ -111,9 +111,7 @@ def _write(
         formats=formats,
     )
     (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-    (folder / SPEC_FILE).write_text(
-        resolved_spec_yaml(spec, result.config, study=study_name, trial=result.trial.number)
-    )
+    (folder / SPEC_FILE).write_text(result.spec_yaml)
     dataset = result.dataset
     content = ReportContent(
         title=study_name,

@@ -4,7 +4,8 @@ The final model trains on train+val (or train) for the trial's best epoch count,
 final section's class weighting. With `final.seeds > 1` it trains once per seed (train only, so
 validation stays held out), keeps the best on validation by the study's objective and reports the
 spread. The test split is touched here and nowhere else, by the chosen model only (plainly, and
-with the spec's test-time augmentation when asked).
+with the spec's test-time augmentation when asked). The export's `spec.yaml` is made and checked
+before any training, so a spec that cannot be written fails in seconds, not after the retrain.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from optuna.trial import FrozenTrial
 from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
+from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.tta import evaluate_tta
 from automl_clf.search.study import best_trial, check_compatible
 from automl_clf.spec.config import TrialConfig
@@ -46,6 +48,7 @@ class FinalResult:
     train_on: str
     seed: int  # the chosen (exported) seed
     seed_runs: list[SeedRun]  # every seed trained, in order
+    spec_yaml: str  # the export's spec.yaml (final/provenance.py)
     tta: tuple[str, ...] = ()  # the test-time augmentation views of `test_tta`
     test_tta: EvalResult | None = None
 
@@ -65,6 +68,8 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
     """Retrain the best (or the given) complete trial and evaluate it on the test split."""
     trial = best_trial(study) if trial_number is None else _complete_trial(study, trial_number)
     config = trial_config(trial)
+    study_name = spec.study.name or "study"
+    spec_yaml = resolved_spec_yaml(spec, config, study=study_name, trial=trial.number)
     dataset = load_dataset(spec.data)
     check_compatible(study, spec, dataset)
     epochs = int(trial.user_attrs.get("best_epoch", config.train.epochs))
@@ -108,6 +113,7 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
         spec.final.train_on,
         seed=chosen[0].seed,
         seed_runs=runs,
+        spec_yaml=spec_yaml,
         tta=tta,
         test_tta=test_tta,
     )
