@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 import torch
 import yaml
@@ -433,6 +434,33 @@ def test_staging_folders_of_running_exports_are_left_alone(tmp_path: Path) -> No
         running.wait()
     write_tiny_export(out, "newer")
     assert not busy.exists() and other_host.is_dir()
+
+
+def test_the_export_records_the_class_weighting_that_ran(exported: Exported) -> None:
+    spec = automl_clf.load_spec(exported.spec)
+    assert spec.study.storage is not None and spec.study.name is not None
+    manifest = json.loads((exported.folder / "model.json").read_text())
+    trial = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage).trials[
+        manifest["trial"]
+    ]
+    assert trial.user_attrs["config"]["train"]["class_weighting"] == "none"  # as searched
+    assert manifest["config"]["train"]["class_weighting"] == "balanced"  # final.class_weighting
+    exported_spec = yaml.safe_load((exported.folder / "spec.yaml").read_text())
+    assert exported_spec["train"]["class_weighting"] == "balanced"
+    line = f"| class weighting | balanced (final.class\\_weighting; trial #{trial.number} trained"
+    assert line in (exported.folder / "report" / "report.md").read_text()
+
+
+def test_final_class_weighting_searched_keeps_the_trials(
+    exported: Exported, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(exported.spec.read_text())
+    raw["final"] = {"train_on": "train+val", "class_weighting": "searched"}
+    spec = automl_clf.load_spec(write_spec(exported.spec.with_name("searched.yaml"), raw))
+    report = automl_clf.export_best(spec, tmp_path / "searched")
+    manifest = json.loads((tmp_path / "searched" / "model.json").read_text())
+    assert manifest["config"]["train"]["class_weighting"] == "none"
+    assert "| class weighting | none |" in (report / "report.md").read_text()
 
 
 def edit_manifest(folder: Path, **changes: Any) -> None:

@@ -35,7 +35,7 @@ from automl_clf.final.manifest import (
     library_versions,
 )
 from automl_clf.final.provenance import SPEC_FILE, data_fingerprint
-from automl_clf.final.retrain import FinalResult
+from automl_clf.final.retrain import FinalResult, trial_config
 from automl_clf.models.factory import measure_latency_ms
 from automl_clf.report import (
     DataSummary,
@@ -136,7 +136,7 @@ def _write(
             latency_ms=latency,
             epochs=result.epochs,
             train_on=result.train_on,
-            class_weighting=spec.final.class_weighting,
+            class_weighting=_class_weighting(result),
             seed=result.seed,
             seeds=[
                 SeedSummary(run.seed, summary_metrics(run.val) if run.val is not None else None)
@@ -153,3 +153,12 @@ def _write(
     )
     write_report(content, folder / REPORT_DIR)
     return formats, latency
+
+
+def _class_weighting(result: FinalResult) -> str:
+    """The retrain's class weighting, and the trial's when the final section changed it."""
+    ran = result.config.train.class_weighting
+    searched = trial_config(result.trial).train.class_weighting
+    if ran == searched:
+        return ran
+    return f"{ran} (final.class_weighting; trial #{result.trial.number} trained with {searched})"

@@ -621,7 +621,10 @@ class FinalSpec(SpecModel):
     """How `autoclf best --export` retrains the chosen configuration before the test split."""
 
     train_on: Literal["train", "train+val"] = "train+val"
-    class_weighting: Literal["none", "balanced"] = "balanced"
+    # The retrain's class weighting: the mission retrains the best configuration with balanced
+    # class weights; `searched` keeps the trial's own train.class_weighting. The export records
+    # the value that ran (model.json's config, spec.yaml, the report).
+    class_weighting: Literal["none", "balanced", "searched"] = "balanced"
     seed: int = 0  # the first retrain's seed; further seeds count up from it
     # Retrains with seeds seed, seed+1, …; the best on the validation split (by the study's
     # objective) is exported and the spread across seeds is reported. Needs train_on: train.
