@@ -367,6 +367,11 @@ def test_an_export_with_anything_added_or_changed_is_not_replaced(
     ):
         check_replaceable(copy)
     (copy / "notes.txt").unlink()
+    (copy / "visualize" / "0003").mkdir(parents=True)
+    (copy / "visualize" / "0003" / "filters.png").write_bytes(b"mine")
+    with pytest.raises(automl_clf.ExportError, match=r"holds \(visualize/\), so"):
+        check_replaceable(copy)
+    shutil.rmtree(copy / "visualize")
     (copy / "report" / "report.md").write_text("my edits")
     with pytest.raises(automl_clf.ExportError, match=r"changed since it was written \(report/"):
         check_replaceable(copy)

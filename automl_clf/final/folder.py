@@ -82,10 +82,13 @@ def check_replaceable(out_dir: Path) -> None:
             f"{out_dir} is not an autoclf export: it has no valid {MARKER_FILE}{hint}, so it is "
             f"left untouched; {fix}"
         )
-    foreign, changed = [], []
+    foreign: list[str] = []  # relative paths; a folder ends with /
+    changed: list[str] = []
     for path in sorted(out_dir.rglob("*")):  # links are listed, not followed
         rel = path.relative_to(out_dir).as_posix()
         record = marker.files.get(rel)
+        if any(rel.startswith(name) for name in foreign if name.endswith("/")):
+            continue  # inside a folder already named
         if path.is_symlink():
             foreign.append(rel)
         elif path.is_dir():
