@@ -67,10 +67,12 @@ def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Pa
     """Retrain the best (or given) trial, evaluate on test, write the export; returns the report
     folder."""
     from automl_clf.final.export import write_export
+    from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import retrain
     from automl_clf.search.study import load_existing_study
 
     assert spec.study.storage is not None and spec.study.name is not None
+    check_replaceable(Path(out_dir).resolve())  # refuse before the retrain, not after it
     study = load_existing_study(spec.study.storage, spec.study.name)
     final = retrain(spec, study, trial)
     return write_export(final, Path(out_dir), spec, study).report

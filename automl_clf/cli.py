@@ -296,9 +296,11 @@ def best(
     if export is None:
         return
     from automl_clf.final.export import write_export
+    from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import retrain
     from automl_clf.ui import final_summary, formats_summary
 
+    _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
     seeds = loaded.final.seeds
     with console.status(
         f"retraining on {loaded.final.train_on}" + (f" with {seeds} seeds" if seeds > 1 else "")

@@ -7,20 +7,35 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import automl_clf
 from automl_clf.cli import app
 from automl_clf.data.dataset import SplitArrays
+from automl_clf.final.folder import (
+    STAGING,
+    check_replaceable,
+    recover_interrupted,
+    sibling,
+    staged_export,
+)
 from automl_clf.final.predictor import BATCH_SIZE, predict_files
 from automl_clf.final.tta import evaluate_tta, tta_views
+from automl_clf.spec.describe import describe_space
 from tests.conftest import (
+    REPO,
     Exported,
     fails_if_blocked,
     tiny_spec,
@@ -156,8 +171,33 @@ def test_tta_is_reported_beside_the_plain_result(export: Path) -> None:
     metrics = json.loads((export / "report" / "metrics.json").read_text())
     tta = metrics["tta"]
     assert tta["views"] == ["hflip", "crops"]
-    assert 0.0 <= tta["accuracy"] <= 1.0 and tta["log_loss"] > 0.0
     assert "with TTA (hflip + crops)" in (export / "report" / "report.md").read_text()
+    # Recomputed here from the test images alone: the exported model's softmax averaged over
+    # each image, its 4 corner and centre crops of 7/8 of the side resized back, and mirrors.
+    predictor = automl_clf.load(export)
+    rows = read_test_predictions(export)
+    pixels = np.stack([predictor.load(row["path"]) for row in rows])
+    labels = np.array([predictor.classes_.index(row["true"]) for row in rows])
+    x = predictor.manifest_.preprocessing.to_tensor(pixels)
+    side = x.shape[-1]
+    crop = round(side * 7 / 8)
+    corners = [(0, 0), (0, side - crop), (side - crop, 0), (side - crop, side - crop)]
+    corners.append(((side - crop) // 2, (side - crop) // 2))
+    views = [x] + [
+        torch.nn.functional.interpolate(
+            x[:, :, top : top + crop, left : left + crop], size=(side, side), mode="bilinear"
+        )
+        for top, left in corners
+    ]
+    views += [view.flip(-1) for view in views]
+    with torch.no_grad():
+        probabilities = torch.stack([predictor.model_(v).softmax(1) for v in views]).mean(0)
+    picked = probabilities.numpy()[np.arange(len(labels)), labels]
+    assert tta["log_loss"] == pytest.approx(float(-np.log(picked).mean()), rel=1e-5)
+    assert tta["accuracy"] == pytest.approx(
+        float((probabilities.argmax(1).numpy() == labels).mean())
+    )
+    assert tta["log_loss"] != pytest.approx(metrics["log_loss"])  # not the plain result again
 
 
 def test_tta_views_and_their_average(export: Path) -> None:
@@ -262,3 +302,313 @@ def test_predict_with_a_mistyped_path_is_one_line_and_exit_2(export: Path, tmp_p
         f"error: no such file or folder: {tmp_path / 'inbx'}; check the path (predict reads "
         "image files and folders)"
     ]
+
+
+SHIPPED_SPECS = sorted((REPO / "specs").glob("*.yaml"))
+
+
+def export_shipped_spec(path: Path, folder: Path, data: Path, pretrained: Path | None) -> Path:
+    """Search one trial of a spec in specs/ and export it, as its header says, on tiny data.
+
+    Only what makes it quick is changed: the data (a few real digits), the image size, the
+    epochs and the number of trials; the study, model, train, augment and final sections are
+    the shipped ones. A multi-objective spec exports `--trial 0`, as its header documents.
+    """
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["root"] = str(data)
+    raw["data"]["image_size"] = 16
+    raw["study"]["n_trials"] = 1
+    raw["train"]["epochs"] = 2
+    if pretrained is not None:
+        raw["model"]["pretrained"] = str(pretrained)
+    spec = write_spec(folder / path.name, raw)
+    searched = runner.invoke(app, ["search", str(spec)])
+    assert searched.exit_code == 0, searched.output
+    pick = ["--trial", "0"] if isinstance(raw["study"].get("objective"), list) else []
+    out = folder / "export"
+    result = runner.invoke(app, ["best", str(spec), "--export", str(out), *pick])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrain_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """specs/pretrain.yaml's export (on the digits 0–4), the weights specs/transfer.yaml reads."""
+    from automl_clf.datasets import write_digits
+
+    folder = tmp_path_factory.mktemp("pretrain")
+    data = write_digits(folder / "digits-0-4", classes=[0, 1, 2, 3, 4], per_class=14)
+    return export_shipped_spec(REPO / "specs" / "pretrain.yaml", folder, data, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.name)
+def test_every_shipped_spec_exports(
+    path: Path, request: pytest.FixtureRequest, digits_root: Path, tmp_path: Path
+) -> None:
+    if path.name == "pretrain.yaml":
+        out = request.getfixturevalue("pretrain_export")
+    elif path.name == "transfer.yaml":  # fine-tunes pretrain's export, as its header says
+        from automl_clf.datasets import write_digits
+
+        data = write_digits(tmp_path / "digits-5-9", classes=[5, 6, 7, 8, 9], per_class=14)
+        weights = request.getfixturevalue("pretrain_export") / "model.safetensors"
+        out = export_shipped_spec(path, tmp_path, data, weights)
+    else:
+        out = export_shipped_spec(path, tmp_path, digits_root, None)
+    exported = automl_clf.load_spec(out / "spec.yaml")  # valid, and nothing left to search
+    assert describe_space(exported).params == []
+    assert automl_clf.load(out).classes_
+
+
+def write_tiny_export(out: Path, text: str) -> None:
+    """An export folder as final/folder.py makes one (its marker included), without a model."""
+    with staged_export(out) as staging:
+        (staging / "model.json").write_text(text)
+        (staging / "report").mkdir()
+        (staging / "report" / "report.md").write_text(text)
+
+
+def die_inside_an_export(out: Path, steps: str) -> None:
+    """Run `steps` in a real Python process that then kills itself with SIGKILL (kill -9)."""
+    script = (
+        "import os, signal, sys\nfrom pathlib import Path\n"
+        "from automl_clf.final.folder import REPLACED, sibling, staged_export\n"
+        f"out = Path({str(out)!r})\n{steps}\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def siblings(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name != out.name)
+
+
+def test_best_export_refuses_a_folder_autoclf_did_not_write(
+    exported: Exported, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.json").write_text('{"my": "own file"}')
+    (mine / "thesis.tex").write_text("years of work")
+    result = runner.invoke(app, ["best", str(exported.spec), "--export", str(mine)])
+    assert result.exit_code == 2
+    assert "is not an autoclf export" in result.output and "left untouched" in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["model.json", "thesis.tex"]
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_an_export_with_anything_added_or_changed_is_not_replaced(
+    exported: Exported, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(exported.folder, tmp_path / "export")
+    shutil.rmtree(copy / "visualize", ignore_errors=True)  # another test's figures, if any
+    check_replaceable(copy)  # an export as autoclf wrote it may be replaced
+    (copy / "notes.txt").write_text("mine")
+    with pytest.raises(
+        automl_clf.ExportError, match=r"holds what no autoclf export holds \(notes"
+    ):
+        check_replaceable(copy)
+    (copy / "notes.txt").unlink()
+    (copy / "visualize" / "0003").mkdir(parents=True)
+    (copy / "visualize" / "0003" / "filters.png").write_bytes(b"mine")
+    with pytest.raises(automl_clf.ExportError, match=r"holds \(visualize/\), so"):
+        check_replaceable(copy)
+    shutil.rmtree(copy / "visualize")
+    (copy / "report" / "report.md").write_text("my edits")
+    with pytest.raises(automl_clf.ExportError, match=r"changed since it was written \(report/"):
+        check_replaceable(copy)
+    (copy / "report" / "report.md").unlink()
+    (copy / "report" / "report.md").symlink_to(Path.home())
+    with pytest.raises(automl_clf.ExportError, match="holds what no autoclf export holds"):
+        check_replaceable(copy)
+    assert (copy / "model.safetensors").is_file()  # nothing was deleted by any refusal
+
+
+def test_best_export_replaces_its_own_earlier_export(exported: Exported, tmp_path: Path) -> None:
+    copy = shutil.copytree(exported.folder, tmp_path / "export")
+    shutil.rmtree(copy / "visualize", ignore_errors=True)
+    old = (copy / "autoclf_export.json").read_text()
+    result = runner.invoke(app, ["best", str(exported.spec), "--export", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert (copy / "autoclf_export.json").read_text() != old  # a new export, whole
+    check_replaceable(copy)
+    assert siblings(copy) == []  # no staging folder left beside it
+
+
+def test_an_export_killed_before_the_swap_leaves_the_old_one_whole(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    write_tiny_export(out, "old")
+    die_inside_an_export(
+        out, "with staged_export(out) as staging:\n    (staging / 'model.json').write_text('new')"
+    )
+    assert (out / "model.json").read_text() == "old"
+    check_replaceable(out)  # still whole, so the rerun may replace it
+    assert len(siblings(out)) == 1  # the dead export's staging folder
+    write_tiny_export(out, "rerun")
+    assert (out / "model.json").read_text() == "rerun"
+    assert siblings(out) == []  # the dead export's staging folder is cleaned up
+
+
+def test_an_export_killed_mid_swap_is_undone_by_the_next_one(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    write_tiny_export(out, "old")
+    # Where the atomic exchange is missing, the swap sets the old export aside first; die there.
+    die_inside_an_export(
+        out,
+        "with staged_export(out) as staging:\n"
+        "    (staging / 'model.json').write_text('new')\n"
+        "    out.rename(sibling(out, REPLACED, os.getpid()))",
+    )
+    assert not out.exists()
+    recover_interrupted(out)  # what the next export does first
+    assert (out / "model.json").read_text() == "old"
+    write_tiny_export(out, "rerun")
+    assert (out / "model.json").read_text() == "rerun" and siblings(out) == []
+
+
+def test_staging_folders_of_running_exports_are_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = sibling(out, STAGING, running.pid)
+        busy.mkdir()
+        other_host = tmp_path / ".export.partial-elsewhere-1"
+        other_host.mkdir()
+        write_tiny_export(out, "new")
+        assert busy.is_dir() and other_host.is_dir()
+    finally:
+        running.kill()
+        running.wait()
+    write_tiny_export(out, "newer")
+    assert not busy.exists() and other_host.is_dir()
+
+
+def test_the_export_records_the_class_weighting_that_ran(exported: Exported) -> None:
+    spec = automl_clf.load_spec(exported.spec)
+    assert spec.study.storage is not None and spec.study.name is not None
+    manifest = json.loads((exported.folder / "model.json").read_text())
+    trial = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage).trials[
+        manifest["trial"]
+    ]
+    assert trial.user_attrs["config"]["train"]["class_weighting"] == "none"  # as searched
+    assert manifest["config"]["train"]["class_weighting"] == "balanced"  # final.class_weighting
+    exported_spec = yaml.safe_load((exported.folder / "spec.yaml").read_text())
+    assert exported_spec["train"]["class_weighting"] == "balanced"
+    line = f"| class weighting | balanced (final.class\\_weighting; trial #{trial.number} trained"
+    assert line in (exported.folder / "report" / "report.md").read_text()
+
+
+def test_final_class_weighting_searched_keeps_the_trials(
+    exported: Exported, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(exported.spec.read_text())
+    raw["final"] = {"train_on": "train+val", "class_weighting": "searched"}
+    spec = automl_clf.load_spec(write_spec(exported.spec.with_name("searched.yaml"), raw))
+    report = automl_clf.export_best(spec, tmp_path / "searched")
+    manifest = json.loads((tmp_path / "searched" / "model.json").read_text())
+    assert manifest["config"]["train"]["class_weighting"] == "none"
+    assert "| class weighting | none |" in (report / "report.md").read_text()
+
+
+def edit_manifest(folder: Path, **changes: Any) -> None:
+    """Set dotted keys of the export's model.json, e.g. `{"config.data.channels": 3}`."""
+    path = folder / "model.json"
+    manifest = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        target = manifest
+        for part in parents:
+            target = target[part]
+        target[key] = value
+    path.write_text(json.dumps(manifest))
+
+
+def with_size(folder: Path, size: int) -> None:
+    manifest = json.loads((folder / "model.json").read_text())
+    channels = manifest["input_shape"][0]
+    edit_manifest(
+        folder,
+        **{
+            "input_shape": [channels, size, size],
+            "preprocessing.decoding.image_size": size,
+            "config.data.image_size": size,
+        },
+    )
+
+
+def with_rgb(folder: Path) -> None:
+    manifest = json.loads((folder / "model.json").read_text())
+    size = manifest["input_shape"][1]
+    edit_manifest(
+        folder,
+        **{
+            "input_shape": [3, size, size],
+            "preprocessing.decoding.channels": 3,
+            "preprocessing.mean": [0.5] * 3,
+            "preprocessing.std": [0.2] * 3,
+            "config.data.channels": 3,
+        },
+    )
+
+
+def reshape_a_tensor(folder: Path) -> None:
+    tensors = load_file(folder / "model.safetensors")
+    key = next(k for k, v in tensors.items() if v.ndim > 1)
+    tensors[key] = tensors[key].reshape(-1).contiguous()
+    save_file(tensors, folder / "model.safetensors")
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGES = {  # how an export is damaged -> (the damage, the file named, what the line says)
+    "one class more": (
+        lambda f: edit_manifest(f, classes=["0", "1", "7", "9"]),
+        "model.safetensors",
+        "(4 classes, 1 channel(s), 8 px) needs",
+    ),
+    "three channels": (with_rgb, "model.safetensors", "needs"),
+    "another image size": (lambda f: with_size(f, 12), "model.safetensors", "12 px) needs"),
+    "a terabyte image size": (lambda f: with_size(f, 10**7), "model.json", "less than or equal"),
+    "input shape alone": (
+        lambda f: edit_manifest(f, input_shape=[1, 9, 9]),
+        "model.json",
+        "input_shape: must be (1, 8, 8)",
+    ),
+    "not UTF-8": (
+        lambda f: (f / "model.json").write_bytes(b'{"classes": "\xff\xfe"}'),
+        "model.json",
+        "not UTF-8",
+    ),
+    "not JSON": (lambda f: (f / "model.json").write_text("{"), "model.json", "Invalid JSON"),
+    "truncated weights": (
+        lambda f: truncate(f / "model.safetensors"),
+        "model.safetensors",
+        "not a readable safetensors file",
+    ),
+    "random weights file": (
+        lambda f: (f / "model.safetensors").write_bytes(np.random.default_rng(0).bytes(4096)),
+        "model.safetensors",
+        "not a readable safetensors file",
+    ),
+    "a reshaped tensor": (reshape_a_tensor, "model.safetensors", "has shape"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_export_is_one_line_naming_the_file(
+    damage: str, export: Path, tmp_path: Path
+) -> None:
+    spoil, file, says = DAMAGES[damage]
+    copy = shutil.copytree(export, tmp_path / "export")
+    spoil(copy)
+    image = read_test_predictions(export)[0]["path"]
+    result = runner.invoke(app, ["predict", str(copy), image])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {copy / file}") and says in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    with pytest.raises(automl_clf.ExportError, match="damaged or was edited"):
+        automl_clf.load(copy)

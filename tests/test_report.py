@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import optuna
 import pytest
 from PIL import Image
 
+from automl_clf.report.content import DataSummary, FinalSummary, ReportContent, SeedSummary
 from automl_clf.report.html import SECTIONS
 from automl_clf.report.metrics import (
     calibration_bins,
@@ -21,8 +23,9 @@ from automl_clf.report.metrics import (
     top_k_accuracy,
 )
 from automl_clf.report.search import summarise_search
-from automl_clf.report.write import FIGURES
+from automl_clf.report.write import FIGURES, write_report
 from automl_clf.spec import load_spec
+from automl_clf.train.metrics import summarise
 from tests.conftest import Exported
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -185,3 +188,94 @@ def test_the_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> 
     header = pixels[:60].reshape(-1, 3).mean(axis=0)
     assert header.max() < 80  # the dark title bar is drawn: the style sheet applied
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # figures and text, not blank
+
+
+HOSTILE_CLASSES = [
+    "<img src=x onerror=alert(1)>",
+    "*star* | ~~gone~~ & [link](http://x) `tick` $x$ _u_",
+    "a$\\frac$b",  # bad TeX: matplotlib would fail on it as mathematics
+]
+
+
+def hostile_content() -> ReportContent:
+    """A report whose every user string (class names, paths, params, reasons) is markup."""
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1]] * 2)
+    study = optuna.create_study()
+    choice = optuna.distributions.CategoricalDistribution(["<b>p</b>", "q"])
+    for value, param in ((0.5, "<b>p</b>"), (0.7, "q")):
+        trial = optuna.trial.create_trial(
+            params={"augment.policy": param},
+            distributions={"augment.policy": choice},
+            value=value,
+        )
+        study.add_trial(trial)
+    failed = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "<script>x</script>"}
+    )
+    study.add_trial(failed)
+    return ReportContent(
+        title="<i>study</i>",
+        classes=HOSTILE_CLASSES,
+        data=DataSummary(
+            root="/data/<b>root</b>",
+            presplit=False,
+            counts={"train": [4, 4, 4], "val": [1, 1, 1], "test": [2, 2, 2]},
+            skipped=[("/data/<u>bad</u>.png", "cannot decode <em>it</em>")],
+            fingerprint="0" * 64,
+            n_files=21,
+        ),
+        search=summarise_search(study),
+        final=FinalSummary(
+            trial=0,
+            objective="val_loss",
+            objective_value=0.5,
+            params={"augment.policy": "<b>p</b>"},
+            config={"note": "<b>config</b>"},
+            backbone="cnn",
+            n_params=10,
+            latency_ms=1.0,
+            epochs=2,
+            train_on="train",
+            class_weighting="balanced",
+            seed=0,
+            seeds=[SeedSummary(0, None)],
+            preprocessing={
+                "decoding": {"image_size": 8, "channels": 1, "resize": "squash"},
+                "mean": [0.5],
+                "std": [0.25],
+            },
+            formats={"onnx": {"file": "model.onnx", "ok": False, "error": "<b>failed</b>"}},
+        ),
+        test=summarise(0.5, probabilities, labels),
+        test_paths=[Path(f"/data/<s>{i}</s>.png") for i in range(6)],
+        test_pixels=np.zeros((6, 8, 8, 1), dtype=np.uint8),
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Tight layout not applied")  # long names on purpose
+def test_user_strings_show_as_written_never_as_markup(tmp_path: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    write_report(hostile_content(), tmp_path)  # the figures draw `$…$` as text
+    pages = {
+        "index.html": (tmp_path / "index.html").read_text(),
+        "report.md": MarkdownIt("commonmark")
+        .enable(["table", "strikethrough"])
+        .render((tmp_path / "report.md").read_text()),
+    }
+    for name, page in pages.items():
+        for tag in (
+            "<img src=x",
+            "<b>",
+            "<i>",
+            "<u>",
+            "<s>",
+            "<em>",
+            "<script",
+            "<del>",
+            'http://x"',
+        ):
+            assert tag not in page, (name, tag)
+        for text in (*HOSTILE_CLASSES, "/data/<b>root</b>", "<script>x</script>"):
+            assert escape(text, quote=False) in page, (name, text)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from automl_clf.data.discover import special_file_kind
 from automl_clf.errors import ImageError
-from automl_clf.spec.config import DataConfig
+from automl_clf.spec.config import DataConfig, ImageSize
 from automl_clf.spec.models import DataSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,7 +39,7 @@ class Decoding(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image_size: int  # pixels, square
+    image_size: ImageSize
     channels: Literal[1, 3]
     resize: Literal["squash", "letterbox", "center_crop"]
 

@@ -7,16 +7,15 @@
     DIR/model.onnx                ONNX, likewise
     DIR/spec.yaml                 the spec fixed to the exported trial (final/provenance.py)
     DIR/report/                   metrics.json, index.html, report.md, figures (report/write.py)
+    DIR/autoclf_export.json       what autoclf wrote, written last (final/folder.py)
 
-The directory is built beside DIR and moved into place at the end, so an interrupted export
-never leaves a half-written one behind, and an existing export is only replaced once the new
-one is complete.
+The directory is built beside DIR and swapped into place at the end (final/folder.py): DIR is
+only ever replaced when it is an unchanged autoclf export, and an interrupted export leaves the
+previous one whole.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from safetensors.torch import save_model
 
 from automl_clf.data.batches import eval_batches
-from automl_clf.errors import ExportError
+from automl_clf.final.folder import staged_export
 from automl_clf.final.formats import FormatCheck, write_formats
 from automl_clf.final.manifest import (
     FORMAT_VERSION,
@@ -35,8 +34,8 @@ from automl_clf.final.manifest import (
     ExportManifest,
     library_versions,
 )
-from automl_clf.final.provenance import SPEC_FILE, data_fingerprint, resolved_spec_yaml
-from automl_clf.final.retrain import FinalResult
+from automl_clf.final.provenance import SPEC_FILE, data_fingerprint
+from automl_clf.final.retrain import FinalResult, trial_config
 from automl_clf.models.factory import measure_latency_ms
 from automl_clf.report import (
     DataSummary,
@@ -62,27 +61,20 @@ class ExportResult:
 def write_export(
     result: FinalResult, out_dir: Path, spec: Spec, study: optuna.Study | None = None
 ) -> ExportResult:
-    """Write `out_dir` (replacing an earlier autoclf export there); see the module docstring.
+    """Write `out_dir` (replacing an earlier, unchanged autoclf export there); see the module
+    docstring.
 
     Args:
         study: the study the trial came from, summarised in the report (optional).
+
+    Raises:
+        ExportError: `out_dir` holds anything but an unchanged autoclf export (it is left as it
+            is; `final.folder.check_replaceable` says so before the retrain).
     """
     out_dir = out_dir.resolve()
-    is_export = (out_dir / MANIFEST_FILE).is_file()
-    if out_dir.exists() and not is_export and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ExportError(
-            f"{out_dir} exists and is not an autoclf export; choose a new or empty folder"
-        )
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / REPORT_DIR).mkdir(parents=True)
-    try:
+    with staged_export(out_dir) as staging:
+        (staging / REPORT_DIR).mkdir()
         formats, latency = _write(result, staging, spec, study)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(out_dir, out_dir / REPORT_DIR, formats, latency)
 
 
@@ -119,9 +111,7 @@ def _write(
         formats=formats,
     )
     (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-    (folder / SPEC_FILE).write_text(
-        resolved_spec_yaml(spec, result.config, study=study_name, trial=result.trial.number)
-    )
+    (folder / SPEC_FILE).write_text(result.spec_yaml)
     dataset = result.dataset
     content = ReportContent(
         title=study_name,
@@ -146,7 +136,7 @@ def _write(
             latency_ms=latency,
             epochs=result.epochs,
             train_on=result.train_on,
-            class_weighting=spec.final.class_weighting,
+            class_weighting=_class_weighting(result),
             seed=result.seed,
             seeds=[
                 SeedSummary(run.seed, summary_metrics(run.val) if run.val is not None else None)
@@ -163,3 +153,12 @@ def _write(
     )
     write_report(content, folder / REPORT_DIR)
     return formats, latency
+
+
+def _class_weighting(result: FinalResult) -> str:
+    """The retrain's class weighting, and the trial's when the final section changed it."""
+    ran = result.config.train.class_weighting
+    searched = trial_config(result.trial).train.class_weighting
+    if ran == searched:
+        return ran
+    return f"{ran} (final.class_weighting; trial #{result.trial.number} trained with {searched})"

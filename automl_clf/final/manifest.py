@@ -3,17 +3,23 @@
 Loading an export reads this JSON and a safetensors file only: no pickle, so loading an export
 never runs code from it. `model.pt` (TorchScript) and `model.onnx` are extra formats for other
 runtimes (see final/formats.py); their parity with this model is recorded under `formats`.
+
+A damaged or hand-edited model.json is refused by `read_manifest` in one line naming the file
+and the field, before anything is built from it: its parts must agree with each other (the
+input shape, the preprocessing and the configuration), and sizes are bounded like the spec's.
 """
 
 from __future__ import annotations
 
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from automl_clf.data.preprocess import Preprocessing
+from automl_clf.errors import ExportError
 from automl_clf.final.formats import FormatCheck
 from automl_clf.final.provenance import DataFingerprint
 from automl_clf.spec.config import TrialConfig
@@ -46,6 +52,76 @@ class ExportManifest(BaseModel):
     # the training augmentation as albumentations serialises it, and how it was applied
     # (train/session.py); for the record only: predict never augments
     augmentation: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _parts_agree(self) -> ExportManifest:
+        decoding, data = self.preprocessing.decoding, self.config.data
+        expected = (decoding.channels, decoding.image_size, decoding.image_size)
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes: must be 2 or more distinct names, got {self.classes}")
+        if self.input_shape != expected:
+            raise ValueError(
+                f"input_shape: must be {expected} (preprocessing.decoding's channels and "
+                f"image_size), got {self.input_shape}"
+            )
+        if (data.channels, data.image_size) != (decoding.channels, decoding.image_size):
+            raise ValueError(
+                f"config.data: channels {data.channels} and image_size {data.image_size} must "
+                f"match preprocessing.decoding's, {decoding.channels} and {decoding.image_size}"
+            )
+        if not len(self.preprocessing.mean) == len(self.preprocessing.std) == decoding.channels:
+            raise ValueError(
+                f"preprocessing: mean and std need one value per channel ({decoding.channels}), "
+                f"got {len(self.preprocessing.mean)} and {len(self.preprocessing.std)}"
+            )
+        if self.architecture != self.config.model.backbone:
+            raise ValueError(
+                f"architecture: must be config.model.backbone {self.config.model.backbone!r}, "
+                f"got {self.architecture!r}"
+            )
+        return self
+
+
+DAMAGED = (
+    "the export is damaged or was edited: export it again with `autoclf best SPEC --export DIR`"
+)
+
+
+def read_manifest(path: Path) -> ExportManifest:
+    """Read and check an export's model.json.
+
+    Raises:
+        ExportError: one line naming the file and what is wrong with it.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExportError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); {DAMAGED}"
+        ) from None
+    try:
+        return ExportManifest.model_validate_json(text)
+    except ValidationError as exc:
+        raise ExportError(
+            f"{path}: not a valid autoclf manifest: {_problems(exc)}; {DAMAGED}"
+        ) from None
+
+
+def _problems(exc: ValidationError, most: int = 3) -> str:
+    """Pydantic's errors on one line: `field.path: what is wrong, got <value>`."""
+    lines = []
+    for error in exc.errors(include_url=False)[:most]:
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        value = error.get("input")
+        got = f", got {value!r}"[:80] if isinstance(value, (str, int, float, bool)) else ""
+        lines.append(f"{where}: {message}{got}" if where else f"{message}{got}")
+    more = exc.error_count() - most
+    return "; ".join(lines) + (f" (and {more} more)" if more > 0 else "")
 
 
 def library_versions() -> dict[str, str]:

@@ -6,7 +6,9 @@ predicts by argmax of the softmax. `images` may be file paths, PIL images or uin
 
 Loading reads `model.json` and `model.safetensors` (tensors only) and rebuilds the network from
 the recorded configuration: no pickle, so an export cannot run code. The extra formats
-(`model.pt`, `model.onnx`) are for other runtimes and are not read here.
+(`model.pt`, `model.onnx`) are for other runtimes and are not read here. A damaged export (an
+unreadable or inconsistent model.json, a truncated or foreign weights file, tensors of other
+shapes than model.json's network has) is an `ExportError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import ValidationError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 from torch import nn
 
-from automl_clf.errors import ExportError, ImageError
-from automl_clf.final.manifest import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, ExportManifest
+from automl_clf.errors import AutoclfError, ExportError, ImageError
+from automl_clf.final.manifest import (
+    DAMAGED,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ExportManifest,
+    read_manifest,
+)
 from automl_clf.models.factory import build_model
 
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -86,25 +95,59 @@ def load(export_dir: str | Path) -> Predictor:
                 f"{folder} is not an autoclf export: {required.name} is missing (make one with "
                 "`autoclf best SPEC --export DIR`)"
             )
-    try:
-        manifest = ExportManifest.model_validate_json(manifest_path.read_text())
-    except ValidationError as exc:
-        raise ExportError(f"{manifest_path} is not a valid autoclf manifest: {exc}") from None
+    manifest = read_manifest(manifest_path)
     if manifest.format_version != FORMAT_VERSION:
         raise ExportError(
             f"{folder} has export format {manifest.format_version}; this autoclf reads "
             f"format {FORMAT_VERSION}"
         )
     channels, size, _ = manifest.input_shape
-    model = build_model(
-        manifest.config.model,
-        n_classes=len(manifest.classes),
-        in_chans=channels,
-        image_size=size,
-        load_pretrained=False,
-    )
-    load_model(model, str(weights), strict=True)
+    try:
+        model = build_model(
+            manifest.config.model,
+            n_classes=len(manifest.classes),
+            in_chans=channels,
+            image_size=size,
+            load_pretrained=False,
+        )
+    except (AutoclfError, RuntimeError, ValueError, KeyError) as exc:  # e.g. an unknown backbone
+        raise ExportError(
+            f"{manifest_path}: cannot build the model it describes ({_first_line(exc)}); {DAMAGED}"
+        ) from None
+    _load_weights(model, weights, manifest)
     return Predictor(model_=model.eval(), manifest_=manifest)
+
+
+def _load_weights(model: nn.Module, weights: Path, manifest: ExportManifest) -> None:
+    """Load the tensors into `model`, after checking the file's header against its shapes (so a
+    mismatch is named, not a page of torch's state-dict errors)."""
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            names = handle.keys()
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in names}
+    except (SafetensorError, OSError) as exc:
+        raise ExportError(
+            f"{weights}: not a readable safetensors file ({_first_line(exc)}); {DAMAGED}"
+        ) from None
+    channels, size, _ = manifest.input_shape
+    described = f"{len(manifest.classes)} classes, {channels} channel(s), {size} px"
+    for key, tensor in model.state_dict().items():
+        if key in shapes and shapes[key] != tuple(tensor.shape):
+            raise ExportError(
+                f"{weights}: tensor {key!r} has shape {shapes[key]}, but the model that "
+                f"{MANIFEST_FILE} describes ({described}) needs {tuple(tensor.shape)}; {DAMAGED}"
+            )
+    try:
+        load_model(model, str(weights), strict=True)
+    except (RuntimeError, SafetensorError) as exc:  # missing or unexpected tensors, bad data
+        reason = " ".join(str(exc).split())[:300]
+        raise ExportError(
+            f"{weights}: does not fit {MANIFEST_FILE} ({reason}); {DAMAGED}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def iter_image_files(paths: Iterable[str | Path]) -> list[Path]:

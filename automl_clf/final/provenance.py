@@ -48,9 +48,10 @@ def resolved_spec(spec: Spec, config: TrialConfig, *, study: str, trial: int) ->
     """
     raw: dict[str, Any] = spec.model_dump(mode="json")
     # The study section as the user wrote it (defaults stay implicit: e.g. the default pruner
-    # must not appear in a multi-objective study), less where the original study lives.
+    # must not appear in a multi-objective study), less where the original study lives and its
+    # warm-start entries (they name searched params, and this spec searches none).
     written = spec.study.model_dump(mode="json", exclude_unset=True)
-    dropped = ("name", "storage", "artifacts")
+    dropped = ("name", "storage", "artifacts", "warm_start")
     kept = {key: value for key, value in written.items() if key not in dropped}
     raw["study"] = {"name": f"{study}-trial{trial}", **kept}
     for section, values in config.model_dump(mode="json").items():

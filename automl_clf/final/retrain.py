@@ -1,10 +1,12 @@
 """Retrain a chosen trial's configuration and evaluate it once on the held-out test split.
 
 The final model trains on train+val (or train) for the trial's best epoch count, with the
-final section's class weighting. With `final.seeds > 1` it trains once per seed (train only, so
+final section's class weighting (`final_config`: the configuration that runs is the one the
+export records). With `final.seeds > 1` it trains once per seed (train only, so
 validation stays held out), keeps the best on validation by the study's objective and reports the
 spread. The test split is touched here and nowhere else, by the chosen model only (plainly, and
-with the spec's test-time augmentation when asked).
+with the spec's test-time augmentation when asked). The export's `spec.yaml` is made and checked
+before any training, so a spec that cannot be written fails in seconds, not after the retrain.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from optuna.trial import FrozenTrial
 from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
+from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.tta import evaluate_tta
 from automl_clf.search.study import best_trial, check_compatible
 from automl_clf.spec.config import TrialConfig
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import evaluate, resolve_device
@@ -37,7 +40,7 @@ class SeedRun:
 @dataclass
 class FinalResult:
     trial: FrozenTrial
-    config: TrialConfig
+    config: TrialConfig  # what the retrain ran: the trial's, with the final section applied
     trained: TrainedModel  # the chosen seed's model
     test: EvalResult
     test_data: SplitArrays
@@ -46,6 +49,7 @@ class FinalResult:
     train_on: str
     seed: int  # the chosen (exported) seed
     seed_runs: list[SeedRun]  # every seed trained, in order
+    spec_yaml: str  # the export's spec.yaml (final/provenance.py)
     tta: tuple[str, ...] = ()  # the test-time augmentation views of `test_tta`
     test_tta: EvalResult | None = None
 
@@ -61,10 +65,22 @@ def trial_config(trial: FrozenTrial) -> TrialConfig:
         ) from None
 
 
+def final_config(config: TrialConfig, final: FinalSpec) -> TrialConfig:
+    """The configuration the final retrain runs: the trial's, with `final.class_weighting`
+    (unless it says `searched`). Returned whole so that model.json, spec.yaml and the report
+    record what ran, not what the trial searched."""
+    if final.class_weighting == "searched":
+        return config
+    train = config.train.model_copy(update={"class_weighting": final.class_weighting})
+    return config.model_copy(update={"train": train})
+
+
 def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) -> FinalResult:
     """Retrain the best (or the given) complete trial and evaluate it on the test split."""
     trial = best_trial(study) if trial_number is None else _complete_trial(study, trial_number)
-    config = trial_config(trial)
+    config = final_config(trial_config(trial), spec.final)
+    study_name = spec.study.name or "study"
+    spec_yaml = resolved_spec_yaml(spec, config, study=study_name, trial=trial.number)
     dataset = load_dataset(spec.data)
     check_compatible(study, spec, dataset)
     epochs = int(trial.user_attrs.get("best_epoch", config.train.epochs))
@@ -78,7 +94,6 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
             dataset,
             train_on=("train", "val") if both else ("train",),
             validate_on=None if both else "val",
-            class_weighting=spec.final.class_weighting,
             max_epochs=epochs,
             lr_replay=replay,
             seed=seed,
@@ -108,6 +123,7 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
         spec.final.train_on,
         seed=chosen[0].seed,
         seed_runs=runs,
+        spec_yaml=spec_yaml,
         tta=tta,
         test_tta=test_tta,
     )

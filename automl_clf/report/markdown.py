@@ -1,22 +1,33 @@
 """`report.md`: the essentials of an export's report, readable in a terminal or a pull request.
 
-Figures are linked by file name (they sit beside report.md); the full page is index.html.
+Figures are linked by file name (they sit beside report.md); the full page is index.html. Every
+text that comes from the user or the data (class names, paths, parameter values, failure
+reasons) goes through `md_text`, so it shows as written and never as markup or raw HTML.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from automl_clf.report import tables
 from automl_clf.report.content import ReportContent
 from automl_clf.report.tables import Table
 
+# Characters that Markdown (CommonMark, GitHub's tables, strikethrough and math) would read as
+# markup, or as raw HTML and entities. A backslash before any of them shows the character itself.
+_MARKUP = re.compile(r"([\\`*_\[\]<>&|~$])")
+
+
+def md_text(text: str) -> str:
+    """`text` as Markdown that renders exactly as written, on one line (a class named
+    `<img src=x onerror=…>` stays those characters; `*cat*` stays asterisks)."""
+    return _MARKUP.sub(r"\\\1", " ".join(text.splitlines()))
+
 
 def markdown_table(table: Table) -> list[str]:
     def line(cells: list[str]) -> str:
-        return (
-            "| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
-        )
+        return "| " + " | ".join(md_text(cell) for cell in cells) + " |"
 
     return [line(table.header), "|" + "---|" * len(table.header), *map(line, table.rows), ""]
 
@@ -27,7 +38,8 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
     def figure(key: str, alt: str) -> list[str]:
         return [f"![{alt}]({figures[key].name})", ""] if key in figures else []
 
-    lines = [f"# autoclf report: {content.title}", "", tables.headline(content), ""]
+    lines = [f"# autoclf report: {md_text(content.title)}", "", md_text(tables.headline(content))]
+    lines += [""]
     lines += ["## Test metrics", "", *markdown_table(tables.test_metrics_table(content))]
     lines += ["## Per class", "", *markdown_table(tables.per_class_table(content.metrics))]
     lines += ["## Confusion matrix (rows = true, columns = predicted)", ""]
@@ -47,7 +59,8 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
     lines += ["### Formats", "", *markdown_table(tables.formats_table(content))]
     search = content.search
     if search is not None:
-        lines += ["## Search", "", *(f"- {s}" for s in tables.search_sentences(search)), ""]
+        lines += ["## Search", "", *(f"- {md_text(s)}" for s in tables.search_sentences(search))]
+        lines += [""]
         comparison = tables.comparison_table(search)
         if comparison is not None:
             lines += ["### Best vs runner-up", "", *markdown_table(comparison)]
@@ -55,14 +68,15 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
             lines += ["### Parameter importances", ""]
             lines += markdown_table(tables.importances_table(search))
         else:
-            lines += [f"Parameter importances: {search.importance_note}.", ""]
+            lines += [f"Parameter importances: {md_text(search.importance_note)}.", ""]
         lines += figure("history", "optimisation history")
     data = content.data
     layout = "pre-split" if data.presplit else "split by autoclf"
     lines += [
         "## Data",
         "",
-        f"`{data.root}` ({layout}, {data.n_files} files, data sha256 `{data.fingerprint[:16]}…`).",
+        f"{md_text(data.root)} ({layout}, {data.n_files} files, data sha256 "
+        f"`{data.fingerprint[:16]}…`).",
         "",
     ]
     lines += markdown_table(tables.data_table(content))

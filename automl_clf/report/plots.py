@@ -34,21 +34,25 @@ def _figure_grid(
     columns: int = 1,
     height_ratios: list[float] | None = None,
 ) -> Iterator[tuple[Figure, np.ndarray]]:
-    """A figure with a grid of axes, saved to `path` and closed (also on errors) at the end."""
+    """A figure with a grid of axes, saved to `path` and closed (also on errors) at the end.
+
+    Text is drawn as written: class names, paths and parameters are the user's, and
+    matplotlib would otherwise typeset `$…$` in them as mathematics (or fail on bad TeX).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(
-        rows, columns, figsize=size, squeeze=False, gridspec_kw={"height_ratios": height_ratios}
-    )
-    try:
-        yield fig, axes
-        fig.tight_layout()
-        fig.savefig(path, dpi=DPI)
-    finally:
-        plt.close(fig)
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        grid = {"height_ratios": height_ratios}
+        fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, gridspec_kw=grid)
+        try:
+            yield fig, axes
+            fig.tight_layout()
+            fig.savefig(path, dpi=DPI)
+        finally:
+            plt.close(fig)
 
 
 @contextlib.contextmanager

@@ -7,9 +7,13 @@ every export's `model.json`, so `best`, the export and `predict` never re-derive
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# The side of the square images, pixels: the spec's range, and so also all a stored config or an
+# export's model.json may claim (a damaged one must not make predict allocate terabytes).
+ImageSize = Annotated[int, Field(ge=4, le=1024)]
 
 
 class ConfigModel(BaseModel):
@@ -17,7 +21,7 @@ class ConfigModel(BaseModel):
 
 
 class DataConfig(ConfigModel):
-    image_size: int  # pixels, square
+    image_size: ImageSize
     channels: Literal[1, 3]
     resize: Literal["squash", "letterbox", "center_crop"]
     normalize: Literal["auto", "imagenet", "dataset", "none"]

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from automl_clf.spec.config import ImageSize
 from automl_clf.spec.duration import parse_duration
 from automl_clf.spec.space import Choice, SpecModel, Tunable, candidate_values
 
@@ -417,7 +418,7 @@ class DataSpec(SpecModel):
 
     root: Path | None = None  # <root>/<class>/* or <root>/{train,val,test}/<class>/*
     manifest: Path | None = None  # or a CSV with columns path,label[,split]
-    image_size: Annotated[int, Field(ge=4, le=1024)] = 32  # pixels, square
+    image_size: ImageSize = 32  # pixels, square
     channels: Literal[1, 3] = 3  # 1 = grayscale, 3 = RGB; every image is converted to this
     # squash: stretch to a square; letterbox: fit inside and pad with black; center_crop: resize
     # the shorter side, then crop the centre
@@ -680,8 +681,11 @@ class FinalSpec(SpecModel):
     """How `autoclf best --export` retrains the chosen configuration before the test split."""
 
     train_on: Literal["train", "train+val"] = "train+val"
-    class_weighting: Literal["none", "balanced"] = "balanced"
-    seed: int = 0  # the first retrain's seed; further seeds count up from it
+    # The retrain's class weighting: the mission retrains the best configuration with balanced
+    # class weights; `searched` keeps the trial's own train.class_weighting. The export records
+    # the value that ran (model.json's config, spec.yaml, the report).
+    class_weighting: Literal["none", "balanced", "searched"] = "balanced"
+    seed: Seed = 0  # the first retrain's seed; further seeds count up from it
     # Retrains with seeds seed, seed+1, …; the best on the validation split (by the study's
     # objective) is exported and the spread across seeds is reported. Needs train_on: train.
     seeds: PositiveInt = 1

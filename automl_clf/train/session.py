@@ -51,7 +51,6 @@ def train_config(
     *,
     train_on: tuple[str, ...] = ("train",),
     validate_on: str | None = "val",
-    class_weighting: str | None = None,
     max_epochs: int | None = None,
     lr_replay: list[float] | None = None,
     seed: int | None = None,
@@ -64,7 +63,6 @@ def train_config(
     Args:
         train_on: splits to train on, e.g. ("train", "val") for the final retrain.
         validate_on: the split for early stopping and pruning, or None.
-        class_weighting: overrides `config.train.class_weighting` (the final retrain's own).
         max_epochs: stop after this many epochs (a retrain: the trial's best epoch).
         lr_replay: per-epoch learning rates to replay (a retrain of a plateau schedule).
         seed: overrides `config.train.seed` (final retrains over several seeds).
@@ -111,9 +109,7 @@ def train_config(
             train_cfg,
             preprocessing,
             plan=plan_transfer(model, config.model),
-            weights=class_weights(
-                train.labels, dataset.n_classes, class_weighting or train_cfg.class_weighting
-            ),
+            weights=class_weights(train.labels, dataset.n_classes, train_cfg.class_weighting),
             mixer=BatchMixer(config.augment),
             max_epochs=max_epochs,
             lr_replay=lr_replay,

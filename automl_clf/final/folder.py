@@ -1,0 +1,253 @@
+"""The export folder on disk: recognise an autoclf export, build a new one beside it, swap it in.
+
+`best --export DIR` replaces DIR, so two promises rest on this module: it never deletes anything
+autoclf did not write, and an interrupted export leaves DIR whole, the old export or the new one.
+
+Recognising an export. Every export ends with `autoclf_export.json` (`MARKER_FILE`), written
+last: a version and the size and content hash of every file the export wrote. DIR is replaced
+only when it is missing, an empty folder, or holds those files unchanged and nothing else; a
+folder with any other file, a changed file, a link, or no marker is refused and left untouched
+(a file named `model.json` proves nothing: anyone can write one).
+
+Replacing it. The new export is written in a staging folder beside DIR,
+`.<DIR>.partial-<host>-<pid>`, and exchanged with DIR in one step (Linux `renameat2` with
+`RENAME_EXCHANGE`): at every instant DIR is the whole old export or the whole new one. The
+staging name then holds the old export, which is removed. Where the exchange is not available
+(another OS, some network file systems) DIR is first renamed aside to
+`.<DIR>.replaced-<host>-<pid>`; an export killed between that and moving the new one in is
+undone by the next export to DIR, which moves the old one back before anything else.
+
+Cleaning up. Staging and set-aside folders are named by their writer's host and pid, so the
+next export to the same DIR removes those whose writer is gone (this host, a pid no longer
+running) and leaves alone those of running exports and of other hosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from automl_clf.data.cache import content_hash
+from automl_clf.errors import ExportError
+
+MARKER_FILE = "autoclf_export.json"
+MARKER_VERSION = 1
+STAGING, REPLACED = "partial", "replaced"  # the kinds of sibling folder an export makes
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+N_LISTED = 5  # foreign files named in a refusal, at most
+
+
+class FileRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int  # bytes
+    blake2b: str  # data/cache.py `content_hash`
+
+
+class ExportMarker(BaseModel):
+    """`autoclf_export.json`: what autoclf wrote into an export folder, and nothing else."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    autoclf_export: int  # MARKER_VERSION
+    files: dict[str, FileRecord]  # path relative to the export, with / -> its record
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Raise ExportError unless `out_dir` is missing, an empty folder, or an unchanged export.
+
+    Called before the retrain (so a refusal costs nothing) and again just before the swap.
+    """
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    fix = "choose a new or empty folder for --export"
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder; {fix}")
+    if not any(out_dir.iterdir()):
+        return
+    marker = _read_marker(out_dir)
+    if marker is None:
+        old = (out_dir / "model.json").is_file()
+        hint = " (an export written before autoclf marked its exports has none)" if old else ""
+        raise ExportError(
+            f"{out_dir} is not an autoclf export: it has no valid {MARKER_FILE}{hint}, so it is "
+            f"left untouched; {fix}"
+        )
+    foreign: list[str] = []  # relative paths; a folder ends with /
+    changed: list[str] = []
+    for path in sorted(out_dir.rglob("*")):  # links are listed, not followed
+        rel = path.relative_to(out_dir).as_posix()
+        record = marker.files.get(rel)
+        if any(rel.startswith(name) for name in foreign if name.endswith("/")):
+            continue  # inside a folder already named
+        if path.is_symlink():
+            foreign.append(rel)
+        elif path.is_dir():
+            if not any(name.startswith(rel + "/") for name in marker.files):
+                foreign.append(rel + "/")
+        elif rel == MARKER_FILE:
+            continue
+        elif record is None or not path.is_file():
+            foreign.append(rel)
+        elif path.stat().st_size != record.size or content_hash(path) != record.blake2b:
+            changed.append(rel)
+    if foreign:
+        raise ExportError(
+            f"{out_dir} holds what no autoclf export holds ({_some(foreign)}), so it is left "
+            f"untouched; move that out of it, or {fix}"
+        )
+    if changed:
+        raise ExportError(
+            f"{out_dir} is an autoclf export whose files changed since it was written "
+            f"({_some(changed)}), so it is left untouched; move them out of it, or {fix}"
+        )
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:N_LISTED]) + (", …" if len(names) > N_LISTED else "")
+
+
+@contextlib.contextmanager
+def staged_export(out_dir: Path) -> Iterator[Path]:
+    """A staging folder to write the export into; on leaving, it replaces `out_dir`.
+
+    An exception inside removes the staging folder and leaves `out_dir` as it was.
+    """
+    out_dir = out_dir.resolve()
+    recover_interrupted(out_dir)
+    remove_stale(out_dir)
+    check_replaceable(out_dir)
+    staging = sibling(out_dir, STAGING, os.getpid())
+    shutil.rmtree(staging, ignore_errors=True)  # left by an earlier process with this pid
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        _write_marker(staging)
+        check_replaceable(out_dir)  # it may have changed while the export was written
+        _swap(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # the unfinished export, or the old one
+
+
+def sibling(out_dir: Path, kind: str, pid: int) -> Path:
+    """The folder beside `out_dir` of one writer: `.<name>.<kind>-<host>-<pid>`."""
+    return out_dir.parent / f".{out_dir.name}.{kind}-{_host()}-{pid}"
+
+
+def recover_interrupted(out_dir: Path) -> None:
+    """Move back an old export set aside by an export that died before moving its new one in
+    (the fallback swap without an atomic exchange), so DIR is never left missing."""
+    if out_dir.exists():
+        return
+    for aside in _stale(out_dir, REPLACED):
+        aside.rename(out_dir)
+        return
+
+
+def remove_stale(out_dir: Path) -> None:
+    """Remove the staging and set-aside folders of `out_dir` whose writer is gone."""
+    for kind in (STAGING, REPLACED):
+        for folder in _stale(out_dir, kind):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stale(out_dir: Path, kind: str) -> list[Path]:
+    """Folders beside `out_dir` named by an export of this host whose process is not running."""
+    prefix = f".{out_dir.name}.{kind}-{_host()}-"
+    found = []
+    with contextlib.suppress(OSError):
+        for path in out_dir.parent.iterdir():
+            pid = path.name.removeprefix(prefix)
+            ours = path.name.startswith(prefix) and pid.isdigit()
+            if ours and path.is_dir() and not path.is_symlink() and not _running(int(pid)):
+                found.append(path)
+    return sorted(found)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (elsewhere than POSIX: assume so)."""
+    if os.name != "posix":
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() or c == "." else "_" for c in socket.gethostname())
+
+
+def _read_marker(folder: Path) -> ExportMarker | None:
+    path = folder / MARKER_FILE
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        marker = ExportMarker.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        return None
+    return marker if marker.autoclf_export == MARKER_VERSION else None
+
+
+def _write_marker(folder: Path) -> None:
+    files = {
+        path.relative_to(folder).as_posix(): FileRecord(
+            size=path.stat().st_size, blake2b=content_hash(path)
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+    marker = ExportMarker(autoclf_export=MARKER_VERSION, files=files)
+    (folder / MARKER_FILE).write_text(marker.model_dump_json(indent=2) + "\n")
+
+
+def _swap(staging: Path, out_dir: Path) -> None:
+    """Put `staging` at `out_dir`; the old `out_dir`, if any, ends up at `staging`."""
+    try:
+        if not out_dir.exists():
+            staging.rename(out_dir)  # atomic; onto an empty folder made meanwhile too
+            return
+        if _exchange(staging, out_dir):
+            return
+        aside = sibling(out_dir, REPLACED, os.getpid())
+        out_dir.rename(aside)
+        try:
+            staging.rename(out_dir)
+        except OSError:
+            aside.rename(out_dir)
+            raise
+        aside.rename(staging)  # removed with the staging folder
+    except OSError as exc:
+        raise ExportError(
+            f"cannot move the new export into {out_dir}: {exc.strerror or exc}; the folder "
+            "there is unchanged"
+        ) from None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where this system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
