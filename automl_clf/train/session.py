@@ -7,6 +7,10 @@ plan) and the training-split augmentation, then fit.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from automl_clf.data.augment import Augmenter, transform_list
 from automl_clf.data.batches import TrainBatches, default_workers
 from automl_clf.data.dataset import Dataset, SplitArrays, pixels_for_stats
 from automl_clf.data.preprocess import Decoding, Preprocessing, build_preprocessing, mean_std
+from automl_clf.errors import DeadlineReached
 from automl_clf.models.factory import build_model, count_parameters, measure_latency_ms
 from automl_clf.models.transfer import plan_transfer
 from automl_clf.spec.config import TrialConfig
@@ -133,3 +138,39 @@ def train_config(
             "executor": executor,
         }
     return TrainedModel(result, preprocessing, serialised, count_parameters(model), latency)
+
+
+class _StepTimer:
+    """A `Deadline` that times training steps and passes after `steps` of them: the probe's
+    way of running the real training path for a few steps only."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.stamps: list[float] = []  # time.perf_counter() before each step
+
+    def fits(self, seconds: float) -> bool:
+        return True
+
+    def passed(self) -> bool:
+        self.stamps.append(time.perf_counter())
+        return len(self.stamps) > self.steps
+
+
+def probe_epoch_seconds(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> float:
+    """Seconds one epoch of `config` takes here, from `steps` real training steps.
+
+    The first step is not timed (allocations, lazy initialisation); the median of the others is
+    scaled to the training split's batches, plus a validation pass at a third of a step's cost
+    per batch (forward only). What a time budget checks before its first trial.
+    """
+    timer = _StepTimer(steps)
+    with contextlib.suppress(DeadlineReached):  # the timer ends the run before its first epoch
+        train_config(config, dataset, deadline=timer)
+    gaps = [b - a for a, b in zip(timer.stamps[1:], timer.stamps[2:], strict=False)]
+    if not gaps:  # an epoch shorter than the probe: it finished before being timed
+        return 0.0
+    splits = dataset.arrays(Decoding.of(config.data))
+    batch = config.train.batch_size
+    n_train = math.ceil(len(splits["train"]) / batch)
+    n_val = math.ceil(len(splits["val"]) / batch)
+    return statistics.median(gaps) * (n_train + n_val / 3)
