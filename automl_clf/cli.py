@@ -7,8 +7,10 @@ Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -156,7 +158,30 @@ def backbones(
         typer.echo(name)
 
 
+@contextlib.contextmanager
+def _interrupts_exit_130() -> Iterator[None]:
+    """Ctrl-C or SIGTERM at any moment of the command (the imports, reading the data, a trial)
+    ends it with exit code 130 and one line. run_search handles the signals itself (a second
+    one exits at once); outside it, SIGTERM acts as Ctrl-C does."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread (an embedding host): leave signals alone
+        previous = None
+    try:
+        yield
+    except KeyboardInterrupt:
+        _console().print(
+            "[yellow]interrupted[/yellow]: a running trial is recorded as FAIL (interrupted) "
+            "and will be retried first; rerun the same command to resume"
+        )
+        raise typer.Exit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 @app.command()
+@_interrupts_exit_130()
 def search(
     spec: SpecPath,
     n_trials: Annotated[
@@ -203,23 +228,10 @@ def search(
         f"study {loaded.study.name!r} in {loaded.study.storage}: target {target} finished "
         f"trials, objective {goals}"
     )
-    progress = SearchProgress(console, target=target)
-    try:
-        with progress:
-            result = _run(
-                run_search,
-                loaded,
-                n_trials=n_trials,
-                timeout=timeout,
-                observer=progress,
-                force=force,
-            )
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted[/yellow]: the running trial is recorded as FAIL (interrupted) "
-            "and will be retried first; rerun the same command to resume"
+    with SearchProgress(console, target=target) as progress:
+        result = _run(
+            run_search, loaded, n_trials=n_trials, timeout=timeout, observer=progress, force=force
         )
-        raise typer.Exit(130) from None
     study = result.study
     if result.space_changed:
         console.print("[yellow]the search space changed[/yellow]; resumed anyway (--force)")

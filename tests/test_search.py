@@ -355,3 +355,70 @@ def test_constraints_mark_trials_infeasible_and_best_is_feasible(
     assert big.user_attrs["feasible"] is False and big.constraints["n_params"] > 0
     assert small.user_attrs["feasible"] is True and small.constraints["n_params"] <= 0
     assert study.best_trial.user_attrs["n_params"] <= 1800
+
+
+def _slow_to_decode(root: Path, per_class: int, side: int = 3000) -> None:
+    """Large but compressible PNGs (a few seconds to decode in all, 100 KB each on disk): one
+    encoded image, made distinct per file by a text chunk, so no two files share content."""
+    import io
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = (np.add.outer(np.arange(side), np.arange(side)) % 251).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG", compress_level=1)
+    data = buffer.getvalue()
+    header, rest = data[:33], data[33:]  # the signature and IHDR, then the image
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            body = b"tEXt" + f"id\0{name}{i}".encode()
+            chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+            (root / name / f"{i}.png").write_bytes(header + chunk + rest)
+
+
+def _created(path: Path) -> bool:
+    """Whether the study exists with its first trial queued (looked at under the study lock, so
+    never while a worker creates the schema or the study)."""
+    from automl_clf.search.storage import StudyLock
+
+    spec = load_spec(path)
+    assert spec.study.storage is not None and spec.study.name is not None
+    if not Path(spec.study.storage.removeprefix("sqlite:///")).exists():
+        return False
+    with StudyLock(spec.study.storage, spec.study.name).held():
+        try:
+            return states(path)["WAITING"] > 0
+        except KeyError:  # no study yet
+            return False
+
+
+@pytest.mark.slow
+def test_sigterm_while_decoding_images_exits_130_and_leaves_the_study_consistent(
+    tmp_path: Path,
+) -> None:
+    _slow_to_decode(tmp_path / "data", per_class=30)
+    path = write_spec(tmp_path / "spec.yaml", tiny_spec(tmp_path / "data", tmp_path))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "automl_clf.cli", "search", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _created(path):  # which happens just before the images are decoded
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=60)[0].decode()
+    finally:
+        worker.kill()
+    assert worker.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert not (tmp_path / "tiny.db-journal").exists()
+    counts = states(path)
+    assert counts["RUNNING"] == 0 and counts["WAITING"] == 1  # the defaults, still queued
+    assert not list((tmp_path / "studies" / "cache").glob("decoded/*/pixels-*.npy"))

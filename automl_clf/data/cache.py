@@ -126,8 +126,13 @@ def decode_files(decoding: Decoding, paths: Sequence[Path], n_threads: int) -> l
 
     if n_threads <= 1 or len(paths) < 64:
         return [one(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+    pool = ThreadPoolExecutor(max_workers=n_threads)
+    try:
         return list(pool.map(one, paths, chunksize=32))
+    finally:
+        # On Ctrl-C or SIGTERM, drop the files not started yet instead of decoding them all
+        # before the interrupt can end the command.
+        pool.shutdown(cancel_futures=True)
 
 
 class DecodedStore:

@@ -9,9 +9,11 @@ end has one defined state:
   for them (one of them may still fail); when the target is reached, it returns.
 - `timeout` is wall-clock for the command: no trial starts after it, and a running trial stops
   after the epoch in which it passes, as FAIL with reason `timeout`.
-- Ctrl-C and SIGTERM end the running trial as FAIL with reason `interrupted`; a second one exits
-  at once (the heartbeat then fails the trial). The next run retries timed-out and interrupted
-  trials first, with the same params (user attribute `retry_of`: the original trial's number).
+- Ctrl-C and SIGTERM, from the first moment of the call (reading the data, opening the study,
+  decoding images) to the last, raise KeyboardInterrupt: storage writes end or roll back and a
+  running trial ends as FAIL with reason `interrupted`; a second one exits at once (the heartbeat
+  then fails the trial). The next run retries timed-out and interrupted trials first, with the
+  same params (user attribute `retry_of`: the original trial's number).
 - A worker that dies without a word (kill -9) stops its trial's heartbeat; after the grace period
   any worker marks that trial FAIL and queues a retry with the same params (Optuna's system
   attribute `failed_trial`).
@@ -96,6 +98,17 @@ def run_search(
         StudyError: the study is incompatible, or too many trials failed in a row.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
+    with _interrupts_raise():
+        return _search(spec, n_trials, timeout, observer, force)
+
+
+def _search(
+    spec: Spec,
+    n_trials: int | None,
+    timeout: float | None,
+    observer: SearchObserver | None,
+    force: bool,
+) -> SearchResult:
     seconds = timeout if timeout is not None else spec.study.timeout
     deadline = time.monotonic() + seconds if seconds is not None else None
     target = n_trials or spec.study.n_trials
@@ -122,38 +135,37 @@ def run_search(
     failures = _FailureLimit(spec.study.max_consecutive_failures)
     n_ran = 0
     sqlite = sqlite_path(str(spec.study.storage)) is not None
-    with _interrupts_end_the_trial():
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                return result(n_ran, timed_out=True)
-            optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
-            started, others = _start_trial_within_budget(study, opened.lock, target)
-            if others and sqlite and observer is not None:
-                sqlite = False  # say it once
-                observer.notice(SHARED_SQLITE)
-            if started is _DONE:
-                break
-            if started is None:  # the missing trials are running in other workers
-                if observer is not None:
-                    observer.waiting_for_others()
-                wait = POLL_SECONDS
-                if deadline is not None:
-                    wait = max(0.0, min(wait, deadline - time.monotonic()))
-                time.sleep(wait)
-                continue
-            assert isinstance(started, optuna.Trial)
-            trial = _run_trial(study, opened, started, objective)
-            n_ran += 1
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            return result(n_ran, timed_out=True)
+        optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
+        started, others = _start_trial_within_budget(study, opened.lock, target)
+        if others and sqlite and observer is not None:
+            sqlite = False  # say it once
+            observer.notice(SHARED_SQLITE)
+        if started is _DONE:
+            break
+        if started is None:  # the missing trials are running in other workers
             if observer is not None:
-                observer.trial_finished(study, trial)
-            if trial.user_attrs.get("fail_reason") == TIMEOUT:
-                return result(n_ran, timed_out=True)
-            if failures.hit(trial):
-                raise StudyError(
-                    f"{failures.in_a_row} trials failed in a row, the last with: "
-                    f"{failures.last_reason}. Fix the spec (see `autoclf validate`), then "
-                    "rerun to resume the study"
-                )
+                observer.waiting_for_others()
+            wait = POLL_SECONDS
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            time.sleep(wait)
+            continue
+        assert isinstance(started, optuna.Trial)
+        trial = _run_trial(study, opened, started, objective)
+        n_ran += 1
+        if observer is not None:
+            observer.trial_finished(study, trial)
+        if trial.user_attrs.get("fail_reason") == TIMEOUT:
+            return result(n_ran, timed_out=True)
+        if failures.hit(trial):
+            raise StudyError(
+                f"{failures.in_a_row} trials failed in a row, the last with: "
+                f"{failures.last_reason}. Fix the spec (see `autoclf validate`), then "
+                "rerun to resume the study"
+            )
     return result(n_ran)
 
 
@@ -271,9 +283,10 @@ def requeue_cut_short(study: optuna.Study) -> list[int]:
 
 
 @contextlib.contextmanager
-def _interrupts_end_the_trial() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt (the running trial ends as FAIL); a second
-    signal exits at once with code 130, leaving the trial to the heartbeat."""
+def _interrupts_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (storage writes roll back, the running trial
+    ends as FAIL); a second signal exits at once with code 130, leaving the trial to the
+    heartbeat."""
     received = 0
 
     def interrupt(signum: int, frame: Any) -> None:
