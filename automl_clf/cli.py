@@ -78,6 +78,21 @@ def _load(spec: Path, storage: str | None = None, study_name: str | None = None)
     return _run(load_spec, spec, storage=storage, study_name=study_name)
 
 
+@contextlib.contextmanager
+def _study_storage(loaded: Spec) -> Iterator[None]:
+    """Reading the study: a storage that fails underneath (a damaged database, a read-only
+    folder) is its one-line StorageError and exit 2, not a traceback from SQLAlchemy."""
+    from automl_clf.errors import StorageError
+    from automl_clf.search.storage import storage_faults
+
+    assert loaded.study.storage is not None
+    try:
+        with storage_faults(loaded.study.storage):
+            yield
+    except StorageError as exc:
+        raise _fail(exc, exc.exit_code) from None
+
+
 class DatasetName(StrEnum):
     digits = "digits"
 
@@ -282,13 +297,14 @@ def best(
     assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console()
-    console.print(f"study {study.study_name!r}: {study_counts(study)}")
-    if len(study.directions) > 1:
-        console.print(pareto_table(pareto_front(study), loaded.study.objectives))
-        if export is not None and trial is None:
-            _run(best_trial, study)  # says: pick one from the front with --trial N
-    else:
-        console.print(trial_table(_run(best_trial, study), loaded.study.metric))
+    with _study_storage(loaded):
+        console.print(f"study {study.study_name!r}: {study_counts(study)}")
+        if len(study.directions) > 1:
+            console.print(pareto_table(pareto_front(study), loaded.study.objectives))
+            if export is not None and trial is None:
+                _run(best_trial, study)  # says: pick one from the front with --trial N
+        else:
+            console.print(trial_table(_run(best_trial, study), loaded.study.metric))
     if export is None:
         return
     from automl_clf.final.export import write_export
@@ -325,10 +341,11 @@ def status(
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console()
     console.print(f"study {study.study_name!r} in {loaded.study.storage}")
-    for table in status_tables(study):
-        if table.row_count:
-            console.print(table)
-    console.print(best_line(study, loaded.study.objectives))
+    with _study_storage(loaded):
+        for table in status_tables(study):
+            if table.row_count:
+                console.print(table)
+        console.print(best_line(study, loaded.study.objectives))
 
 
 class OutputFormat(StrEnum):

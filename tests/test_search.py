@@ -357,6 +357,121 @@ def test_constraints_mark_trials_infeasible_and_best_is_feasible(
     assert study.best_trial.user_attrs["n_params"] <= 1800
 
 
+@pytest.fixture
+def damaged_study(request: pytest.FixtureRequest, spec_file: Path) -> tuple[Path, Path]:
+    """A study of one trial whose SQLite file is then damaged: every page after the first
+    overwritten, or the file cut short (a disk or copy that failed)."""
+    assert runner.invoke(app, ["search", str(spec_file), "--n-trials", "1"]).exit_code == 0
+    database = spec_file.parent / "tiny.db"
+    data = database.read_bytes()
+    if request.param == "corrupt pages":
+        database.write_bytes(data[:4096] + b"\xab" * (len(data) - 4096))
+    else:
+        database.write_bytes(data[:1000])
+    return spec_file, database
+
+
+@pytest.mark.parametrize("damaged_study", ["corrupt pages", "truncated"], indirect=True)
+def test_a_damaged_sqlite_study_is_one_line_naming_the_file_and_stays_as_it_was(
+    damaged_study: tuple[Path, Path],
+) -> None:
+    spec_file, database = damaged_study
+    before = database.read_bytes()
+    for command in (["search", "--n-trials", "2"], ["status"], ["best"]):
+        result = runner.invoke(app, [command[0], str(spec_file), *command[1:]])
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit)  # no traceback
+        assert f"the study storage {database} is damaged" in result.output
+        assert "move it aside" in result.output
+        assert "SQLAlchemy URL" not in result.output  # the URL is fine; the file is not
+    assert database.read_bytes() == before  # nothing repaired, moved or deleted
+
+
+def _as_unprivileged(command: list[str]) -> list[str]:
+    """`command` without the power to ignore file permissions: as root, under setpriv without
+    CAP_DAC_OVERRIDE (so a folder's mode binds it, as it binds a user); otherwise unchanged."""
+    if os.geteuid() != 0:
+        return command
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    try:
+        subprocess.run([*drop, "true"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("running as root without setpriv able to drop CAP_DAC_OVERRIDE")
+    return [*drop, *command]
+
+
+def test_a_read_only_studies_folder_is_one_line_and_exit_2(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    raw = tiny_spec(digits_root, studies, data={"cache_dir": str(tmp_path / "cache")})
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    studies.chmod(0o555)
+    try:
+        done = subprocess.run(
+            _as_unprivileged([sys.executable, "-m", "automl_clf.cli", "search", str(path)]),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        studies.chmod(0o755)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot write the study storage {studies / 'tiny.db'}" in done.stderr
+    assert "Permission denied" in done.stderr and "make it and its folder writable" in done.stderr
+
+
+def _limit_file_size(limit: int) -> None:
+    """In the child: files may grow to `limit` bytes, past which write() fails with EFBIG (with
+    SIGXFSZ ignored, as the kernel then reports it instead of killing the process)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.slow
+def test_a_disk_too_full_for_a_checkpoint_fails_the_trial_with_its_folder_and_exits_2(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """The disk fills up while a trial writes its checkpoint. A real, unprivileged way to make
+    the kernel refuse a write: RLIMIT_FSIZE in the search's process. Files may grow to 1 MB
+    (the study database and decode cache stay far below), the checkpoint of a 0.5 M-parameter
+    network cannot, and its write fails with EFBIG exactly where a full disk fails with ENOSPC.
+    The trial must end FAIL with the folder in its reason (never RUNNING), the command with one
+    line and exit 2, and the next run must retry the trial first."""
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"n_trials": 1, "pruner": "none"},
+        model={"cnn": {"filters": [8], "fc_width": 2048}},
+    )
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    done = subprocess.run(
+        [sys.executable, "-m", "automl_clf.cli", "search", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: _limit_file_size(1 << 20),
+    )
+    folder = tmp_path / "studies" / "tiny" / "trial_0000"
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot write the trial checkpoint in {folder}: File too large" in done.stderr
+    study = optuna.load_study(study_name="tiny", storage=load_spec(path).study.storage)
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL  # told, not left RUNNING for the heartbeat
+    assert str(folder) in trial.user_attrs["fail_reason"]
+    assert not list(folder.glob(".last.pt.*"))  # the torn temporary file is gone
+
+    result = runner.invoke(app, ["search", str(path)])  # room made: the rerun retries it
+    assert result.exit_code == 0, result.output
+    retry = optuna.load_study(study_name="tiny", storage=load_spec(path).study.storage).trials[1]
+    assert retry.user_attrs["retry_of"] == 0 and retry.state == TrialState.COMPLETE
+
+
 def _slow_to_decode(root: Path, per_class: int, side: int = 3000) -> None:
     """Large but compressible PNGs (a few seconds to decode in all, 100 KB each on disk): one
     encoded image, made distinct per file by a text chunk, so no two files share content."""

@@ -14,6 +14,8 @@ end has one defined state:
   running trial ends as FAIL with reason `interrupted`; a second one exits at once (the heartbeat
   then fails the trial). The next run retries timed-out and interrupted trials first, with the
   same params (user attribute `retry_of`: the original trial's number).
+- A storage that fails (damaged, read-only, a full disk) stops the search with a `StorageError`;
+  a trial whose checkpoint the disk could not take is FAIL first, and retried first next time.
 - A worker that dies without a word (kill -9) stops its trial's heartbeat; after the grace period
   any worker marks that trial FAIL and queues a retry with the same params (Optuna's system
   attribute `failed_trial`).
@@ -40,7 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import load_dataset
 from automl_clf.data.preprocess import Decoding
-from automl_clf.errors import StudyError
+from automl_clf.errors import StorageError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.objective import (
     CUT_SHORT,
@@ -49,7 +51,7 @@ from automl_clf.search.objective import (
     Objective,
     SearchObserver,
 )
-from automl_clf.search.storage import StudyLock, sqlite_path
+from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.spec.models import Spec
 
@@ -96,9 +98,11 @@ def run_search(
     Raises:
         DataError: the data set is unusable (before any trial starts).
         StudyError: the study is incompatible, or too many trials failed in a row.
+        StorageError: the study's storage, or the disk under its checkpoints, failed.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
-    with _interrupts_raise():
+    assert spec.study.storage is not None
+    with _interrupts_raise(), storage_faults(spec.study.storage):
         return _search(spec, n_trials, timeout, observer, force)
 
 
@@ -205,7 +209,7 @@ def _run_trial(
             values = objective(trial)
         except optuna.TrialPruned:
             return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StorageError):  # this command cannot go on
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         except (DeadlineReached, Exception):  # the objective recorded the reason
@@ -258,7 +262,8 @@ class _FailureLimit:
 
 
 def requeue_cut_short(study: optuna.Study) -> list[int]:
-    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM or timeout cut short.
+    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM, timeout or a disk
+    that could not take its checkpoint cut short.
 
     Run under the study lock, so that workers starting together queue each trial once. Returns
     the numbers of the trials queued again.
@@ -267,11 +272,10 @@ def requeue_cut_short(study: optuna.Study) -> list[int]:
     requeued = {t.user_attrs.get("requeued_from") for t in trials}
     again = []
     for trial in trials:
-        if (
-            trial.state == TrialState.FAIL
-            and trial.user_attrs.get("fail_reason") in CUT_SHORT
-            and trial.number not in requeued
-        ):
+        cut_short = trial.user_attrs.get("fail_reason") in CUT_SHORT or trial.user_attrs.get(
+            "cut_short"
+        )
+        if trial.state == TrialState.FAIL and cut_short and trial.number not in requeued:
             original = trial.user_attrs.get(
                 "retry_of", trial.system_attrs.get("failed_trial", trial.number)
             )

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl_clf.data.dataset import Dataset
 from automl_clf.errors import StudyError
 from automl_clf.search.samplers import build_pruner, build_sampler
-from automl_clf.search.storage import StudyLock, open_storage
+from automl_clf.search.storage import StudyLock, open_storage, storage_faults
 from automl_clf.spec.describe import describe_space, grid_points
 from automl_clf.spec.models import Spec
 from automl_clf.spec.warmstart import default_params, warm_start_params
@@ -191,12 +191,15 @@ def _queue_first_trials(
 
 
 def load_existing_study(storage_url: str, name: str) -> optuna.Study:
-    """An existing study, or a StudyError that lists the studies the storage holds."""
+    """An existing study, or a StudyError that lists the studies the storage holds (a
+    StorageError when the storage is damaged or unreadable)."""
     storage = open_storage(storage_url)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        with storage_faults(storage_url):
+            return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = optuna.study.get_all_study_names(storage=storage)
+        with storage_faults(storage_url):
+            names = optuna.study.get_all_study_names(storage=storage)
         listing = ", ".join(sorted(names)) if names else "none"
         raise StudyError(
             f"no study named {name!r} in {storage_url}; run `autoclf search SPEC` first "
