@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from automl_clf.cli import app
+from automl_clf.search import run_search
 from automl_clf.spec import load_spec
 from tests.conftest import tiny_spec, write_spec
 
@@ -208,7 +209,6 @@ def test_every_kind_of_sampled_value_is_the_one_the_trainer_used(
     tmp_path: Path, digits_root: Path
 ) -> None:
     from automl_clf.models.factory import build_model, count_parameters
-    from automl_clf.search import run_search
     from automl_clf.spec.config import TrialConfig
 
     raw = tiny_spec(
@@ -355,6 +355,82 @@ def test_constraints_mark_trials_infeasible_and_best_is_feasible(
     assert big.user_attrs["feasible"] is False and big.constraints["n_params"] > 0
     assert small.user_attrs["feasible"] is True and small.constraints["n_params"] <= 0
     assert study.best_trial.user_attrs["n_params"] <= 1800
+
+
+class _InterruptAfter(_Recorder):
+    """A SearchObserver that presses Ctrl-C (raises KeyboardInterrupt, as the signal handler
+    does) once a trial has finished `epoch` epochs: the trial keeps its checkpoint to resume."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def epoch_done(self, number: int, epoch: object, max_epochs: int) -> None:
+        if epoch.epoch >= self.epoch:  # type: ignore[attr-defined]
+            raise KeyboardInterrupt
+
+
+def _checkpoint_spec(tmp_path: Path, digits_root: Path, lr: float = 0.01) -> Path:
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"n_trials": 1, "pruner": "none"},
+        train={"epochs": 3, "lr": lr, "schedule": "constant"},
+    )
+    return write_spec(tmp_path / "spec.yaml", raw)
+
+
+def _interrupt_after_epoch_1(path: Path, n_trials: int | None = None) -> None:
+    """Search until the next trial has trained one epoch, then Ctrl-C: it keeps its checkpoint."""
+    with pytest.raises(KeyboardInterrupt):
+        run_search(load_spec(path), n_trials=n_trials, observer=_InterruptAfter(1))
+
+
+def test_a_new_study_of_the_same_name_never_resumes_the_old_study_s_checkpoint(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    path = _checkpoint_spec(tmp_path, digits_root)
+    _interrupt_after_epoch_1(path)
+    assert (tmp_path / "studies" / "tiny" / "trial_0000" / "last.pt").is_file()
+    # Deleting the study (its file, or from the dashboard) and searching again makes a new study
+    # whose trial 0 has the same number and config as the old one, but nothing else in common.
+    (tmp_path / "tiny.db").unlink()
+    result = run_search(load_spec(path))
+    trial = result.study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["resumed_from_epoch"] == 0
+    assert trial.user_attrs["epochs_run"] == 3
+
+
+def test_a_retried_trial_resumes_its_checkpoint_only_when_its_config_is_unchanged(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    path = _checkpoint_spec(tmp_path, digits_root)
+    _interrupt_after_epoch_1(path)
+    same = run_search(load_spec(path)).study.trials[1]  # the retry of trial 0, same config
+    assert same.user_attrs["retry_of"] == 0 and same.user_attrs["resumed_from_epoch"] == 1
+
+    _interrupt_after_epoch_1(path, n_trials=2)
+    changed = _checkpoint_spec(tmp_path, digits_root, lr=0.002)  # not a searched value
+    retry = run_search(load_spec(changed), n_trials=2).study.trials[3]
+    assert retry.user_attrs["retry_of"] == 2
+    assert retry.user_attrs["config"]["train"]["lr"] == 0.002
+    assert retry.user_attrs["resumed_from_epoch"] == 0  # trained anew, on its own lr
+    assert retry.user_attrs["lr_history"] == pytest.approx([0.002] * 3)
+
+
+def test_a_study_whose_creation_was_cut_short_is_finished_by_the_next_worker(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    # What a worker stopped right after creating the study leaves: the study, nothing queued.
+    path = write_spec(
+        tmp_path / "spec.yaml", tiny_spec(digits_root, tmp_path, train={"epochs": 1})
+    )
+    spec = load_spec(path)
+    optuna.create_study(study_name=spec.study.name, storage=spec.study.storage)
+    assert runner.invoke(app, ["search", str(path), "--n-trials", "1"]).exit_code == 0
+    study = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    assert study.trials[0].params["train.lr"] == 1e-3  # trial 0 tried the defaults after all
 
 
 @pytest.fixture

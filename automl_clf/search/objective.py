@@ -68,10 +68,13 @@ class Objective:
         dataset: Dataset,
         observer: SearchObserver | None,
         *,
+        study_uid: str = "",
         deadline: float | None = None,
     ) -> None:
-        """`deadline`: `time.monotonic()` value after which a running trial stops."""
+        """`study_uid`: the study instance's id, which its trials' checkpoints carry;
+        `deadline`: `time.monotonic()` value after which a running trial stops."""
         self.spec = spec
+        self.study_uid = study_uid
         self.dataset = dataset
         self.observer = observer
         self.metric = spec.study.metric
@@ -111,7 +114,11 @@ class Objective:
                     raise DeadlineReached(f"after epoch {epoch.epoch}")
 
             trained = train_config(
-                config, self.dataset, checkpoint_dir=checkpoints.folder, on_epoch=on_epoch
+                config,
+                self.dataset,
+                checkpoint_dir=checkpoints.folder,
+                checkpoint_owner=self.study_uid,
+                on_epoch=on_epoch,
             )
         except optuna.TrialPruned:
             checkpoints.clear()

@@ -135,7 +135,7 @@ def _search(
         observer.search_started(len(finished_trials(study)), target)
     with opened.lock.held():
         requeue_cut_short(study)
-    objective = Objective(spec, dataset, observer, deadline=deadline)
+    objective = Objective(spec, dataset, observer, study_uid=opened.uid, deadline=deadline)
     failures = _FailureLimit(spec.study.max_consecutive_failures)
     n_ran = 0
     sqlite = sqlite_path(str(spec.study.storage)) is not None

@@ -6,12 +6,19 @@ refused with a message that says what changed and how to go on, so trial values 
 comparable. The study is created once, under the study lock: the worker that creates it also
 queues its first trials (the spec's defaults, the warm-start list, or every grid point), so
 workers that start together neither race on the schema nor queue anything twice.
+
+Creation ends by giving the study a random id (system attribute `autoclf_uid`): what ties a
+trial's checkpoint to this study and not to an earlier one of the same name (Optuna's study and
+trial numbers restart in a new database). A study without one was made by an older autoclf or by
+a worker stopped midway through creating it; the next worker finishes the job (queueing what is
+not queued yet) under the lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +35,7 @@ from automl_clf.spec.models import Spec
 from automl_clf.spec.warmstart import default_params, warm_start_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+UID_ATTR = "autoclf_uid"  # study system attribute: this study instance's random id
 
 
 @dataclass
@@ -36,6 +44,7 @@ class OpenedStudy:
     storage: BaseStorage
     lock: StudyLock
     created: bool  # this call created the study (and queued its first trials)
+    uid: str  # the study instance's random id (see the module docstring)
     space_changed: bool  # the stored space differed and --force resumed anyway
     n_grid_points: int | None  # a grid study's size, else None
 
@@ -75,10 +84,14 @@ def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedSt
         _check_directions(study, spec)
         check_compatible(study, spec, dataset)
         space_changed = _check_space(study, spec, force=force)
-        if created:
-            _queue_first_trials(study, spec, points)
+        study_id = storage.get_study_id_from_name(name)
+        uid = storage.get_study_system_attrs(study_id).get(UID_ATTR)
+        if uid is None:  # a new study, or one whose creation did not finish
+            _queue_first_trials(study, spec, points, skip_queued=not created)
+            uid = uuid.uuid4().hex
+            storage.set_study_system_attr(study_id, UID_ATTR, uid)
     n_points = len(points) if points is not None else None
-    return OpenedStudy(study, storage, lock, created, space_changed, n_points)
+    return OpenedStudy(study, storage, lock, created, str(uid), space_changed, n_points)
 
 
 def _fix(name: str | None) -> str:
@@ -178,16 +191,21 @@ def _grid_order(spec: Spec) -> list[dict[str, Any]]:
 
 
 def _queue_first_trials(
-    study: optuna.Study, spec: Spec, points: list[dict[str, Any]] | None
+    study: optuna.Study,
+    spec: Spec,
+    points: list[dict[str, Any]] | None,
+    *,
+    skip_queued: bool = False,
 ) -> None:
-    """Queue what the new study tries before its sampler (see the module docstring)."""
+    """Queue what the new study tries before its sampler (see the module docstring);
+    `skip_queued`: except what the study already holds (finishing an interrupted creation)."""
     if points is not None:
         queue = points
     else:
         defaults = [default_params(spec)] if spec.study.try_defaults else []
         queue = defaults + warm_start_params(spec)
     for params in queue:
-        study.enqueue_trial(params)
+        study.enqueue_trial(params, skip_if_exists=skip_queued)
 
 
 def load_existing_study(storage_url: str, name: str) -> optuna.Study:

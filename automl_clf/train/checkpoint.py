@@ -4,6 +4,11 @@ A checkpoint holds the model, optimizer, schedule and loss-scaler state, the bes
 and the history so far. Every random stream of an epoch is seeded from (seed, epoch), so no RNG
 state needs saving: a resumed run continues exactly as the uninterrupted one would have.
 
+A checkpoint's folder (`trial_<n>/`) says nothing about whose it is: trial numbers restart at 0
+in a study deleted and made again, and a retried trial may run with a changed spec. So every
+checkpoint carries an `identity` (a hash of the study instance's id and the trial's resolved
+config) and is resumed only by a run of the same identity; any other is discarded, never loaded.
+
 Checkpoints are our own files, still read with `weights_only=True`: loading one never runs code.
 A disk that cannot take a checkpoint (full, over quota, read-only) is a `StorageError` naming
 the folder, not a torch error: the trial cannot go on, and neither can the next ones.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -27,20 +33,32 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-class Checkpoints:
-    """The latest epoch checkpoint of one trial, in `folder`."""
+def checkpoint_identity(*parts: str) -> str:
+    """A short hash of what a checkpoint belongs to (e.g. a study's id and a config's JSON)."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
-    def __init__(self, folder: Path) -> None:
+
+class Checkpoints:
+    """The latest epoch checkpoint of one run, in `folder`, that only a run of the same
+    `identity` (see `checkpoint_identity`) may resume."""
+
+    def __init__(self, folder: Path, identity: str = "") -> None:
         self.folder = folder
         self.path = folder / CHECKPOINT_FILE
+        self.identity = identity
 
     def load(self) -> dict[str, Any] | None:
-        """The saved state, or None when there is none (or it is unreadable: start afresh)."""
+        """The saved state, or None when there is none, it is unreadable, or it belongs to
+        another run (another study, or another config): that one is removed, so the run
+        trains from scratch and its own checkpoints replace it."""
         if not self.path.is_file():
             return None
         try:
             state: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception:  # a torn or foreign file must never stop a trial: train from scratch
+            return None
+        if state.get("identity") != self.identity:
+            self.path.unlink(missing_ok=True)
             return None
         return state
 
@@ -59,7 +77,7 @@ class Checkpoints:
             # Through our own file object, so a failed write is an OSError with its errno (given
             # a path, torch writes in C++ and reports only "unexpected pos").
             with os.fdopen(fd, "wb") as handle:
-                torch.save(state, handle)
+                torch.save({**state, "identity": self.identity}, handle)
             os.replace(tmp, self.path)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
