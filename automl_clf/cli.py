@@ -1,5 +1,6 @@
 """The `autoclf` command line: parse arguments, call the API, print with rich, map errors to exit
-codes (2: bad spec, data or export; 1: study problems; 130: interrupted).
+codes (2: bad spec, data, export, or a study storage to fix; 1: study problems; 130:
+interrupted).
 
 Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, so
 `autoclf --help` is instant.
