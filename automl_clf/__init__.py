@@ -26,6 +26,7 @@ from automl_clf.errors import (
     DataError,
     ExportError,
     SpecError,
+    StorageError,
     StudyError,
     TrialFailed,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "SpecError",
+    "StorageError",
     "StudyError",
     "TrialFailed",
     "export_best",

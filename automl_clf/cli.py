@@ -1,5 +1,6 @@
 """The `autoclf` command line: parse arguments, call the API, print with rich, map errors to exit
-codes (2: bad spec, data or export; 1: study problems; 130: interrupted).
+codes (2: bad spec, data, export, or a study storage to fix; 1: study problems; 130:
+interrupted).
 
 Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, so
 `autoclf --help` is instant.
@@ -7,8 +8,10 @@ Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -86,6 +89,21 @@ def _load(spec: Path, storage: str | None = None, study_name: str | None = None)
     from automl_clf.spec.load import load_spec
 
     return _run(load_spec, spec, storage=storage, study_name=study_name)
+
+
+@contextlib.contextmanager
+def _study_storage(loaded: Spec) -> Iterator[None]:
+    """Reading the study: a storage that fails underneath (a damaged database, a read-only
+    folder) is its one-line StorageError and exit 2, not a traceback from SQLAlchemy."""
+    from automl_clf.errors import StorageError
+    from automl_clf.search.storage import storage_faults
+
+    assert loaded.study.storage is not None
+    try:
+        with storage_faults(loaded.study.storage):
+            yield
+    except StorageError as exc:
+        raise _fail(exc, exc.exit_code) from None
 
 
 class DatasetName(StrEnum):
@@ -170,7 +188,30 @@ def backbones(
         typer.echo(name)
 
 
+@contextlib.contextmanager
+def _interrupts_exit_130() -> Iterator[None]:
+    """Ctrl-C or SIGTERM at any moment of the command (the imports, reading the data, a trial)
+    ends it with exit code 130 and one line. run_search handles the signals itself (a second
+    one exits at once); outside it, SIGTERM acts as Ctrl-C does."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread (an embedding host): leave signals alone
+        previous = None
+    try:
+        yield
+    except KeyboardInterrupt:
+        _console().print(
+            "[yellow]interrupted[/yellow]: a running trial is recorded as FAIL (interrupted) "
+            "and will be retried first; rerun the same command to resume"
+        )
+        raise typer.Exit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 @app.command()
+@_interrupts_exit_130()
 def search(
     spec: SpecPath,
     n_trials: Annotated[
@@ -219,23 +260,10 @@ def search(
         f"trials, objective {goals}"
     )
     print_warnings(console, search_warnings(loaded, target))
-    progress = SearchProgress(console, target=target)
-    try:
-        with progress:
-            result = _run(
-                run_search,
-                loaded,
-                n_trials=n_trials,
-                timeout=timeout,
-                observer=progress,
-                force=force,
-            )
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted[/yellow]: the running trial is recorded as FAIL (interrupted) "
-            "and will be retried first; rerun the same command to resume"
+    with SearchProgress(console, target=target) as progress:
+        result = _run(
+            run_search, loaded, n_trials=n_trials, timeout=timeout, observer=progress, force=force
         )
-        raise typer.Exit(130) from None
     study = result.study
     if result.space_changed:
         console.print("[yellow]the search space changed[/yellow]; resumed anyway (--force)")
@@ -286,13 +314,14 @@ def best(
     assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console()
-    console.print(f"study {study.study_name!r}: {study_counts(study)}")
-    if len(study.directions) > 1:
-        console.print(pareto_table(pareto_front(study), loaded.study.objectives))
-        if export is not None and trial is None:
-            _run(best_trial, study)  # says: pick one from the front with --trial N
-    else:
-        console.print(trial_table(_run(best_trial, study), loaded.study.metric))
+    with _study_storage(loaded):
+        console.print(f"study {study.study_name!r}: {study_counts(study)}")
+        if len(study.directions) > 1:
+            console.print(pareto_table(pareto_front(study), loaded.study.objectives))
+            if export is not None and trial is None:
+                _run(best_trial, study)  # says: pick one from the front with --trial N
+        else:
+            console.print(trial_table(_run(best_trial, study), loaded.study.metric))
     if export is None:
         return
     from automl_clf.final.export import write_export
@@ -331,10 +360,11 @@ def status(
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console()
     console.print(f"study {study.study_name!r} in {loaded.study.storage}")
-    for table in status_tables(study):
-        if table.row_count:
-            console.print(table)
-    console.print(best_line(study, loaded.study.objectives))
+    with _study_storage(loaded):
+        for table in status_tables(study):
+            if table.row_count:
+                console.print(table)
+        console.print(best_line(study, loaded.study.objectives))
 
 
 class OutputFormat(StrEnum):

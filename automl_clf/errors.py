@@ -32,6 +32,14 @@ class StudyError(AutoclfError):
     exit_code = 1
 
 
+class StorageError(StudyError):
+    """The study's storage or its files cannot be used: a damaged database, a read-only folder,
+    a full disk. The user must fix the storage (the message says which file and how), so exit 2
+    like a bad spec; nothing is deleted or rewritten on their behalf."""
+
+    exit_code = 2
+
+
 class TrialFailed(AutoclfError):
     """One trial cannot go on (NaN loss, an impossible configuration); the study carries on."""
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import tempfile
+import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests import postgres
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -163,3 +167,47 @@ def exported(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Exp
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output
     return Exported(spec, folder / "model")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """AUTOCLF_TEST_POSTGRES_URL (`.ci/run` sets it), else a server started here, else skip."""
+    url = os.environ.get("AUTOCLF_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="autoclf-pg-"))
+    try:
+        url = postgres.start(folder)
+        postgres.wait_until_reachable(url)
+    except (RuntimeError, OSError) as exc:
+        postgres.stop(folder)
+        pytest.skip(f"no PostgreSQL could be started ({exc}); install Debian's postgresql")
+    try:
+        yield url
+    finally:
+        postgres.stop(folder)
+
+
+STORAGE_MODES = ("sqlite", "journal", "postgresql")  # every storage autoclf supports
+
+
+@dataclass(frozen=True)
+class StudyStorage:
+    """Where a test's study lives: `study.storage` and `study.name` for its spec."""
+
+    url: str
+    name: str
+
+
+@pytest.fixture(params=STORAGE_MODES)
+def study_storage(request: pytest.FixtureRequest, tmp_path: Path) -> StudyStorage:
+    """One study storage per supported mode, as Optuna's own storage tests run every check over
+    each (`optuna/testing/storages.py`: STORAGE_MODES and StorageSupplier). PostgreSQL's
+    database is shared, so its study name is unique; it skips, saying why, without a server."""
+    mode = request.param
+    if mode == "sqlite":
+        return StudyStorage(f"sqlite:///{tmp_path / 'studies' / 'tiny.db'}", "tiny")
+    if mode == "journal":
+        return StudyStorage(f"journal:{tmp_path / 'studies' / 'tiny.log'}", "tiny")
+    return StudyStorage(request.getfixturevalue("postgres_url"), f"tiny-{uuid.uuid4().hex}")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -278,6 +282,68 @@ def test_decoded_pixels_are_cached_on_disk_by_content(tmp_path: Path) -> None:
     (root / "b" / "more" / "0.png").rename(root / "b" / "new.png")
     load_dataset(spec).arrays(decoding)
     assert index.stat().st_mtime_ns != written  # one new content: decoded and added
+
+
+def _locked_by_another_process(path: Path) -> subprocess.Popen[bytes]:
+    """A real process holding an exclusive lock on `path`, as a pixels file's writer does until
+    its index names the file; returns once the lock is held."""
+    code = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    return holder
+
+
+def _cached_store(tmp_path: Path) -> tuple[DataSpec, Decoding, Path]:
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    for name in ("a", "b"):
+        write_images(root / name, 10)
+    decoding = Decoding(image_size=8, channels=3, resize="squash")
+    spec = data_spec(root, cache_dir=str(cache))
+    load_dataset(spec).arrays(decoding)
+    return spec, decoding, next(cache.glob("decoded/*"))
+
+
+def test_killed_writers_pixels_files_are_removed_and_working_writers_kept(
+    tmp_path: Path,
+) -> None:
+    spec, decoding, folder = _cached_store(tmp_path)
+    (current,) = folder.glob("pixels-*.npy")
+    # What a writer leaves mid-write: a full-size pixels file that no index names yet. One writer
+    # is still at work (it holds its lock); the other was killed (the kernel dropped its lock).
+    killed, working = folder / "pixels-killed.npy", folder / "pixels-working.npy"
+    for leftover in (killed, working):
+        shutil.copy(current, leftover)
+    dead = _locked_by_another_process(killed)
+    dead.kill()
+    dead.wait()
+    alive = _locked_by_another_process(working)
+    try:
+        first = load_dataset(spec).arrays(decoding)  # a new run opens the store
+        assert not killed.exists()
+        assert working.exists()  # never taken from under a writer
+        assert current.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    again = load_dataset(spec).arrays(decoding)
+    assert list(folder.glob("pixels-*.npy")) == [current]
+    for name in ("train", "val", "test"):
+        assert np.array_equal(first[name].pixels, again[name].pixels)
+
+
+def test_a_rebuilt_pixels_store_leaves_no_old_file_behind(tmp_path: Path) -> None:
+    spec, decoding, folder = _cached_store(tmp_path)
+    (damaged,) = folder.glob("pixels-*.npy")
+    damaged.write_bytes(damaged.read_bytes()[:100])  # a torn file: the store is rebuilt
+    load_dataset(spec).arrays(decoding)
+    (rebuilt,) = folder.glob("pixels-*.npy")
+    assert rebuilt != damaged
+    assert json.loads((folder / "index.json").read_text())["pixels"] == rebuilt.name
 
 
 @pytest.mark.slow

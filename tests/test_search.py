@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from automl_clf.cli import app
+from automl_clf.search import run_search
 from automl_clf.spec import load_spec
 from tests.conftest import tiny_spec, write_spec
 
@@ -208,7 +209,6 @@ def test_every_kind_of_sampled_value_is_the_one_the_trainer_used(
     tmp_path: Path, digits_root: Path
 ) -> None:
     from automl_clf.models.factory import build_model, count_parameters
-    from automl_clf.search import run_search
     from automl_clf.spec.config import TrialConfig
 
     raw = tiny_spec(
@@ -355,3 +355,263 @@ def test_constraints_mark_trials_infeasible_and_best_is_feasible(
     assert big.user_attrs["feasible"] is False and big.constraints["n_params"] > 0
     assert small.user_attrs["feasible"] is True and small.constraints["n_params"] <= 0
     assert study.best_trial.user_attrs["n_params"] <= 1800
+
+
+class _InterruptAfter(_Recorder):
+    """A SearchObserver that presses Ctrl-C (raises KeyboardInterrupt, as the signal handler
+    does) once a trial has finished `epoch` epochs: the trial keeps its checkpoint to resume."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def epoch_done(self, number: int, epoch: object, max_epochs: int) -> None:
+        if epoch.epoch >= self.epoch:  # type: ignore[attr-defined]
+            raise KeyboardInterrupt
+
+
+def _checkpoint_spec(tmp_path: Path, digits_root: Path, lr: float = 0.01) -> Path:
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"n_trials": 1, "pruner": "none"},
+        train={"epochs": 3, "lr": lr, "schedule": "constant"},
+    )
+    return write_spec(tmp_path / "spec.yaml", raw)
+
+
+def _interrupt_after_epoch_1(path: Path, n_trials: int | None = None) -> None:
+    """Search until the next trial has trained one epoch, then Ctrl-C: it keeps its checkpoint."""
+    with pytest.raises(KeyboardInterrupt):
+        run_search(load_spec(path), n_trials=n_trials, observer=_InterruptAfter(1))
+
+
+def test_a_new_study_of_the_same_name_never_resumes_the_old_study_s_checkpoint(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    path = _checkpoint_spec(tmp_path, digits_root)
+    _interrupt_after_epoch_1(path)
+    assert (tmp_path / "studies" / "tiny" / "trial_0000" / "last.pt").is_file()
+    # Deleting the study (its file, or from the dashboard) and searching again makes a new study
+    # whose trial 0 has the same number and config as the old one, but nothing else in common.
+    (tmp_path / "tiny.db").unlink()
+    result = run_search(load_spec(path))
+    trial = result.study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["resumed_from_epoch"] == 0
+    assert trial.user_attrs["epochs_run"] == 3
+
+
+def test_a_retried_trial_resumes_its_checkpoint_only_when_its_config_is_unchanged(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    path = _checkpoint_spec(tmp_path, digits_root)
+    _interrupt_after_epoch_1(path)
+    same = run_search(load_spec(path)).study.trials[1]  # the retry of trial 0, same config
+    assert same.user_attrs["retry_of"] == 0 and same.user_attrs["resumed_from_epoch"] == 1
+
+    _interrupt_after_epoch_1(path, n_trials=2)
+    changed = _checkpoint_spec(tmp_path, digits_root, lr=0.002)  # not a searched value
+    retry = run_search(load_spec(changed), n_trials=2).study.trials[3]
+    assert retry.user_attrs["retry_of"] == 2
+    assert retry.user_attrs["config"]["train"]["lr"] == 0.002
+    assert retry.user_attrs["resumed_from_epoch"] == 0  # trained anew, on its own lr
+    assert retry.user_attrs["lr_history"] == pytest.approx([0.002] * 3)
+
+
+def test_a_study_whose_creation_was_cut_short_is_finished_by_the_next_worker(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    # What a worker stopped right after creating the study leaves: the study, nothing queued.
+    path = write_spec(
+        tmp_path / "spec.yaml", tiny_spec(digits_root, tmp_path, train={"epochs": 1})
+    )
+    spec = load_spec(path)
+    optuna.create_study(study_name=spec.study.name, storage=spec.study.storage)
+    assert runner.invoke(app, ["search", str(path), "--n-trials", "1"]).exit_code == 0
+    study = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    assert study.trials[0].params["train.lr"] == 1e-3  # trial 0 tried the defaults after all
+
+
+@pytest.fixture
+def damaged_study(request: pytest.FixtureRequest, spec_file: Path) -> tuple[Path, Path]:
+    """A study of one trial whose SQLite file is then damaged: every page after the first
+    overwritten, or the file cut short (a disk or copy that failed)."""
+    assert runner.invoke(app, ["search", str(spec_file), "--n-trials", "1"]).exit_code == 0
+    database = spec_file.parent / "tiny.db"
+    data = database.read_bytes()
+    if request.param == "corrupt pages":
+        database.write_bytes(data[:4096] + b"\xab" * (len(data) - 4096))
+    else:
+        database.write_bytes(data[:1000])
+    return spec_file, database
+
+
+@pytest.mark.parametrize("damaged_study", ["corrupt pages", "truncated"], indirect=True)
+def test_a_damaged_sqlite_study_is_one_line_naming_the_file_and_stays_as_it_was(
+    damaged_study: tuple[Path, Path],
+) -> None:
+    spec_file, database = damaged_study
+    before = database.read_bytes()
+    for command in (["search", "--n-trials", "2"], ["status"], ["best"]):
+        result = runner.invoke(app, [command[0], str(spec_file), *command[1:]])
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit)  # no traceback
+        assert f"the study storage {database} is damaged" in result.output
+        assert "move it aside" in result.output
+        assert "SQLAlchemy URL" not in result.output  # the URL is fine; the file is not
+    assert database.read_bytes() == before  # nothing repaired, moved or deleted
+
+
+def _as_unprivileged(command: list[str]) -> list[str]:
+    """`command` without the power to ignore file permissions: as root, under setpriv without
+    CAP_DAC_OVERRIDE (so a folder's mode binds it, as it binds a user); otherwise unchanged."""
+    if os.geteuid() != 0:
+        return command
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    try:
+        subprocess.run([*drop, "true"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("running as root without setpriv able to drop CAP_DAC_OVERRIDE")
+    return [*drop, *command]
+
+
+def test_a_read_only_studies_folder_is_one_line_and_exit_2(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    raw = tiny_spec(digits_root, studies, data={"cache_dir": str(tmp_path / "cache")})
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    studies.chmod(0o555)
+    try:
+        done = subprocess.run(
+            _as_unprivileged([sys.executable, "-m", "automl_clf.cli", "search", str(path)]),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        studies.chmod(0o755)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot write the study storage {studies / 'tiny.db'}" in done.stderr
+    assert "Permission denied" in done.stderr and "make it and its folder writable" in done.stderr
+
+
+def _limit_file_size(limit: int) -> None:
+    """In the child: files may grow to `limit` bytes, past which write() fails with EFBIG (with
+    SIGXFSZ ignored, as the kernel then reports it instead of killing the process)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.slow
+def test_a_disk_too_full_for_a_checkpoint_fails_the_trial_with_its_folder_and_exits_2(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """The disk fills up while a trial writes its checkpoint. A real, unprivileged way to make
+    the kernel refuse a write: RLIMIT_FSIZE in the search's process. Files may grow to 1 MB
+    (the study database and decode cache stay far below), the checkpoint of a 0.5 M-parameter
+    network cannot, and its write fails with EFBIG exactly where a full disk fails with ENOSPC.
+    The trial must end FAIL with the folder in its reason (never RUNNING), the command with one
+    line and exit 2, and the next run must retry the trial first."""
+    raw = tiny_spec(
+        digits_root,
+        tmp_path,
+        study={"n_trials": 1, "pruner": "none"},
+        model={"cnn": {"filters": [8], "fc_width": 2048}},
+    )
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    done = subprocess.run(
+        [sys.executable, "-m", "automl_clf.cli", "search", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: _limit_file_size(1 << 20),
+    )
+    folder = tmp_path / "studies" / "tiny" / "trial_0000"
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot write the trial checkpoint in {folder}: File too large" in done.stderr
+    study = optuna.load_study(study_name="tiny", storage=load_spec(path).study.storage)
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL  # told, not left RUNNING for the heartbeat
+    assert str(folder) in trial.user_attrs["fail_reason"]
+    assert not list(folder.glob(".last.pt.*"))  # the torn temporary file is gone
+
+    result = runner.invoke(app, ["search", str(path)])  # room made: the rerun retries it
+    assert result.exit_code == 0, result.output
+    retry = optuna.load_study(study_name="tiny", storage=load_spec(path).study.storage).trials[1]
+    assert retry.user_attrs["retry_of"] == 0 and retry.state == TrialState.COMPLETE
+
+
+def _slow_to_decode(root: Path, per_class: int, side: int = 3000) -> None:
+    """Large but compressible PNGs (a few seconds to decode in all, 100 KB each on disk): one
+    encoded image, made distinct per file by a text chunk, so no two files share content."""
+    import io
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = (np.add.outer(np.arange(side), np.arange(side)) % 251).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG", compress_level=1)
+    data = buffer.getvalue()
+    header, rest = data[:33], data[33:]  # the signature and IHDR, then the image
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            body = b"tEXt" + f"id\0{name}{i}".encode()
+            chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+            (root / name / f"{i}.png").write_bytes(header + chunk + rest)
+
+
+def _created(path: Path) -> bool:
+    """Whether the study exists with its first trial queued (looked at under the study lock, so
+    never while a worker creates the schema or the study)."""
+    from automl_clf.search.storage import StudyLock
+
+    spec = load_spec(path)
+    assert spec.study.storage is not None and spec.study.name is not None
+    if not Path(spec.study.storage.removeprefix("sqlite:///")).exists():
+        return False
+    with StudyLock(spec.study.storage, spec.study.name).held():
+        try:
+            return states(path)["WAITING"] > 0
+        except KeyError:  # no study yet
+            return False
+
+
+@pytest.mark.slow
+def test_sigterm_while_decoding_images_exits_130_and_leaves_the_study_consistent(
+    tmp_path: Path,
+) -> None:
+    _slow_to_decode(tmp_path / "data", per_class=30)
+    path = write_spec(tmp_path / "spec.yaml", tiny_spec(tmp_path / "data", tmp_path))
+    one_cpu = {min(os.sched_getaffinity(0))}  # decoding takes seconds however many cores
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "automl_clf.cli", "search", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.sched_setaffinity(0, one_cpu),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _created(path):  # which happens just before the images are decoded
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=60)[0].decode()
+    finally:
+        worker.kill()
+    assert worker.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert not (tmp_path / "tiny.db-journal").exists()
+    counts = states(path)
+    assert counts["RUNNING"] == 0 and counts["WAITING"] == 1  # the defaults, still queued
+    assert not list((tmp_path / "studies" / "cache").glob("decoded/*/pixels-*.npy"))

@@ -1,5 +1,6 @@
 """Several workers on one study (real processes, real SQLite and PostgreSQL), and a worker killed
-with SIGKILL mid-trial: budgets add up exactly and nothing is left RUNNING or WAITING."""
+with SIGKILL mid-trial on every storage (SQLite, journal file, PostgreSQL, as one suite): budgets
+add up exactly and nothing is left RUNNING or WAITING."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from automl_clf.cli import app
+from automl_clf.search.storage import open_storage
 from automl_clf.spec import load_spec
-from tests import postgres
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import StudyStorage, tiny_spec, write_spec
 
 runner = CliRunner()
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
@@ -29,7 +28,8 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
 
 def load(path: Path) -> optuna.Study:
     spec = load_spec(path)
-    return optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    assert spec.study.storage is not None and spec.study.name is not None
+    return optuna.load_study(study_name=spec.study.name, storage=open_storage(spec.study.storage))
 
 
 def start_worker(path: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -50,26 +50,6 @@ def run_workers(path: Path, n: int) -> list[str]:
         assert worker.returncode == 0, output
         outputs.append(output)
     return outputs
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """AUTOCLF_TEST_POSTGRES_URL (`.ci/run` sets it), else a server started here, else skip."""
-    url = os.environ.get("AUTOCLF_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    folder = Path(tempfile.mkdtemp(prefix="autoclf-pg-"))
-    try:
-        url = postgres.start(folder)
-        postgres.wait_until_reachable(url)
-    except (RuntimeError, OSError) as exc:
-        postgres.stop(folder)
-        pytest.skip(f"no PostgreSQL could be started ({exc}); install Debian's postgresql")
-    try:
-        yield url
-    finally:
-        postgres.stop(folder)
 
 
 def assert_exact(study: optuna.Study, target: int) -> None:
@@ -153,12 +133,14 @@ def _wait_for_reports(path: Path, worker: subprocess.Popen[bytes], n_epochs: int
 
 @pytest.mark.slow
 def test_a_killed_worker_s_trial_is_retried_and_the_study_completes_exactly(
-    tmp_path: Path, digits_root: Path
+    tmp_path: Path, digits_root: Path, study_storage: StudyStorage
 ) -> None:
     spec = tiny_spec(
         digits_root,
         tmp_path,
         study={
+            "storage": study_storage.url,
+            "name": study_storage.name,
             "n_trials": 2,
             "pruner": {"kind": "none"},
             "heartbeat_interval": 1,
@@ -199,8 +181,4 @@ def test_a_journal_file_study_runs_and_resumes(tmp_path: Path, digits_root: Path
     assert runner.invoke(app, ["search", str(path)]).exit_code == 0
     result = runner.invoke(app, ["search", str(path), "--n-trials", "3"])
     assert result.exit_code == 0, result.output
-    spec_ = load_spec(path)
-    from automl_clf.search.storage import open_storage
-
-    study = optuna.load_study(study_name="tiny", storage=open_storage(str(spec_.study.storage)))
-    assert_exact(study, 3)
+    assert_exact(load(path), 3)

@@ -16,6 +16,15 @@ Layout under the cache folder:
 Each pixels file is written completely under a new name before index.json (written to a temporary
 file, then renamed) points at it, so a reader always sees a matching pair, and a killed process or
 several workers writing at once never leave a torn store; the worst case is a decode done twice.
+
+Pixels files are large, so none may be left behind, and none in use may go. A writer holds an
+exclusive `flock` on its file from creating it until index.json points at it; every process that
+wrote or read a file then holds a shared one until it exits (streamed splits reopen the file in
+DataLoader workers). A file the index does not name and nobody holds a lock on is provably
+stale, whoever made it: its writer was killed mid-write, or a newer store replaced it and its
+last reader is gone. Opening a store, and writing one, removes those (`_sweep`). The kernel drops
+a dead process's locks, so a crash leaves nothing that looks in use. Without `fcntl` (not POSIX),
+nothing is locked and nothing swept.
 """
 
 from __future__ import annotations
@@ -35,7 +44,14 @@ import numpy as np
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import ImageError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
+
 HASH_CHUNK = 1 << 20  # bytes read at a time while hashing
+PIXELS_GLOB = "pixels-*.npy"
+_IN_USE: dict[Path, int] = {}  # pixels files this process wrote or read -> fd holding its lock
 
 
 def content_hash(path: Path) -> str:
@@ -111,8 +127,13 @@ def decode_files(decoding: Decoding, paths: Sequence[Path], n_threads: int) -> l
 
     if n_threads <= 1 or len(paths) < 64:
         return [one(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+    pool = ThreadPoolExecutor(max_workers=n_threads)
+    try:
         return list(pool.map(one, paths, chunksize=32))
+    finally:
+        # On Ctrl-C or SIGTERM, drop the files not started yet instead of decoding them all
+        # before the interrupt can end the command.
+        pool.shutdown(cancel_futures=True)
 
 
 class DecodedStore:
@@ -134,16 +155,23 @@ class DecodedStore:
 
     def _load(self) -> None:
         assert self.folder is not None
+        if self.folder.is_dir():
+            _sweep(self.folder)
         index = _read_json(self.folder / "index.json", {})
         try:
             path = self.folder / index["pixels"]
+            _hold(path)
             pixels = np.load(path, mmap_mode="r")
+            usable = pixels.shape[1:] == self.shape and pixels.shape[0] == len(index["rows"])
         except (KeyError, TypeError, OSError, ValueError):
-            return  # no store yet, or a damaged one: start afresh
-        if pixels.shape[1:] == self.shape and pixels.shape[0] == len(index["rows"]):
-            self.pixels, self.path = pixels, path
-            self.rows = {h: i for i, h in enumerate(index["rows"])}
-            self.failed = dict(index.get("failed", {}))
+            usable = False  # no store yet, or a damaged one: start afresh
+        if not usable:
+            if isinstance(index, dict) and isinstance(index.get("pixels"), str):
+                _release(self.folder / index["pixels"])
+            return
+        self.pixels, self.path = pixels, path
+        self.rows = {h: i for i, h in enumerate(index["rows"])}
+        self.failed = dict(index.get("failed", {}))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -183,7 +211,7 @@ class DecodedStore:
                 self.pixels = np.concatenate([self.pixels, np.stack(new_rows)])
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"pixels-{uuid.uuid4().hex[:12]}.npy"
+        path, fd = _create_locked(self.folder)
         try:
             out = np.lib.format.open_memmap(
                 path, mode="w+", dtype=np.uint8, shape=(total, *self.shape)
@@ -199,8 +227,76 @@ class DecodedStore:
             atomic_write_bytes(self.folder / "index.json", json.dumps(index).encode())
         except BaseException:
             path.unlink(missing_ok=True)
+            os.close(fd)
             raise
+        _hold(path, fd)  # written: from now on this process is one of its readers
         previous, self.path = self.path, path
         self.pixels = np.load(path, mmap_mode="r")
         if previous is not None and previous != path:
-            previous.unlink(missing_ok=True)  # readers that mapped it keep their mapping
+            _release(previous)  # the sweep removes it unless another process still reads it
+        _sweep(self.folder)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _create_locked(folder: Path) -> tuple[Path, int]:
+    """A new, empty pixels file, exclusively locked: its writer is at work."""
+    while True:
+        path = folder / f"pixels-{uuid.uuid4().hex[:12]}.npy"
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        if fcntl is None:
+            return path, fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _same_file(fd, path):
+            return path, fd
+        os.close(fd)  # a sweep removed it between its creation and our lock: take another name
+
+
+def _hold(path: Path, fd: int | None = None) -> None:
+    """Hold a shared lock on `path` until this process exits (or `_release`): it is in use.
+
+    `fd`: the writer's own descriptor, whose exclusive lock becomes the shared one."""
+    if fcntl is None or path in _IN_USE:
+        if fd is not None:
+            os.close(fd)
+        return
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _IN_USE[path] = fd
+
+
+def _release(path: Path) -> None:
+    fd = _IN_USE.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the stale pixels files in `folder` (see the module docstring)."""
+    if fcntl is None:
+        return
+    for candidate in folder.glob(PIXELS_GLOB):
+        if candidate in _IN_USE:
+            continue
+        try:
+            fd = os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue  # gone already
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # being written, or read by a live process
+            # Read the index under the lock: a writer that finished just now names its file.
+            index = _read_json(folder / "index.json", {})
+            named = index.get("pixels") if isinstance(index, dict) else None
+            if named != candidate.name and _same_file(fd, candidate):
+                candidate.unlink(missing_ok=True)
+        finally:
+            os.close(fd)

@@ -6,7 +6,10 @@ objective's metric is reported every epoch, so the pruner can stop weak trials; 
 raises is FAIL with its reason (user attribute `fail_reason`), never PRUNED. Out of memory is a
 property of the configuration: FAIL with reason `out of memory: …` and user attribute
 `infeasible`. A trial still running at the command's deadline ends after its epoch as FAIL with
-reason `timeout`, like an interrupted one, and the next run retries it first.
+reason `timeout`, like an interrupted one, and the next run retries it first. A trial whose
+checkpoint the disk cannot take is FAIL with the `StorageError`'s message and user attribute
+`cut_short`: its last checkpoint stays, and the next run retries it first too, once the user has
+made room; the error itself stops the search (the next trial would fail the same way).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Dataset
+from automl_clf.errors import StorageError
 from automl_clf.report.trial import record_trial_report
 from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec.models import Spec
@@ -64,10 +68,13 @@ class Objective:
         dataset: Dataset,
         observer: SearchObserver | None,
         *,
+        study_uid: str = "",
         deadline: float | None = None,
     ) -> None:
-        """`deadline`: `time.monotonic()` value after which a running trial stops."""
+        """`study_uid`: the study instance's id, which its trials' checkpoints carry;
+        `deadline`: `time.monotonic()` value after which a running trial stops."""
         self.spec = spec
+        self.study_uid = study_uid
         self.dataset = dataset
         self.observer = observer
         self.metric = spec.study.metric
@@ -107,7 +114,11 @@ class Objective:
                     raise DeadlineReached(f"after epoch {epoch.epoch}")
 
             trained = train_config(
-                config, self.dataset, checkpoint_dir=checkpoints.folder, on_epoch=on_epoch
+                config,
+                self.dataset,
+                checkpoint_dir=checkpoints.folder,
+                checkpoint_owner=self.study_uid,
+                on_epoch=on_epoch,
             )
         except optuna.TrialPruned:
             checkpoints.clear()
@@ -117,6 +128,10 @@ class Objective:
             raise
         except DeadlineReached:
             trial.set_user_attr("fail_reason", TIMEOUT)  # likewise: the rerun resumes it
+            raise
+        except StorageError as exc:  # likewise, once the user has made room
+            trial.set_user_attr("fail_reason", str(exc))
+            trial.set_user_attr("cut_short", True)
             raise
         except Exception as exc:
             checkpoints.clear()

@@ -9,9 +9,13 @@ end has one defined state:
   for them (one of them may still fail); when the target is reached, it returns.
 - `timeout` is wall-clock for the command: no trial starts after it, and a running trial stops
   after the epoch in which it passes, as FAIL with reason `timeout`.
-- Ctrl-C and SIGTERM end the running trial as FAIL with reason `interrupted`; a second one exits
-  at once (the heartbeat then fails the trial). The next run retries timed-out and interrupted
-  trials first, with the same params (user attribute `retry_of`: the original trial's number).
+- Ctrl-C and SIGTERM, from the first moment of the call (reading the data, opening the study,
+  decoding images) to the last, raise KeyboardInterrupt: storage writes end or roll back and a
+  running trial ends as FAIL with reason `interrupted`; a second one exits at once (the heartbeat
+  then fails the trial). The next run retries timed-out and interrupted trials first, with the
+  same params (user attribute `retry_of`: the original trial's number).
+- A storage that fails (damaged, read-only, a full disk) stops the search with a `StorageError`;
+  a trial whose checkpoint the disk could not take is FAIL first, and retried first next time.
 - A worker that dies without a word (kill -9) stops its trial's heartbeat; after the grace period
   any worker marks that trial FAIL and queues a retry with the same params (Optuna's system
   attribute `failed_trial`).
@@ -38,7 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import load_dataset
 from automl_clf.data.preprocess import Decoding
-from automl_clf.errors import StudyError
+from automl_clf.errors import StorageError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.objective import (
     CUT_SHORT,
@@ -47,7 +51,7 @@ from automl_clf.search.objective import (
     Objective,
     SearchObserver,
 )
-from automl_clf.search.storage import StudyLock, sqlite_path
+from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.spec.models import Spec
 
@@ -94,8 +98,21 @@ def run_search(
     Raises:
         DataError: the data set is unusable (before any trial starts).
         StudyError: the study is incompatible, or too many trials failed in a row.
+        StorageError: the study's storage, or the disk under its checkpoints, failed.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
+    assert spec.study.storage is not None
+    with _interrupts_raise(), storage_faults(spec.study.storage):
+        return _search(spec, n_trials, timeout, observer, force)
+
+
+def _search(
+    spec: Spec,
+    n_trials: int | None,
+    timeout: float | None,
+    observer: SearchObserver | None,
+    force: bool,
+) -> SearchResult:
     seconds = timeout if timeout is not None else spec.study.timeout
     deadline = time.monotonic() + seconds if seconds is not None else None
     target = n_trials or spec.study.n_trials
@@ -118,42 +135,41 @@ def run_search(
         observer.search_started(len(finished_trials(study)), target)
     with opened.lock.held():
         requeue_cut_short(study)
-    objective = Objective(spec, dataset, observer, deadline=deadline)
+    objective = Objective(spec, dataset, observer, study_uid=opened.uid, deadline=deadline)
     failures = _FailureLimit(spec.study.max_consecutive_failures)
     n_ran = 0
     sqlite = sqlite_path(str(spec.study.storage)) is not None
-    with _interrupts_end_the_trial():
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                return result(n_ran, timed_out=True)
-            optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
-            started, others = _start_trial_within_budget(study, opened.lock, target)
-            if others and sqlite and observer is not None:
-                sqlite = False  # say it once
-                observer.notice(SHARED_SQLITE)
-            if started is _DONE:
-                break
-            if started is None:  # the missing trials are running in other workers
-                if observer is not None:
-                    observer.waiting_for_others()
-                wait = POLL_SECONDS
-                if deadline is not None:
-                    wait = max(0.0, min(wait, deadline - time.monotonic()))
-                time.sleep(wait)
-                continue
-            assert isinstance(started, optuna.Trial)
-            trial = _run_trial(study, opened, started, objective)
-            n_ran += 1
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            return result(n_ran, timed_out=True)
+        optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
+        started, others = _start_trial_within_budget(study, opened.lock, target)
+        if others and sqlite and observer is not None:
+            sqlite = False  # say it once
+            observer.notice(SHARED_SQLITE)
+        if started is _DONE:
+            break
+        if started is None:  # the missing trials are running in other workers
             if observer is not None:
-                observer.trial_finished(study, trial)
-            if trial.user_attrs.get("fail_reason") == TIMEOUT:
-                return result(n_ran, timed_out=True)
-            if failures.hit(trial):
-                raise StudyError(
-                    f"{failures.in_a_row} trials failed in a row, the last with: "
-                    f"{failures.last_reason}. Fix the spec (see `autoclf validate`), then "
-                    "rerun to resume the study"
-                )
+                observer.waiting_for_others()
+            wait = POLL_SECONDS
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            time.sleep(wait)
+            continue
+        assert isinstance(started, optuna.Trial)
+        trial = _run_trial(study, opened, started, objective)
+        n_ran += 1
+        if observer is not None:
+            observer.trial_finished(study, trial)
+        if trial.user_attrs.get("fail_reason") == TIMEOUT:
+            return result(n_ran, timed_out=True)
+        if failures.hit(trial):
+            raise StudyError(
+                f"{failures.in_a_row} trials failed in a row, the last with: "
+                f"{failures.last_reason}. Fix the spec (see `autoclf validate`), then "
+                "rerun to resume the study"
+            )
     return result(n_ran)
 
 
@@ -193,7 +209,7 @@ def _run_trial(
             values = objective(trial)
         except optuna.TrialPruned:
             return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StorageError):  # this command cannot go on
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         except (DeadlineReached, Exception):  # the objective recorded the reason
@@ -246,7 +262,8 @@ class _FailureLimit:
 
 
 def requeue_cut_short(study: optuna.Study) -> list[int]:
-    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM or timeout cut short.
+    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM, timeout or a disk
+    that could not take its checkpoint cut short.
 
     Run under the study lock, so that workers starting together queue each trial once. Returns
     the numbers of the trials queued again.
@@ -255,11 +272,10 @@ def requeue_cut_short(study: optuna.Study) -> list[int]:
     requeued = {t.user_attrs.get("requeued_from") for t in trials}
     again = []
     for trial in trials:
-        if (
-            trial.state == TrialState.FAIL
-            and trial.user_attrs.get("fail_reason") in CUT_SHORT
-            and trial.number not in requeued
-        ):
+        cut_short = trial.user_attrs.get("fail_reason") in CUT_SHORT or trial.user_attrs.get(
+            "cut_short"
+        )
+        if trial.state == TrialState.FAIL and cut_short and trial.number not in requeued:
             original = trial.user_attrs.get(
                 "retry_of", trial.system_attrs.get("failed_trial", trial.number)
             )
@@ -271,9 +287,10 @@ def requeue_cut_short(study: optuna.Study) -> list[int]:
 
 
 @contextlib.contextmanager
-def _interrupts_end_the_trial() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt (the running trial ends as FAIL); a second
-    signal exits at once with code 130, leaving the trial to the heartbeat."""
+def _interrupts_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (storage writes roll back, the running trial
+    ends as FAIL); a second signal exits at once with code 130, leaving the trial to the
+    heartbeat."""
     received = 0
 
     def interrupt(signum: int, frame: Any) -> None:

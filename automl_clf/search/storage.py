@@ -9,11 +9,17 @@ Optuna's journal storage has no heartbeat of its own; `_JournalStorage` adds one
 `StudyLock` serialises the few steps that must not interleave between workers: creating the
 schema and the study, and "count the finished and running trials, then start one" (what makes
 `n_trials` exact across workers).
+
+A storage that fails (a damaged SQLite file, a read-only folder, a full disk) surfaces from deep
+inside SQLAlchemy, Optuna or the journal backend, wrapped in their own errors; `storage_faults`
+turns it into one `StorageError` line naming the file and what to do. The file is never moved,
+repaired or deleted on the user's behalf.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import time
 import warnings
@@ -28,7 +34,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_clf.errors import StudyError
+from automl_clf.errors import AutoclfError, StorageError, StudyError
 
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 90  # seconds without a heartbeat before a trial counts as dead
@@ -102,18 +108,23 @@ def open_storage(
 
     Open it under `StudyLock(url, …).held()` when other workers may be starting too: creating
     the schema is not safe to race.
+
+    Raises:
+        StorageError: the storage is damaged, read-only or on a full disk.
+        StudyError: the URL cannot be opened (malformed, a missing driver, a refused server).
     """
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     journal = journal_path(url)
     if journal is not None:
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        return _JournalStorage(journal, heartbeat_interval, grace_period, retry)
+        with storage_faults(url):
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            return _JournalStorage(journal, heartbeat_interval, grace_period, retry)
     engine_kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
         return optuna.storages.RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
@@ -122,11 +133,104 @@ def open_storage(
             heartbeat_stale_trial_callback=retry,
         )
     except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, missing driver, refused
+        fault = _classify(url, exc)
+        if fault is not None and fault[0] != _FAILED:  # the URL is fine, its storage is not
+            raise _storage_error(url, *fault) from None
         raise StudyError(
             f"cannot open study storage {url!r}: {type(exc).__name__}: {exc}. Use a SQLAlchemy "
             "URL such as sqlite:///studies/name.db or postgresql://user:pass@host/db, or "
             "journal:studies/name.log"
         ) from None
+
+
+_DAMAGED, _FULL, _READ_ONLY, _FAILED = "damaged", "full", "read-only", "failed"
+_KIND_BY_TEXT = (  # SQLite's messages, as SQLAlchemy and Optuna pass them on
+    (_DAMAGED, ("malformed", "not a database", "file is encrypted")),
+    (_FULL, ("disk is full", "no space left")),
+    (_READ_ONLY, ("readonly", "read-only", "unable to open database file", "permission denied")),
+)
+_KIND_BY_ERRNO = {
+    errno.ENOSPC: _FULL,
+    errno.EDQUOT: _FULL,
+    errno.EFBIG: _FULL,
+    errno.EROFS: _READ_ONLY,
+    errno.EACCES: _READ_ONLY,
+    errno.EPERM: _READ_ONLY,
+}
+
+
+@contextlib.contextmanager
+def storage_faults(url: str) -> Iterator[None]:
+    """Within: a failure of the storage behind `url` (or of its files: the SQLite or journal
+    file, their locks and journals) is raised as one `StorageError` line; anything else
+    passes through unchanged."""
+    try:
+        yield
+    except AutoclfError:
+        raise  # ours already says what is wrong
+    except Exception as exc:
+        fault = _classify(url, exc)
+        if fault is None:
+            raise
+        raise _storage_error(url, *fault) from None
+
+
+def _classify(url: str, exc: BaseException) -> tuple[str, str] | None:
+    """(kind, what the storage said) when `exc` is (or wraps) a failure of the storage."""
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    own = sqlite_path(url) or journal_path(url)
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = None
+        if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.orig is not None:
+            text = str(cause.orig)
+        elif isinstance(cause, sqlite3.Error | sqlalchemy.exc.SQLAlchemyError):
+            text = str(cause).splitlines()[0]
+        elif isinstance(cause, OSError) and own is not None and cause.filename:
+            touched = Path(cause.filename)  # the storage's file, its lock or journal, its folder
+            if touched == own.parent or (
+                touched.parent == own.parent and touched.name.startswith(own.name)
+            ):
+                kind = _KIND_BY_ERRNO.get(cause.errno or 0, _FAILED)
+                return kind, f"{cause.strerror or cause}: {touched}"
+        if text is not None:
+            lowered = text.lower()
+            for kind, needles in _KIND_BY_TEXT:
+                if any(needle in lowered for needle in needles):
+                    return kind, text
+            return _FAILED, text
+        suppressed = cause.__suppress_context__  # `raise … from None`: the context is moot
+        cause = cause.__cause__ or (None if suppressed else cause.__context__)
+    if isinstance(exc, optuna.exceptions.StorageInternalError):
+        return _FAILED, str(exc)
+    return None
+
+
+def _storage_error(url: str, kind: str, said: str) -> StorageError:
+    where = sqlite_path(url) or journal_path(url) or url
+    if kind == _DAMAGED:
+        fix = (
+            "move it aside and rerun to start the study afresh, or restore it from a backup "
+            "(autoclf left it as it is)"
+        )
+        return StorageError(f"the study storage {where} is damaged ({said}); {fix}")
+    if kind == _FULL:
+        return StorageError(
+            f"the disk holding the study storage {where} is full ({said}); free space there, "
+            "then rerun to resume the study"
+        )
+    if kind == _READ_ONLY:
+        fix = "make it and its folder writable" if where != url else "let its user write to it"
+        return StorageError(
+            f"cannot write the study storage {where} ({said}); {fix} (or point --storage at a "
+            "writable place), then rerun"
+        )
+    return StorageError(f"the study storage {where} failed ({said}); fix it, then rerun")
 
 
 class StudyLock:
@@ -165,8 +269,10 @@ class StudyLock:
             yield
             return
         assert self.file is not None
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        with self.file.open("a") as handle:
+        with storage_faults(self.url):
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.file.open("a")
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

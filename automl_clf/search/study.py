@@ -6,12 +6,19 @@ refused with a message that says what changed and how to go on, so trial values 
 comparable. The study is created once, under the study lock: the worker that creates it also
 queues its first trials (the spec's defaults, the warm-start list, or every grid point), so
 workers that start together neither race on the schema nor queue anything twice.
+
+Creation ends by giving the study a random id (system attribute `autoclf_uid`): what ties a
+trial's checkpoint to this study and not to an earlier one of the same name (Optuna's study and
+trial numbers restart in a new database). A study without one was made by an older autoclf or by
+a worker stopped midway through creating it; the next worker finishes the job (queueing what is
+not queued yet) under the lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +29,13 @@ from optuna.trial import FrozenTrial, TrialState
 from automl_clf.data.dataset import Dataset
 from automl_clf.errors import StudyError
 from automl_clf.search.samplers import build_pruner, build_sampler
-from automl_clf.search.storage import StudyLock, open_storage
+from automl_clf.search.storage import StudyLock, open_storage, storage_faults
 from automl_clf.spec.describe import describe_space, grid_points
 from automl_clf.spec.models import Spec
 from automl_clf.spec.warmstart import default_params, warm_start_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+UID_ATTR = "autoclf_uid"  # study system attribute: this study instance's random id
 
 
 @dataclass
@@ -36,6 +44,7 @@ class OpenedStudy:
     storage: BaseStorage
     lock: StudyLock
     created: bool  # this call created the study (and queued its first trials)
+    uid: str  # the study instance's random id (see the module docstring)
     space_changed: bool  # the stored space differed and --force resumed anyway
     n_grid_points: int | None  # a grid study's size, else None
 
@@ -75,10 +84,14 @@ def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedSt
         _check_directions(study, spec)
         check_compatible(study, spec, dataset)
         space_changed = _check_space(study, spec, force=force)
-        if created:
-            _queue_first_trials(study, spec, points)
+        study_id = storage.get_study_id_from_name(name)
+        uid = storage.get_study_system_attrs(study_id).get(UID_ATTR)
+        if uid is None:  # a new study, or one whose creation did not finish
+            _queue_first_trials(study, spec, points, skip_queued=not created)
+            uid = uuid.uuid4().hex
+            storage.set_study_system_attr(study_id, UID_ATTR, uid)
     n_points = len(points) if points is not None else None
-    return OpenedStudy(study, storage, lock, created, space_changed, n_points)
+    return OpenedStudy(study, storage, lock, created, str(uid), space_changed, n_points)
 
 
 def _fix(name: str | None) -> str:
@@ -178,25 +191,33 @@ def _grid_order(spec: Spec) -> list[dict[str, Any]]:
 
 
 def _queue_first_trials(
-    study: optuna.Study, spec: Spec, points: list[dict[str, Any]] | None
+    study: optuna.Study,
+    spec: Spec,
+    points: list[dict[str, Any]] | None,
+    *,
+    skip_queued: bool = False,
 ) -> None:
-    """Queue what the new study tries before its sampler (see the module docstring)."""
+    """Queue what the new study tries before its sampler (see the module docstring);
+    `skip_queued`: except what the study already holds (finishing an interrupted creation)."""
     if points is not None:
         queue = points
     else:
         defaults = [default_params(spec)] if spec.study.try_defaults else []
         queue = defaults + warm_start_params(spec)
     for params in queue:
-        study.enqueue_trial(params)
+        study.enqueue_trial(params, skip_if_exists=skip_queued)
 
 
 def load_existing_study(storage_url: str, name: str) -> optuna.Study:
-    """An existing study, or a StudyError that lists the studies the storage holds."""
+    """An existing study, or a StudyError that lists the studies the storage holds (a
+    StorageError when the storage is damaged or unreadable)."""
     storage = open_storage(storage_url)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        with storage_faults(storage_url):
+            return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = optuna.study.get_all_study_names(storage=storage)
+        with storage_faults(storage_url):
+            names = optuna.study.get_all_study_names(storage=storage)
         listing = ", ".join(sorted(names)) if names else "none"
         raise StudyError(
             f"no study named {name!r} in {storage_url}; run `autoclf search SPEC` first "

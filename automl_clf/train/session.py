@@ -26,7 +26,7 @@ from automl_clf.errors import DeadlineReached
 from automl_clf.models.factory import build_model, count_parameters, measure_latency_ms
 from automl_clf.models.transfer import plan_transfer
 from automl_clf.spec.config import TrialConfig
-from automl_clf.train.checkpoint import Checkpoints
+from automl_clf.train.checkpoint import Checkpoints, checkpoint_identity
 from automl_clf.train.mix import BatchMixer
 from automl_clf.train.trainer import (
     Deadline,
@@ -60,6 +60,7 @@ def train_config(
     lr_replay: list[float] | None = None,
     seed: int | None = None,
     checkpoint_dir: Path | None = None,
+    checkpoint_owner: str = "",
     on_epoch: Callable[[EpochResult], None] | None = None,
     deadline: Deadline | None = None,
 ) -> TrainedModel:
@@ -71,10 +72,17 @@ def train_config(
         max_epochs: stop after this many epochs (a retrain: the trial's best epoch).
         lr_replay: per-epoch learning rates to replay (a retrain of a plateau schedule).
         seed: overrides `config.train.seed` (final retrains over several seeds).
-        checkpoint_dir: save every epoch here, and resume from the checkpoint found there.
+        checkpoint_dir: save every epoch here, and resume from the checkpoint found there if
+            it was written by a run of this exact config and seed, and of `checkpoint_owner`.
+        checkpoint_owner: whose run this is beyond its config (a search: the study instance's
+            id), so that another owner's checkpoint in the same folder is never resumed.
         deadline: end early, keeping the best finished epoch, when time runs out (a budget).
     """
     train_cfg = config.train if seed is None else config.train.model_copy(update={"seed": seed})
+    checkpoints = None
+    if checkpoint_dir is not None:
+        ran = config.model_copy(update={"train": train_cfg}).model_dump_json()
+        checkpoints = Checkpoints(checkpoint_dir, checkpoint_identity(checkpoint_owner, ran))
     if train_cfg.threads is not None:
         torch.set_num_threads(train_cfg.threads)
     seed_everything(train_cfg.seed)
@@ -119,7 +127,7 @@ def train_config(
             max_epochs=max_epochs,
             lr_replay=lr_replay,
             on_epoch=on_epoch,
-            checkpoints=Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None,
+            checkpoints=checkpoints,
             deadline=deadline,
         )
     finally:
