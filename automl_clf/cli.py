@@ -330,10 +330,14 @@ def best(
     from automl_clf.ui import final_summary, formats_summary
 
     _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
-    seeds = loaded.final.seeds
-    with console.status(
-        f"retraining on {loaded.final.train_on}" + (f" with {seeds} seeds" if seeds > 1 else "")
-    ):
+    final_spec = loaded.final
+    members = f"the top {final_spec.ensemble} trials" if final_spec.ensemble > 1 else "the trial"
+    if final_spec.retrain == "never":
+        doing = f"loading {members}' best-epoch weights (not retraining)"
+    else:
+        seeds = f" with {final_spec.seeds} seeds" if final_spec.seeds > 1 else ""
+        doing = f"retraining {members} on {final_spec.train_on}{seeds}"
+    with console.status(doing):
         final = _run(retrain, loaded, study, trial)
     with console.status("exporting: formats, parity checks, report"):
         written = _run(write_export, final, export, loaded, study)

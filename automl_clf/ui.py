@@ -22,6 +22,7 @@ from automl_clf.train.trainer import EpochResult
 if TYPE_CHECKING:
     from automl_clf.final.export import ExportResult
     from automl_clf.final.retrain import FinalResult
+    from automl_clf.train.metrics import EvalResult
 
 STATE_STYLE = {
     "COMPLETE": "green",
@@ -197,36 +198,57 @@ def study_counts(study: optuna.Study) -> str:
 
 
 def final_summary(final: FinalResult) -> str:
-    """The retrained model's test result, TTA beside it, and the spread over seeds."""
-    test = final.test
-    lines = [
-        f"test accuracy [bold]{test.accuracy:.4f}[/bold], balanced accuracy "
-        f"{test.balanced_accuracy:.4f}, macro F1 {test.macro_f1:.4f}, log loss {test.loss:.4f} "
-        f"({len(test.labels)} test images; trial #{final.trial.number}, {final.epochs} epochs "
-        f"on {final.train_on})"
-    ]
-    if final.test_tta is not None:
-        tta = final.test_tta
-        lines.append(
-            f"with test-time augmentation ({' + '.join(final.tta)}): accuracy {tta.accuracy:.4f}, "
-            f"balanced accuracy {tta.balanced_accuracy:.4f}, macro F1 {tta.macro_f1:.4f}, "
-            f"log loss {tta.loss:.4f}"
+    """The final model's test result (an ensemble's beside its best member alone), TTA beside
+    it, the spread over seeds, and where the final model differs from what the spec asked."""
+    from automl_clf.report.tables import weights_source
+
+    def scores(result: EvalResult, bold: bool = False) -> str:
+        accuracy = f"[bold]{result.accuracy:.4f}[/bold]" if bold else f"{result.accuracy:.4f}"
+        return (
+            f"accuracy {accuracy}, balanced accuracy {result.balanced_accuracy:.4f}, macro F1 "
+            f"{result.macro_f1:.4f}, log loss {result.loss:.4f}"
         )
-    measured = [run for run in final.seed_runs if run.val is not None]
+
+    test, first = final.test, final.first
+    source = weights_source(first.trial.number, first.retrained, first.train_on, first.epochs)
+    if final.is_ensemble:
+        numbers = ", ".join(f"#{m.trial.number}" for m in final.members)
+        how = "not retrained" if not first.retrained else f"each retrained on {first.train_on}"
+        lines = [
+            f"ensemble of {len(final.members)} (trials {numbers}, mean of probabilities, {how}): "
+            f"test {scores(test, bold=True)} ({len(test.labels)} test images)"
+        ]
+        if final.test_single is not None:
+            lines.append(f"trial #{first.trial.number} alone: test {scores(final.test_single)}")
+    else:
+        lines = [
+            f"test {scores(test, bold=True)} ({len(test.labels)} test images; trial "
+            f"#{first.trial.number}, {source})"
+        ]
+    if final.test_tta is not None:
+        lines.append(
+            f"with test-time augmentation ({' + '.join(final.tta)}): {scores(final.test_tta)}"
+        )
+    measured = [run for run in first.seed_runs if run.val is not None]
     if len(measured) > 1:
         losses = [run.val.loss for run in measured if run.val is not None]
         accuracies = [run.val.accuracy for run in measured if run.val is not None]
         lines.append(
             f"{len(measured)} seeds: val loss {statistics.mean(losses):.4f} ± "
             f"{statistics.pstdev(losses):.4f}, val accuracy {statistics.mean(accuracies):.4f} ± "
-            f"{statistics.pstdev(accuracies):.4f}; exported seed {final.seed} (best on val)"
+            f"{statistics.pstdev(accuracies):.4f}; exported seed {first.seed} (best on val)"
         )
+    lines += [f"[yellow]note[/yellow]: {note}" for note in final.notes]
     return "\n".join(lines)
 
 
 def formats_summary(export: ExportResult) -> str:
     """One line per extra format: its parity with the eager model, or why it is missing."""
-    lines = [f"CPU latency {export.latency_ms:.2f} ms per image (eager, batch 1)"]
+    latency = export.latency
+    lines = [
+        f"CPU latency {latency.ms:.2f} ms per image (eager, batch 1, {latency.threads} "
+        "thread(s), as the trials')"
+    ]
     for name, check in export.formats.items():
         if check.ok:
             lines.append(

@@ -211,3 +211,43 @@ def study_storage(request: pytest.FixtureRequest, tmp_path: Path) -> StudyStorag
     if mode == "journal":
         return StudyStorage(f"journal:{tmp_path / 'studies' / 'tiny.log'}", "tiny")
     return StudyStorage(request.getfixturevalue("postgres_url"), f"tiny-{uuid.uuid4().hex}")
+
+
+@dataclass(frozen=True)
+class Ensembled:
+    """A study of plain CNNs and `test_resnet`s (two normalisations) and its ensemble export."""
+
+    spec: Path
+    folder: Path
+    output: str  # what `best --export` printed
+
+
+@pytest.fixture(scope="session")
+def ensembled(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Ensembled:
+    """Three complete trials (trial 1 a `test_resnet`, the others the plain CNN), exported with
+    `final.ensemble: 4` (one more than there are) as searched (`retrain: never`), with TTA."""
+    from typer.testing import CliRunner
+
+    from automl_clf.cli import app
+
+    folder = tmp_path_factory.mktemp("ensemble")
+    spec = write_spec(
+        folder / "spec.yaml",
+        tiny_spec(
+            digits_root,
+            folder,
+            study={
+                "n_trials": 3,
+                "pruner": "none",  # all three complete
+                "warm_start": [{"model.backbone": "test_resnet"}],  # trial 1, after the defaults
+            },
+            model={"backbone": {"choices": ["cnn", "test_resnet"]}},
+            final={"ensemble": 4, "retrain": "never", "tta": ["hflip"]},
+        ),
+    )
+    runner = CliRunner()
+    searched = runner.invoke(app, ["search", str(spec)])
+    assert searched.exit_code == 0, searched.output
+    result = runner.invoke(app, ["best", str(spec), "--export", str(folder / "model")])
+    assert result.exit_code == 0, result.output
+    return Ensembled(spec, folder / "model", result.output)

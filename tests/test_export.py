@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -23,7 +24,8 @@ from typer.testing import CliRunner
 
 import automl_clf
 from automl_clf.cli import app
-from automl_clf.data.dataset import SplitArrays
+from automl_clf.data.dataset import SplitArrays, load_dataset
+from automl_clf.data.preprocess import Preprocessing
 from automl_clf.final.folder import (
     STAGING,
     check_replaceable,
@@ -32,10 +34,23 @@ from automl_clf.final.folder import (
     staged_export,
 )
 from automl_clf.final.predictor import BATCH_SIZE, predict_files
+from automl_clf.final.retrain import retrain
 from automl_clf.final.tta import evaluate_tta, tta_views
+from automl_clf.models.factory import build_model
+from automl_clf.search.storage import trial_artifacts_dir
+from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.describe import describe_space
+from automl_clf.train.trainer import evaluate
+from automl_clf.train.weights import (
+    WEIGHTS_ATTR,
+    WEIGHTS_FILE,
+    load_weights,
+    save_weights,
+    weights_problem,
+)
 from tests.conftest import (
     REPO,
+    Ensembled,
     Exported,
     fails_if_blocked,
     tiny_spec,
@@ -612,3 +627,267 @@ def test_a_damaged_export_is_one_line_naming_the_file(
     assert len(result.output.strip().splitlines()) == 1, result.output
     with pytest.raises(automl_clf.ExportError, match="damaged or was edited"):
         automl_clf.load(copy)
+
+
+# --- the trial's own weights (final.retrain), ensembles (final.ensemble), latency -------------
+
+
+def open_study(spec_path: Path) -> tuple[automl_clf.Spec, optuna.Study]:
+    spec = automl_clf.load_spec(spec_path)
+    assert spec.study.storage is not None and spec.study.name is not None
+    return spec, optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())  # rich wraps the CLI's lines at the terminal width
+
+
+def test_weights_are_written_whole_and_checked_on_reading(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    record = save_weights(model, tmp_path / "trial" / WEIGHTS_FILE)
+    assert record["file"] == str(tmp_path / "trial" / WEIGHTS_FILE)
+    assert [p.name for p in (tmp_path / "trial").iterdir()] == [WEIGHTS_FILE]  # no temp file
+    twin = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    load_weights(twin, record)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(twin.state_dict()[name], tensor), name
+    assert weights_problem(None) is not None and weights_problem(record) is None
+    path = Path(record["file"])
+    path.write_bytes(path.read_bytes() + b" ")
+    with pytest.raises(automl_clf.StudyError, match=r"changed since it finished.*retrain: always"):
+        load_weights(twin, record, trial=3)
+    path.unlink()
+    with pytest.raises(automl_clf.StudyError, match=r"trial #3 .* are gone .*retrain: always"):
+        load_weights(twin, record, trial=3)
+
+
+def test_every_complete_trial_keeps_its_best_epoch_weights(exported: Exported) -> None:
+    spec, study = open_study(exported.spec)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert complete
+    for trial in complete:
+        record = trial.user_attrs[WEIGHTS_ATTR]
+        assert spec.study.artifacts is not None
+        assert Path(record["file"]) == trial_artifacts_dir(spec.study.artifacts, trial.number) / (
+            WEIGHTS_FILE
+        )
+        assert weights_problem(record) is None  # there, and the file the trial recorded
+
+
+def test_retrain_never_exports_the_trials_own_best_epoch(
+    exported: Exported, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(exported.spec.read_text())
+    raw["final"] = {"retrain": "never"}  # train_on stays the default, train+val: not used
+    spec = automl_clf.load_spec(write_spec(exported.spec.with_name("never.yaml"), raw))
+    _, study = open_study(exported.spec)
+    report = automl_clf.export_best(spec, tmp_path / "never")
+    manifest = json.loads((tmp_path / "never" / "model.json").read_text())
+    trial = study.best_trial
+    assert manifest["trial"] == trial.number and manifest["retrained"] is False
+    assert (
+        manifest["train_on"] == "train"
+        and manifest["trained_epochs"] == (trial.user_attrs["best_epoch"])
+    )
+    assert manifest["config"] == trial.user_attrs["config"]  # the trial's, as it ran
+    saved = load_file(trial.user_attrs[WEIGHTS_ATTR]["file"])
+    exported_weights = load_file(tmp_path / "never" / "model.safetensors")
+    assert saved.keys() == exported_weights.keys()
+    assert all(torch.equal(saved[k], exported_weights[k]) for k in saved)
+    # the exported model scores on val exactly what the trial's best epoch scored there
+    predictor = automl_clf.load(tmp_path / "never")
+    pre = predictor.manifest_.preprocessing
+    assert pre.model_dump(mode="json") == trial.user_attrs["preprocessing"]
+    val = load_dataset(spec.data).arrays(pre.decoding)["val"]
+    result = evaluate(predictor.model_, val, pre, torch.device("cpu"))
+    assert result.loss == pytest.approx(trial.user_attrs["val_loss"], rel=1e-5)
+    assert result.accuracy == pytest.approx(trial.user_attrs["val_accuracy"])
+    text = (report / "report.md").read_text()
+    assert f"trial #{trial.number}'s best epoch (not retrained)" in text
+    assert "final.class\\_weighting balanced did not apply" in text
+    page = (report / "index.html").read_text()
+    assert html.escape(f"Trial #{trial.number}'s best epoch") in page
+    # `auto` retrains, unless the caller (a time budget) says there is no time
+    auto = automl_clf.load_spec(exported.spec)
+    assert auto.final.retrain == "auto"
+    assert retrain(auto, study, retrain_members=False).first.retrained is False
+
+
+def test_retrain_never_without_the_weights_is_one_clear_line(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(spec_file.read_text())
+    raw["study"]["n_trials"] = 1
+    raw["final"] = {"retrain": "never"}
+    write_spec(spec_file, raw)
+    searched = runner.invoke(app, ["search", str(spec_file)])
+    assert searched.exit_code == 0, searched.output
+    _, study = open_study(spec_file)
+    weights = Path(study.best_trial.user_attrs[WEIGHTS_ATTR]["file"])
+    out = tmp_path / "export"
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))  # the same size, other bytes
+    for says in ("changed since it finished", "are gone"):
+        result = runner.invoke(app, ["best", str(spec_file), "--export", str(out)])
+        assert result.exit_code == 1, result.output  # a StudyError, as for a study without trials
+        assert says in one_line(result.output) and "set final.retrain: always" in one_line(
+            result.output
+        )
+        assert result.stderr.startswith("error: cannot export trial #0 as searched")
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+        assert not out.exists()  # refused before anything was written
+        weights.unlink(missing_ok=True)
+
+
+def test_the_export_latency_is_measured_as_the_trials_is(exported: Exported) -> None:
+    from automl_clf.models import factory
+    from automl_clf.train import session
+
+    _, study = open_study(exported.spec)
+    manifest = json.loads((exported.folder / "model.json").read_text())
+    trial = study.trials[manifest["trial"]]
+    latency = manifest["latency"]
+    assert latency["method"] == "automl_clf.models.factory.measure_latency_ms"
+    assert session.measure_latency_ms is factory.measure_latency_ms  # what trials measure with
+    assert latency["threads"] == trial.user_attrs["latency_threads"] == factory.LATENCY_THREADS
+    assert latency["device"] == "cpu" and latency["ms"] > 0
+    threads = f"eager, {latency['threads']} thread(s))"
+    assert threads in (exported.folder / "report" / "report.md").read_text()
+
+
+def test_a_single_model_export_keeps_its_layout(export: Path, tmp_path: Path) -> None:
+    manifest = json.loads((export / "model.json").read_text())
+    assert manifest["members"] == [] and not (export / "members").exists()
+    assert manifest["retrained"] is True
+    metrics = json.loads((export / "report" / "metrics.json").read_text())
+    assert "single" not in metrics and "ensemble" not in metrics
+    # an export written before these fields existed still loads, and predicts the same
+    copy = shutil.copytree(export, tmp_path / "old")
+    for key in ("members", "retrained", "latency"):
+        manifest.pop(key)
+    (copy / "model.json").write_text(json.dumps(manifest))
+    paths = [row["path"] for row in read_test_predictions(export)[:5]]
+    assert np.array_equal(
+        automl_clf.load(copy).predict_proba(paths), automl_clf.load(export).predict_proba(paths)
+    )
+
+
+def member_probabilities(folder: Path, pixels: np.ndarray) -> list[np.ndarray]:
+    """Each member of an ensemble export on its own: its network, weights and preprocessing."""
+    manifest = json.loads((folder / "model.json").read_text())
+    n_classes, (channels, size, _) = len(manifest["classes"]), manifest["input_shape"]
+    out = []
+    for member in manifest["members"]:
+        config = TrialConfig.model_validate(member["config"])
+        model = build_model(
+            config.model, n_classes=n_classes, in_chans=channels, image_size=size
+        ).eval()
+        model.load_state_dict(load_file(folder / member["file"]))
+        x = Preprocessing.model_validate(member["preprocessing"]).to_tensor(pixels)
+        with torch.no_grad():
+            out.append(model(x).softmax(1).numpy())
+    return out
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(
+    ensembled: Ensembled,
+) -> None:
+    manifest = json.loads((ensembled.folder / "model.json").read_text())
+    members = manifest["members"]
+    assert [m["file"] for m in members] == [
+        "model.safetensors",
+        "members/1.safetensors",
+        "members/2.safetensors",
+    ]
+    assert {m["architecture"] for m in members} == {"cnn", "test_resnet"}
+    assert len({tuple(m["preprocessing"]["mean"]) for m in members}) == 2  # two normalisations
+    _, study = open_study(ensembled.spec)
+    ranked = sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=trial_value)
+    assert [m["trial"] for m in members] == [t.number for t in ranked]  # best first
+    assert manifest["trial"] == study.best_trial.number == members[0]["trial"]
+    for member in members:  # not retrained: each member is its trial's own weights
+        assert member["retrained"] is False
+        saved = load_file(study.trials[member["trial"]].user_attrs[WEIGHTS_ATTR]["file"])
+        mine = load_file(ensembled.folder / member["file"])
+        assert all(torch.equal(saved[k], mine[k]) for k in saved)
+    predictor = automl_clf.load(ensembled.folder)
+    paths = [row["path"] for row in read_test_predictions(ensembled.folder)]
+    pixels = np.stack([predictor.load(path) for path in paths])
+    alone = member_probabilities(ensembled.folder, pixels)
+    mean = np.mean(alone, axis=0)
+    assert np.allclose(predictor.predict_proba(paths), mean, atol=1e-5)
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)  # the members do differ
+    assert predictor.predict(paths) == [predictor.classes_[i] for i in mean.argmax(axis=1)]
+
+
+def trial_value(trial: optuna.trial.FrozenTrial) -> tuple[float, int]:
+    assert trial.value is not None
+    return trial.value, trial.number  # the tiny spec minimises val_loss
+
+
+def test_predict_uses_the_ensemble(ensembled: Ensembled) -> None:
+    rows = read_test_predictions(ensembled.folder)
+    result = runner.invoke(app, ["predict", str(ensembled.folder), *(r["path"] for r in rows)])
+    assert result.exit_code == 0, result.output
+    predicted = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [p["predicted"] for p in predicted] == [r["predicted"] for r in rows]
+    for expected, got in zip(rows, predicted, strict=True):
+        assert float(got["probability"]) == pytest.approx(float(expected["probability"]), abs=1e-5)
+
+
+def test_an_ensemble_export_is_one_folder_that_lists_its_members(
+    ensembled: Ensembled, tmp_path: Path
+) -> None:
+    marker = json.loads((ensembled.folder / "autoclf_export.json").read_text())
+    assert {"members/1.safetensors", "members/2.safetensors"} <= set(marker["files"])
+    copy = shutil.copytree(ensembled.folder, tmp_path / "export")
+    check_replaceable(copy)  # as written: may be replaced
+    (copy / "members" / "2.safetensors").write_bytes(b"mine")
+    with pytest.raises(automl_clf.ExportError, match=r"changed since it was written \(members/2"):
+        check_replaceable(copy)
+    (copy / "members" / "2.safetensors").unlink()
+    image = read_test_predictions(ensembled.folder)[0]["path"]
+    result = runner.invoke(app, ["predict", str(copy), image])
+    assert result.exit_code == 2
+    assert one_line(result.output) == (
+        f"error: {copy / 'members' / '2.safetensors'}: missing, but model.json lists it; "
+        "the export is damaged or was edited: export it again with `autoclf best SPEC "
+        "--export DIR`"
+    )
+
+
+def test_fewer_trials_than_the_ensemble_asks_for_is_said(ensembled: Ensembled) -> None:
+    said = "final.ensemble is 4, but study 'tiny' holds only 3 complete feasible trial(s)"
+    assert said in one_line(ensembled.output)
+    assert said in (ensembled.folder / "report" / "report.md").read_text().replace("\\", "")
+
+
+def test_an_ensemble_retrains_each_member(ensembled: Ensembled, tmp_path: Path) -> None:
+    raw = yaml.safe_load(ensembled.spec.read_text())
+    raw["final"] = {"ensemble": 2, "retrain": "always"}
+    spec = automl_clf.load_spec(write_spec(ensembled.spec.with_name("always.yaml"), raw))
+    automl_clf.export_best(spec, tmp_path / "always")
+    manifest = json.loads((tmp_path / "always" / "model.json").read_text())
+    members = manifest["members"]
+    assert len(members) == 2 and (tmp_path / "always" / "members" / "1.safetensors").is_file()
+    assert all(m["retrained"] and m["train_on"] == "train+val" for m in members)
+    assert all(m["config"]["train"]["class_weighting"] == "balanced" for m in members)
+    _, study = open_study(ensembled.spec)
+    saved = load_file(study.trials[members[1]["trial"]].user_attrs[WEIGHTS_ATTR]["file"])
+    mine = load_file(tmp_path / "always" / "members" / "1.safetensors")
+    assert not all(torch.equal(saved[k], mine[k]) for k in saved)  # trained again
+    assert automl_clf.load(tmp_path / "always").predict(
+        [r["path"] for r in read_test_predictions(tmp_path / "always")][:3]
+    )
+
+
+def test_an_ensemble_needs_one_objective_and_no_trial_pick(
+    ensembled: Ensembled, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(ensembled.spec.read_text())
+    raw["study"] |= {"objective": ["accuracy", "latency_ms"], "pruner": "none"}
+    with pytest.raises(automl_clf.SpecError, match=r"final\.ensemble: averaging the top 4 trials"):
+        automl_clf.load_spec(write_spec(tmp_path / "multi.yaml", raw))
+    spec = automl_clf.load_spec(ensembled.spec)
+    with pytest.raises(automl_clf.SpecError, match=r"set final\.ensemble: 1 to export trial #0"):
+        automl_clf.export_best(spec, tmp_path / "picked", trial=0)
+    assert not (tmp_path / "picked").exists()

@@ -29,7 +29,7 @@ from automl_clf.final.provenance import data_fingerprint, resolved_spec_yaml
 from automl_clf.spec import FixedParams, parse_spec
 from automl_clf.spec.describe import describe_space
 from automl_clf.spec.resolve import resolve
-from tests.conftest import Exported, tiny_spec
+from tests.conftest import Ensembled, Exported, tiny_spec
 
 LOADERS = {"torchscript": ("model.pt", load_torchscript), "onnx": ("model.onnx", load_onnx)}
 
@@ -152,6 +152,24 @@ def test_data_fingerprint_follows_file_contents_and_names(
     assert data_fingerprint(load_dataset(copied)).sha256 not in (edited, recorded["sha256"])
 
 
-def _test_paths(exported: Exported) -> list[str]:
+def _test_paths(exported: Exported | Ensembled) -> list[str]:
     with (exported.folder / "report" / "test_predictions.csv").open() as handle:
         return [row["path"] for row in csv.DictReader(handle)]
+
+
+def test_an_ensembles_formats_are_the_averaged_graph(ensembled: Ensembled) -> None:
+    """model.pt and model.onnx of an ensemble take the export's one preprocessed batch and give
+    the log of the members' mean probabilities, as the eager ensemble does."""
+    predictor = automl_clf.load(ensembled.folder)
+    paths = _test_paths(ensembled)
+    pixels = np.stack([predictor.load(path) for path in paths])
+    images = predictor.manifest_.preprocessing.to_tensor(pixels)
+    with torch.no_grad():
+        eager = predictor.model_(images).numpy()
+    probabilities = predictor.predict_proba_pixels(pixels)
+    checks = json.loads((ensembled.folder / "model.json").read_text())["formats"]
+    for name, (file, load) in LOADERS.items():
+        assert checks[name]["ok"], checks[name]
+        outputs = load(ensembled.folder / file)(images)
+        assert np.abs(outputs - eager).max() <= PARITY_TOLERANCE, name
+        assert np.allclose(np.exp(outputs), probabilities, atol=1e-5), name  # log of the mean

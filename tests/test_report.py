@@ -26,7 +26,7 @@ from automl_clf.report.search import summarise_search
 from automl_clf.report.write import FIGURES, write_report
 from automl_clf.spec import load_spec
 from automl_clf.train.metrics import summarise
-from tests.conftest import Exported
+from tests.conftest import Ensembled, Exported
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -279,3 +279,36 @@ def test_user_strings_show_as_written_never_as_markup(tmp_path: Path) -> None:
             assert tag not in page, (name, tag)
         for text in (*HOSTILE_CLASSES, "/data/<b>root</b>", "<script>x</script>"):
             assert escape(text, quote=False) in page, (name, text)
+
+
+def test_an_ensemble_is_reported_beside_its_best_member(ensembled: Ensembled) -> None:
+    report = ensembled.folder / "report"
+    metrics = json.loads((report / "metrics.json").read_text())
+    members = metrics["ensemble"]["members"]
+    assert len(members) == 3 and metrics["single"]["trial"] == members[0]
+    assert set(metrics["single"]) == {
+        "trial",
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "log_loss",
+    }
+    assert metrics["single"]["log_loss"] != pytest.approx(metrics["log_loss"])  # not the same
+    header = (
+        f"| metric | test (ensemble of 3) | trial #{members[0]} alone | test with TTA (hflip) |"
+    )
+    markdown = (report / "report.md").read_text()
+    assert header in markdown and "### Ensemble members (best first)" in markdown
+    for number in members:
+        assert f"trial #{number}'s best epoch (not retrained)" in markdown
+    page = (report / "index.html").read_text()
+    for text in ("test (ensemble of 3)", f"trial #{members[0]} alone", "Ensemble members"):
+        assert escape(text) in page, text
+    printed = " ".join(ensembled.output.split())
+    numbers = ", ".join(f"#{n}" for n in members)
+    assert f"ensemble of 3 (trials {numbers}, mean of probabilities, not retrained): test" in (
+        printed
+    )
+    assert f"trial #{members[0]} alone: test accuracy {metrics['single']['accuracy']:.4f}" in (
+        printed
+    )

@@ -1,9 +1,14 @@
 """Write an export directory: the model, its preprocessing, extra formats, and the report.
 
-    DIR/model.safetensors         the weights (tensors only, no pickle): what `load` reads
+    DIR/model.safetensors         the weights (tensors only, no pickle): what `load` reads; of
+                                  member 0 (the best trial) in an ensemble
+    DIR/members/<k>.safetensors   an ensemble's further members (final.ensemble > 1)
     DIR/model.json                classes, architecture, preprocessing, trial config, versions,
-                                  the data fingerprint, and each extra format's parity check
-    DIR/model.pt                  TorchScript, for runtimes without autoclf (final/formats.py)
+                                  the data fingerprint, whether it was retrained, the CPU latency
+                                  and how it was measured, each extra format's parity check, and
+                                  an ensemble's members
+    DIR/model.pt                  TorchScript of the whole model (an ensemble: the averaged
+                                  graph), for runtimes without autoclf (final/formats.py)
     DIR/model.onnx                ONNX, likewise
     DIR/spec.yaml                 the spec fixed to the exported trial (final/provenance.py)
     DIR/report/                   metrics.json, index.html, report.md, figures (report/write.py)
@@ -22,6 +27,7 @@ from pathlib import Path
 import optuna
 import torch
 from safetensors.torch import save_model
+from torch import nn
 
 from automl_clf.data.batches import eval_batches
 from automl_clf.final.folder import staged_export
@@ -29,24 +35,27 @@ from automl_clf.final.formats import FormatCheck, write_formats
 from automl_clf.final.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
-    MODEL_FILE,
     REPORT_DIR,
     ExportManifest,
+    LatencyRecord,
+    MemberRecord,
     library_versions,
+    member_file,
 )
 from automl_clf.final.provenance import SPEC_FILE, data_fingerprint
-from automl_clf.final.retrain import FinalResult, trial_config
-from automl_clf.models.factory import measure_latency_ms
+from automl_clf.final.retrain import FinalResult, Member, trial_config
+from automl_clf.models.factory import LATENCY_THREADS, measure_latency_ms
 from automl_clf.report import (
     DataSummary,
     FinalSummary,
+    MemberSummary,
     ReportContent,
     SeedSummary,
     summarise_search,
     write_report,
 )
 from automl_clf.report.metrics import summary_metrics
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.trainer import EVAL_BATCH_SIZE
 
 
@@ -55,7 +64,11 @@ class ExportResult:
     folder: Path
     report: Path  # the report folder
     formats: dict[str, FormatCheck]
-    latency_ms: float  # one image, eager, on the CPU
+    latency: LatencyRecord  # one image, eager, on the CPU: the whole (ensemble) model
+
+    @property
+    def latency_ms(self) -> float:
+        return self.latency.ms
 
 
 def write_export(
@@ -78,37 +91,57 @@ def write_export(
     return ExportResult(out_dir, out_dir / REPORT_DIR, formats, latency)
 
 
+def cpu_latency(model: nn.Module, channels: int, size: int) -> LatencyRecord:
+    """The model's batch-1 CPU latency, measured as every trial's is (`measure_latency_ms`, with
+    its thread count), and recorded with how it was measured.
+
+    Call it before anything runs onnxruntime: its worker threads keep spinning for a while after
+    a run and take the cores the timing needs (exports once reported 80 ms for a 0.3 ms model).
+    """
+    ms = measure_latency_ms(model, channels, size, torch.device("cpu"))
+    method = f"{measure_latency_ms.__module__}.{measure_latency_ms.__qualname__}"
+    return LatencyRecord(ms=ms, threads=LATENCY_THREADS, device="cpu", method=method)
+
+
 def _write(
     result: FinalResult, folder: Path, spec: Spec, study: optuna.Study | None
-) -> tuple[dict[str, FormatCheck], float]:
-    model = result.trained.fit.model.cpu().eval()
-    save_model(model, str(folder / MODEL_FILE))
-    pre = result.trained.preprocessing
+) -> tuple[dict[str, FormatCheck], LatencyRecord]:
+    model = result.model.cpu().eval()
+    for k, member in enumerate(result.members):  # member 0's weights are model.safetensors
+        path = folder / member_file(k)
+        path.parent.mkdir(exist_ok=True)
+        save_model(member.model, str(path))
+    first, pre = result.first, result.preprocessing
     classes = result.dataset.classes
     channels, size = pre.decoding.channels, pre.decoding.image_size
+    latency = cpu_latency(model, channels, size)  # before the formats run onnxruntime
     formats = write_formats(
         model, lambda: (x for x, _ in eval_batches(result.test_data, EVAL_BATCH_SIZE, pre)), folder
     )
-    latency = measure_latency_ms(model, channels, size, torch.device("cpu"))
     fingerprint = data_fingerprint(result.dataset)
     study_name = spec.study.name or "study"
     manifest = ExportManifest(
         format_version=FORMAT_VERSION,
         classes=classes,
-        architecture=result.config.model.backbone,
-        n_params=result.trained.n_params,
+        architecture=first.config.model.backbone,
+        n_params=first.n_params,
         input_shape=(channels, size, size),
         preprocessing=pre,
-        config=result.config,
+        config=first.config,
         study=study_name,
-        trial=result.trial.number,
-        trained_epochs=result.epochs,
-        train_on=result.train_on,
+        trial=first.trial.number,
+        trained_epochs=first.epochs,
+        train_on=first.train_on,
         versions=library_versions(),
-        seed=result.seed,
-        augmentation=result.trained.augmentation,
+        seed=first.seed,
+        augmentation=first.augmentation,
         data_fingerprint=fingerprint,
         formats=formats,
+        retrained=first.retrained,
+        latency=latency,
+        members=[_member_record(k, m) for k, m in enumerate(result.members)]
+        if result.is_ensemble
+        else [],
     )
     (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     (folder / SPEC_FILE).write_text(result.spec_yaml)
@@ -126,39 +159,86 @@ def _write(
         ),
         search=summarise_search(study) if study is not None else None,
         final=FinalSummary(
-            trial=result.trial.number,
+            trial=first.trial.number,
             objective=spec.study.metric,
-            objective_value=result.trial.values[0],  # the first objective of several
-            params=dict(result.trial.params),
-            config=result.config.model_dump(mode="json"),
-            backbone=result.config.model.backbone,
-            n_params=result.trained.n_params,
-            latency_ms=latency,
-            epochs=result.epochs,
-            train_on=result.train_on,
-            class_weighting=_class_weighting(result),
-            seed=result.seed,
+            objective_value=first.trial.values[0],  # the first objective of several
+            params=dict(first.trial.params),
+            config=first.config.model_dump(mode="json"),
+            backbone=first.config.model.backbone,
+            n_params=first.n_params,
+            latency_ms=latency.ms,
+            epochs=first.epochs,
+            train_on=first.train_on,
+            class_weighting=_class_weighting(first, spec.final),
+            seed=first.seed,
             seeds=[
                 SeedSummary(run.seed, summary_metrics(run.val) if run.val is not None else None)
-                for run in result.seed_runs
+                for run in first.seed_runs
             ],
             preprocessing=pre.model_dump(mode="json"),
             formats={name: check.model_dump() for name, check in formats.items()},
+            retrained=first.retrained,
+            latency_threads=latency.threads,
+            members=[_member_summary(m, spec.final) for m in result.members]
+            if result.is_ensemble
+            else [],
+            notes=list(result.notes),
         ),
         test=result.test,
         test_paths=result.test_data.paths,
         test_pixels=result.test_data.pixels,
         tta_views=result.tta,
         test_tta=result.test_tta,
+        test_single=result.test_single,
     )
     write_report(content, folder / REPORT_DIR)
     return formats, latency
 
 
-def _class_weighting(result: FinalResult) -> str:
-    """The retrain's class weighting, and the trial's when the final section changed it."""
-    ran = result.config.train.class_weighting
-    searched = trial_config(result.trial).train.class_weighting
+def _member_record(k: int, member: Member) -> MemberRecord:
+    return MemberRecord(
+        file=member_file(k),
+        trial=member.trial.number,
+        architecture=member.config.model.backbone,
+        config=member.config,
+        preprocessing=member.preprocessing,
+        trained_epochs=member.epochs,
+        train_on=member.train_on,
+        retrained=member.retrained,
+        seed=member.seed,
+        n_params=member.n_params,
+        objective_value=member.trial.values[0],
+    )
+
+
+def _member_summary(member: Member, final: FinalSpec) -> MemberSummary:
+    return MemberSummary(
+        trial=member.trial.number,
+        backbone=member.config.model.backbone,
+        n_params=member.n_params,
+        objective_value=member.trial.values[0],
+        retrained=member.retrained,
+        train_on=member.train_on,
+        epochs=member.epochs,
+        class_weighting=_class_weighting(member, final),
+        mean=list(member.preprocessing.mean),
+        std=list(member.preprocessing.std),
+    )
+
+
+def _class_weighting(member: Member, final: FinalSpec) -> str:
+    """The class weighting these weights trained with, and why when it is not the final
+    section's."""
+    ran = member.config.train.class_weighting
+    number = member.trial.number
+    if not member.retrained:
+        if final.class_weighting in ("searched", ran):
+            return ran
+        return (
+            f"{ran} (as trial #{number} trained; not retrained, so final.class_weighting "
+            f"{final.class_weighting} did not apply)"
+        )
+    searched = trial_config(member.trial).train.class_weighting
     if ran == searched:
         return ran
-    return f"{ran} (final.class_weighting; trial #{result.trial.number} trained with {searched})"
+    return f"{ran} (final.class_weighting; trial #{number} trained with {searched})"

@@ -2,10 +2,12 @@
 (`model.onnx`), each checked against the eager model.
 
 Both take the preprocessed batch (N, C, H, W) float32, normalised as `model.json` says, and
-return logits (N, n_classes); the batch size is free. The Predictor does not use them: it rebuilds
-the network from `model.json` and loads `model.safetensors`, which holds tensors only. Reading
-these files never unpickles Python objects either: `torch.jit.load` reads a TorchScript program,
-and ONNX is a protobuf graph run by onnxruntime.
+return logits (N, n_classes); the batch size is free. An ensemble's are traced from the whole
+`Ensemble` (final/ensemble.py): their logits are the log of the members' mean probabilities.
+The Predictor does not use them: it rebuilds the network from `model.json` and loads
+`model.safetensors`, which holds tensors only. Reading these files never unpickles Python objects
+either: `torch.jit.load` reads a TorchScript program, and ONNX is a protobuf graph run by
+onnxruntime.
 
 A format that cannot be written (an operator TorchScript or ONNX does not support) or that
 disagrees with the eager model by more than `PARITY_TOLERANCE` is recorded as not OK with its
@@ -98,10 +100,22 @@ def load_torchscript(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
 
 
 def load_onnx(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
-    """A saved ONNX model as images -> logits, run by onnxruntime on the CPU."""
+    """A saved ONNX model as images -> logits, run by onnxruntime on the CPU.
+
+    One intra-op thread that does not spin: by default onnxruntime's threads busy-wait for a
+    while after each run, taking the cores from whatever runs next in this process (a latency
+    measured after a parity check came out hundreds of times too slow).
+    """
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
 
     def run(images: torch.Tensor) -> np.ndarray:
         return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0])

@@ -28,6 +28,42 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 MANIFEST_FILE = "model.json"
 REPORT_DIR = "report"
+MEMBERS_DIR = "members"  # an ensemble's further members: members/<k>.safetensors, k >= 1
+MAX_MEMBERS = 10  # final.ensemble's upper bound
+
+
+def member_file(k: int) -> str:
+    """Where member k's weights are, relative to the export: member 0's are the export's own."""
+    return MODEL_FILE if k == 0 else f"{MEMBERS_DIR}/{k}.safetensors"
+
+
+class MemberRecord(BaseModel):
+    """One model of an ensemble export (`members` in model.json), enough to rebuild it alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str  # its weights, relative to the export (`member_file`)
+    trial: int
+    architecture: str
+    config: TrialConfig  # what trained these weights
+    preprocessing: Preprocessing  # what it was trained with; the ensemble re-normalises to it
+    trained_epochs: int
+    train_on: str
+    retrained: bool  # False: the trial's own best-epoch weights
+    seed: int | None = None
+    n_params: int
+    objective_value: float | None = None  # the trial's objective during the search
+
+
+class LatencyRecord(BaseModel):
+    """How `latency_ms` was measured: the same function and thread count as the trials'."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ms: float  # median of one forward pass of one image
+    threads: int  # torch CPU threads while timing
+    device: str
+    method: str  # the measuring function, e.g. automl_clf.models.factory.measure_latency_ms
 
 
 class ExportManifest(BaseModel):
@@ -52,6 +88,11 @@ class ExportManifest(BaseModel):
     # the training augmentation as albumentations serialises it, and how it was applied
     # (train/session.py); for the record only: predict never augments
     augmentation: dict[str, Any] | None = None
+    retrained: bool = True  # False: the trial's own best-epoch weights (final.retrain: never)
+    latency: LatencyRecord | None = None  # of the exported model (the whole ensemble), CPU
+    # An ensemble (final.ensemble > 1): every member, member 0 first (the fields above are its);
+    # the model is the mean of their probabilities (final/ensemble.py). Empty for one model.
+    members: list[MemberRecord] = Field(default_factory=list, max_length=MAX_MEMBERS)
 
     @model_validator(mode="after")
     def _parts_agree(self) -> ExportManifest:
@@ -79,7 +120,44 @@ class ExportManifest(BaseModel):
                 f"architecture: must be config.model.backbone {self.config.model.backbone!r}, "
                 f"got {self.architecture!r}"
             )
+        if self.members:
+            self._members_agree()
         return self
+
+    def _members_agree(self) -> None:
+        """Member 0 is the export's own model; every member has its file, decodes as the export
+        does and describes one consistent network."""
+        first = self.members[0]
+        if (first.trial, first.config, first.preprocessing) != (
+            self.trial,
+            self.config,
+            self.preprocessing,
+        ):
+            raise ValueError(
+                "members.0: must be the export's own model (its trial, config and preprocessing)"
+            )
+        for k, member in enumerate(self.members):
+            where = f"members.{k}"
+            if member.file != member_file(k):
+                raise ValueError(f"{where}.file: must be {member_file(k)!r}, got {member.file!r}")
+            if member.preprocessing.decoding != self.preprocessing.decoding:
+                raise ValueError(
+                    f"{where}.preprocessing.decoding: must be the export's "
+                    f"{self.preprocessing.decoding.model_dump()} (one input feeds every member)"
+                )
+            data, channels = member.config.data, self.preprocessing.decoding.channels
+            if (data.channels, data.image_size) != (channels, self.input_shape[1]):
+                raise ValueError(
+                    f"{where}.config.data: channels {data.channels} and image_size "
+                    f"{data.image_size} must match the export's input_shape {self.input_shape}"
+                )
+            if not len(member.preprocessing.mean) == len(member.preprocessing.std) == channels:
+                raise ValueError(f"{where}.preprocessing: mean and std need {channels} value(s)")
+            if member.architecture != member.config.model.backbone:
+                raise ValueError(
+                    f"{where}.architecture: must be its config.model.backbone "
+                    f"{member.config.model.backbone!r}, got {member.architecture!r}"
+                )
 
 
 DAMAGED = (

@@ -4,8 +4,9 @@ It applies the export's stored `Preprocessing` (the training-time one) and nothi
 predicts by argmax of the softmax. `images` may be file paths, PIL images or uint8 arrays;
 `predict_paths` also takes folders and reports unreadable files instead of raising.
 
-Loading reads `model.json` and `model.safetensors` (tensors only) and rebuilds the network from
-the recorded configuration: no pickle, so an export cannot run code. The extra formats
+Loading reads `model.json` and `model.safetensors` (tensors only; an ensemble also its members'
+`members/<k>.safetensors`) and rebuilds the network from the recorded configuration: no pickle,
+so an export cannot run code. The extra formats
 (`model.pt`, `model.onnx`) are for other runtimes and are not read here. A damaged export (an
 unreadable or inconsistent model.json, a truncated or foreign weights file, tensors of other
 shapes than model.json's network has) is an `ExportError` naming the file and the problem.
@@ -25,6 +26,7 @@ from safetensors.torch import load_model
 from torch import nn
 
 from automl_clf.errors import AutoclfError, ExportError, ImageError
+from automl_clf.final.ensemble import Ensemble
 from automl_clf.final.manifest import (
     DAMAGED,
     FORMAT_VERSION,
@@ -34,6 +36,7 @@ from automl_clf.final.manifest import (
     read_manifest,
 )
 from automl_clf.models.factory import build_model
+from automl_clf.spec.config import TrialConfig
 
 ImageInput = str | Path | Image.Image | np.ndarray
 BATCH_SIZE = 256
@@ -86,7 +89,11 @@ class Predictor:
 
 
 def load(export_dir: str | Path) -> Predictor:
-    """Load an export directory written by `autoclf best --export` (no pickle involved)."""
+    """Load an export directory written by `autoclf best --export` (no pickle involved).
+
+    An ensemble export (model.json lists `members`) loads as one `Ensemble` module, so the
+    Predictor and everything using it average the members without knowing it.
+    """
     folder = Path(export_dir)
     manifest_path, weights = folder / MANIFEST_FILE, folder / MODEL_FILE
     for required in (manifest_path, weights):
@@ -101,10 +108,27 @@ def load(export_dir: str | Path) -> Predictor:
             f"{folder} has export format {manifest.format_version}; this autoclf reads "
             f"format {FORMAT_VERSION}"
         )
+    if not manifest.members:
+        model = _load_member(manifest.config, weights, manifest_path, manifest)
+        return Predictor(model_=model.eval(), manifest_=manifest)
+    members = [
+        _load_member(member.config, folder / member.file, manifest_path, manifest)
+        for member in manifest.members
+    ]
+    ensemble = Ensemble(members, [member.preprocessing for member in manifest.members])
+    return Predictor(model_=ensemble.eval(), manifest_=manifest)
+
+
+def _load_member(
+    config: TrialConfig, weights: Path, manifest_path: Path, manifest: ExportManifest
+) -> nn.Module:
+    """Build the network `config` describes and load `weights` into it."""
+    if not weights.is_file():
+        raise ExportError(f"{weights}: missing, but {MANIFEST_FILE} lists it; {DAMAGED}")
     channels, size, _ = manifest.input_shape
     try:
         model = build_model(
-            manifest.config.model,
+            config.model,
             n_classes=len(manifest.classes),
             in_chans=channels,
             image_size=size,
@@ -115,7 +139,7 @@ def load(export_dir: str | Path) -> Predictor:
             f"{manifest_path}: cannot build the model it describes ({_first_line(exc)}); {DAMAGED}"
         ) from None
     _load_weights(model, weights, manifest)
-    return Predictor(model_=model.eval(), manifest_=manifest)
+    return model
 
 
 def _load_weights(model: nn.Module, weights: Path, manifest: ExportManifest) -> None:

@@ -66,8 +66,11 @@ def resolved_spec(spec: Spec, config: TrialConfig, *, study: str, trial: int) ->
     return raw
 
 
-def resolved_spec_yaml(spec: Spec, config: TrialConfig, *, study: str, trial: int) -> str:
-    """`spec.yaml` of an export: `resolved_spec`, checked to be a valid spec, with a header."""
+def resolved_spec_yaml(
+    spec: Spec, config: TrialConfig, *, study: str, trial: int, note: str | None = None
+) -> str:
+    """`spec.yaml` of an export: `resolved_spec`, checked to be a valid spec, with a header
+    (and `note` as its last line, e.g. that the export is an ensemble)."""
     raw = resolved_spec(spec, config, study=study, trial=trial)
     base_dir = Path(spec.data.root or spec.data.manifest or ".")
     parse_spec(raw, base_dir=base_dir)  # fails loudly if the mapping drifted from the spec
@@ -76,4 +79,6 @@ def resolved_spec_yaml(spec: Spec, config: TrialConfig, *, study: str, trial: in
         "# every searched value is fixed to the trial's. Paths are absolute; a search with it\n"
         "# makes a new one-point study beside it, never touching the original.\n"
     )
+    if note is not None:
+        header += f"# {note}\n"
     return header + yaml.safe_dump(raw, sort_keys=False)

@@ -1,57 +1,106 @@
-"""Retrain a chosen trial's configuration and evaluate it once on the held-out test split.
+"""The final model: the chosen trial (or the top K, averaged) retrained or as searched, then
+evaluated once on the held-out test split.
 
-The final model trains on train+val (or train) for the trial's best epoch count, with the
-final section's class weighting (`final_config`: the configuration that runs is the one the
-export records). With `final.seeds > 1` it trains once per seed (train only, so
-validation stays held out), keeps the best on validation by the study's objective and reports the
-spread. The test split is touched here and nowhere else, by the chosen model only (plainly, and
-with the spec's test-time augmentation when asked). The export's `spec.yaml` is made and checked
-before any training, so a spec that cannot be written fails in seconds, not after the retrain.
+Members. The best complete trial, or `--trial N`; with `final.ensemble: K` the best K complete
+feasible trials of a single-objective study, best first (fewer when the study holds fewer, and
+the result says so). Each member is
+
+- retrained (`final.retrain: always`, and `auto` unless the caller has no time for it): on
+  train+val (or train) for the trial's best epoch count, with the final section's class
+  weighting (`final_config`: the configuration that runs is the one the export records). With
+  `final.seeds > 1` it trains once per seed (train only, so validation stays held out), keeps
+  the best on validation by the study's objective and reports the spread; or
+- taken as searched (`never`): the trial's configuration rebuilt and its best-epoch weights, kept
+  by the search beside the trial (train/weights.py), loaded after checking they are the file the
+  trial recorded. Nothing trains; the configuration is the trial's own.
+
+With several members the final model is their `Ensemble` (final/ensemble.py): the mean of their
+probabilities. The test split is touched here and nowhere else, by the final model only (plainly,
+with the spec's test-time augmentation when asked, and member 0 alone beside an ensemble). The
+export's `spec.yaml` is made and checked before any training, so a spec that cannot be written
+fails in seconds, not after the retrain.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
 from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
-from automl_clf.data.preprocess import Decoding
-from automl_clf.errors import StudyError
+from automl_clf.data.preprocess import Decoding, Preprocessing
+from automl_clf.errors import SpecError, StudyError
+from automl_clf.final.ensemble import Ensemble, check_same_decoding
 from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.tta import evaluate_tta
+from automl_clf.models.factory import build_model, count_parameters
 from automl_clf.search.study import best_trial, check_compatible
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.metrics import EvalResult
-from automl_clf.train.session import TrainedModel, train_config
+from automl_clf.train.session import train_config
 from automl_clf.train.trainer import evaluate, resolve_device
+from automl_clf.train.weights import RETRAIN_INSTEAD, WEIGHTS_ATTR, load_weights, weights_problem
 
 
 @dataclass(frozen=True)
 class SeedRun:
-    """One retrain of the final configuration; `val` is None when val was trained on."""
+    """One retrain of the final configuration; `val` is None when val was trained on (or when
+    the member was not retrained)."""
 
     seed: int
     val: EvalResult | None
 
 
 @dataclass
-class FinalResult:
+class Member:
+    """One model of the final model: a trial's configuration with the weights exported."""
+
     trial: FrozenTrial
-    config: TrialConfig  # what the retrain ran: the trial's, with the final section applied
-    trained: TrainedModel  # the chosen seed's model
+    config: TrialConfig  # what trained these weights: the final one, or the trial's own
+    model: nn.Module
+    preprocessing: Preprocessing  # what this member was trained with
+    augmentation: dict[str, Any] | None  # as train/session.py records it
+    n_params: int
+    epochs: int  # epochs trained: the retrain's, or the trial's best epoch
+    train_on: str  # the splits these weights saw
+    retrained: bool  # False: the trial's own best-epoch weights
+    seed: int  # the chosen (exported) seed
+    seed_runs: list[SeedRun]  # every seed trained, in order
+
+
+@dataclass
+class FinalResult:
+    members: list[Member]  # best first; member 0 is what model.safetensors holds
+    model: nn.Module  # what was tested and is exported: member 0's model, or their Ensemble
     test: EvalResult
     test_data: SplitArrays
     dataset: Dataset
-    epochs: int
-    train_on: str
-    seed: int  # the chosen (exported) seed
-    seed_runs: list[SeedRun]  # every seed trained, in order
     spec_yaml: str  # the export's spec.yaml (final/provenance.py)
     tta: tuple[str, ...] = ()  # the test-time augmentation views of `test_tta`
     test_tta: EvalResult | None = None
+    test_single: EvalResult | None = None  # member 0 alone, beside an ensemble's result
+    notes: list[str] = field(default_factory=list)  # what differs from what the spec asked
+
+    @property
+    def first(self) -> Member:
+        return self.members[0]
+
+    @property
+    def trial(self) -> FrozenTrial:
+        return self.first.trial
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The input of `model` (an ensemble re-normalises inside for each member)."""
+        return self.first.preprocessing
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
 
 
 def trial_config(trial: FrozenTrial) -> TrialConfig:
@@ -75,19 +124,139 @@ def final_config(config: TrialConfig, final: FinalSpec) -> TrialConfig:
     return config.model_copy(update={"train": train})
 
 
-def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) -> FinalResult:
-    """Retrain the best (or the given) complete trial and evaluate it on the test split."""
-    trial = best_trial(study) if trial_number is None else _complete_trial(study, trial_number)
-    config = final_config(trial_config(trial), spec.final)
-    study_name = spec.study.name or "study"
-    spec_yaml = resolved_spec_yaml(spec, config, study=study_name, trial=trial.number)
+def retrain(
+    spec: Spec,
+    study: optuna.Study,
+    trial_number: int | None = None,
+    *,
+    retrain_members: bool | None = None,
+) -> FinalResult:
+    """Make the final model (see the module docstring) and evaluate it on the test split.
+
+    Args:
+        trial_number: export this complete trial instead of the best (needs final.ensemble 1).
+        retrain_members: whether to retrain; None follows `final.retrain` (`auto` retrains). A
+            caller that knows there is no time left (a budget planner) passes False for `auto`.
+
+    Raises:
+        SpecError: --trial with final.ensemble > 1.
+        StudyError: no complete trial; not retraining and a member's best-epoch weights are
+            missing or changed (the message says to retrain instead).
+    """
+    again = spec.final.retrain != "never" if retrain_members is None else retrain_members
+    trials, notes = choose_members(study, spec, trial_number)
+    if not again:
+        for trial in trials:  # before anything slow: a missing file must fail in seconds
+            problem = weights_problem(trial.user_attrs.get(WEIGHTS_ATTR))
+            if problem is not None:
+                raise StudyError(
+                    f"cannot export trial #{trial.number} as searched (final.retrain: "
+                    f"{spec.final.retrain}): {problem}; {RETRAIN_INSTEAD}"
+                )
+    configs = [
+        final_config(trial_config(t), spec.final) if again else trial_config(t) for t in trials
+    ]
+    try:
+        check_same_decoding([Decoding.of(config.data) for config in configs])
+    except ValueError as exc:
+        raise StudyError(
+            f"final.ensemble: the top {len(trials)} trials cannot be averaged: {exc}"
+        ) from None
+    spec_yaml = _spec_yaml(spec, configs[0], trials)
     dataset = load_dataset(spec.data)
     check_compatible(study, spec, dataset)
+    members = [
+        _retrained(spec, trial, config, dataset) if again else _as_searched(trial, config, dataset)
+        for trial, config in zip(trials, configs, strict=True)
+    ]
+    device = resolve_device(configs[0].train.device)
+    first = members[0]
+    model: nn.Module = first.model
+    if len(members) > 1:
+        model = Ensemble([m.model for m in members], [m.preprocessing for m in members])
+    model.to(device)
+    test_data = dataset.arrays(Decoding.of(configs[0].data))["test"]
+    pre = first.preprocessing
+    test = evaluate(model, test_data, pre, device)
+    single = evaluate(first.model, test_data, pre, device) if len(members) > 1 else None
+    tta = tuple(spec.final.tta)
+    test_tta = evaluate_tta(model, test_data, pre, device, tta) if tta else None
+    return FinalResult(
+        members,
+        model,
+        test,
+        test_data,
+        dataset,
+        spec_yaml=spec_yaml,
+        tta=tta,
+        test_tta=test_tta,
+        test_single=single,
+        notes=notes,
+    )
+
+
+def choose_members(
+    study: optuna.Study, spec: Spec, trial_number: int | None = None
+) -> tuple[list[FrozenTrial], list[str]]:
+    """The trials of the final model, best first, and a note when there are fewer than asked.
+
+    Member 0 is `best_trial` (or trial N), so an ensemble's first member is the model a K=1
+    export would have used; the others follow by the study's objective (ties: the earlier trial).
+    """
+    k = spec.final.ensemble
+    if trial_number is not None:
+        if k > 1:  # what was asked contradicts itself: a usage error, like a bad spec
+            raise SpecError(
+                f"--trial {trial_number} exports one trial, but final.ensemble is {k} (the top "
+                f"{k} trials of the study); set final.ensemble: 1 to export trial "
+                f"#{trial_number} alone, or leave out --trial"
+            )
+        return [_complete_trial(study, trial_number)], []
+    best = best_trial(study)  # says why there is none (or that several objectives need --trial)
+    if k == 1:
+        return [best], []
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    feasible = [t for t in complete if all(c <= 0.0 for c in t.constraints.values())]
+    ranked = sorted(feasible, key=lambda t: (sign * float(t.values[0]), t.number))
+    trials = [best, *[t for t in ranked if t.number != best.number][: k - 1]]
+    notes = []
+    if len(trials) < k:
+        what = (
+            f"the ensemble averages those {len(trials)}"
+            if len(trials) > 1
+            else f"trial #{best.number} is exported alone"
+        )
+        notes.append(
+            f"final.ensemble is {k}, but study {study.study_name!r} holds only {len(trials)} "
+            f"complete feasible trial(s): {what}"
+        )
+    return trials, notes
+
+
+def _spec_yaml(spec: Spec, config: TrialConfig, trials: list[FrozenTrial]) -> str:
+    """spec.yaml: member 0 fixed. A one-point spec cannot hold an ensemble of other trials, so
+    there it says `final.ensemble: 1` and its header names the members (model.json has them)."""
+    study_name = spec.study.name or "study"
+    note = None
+    if len(trials) > 1:
+        final = spec.final.model_copy(update={"ensemble": 1})
+        spec = spec.model_copy(update={"final": final})
+        numbers = ", ".join(f"#{t.number}" for t in trials)
+        note = (
+            f"Member 0 of an ensemble of {len(trials)} trials ({numbers}); model.json's "
+            "`members` records each one."
+        )
+    return resolved_spec_yaml(spec, config, study=study_name, trial=trials[0].number, note=note)
+
+
+def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dataset) -> Member:
+    """Retrain `config` for the trial's best epoch count, over `final.seeds` (module docstring)."""
     epochs = int(trial.user_attrs.get("best_epoch", config.train.epochs))
     both = spec.final.train_on == "train+val"
     replay = trial.user_attrs.get("lr_history") if config.train.schedule == "plateau" else None
     runs: list[SeedRun] = []
-    chosen: tuple[SeedRun, TrainedModel] | None = None  # only the best model is kept in memory
+    chosen = None  # (run, trained): only the best model is kept in memory
     for seed in range(spec.final.seed, spec.final.seed + spec.final.seeds):
         trained = train_config(
             config,
@@ -103,29 +272,51 @@ def retrain(spec: Spec, study: optuna.Study, trial_number: int | None = None) ->
             chosen = (runs[-1], trained)
     assert chosen is not None, "final.seeds is at least 1"
     trained = chosen[1]
-    test_data = dataset.arrays(Decoding.of(config.data))["test"]
-    device = resolve_device(config.train.device)
-    test = evaluate(trained.fit.model, test_data, trained.preprocessing, device)
-    tta = tuple(spec.final.tta)
-    test_tta = (
-        evaluate_tta(trained.fit.model, test_data, trained.preprocessing, device, tta)
-        if tta
-        else None
-    )
-    return FinalResult(
+    return Member(
         trial,
         config,
-        trained,
-        test,
-        test_data,
-        dataset,
+        trained.fit.model,
+        trained.preprocessing,
+        trained.augmentation,
+        trained.n_params,
         epochs,
         spec.final.train_on,
+        retrained=True,
         seed=chosen[0].seed,
         seed_runs=runs,
-        spec_yaml=spec_yaml,
-        tta=tta,
-        test_tta=test_tta,
+    )
+
+
+def _as_searched(trial: FrozenTrial, config: TrialConfig, dataset: Dataset) -> Member:
+    """The trial's own model: its configuration rebuilt, its best-epoch weights loaded."""
+    try:
+        preprocessing = Preprocessing.model_validate(trial.user_attrs["preprocessing"])
+    except (KeyError, ValueError):
+        raise StudyError(
+            f"cannot export trial #{trial.number} as searched: it stores no usable "
+            f"preprocessing; {RETRAIN_INSTEAD}"
+        ) from None
+    model = build_model(
+        config.model,
+        n_classes=dataset.n_classes,
+        in_chans=config.data.channels,
+        image_size=config.data.image_size,
+        load_pretrained=False,  # every tensor comes from the weights file
+    )
+    load_weights(model, trial.user_attrs.get(WEIGHTS_ATTR), trial=trial.number)
+    seed = config.train.seed
+    return Member(
+        trial,
+        config,
+        model.eval(),
+        preprocessing,
+        trial.user_attrs.get("augmentation"),
+        count_parameters(model),
+        int(trial.user_attrs.get("best_epoch", config.train.epochs)),
+        "train",  # a trial trains on train and validates on val
+        retrained=False,
+        seed=seed,
+        seed_runs=[SeedRun(seed, None)],
     )
 
 

@@ -1,7 +1,13 @@
 """The report room: metrics.json, report.md, index.html and figures of an export, the search
 summary read back from a study, and the per-trial notes and figures optuna-dashboard shows."""
 
-from automl_clf.report.content import DataSummary, FinalSummary, ReportContent, SeedSummary
+from automl_clf.report.content import (
+    DataSummary,
+    FinalSummary,
+    MemberSummary,
+    ReportContent,
+    SeedSummary,
+)
 from automl_clf.report.metrics import metrics_dict
 from automl_clf.report.search import SearchSummary, summarise_search
 from automl_clf.report.write import write_report
@@ -9,6 +15,7 @@ from automl_clf.report.write import write_report
 __all__ = [
     "DataSummary",
     "FinalSummary",
+    "MemberSummary",
     "ReportContent",
     "SearchSummary",
     "SeedSummary",

@@ -38,6 +38,22 @@ class SeedSummary:
     val: dict[str, float] | None  # validation metrics; None when val was trained on
 
 
+@dataclass(frozen=True)
+class MemberSummary:
+    """One model of an ensemble."""
+
+    trial: int
+    backbone: str
+    n_params: int
+    objective_value: float | None  # the trial's validation objective during the search
+    retrained: bool  # False: the trial's own best-epoch weights
+    train_on: str
+    epochs: int
+    class_weighting: str
+    mean: list[float]  # its normalisation (the ensemble re-normalises its input to it)
+    std: list[float]
+
+
 @dataclass
 class FinalSummary:
     trial: int
@@ -55,6 +71,10 @@ class FinalSummary:
     seeds: list[SeedSummary]
     preprocessing: dict[str, Any]
     formats: dict[str, dict[str, Any]]  # name -> FormatCheck as a dict
+    retrained: bool = True  # False: the trial's own best-epoch weights (final.retrain: never)
+    latency_threads: int | None = None  # torch CPU threads while timing (as the trials')
+    members: list[MemberSummary] = field(default_factory=list)  # an ensemble's, best first
+    notes: list[str] = field(default_factory=list)  # where the final model differs from the spec
 
 
 @dataclass
@@ -69,6 +89,7 @@ class ReportContent:
     test_pixels: Pixels  # uint8 (N, H, W, C), for the gallery of mistakes
     tta_views: tuple[str, ...] = ()
     test_tta: EvalResult | None = None
+    test_single: EvalResult | None = None  # an ensemble's member 0 alone, beside the ensemble
     metrics: dict[str, Any] = field(init=False)  # metrics.json, computed once
 
     def __post_init__(self) -> None:
@@ -78,6 +99,15 @@ class ReportContent:
             self.metrics["tta"] = {
                 "views": list(self.tta_views),
                 **summary_metrics(self.test_tta),
+            }
+        if self.test_single is not None:  # the ensemble's result above; its best member here
+            self.metrics["single"] = {
+                "trial": self.final.trial,
+                **summary_metrics(self.test_single),
+            }
+            self.metrics["ensemble"] = {
+                "members": [member.trial for member in self.final.members],
+                "averaging": "mean of the members' softmax probabilities",
             }
         self.metrics["seeds"] = seed_spread(self.final)
 

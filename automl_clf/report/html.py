@@ -133,8 +133,7 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
         _search_section(content, figures),
         _data_section(content),
         "</main>",
-        f"<footer>Written by autoclf. Study {escape(content.title)}, trial "
-        f"#{content.final.trial}.</footer>",
+        f"<footer>Written by autoclf. Study {escape(content.title)}, {_trials(content)}.</footer>",
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -142,6 +141,13 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
         f"<title>autoclf report: {escape(content.title)}</title><style>{STYLE}</style></head>"
         "<body>" + "\n".join(body) + "</body></html>\n"
     )
+
+
+def _trials(content: ReportContent) -> str:
+    members = content.final.members
+    if members:
+        return "ensemble of trials " + ", ".join(f"#{m.trial}" for m in members)
+    return f"trial #{content.final.trial}"
 
 
 def html_table(table: Table, numeric_from: int = 1) -> str:
@@ -235,8 +241,17 @@ def _mistakes_section(content: ReportContent) -> str:
 def _model_section(content: ReportContent) -> str:
     import json
 
+    final = content.final
     inner = html_table(tables.model_table(content))
-    inner += "<h3>Configuration (what the search chose)</h3>"
+    inner += "".join(f'<p class="muted">Note: {escape(note)}.</p>' for note in final.notes)
+    members = tables.members_table(content)
+    if members is not None:
+        inner += "<h3>Ensemble members (best first)</h3>" + html_table(members, numeric_from=9)
+        inner += (
+            f"<h3>Configuration of member 0 (trial #{final.trial}, what the search chose)</h3>"
+        )
+    else:
+        inner += "<h3>Configuration (what the search chose)</h3>"
     inner += html_table(tables.params_table(content))
     seeds = tables.seeds_table(content)
     if seeds is not None:

@@ -52,7 +52,15 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
         lines += ["## Most confident mistakes", "", *markdown_table(mistakes)]
         lines += figure("mistakes", "most confident mistakes")
     lines += ["## Final model", "", *markdown_table(tables.model_table(content))]
-    lines += ["### Configuration", "", *markdown_table(tables.params_table(content))]
+    lines += [f"Note: {md_text(note)}." for note in content.final.notes]
+    lines += [""] if content.final.notes else []
+    members = tables.members_table(content)
+    if members is not None:
+        lines += ["### Ensemble members (best first)", "", *markdown_table(members)]
+        lines += [f"### Configuration of member 0 (trial #{content.final.trial})", ""]
+    else:
+        lines += ["### Configuration", ""]
+    lines += markdown_table(tables.params_table(content))
     seeds = tables.seeds_table(content)
     if seeds is not None:
         lines += ["### Seeds", "", *markdown_table(seeds)]

@@ -46,34 +46,65 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def weights_source(trial: int, retrained: bool, train_on: str, epochs: int) -> str:
+    """Where a model's weights come from, in the words the report and the CLI use."""
+    if retrained:
+        return f"retrained on {train_on} for {epochs} epoch(s)"
+    return f"trial #{trial}'s best epoch (not retrained)"
+
+
 def headline(content: ReportContent) -> str:
     final, metrics = content.final, content.metrics
-    return (
-        f"Trial #{final.trial} ({final.backbone}, {final.n_params:,} parameters), retrained on "
-        f"{final.train_on} for {final.epochs} epoch(s), tested once on {metrics['n_images']} "
-        f"held-out images: accuracy {metrics['accuracy']:.4f}, macro F1 "
-        f"{metrics['macro_f1']:.4f}."
+    if final.members:
+        numbers = ", ".join(f"#{m.trial}" for m in final.members)
+        what = (
+            f"An ensemble of {len(final.members)} trials ({numbers}; the mean of their "
+            "probabilities)"
+        )
+    elif final.retrained:
+        what = (
+            f"Trial #{final.trial} ({final.backbone}, {final.n_params:,} parameters), "
+            f"{weights_source(final.trial, True, final.train_on, final.epochs)}"
+        )
+    else:
+        what = (
+            f"Trial #{final.trial}'s best epoch ({final.backbone}, {final.n_params:,} "
+            "parameters; not retrained)"
+        )
+    text = (
+        f"{what}, tested once on {metrics['n_images']} held-out images: accuracy "
+        f"{metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}."
     )
+    single = metrics.get("single")
+    if single:
+        text += (
+            f" Trial #{single['trial']} alone: accuracy {single['accuracy']:.4f}, macro F1 "
+            f"{single['macro_f1']:.4f}."
+        )
+    return text
 
 
 def test_metrics_table(content: ReportContent) -> Table:
-    """Plain test metrics, with a TTA column beside them when the spec asked for TTA."""
+    """Test metrics, with the ensemble's best member alone beside an ensemble's, and a TTA
+    column when the spec asked for TTA."""
     metrics = content.metrics
-    tta = metrics.get("tta")
-    header = ["metric", "test"]
+    tta, single = metrics.get("tta"), metrics.get("single")
+    header = ["metric", f"test (ensemble of {len(content.final.members)})" if single else "test"]
+    if single:
+        header.append(f"trial #{single['trial']} alone")
     if tta:
         header.append(f"test with TTA ({' + '.join(tta['views'])})")
     rows = []
     for label, key in METRICS:
         row = [label, f"{metrics[key]:.4f}"]
-        if tta:
-            row.append(f"{tta[key]:.4f}")
+        row += [f"{extra[key]:.4f}" for extra in (single, tta) if extra]
         rows.append(row)
+    blank = [""] * (len(header) - 2)
     for k, value in metrics["top_k_accuracy"].items():
         if k != "1":
-            rows.append([f"top-{k} accuracy", f"{value:.4f}"] + ([""] if tta else []))
+            rows.append([f"top-{k} accuracy", f"{value:.4f}", *blank])
     ece = f"{metrics['expected_calibration_error']:.4f}"
-    rows.append(["expected calibration error", ece] + ([""] if tta else []))
+    rows.append(["expected calibration error", ece, *blank])
     return Table(header, rows)
 
 
@@ -111,28 +142,71 @@ def data_table(content: ReportContent) -> Table:
 
 
 def model_table(content: ReportContent) -> Table:
+    """The final model; an ensemble's per-member rows are in `members_table`."""
     final = content.final
     pre = final.preprocessing
     decoding = pre["decoding"]
-    rows = [
-        ["backbone", final.backbone],
-        ["parameters", f"{final.n_params:,}"],
-        ["latency", f"{final.latency_ms:.2f} ms per image (batch 1, CPU, eager)"],
-        ["trial", f"#{final.trial} ({final.objective} {number(final.objective_value)} on val)"],
-        ["retrained on", f"{final.train_on} for {final.epochs} epoch(s)"],
-        ["class weighting", final.class_weighting],
-        [
-            "seed",
-            str(final.seed) + (f" (best of {len(final.seeds)})" if len(final.seeds) > 1 else ""),
-        ],
+    threads = f", {final.latency_threads} thread(s)" if final.latency_threads else ""
+    latency = f"{final.latency_ms:.2f} ms per image (batch 1, CPU, eager{threads})"
+    if final.members:
+        total = sum(m.n_params for m in final.members)
+        rows = [
+            ["ensemble", f"{len(final.members)} members: the mean of their probabilities"],
+            ["parameters", f"{total:,} in all"],
+            ["latency", f"{latency}, the whole ensemble"],
+        ]
+    else:
+        rows = [
+            ["backbone", final.backbone],
+            ["parameters", f"{final.n_params:,}"],
+            ["latency", latency],
+            [
+                "trial",
+                f"#{final.trial} ({final.objective} {number(final.objective_value)} on val)",
+            ],
+            [
+                "weights",
+                weights_source(final.trial, final.retrained, final.train_on, final.epochs),
+            ],
+            ["class weighting", final.class_weighting],
+            [
+                "seed",
+                str(final.seed)
+                + (f" (best of {len(final.seeds)})" if len(final.seeds) > 1 else ""),
+            ],
+        ]
+    input_note = " (member 0's; each member re-normalises to its own)" if final.members else ""
+    rows += [
         [
             "input",
             f"{decoding['image_size']}×{decoding['image_size']} px, "
             f"{decoding['channels']} channel(s), resize {decoding['resize']}",
         ],
-        ["normalisation", f"mean {_floats(pre['mean'])}, std {_floats(pre['std'])}"],
+        ["normalisation", f"mean {_floats(pre['mean'])}, std {_floats(pre['std'])}{input_note}"],
     ]
     return Table(["", ""], rows)
+
+
+def members_table(content: ReportContent) -> Table | None:
+    """An ensemble's members, best first; None for one model."""
+    final = content.final
+    if not final.members:
+        return None
+    rows = [
+        [
+            str(k),
+            f"#{m.trial}",
+            m.backbone,
+            f"{m.n_params:,}",
+            number(m.objective_value),
+            weights_source(m.trial, m.retrained, m.train_on, m.epochs),
+            m.class_weighting,
+            f"mean {_floats(m.mean)}, std {_floats(m.std)}",
+        ]
+        for k, m in enumerate(final.members)
+    ]
+    header = ["member", "trial", "backbone", "parameters", f"{final.objective} (val)"]
+    return Table([*header, "weights", "class weighting", "normalisation"], rows)
 
 
 def params_table(content: ReportContent) -> Table:

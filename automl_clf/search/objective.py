@@ -213,6 +213,15 @@ def _record(trial: optuna.Trial, trained: TrainedModel, spec: Spec, dataset: Dat
     trial.set_user_attr("resumed_from_epoch", trained.fit.resumed_from_epoch)
     trial.set_user_attr("preprocessing", trained.preprocessing.model_dump(mode="json"))
     trial.set_user_attr("augmentation", trained.augmentation)
+    # The best epoch's weights, so the final step can export this trial as it was searched
+    # (final.retrain: never); and the thread count the latency above was measured with.
+    from automl_clf.models.factory import LATENCY_THREADS
+    from automl_clf.train.weights import WEIGHTS_ATTR, WEIGHTS_FILE, save_weights
+
+    trial.set_user_attr("latency_threads", LATENCY_THREADS)
+    if spec.study.artifacts is not None:
+        best = trial_artifacts_dir(spec.study.artifacts, trial.number) / WEIGHTS_FILE
+        trial.set_user_attr(WEIGHTS_ATTR, save_weights(trained.fit.model, best))
     # optuna-dashboard shows the per-class note and the confusion-matrix artifact (report room)
     root, val = spec.study.artifacts, trained.fit.best.val
     if root is not None and val is not None:  # load_spec always sets study.artifacts

@@ -693,6 +693,15 @@ class FinalSpec(SpecModel):
     # hflip averages with the mirrored image; crops with 4 corner and 1 centre crop of 7/8 of
     # the image, each resized back.
     tta: tuple[Literal["hflip", "crops"], ...] = ()
+    # Retrain the chosen trial(s) before the test (`always`), or export each trial's own
+    # best-epoch weights as searched (`never`: no training at all, the model val chose is the
+    # model tested; the search keeps those weights beside each complete trial). `auto` retrains
+    # unless the caller has no time left for it (`autoclf run` under study.budget).
+    retrain: Literal["auto", "always", "never"] = "auto"
+    # Average the top-K complete trials of a single-objective study: the exported model returns
+    # the log of the mean of their softmax probabilities. Each member is retrained (or taken as
+    # searched, per `retrain`), so the final step takes about K times as long.
+    ensemble: Annotated[int, Field(ge=1, le=10)] = 1
 
     @model_validator(mode="after")
     def _seeds_need_a_held_out_val(self) -> FinalSpec:
@@ -700,6 +709,11 @@ class FinalSpec(SpecModel):
             raise ValueError(
                 f"seeds: choosing the best of {self.seeds} seeds needs the validation split held "
                 "out, but train_on is 'train+val'; set train_on: train, or seeds: 1"
+            )
+        if self.seeds > 1 and self.retrain == "never":
+            raise ValueError(
+                f"seeds: retrain 'never' exports the trials' own weights, so there is nothing to "
+                f"train with {self.seeds} seeds; set seeds: 1, or retrain: always"
             )
         if len(set(self.tta)) != len(self.tta):
             raise ValueError(f"tta: each view at most once, got {list(self.tta)}")
@@ -721,4 +735,10 @@ class Spec(SpecModel):
         from automl_clf.spec.warmstart import check_search_settings
 
         check_search_settings(self)  # warm-start entries, a grid's finiteness
+        if self.final.ensemble > 1 and self.study.is_multi_objective:
+            raise ValueError(
+                f"final.ensemble: averaging the top {self.final.ensemble} trials needs one "
+                f"objective to rank them by, got objectives {list(self.study.objectives)}; set "
+                "final.ensemble: 1 and export a trial of the Pareto front with --trial N"
+            )
         return self
