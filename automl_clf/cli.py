@@ -9,8 +9,10 @@ Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +21,22 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 R = TypeVar("R")
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux's /proc), 0 where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            now = float(uptime.read().split()[0])
+        return max(0.0, now - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+# What `run --time` counts from: the process's start when `main` runs it (the interpreter and
+# the imports the user waits for are inside the budget too), else the command's own start.
+_process_started: float | None = None
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -49,6 +67,17 @@ StorageOption = Annotated[
 StudyNameOption = Annotated[
     str | None,
     typer.Option("--study-name", help="Study name (default: study.name, else the spec's stem)."),
+]
+
+
+JobsOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Trials at once on this machine: processes on one study, CPU threads split "
+        "between them.",
+    ),
 ]
 
 
@@ -85,10 +114,15 @@ def _run(func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         raise _fail(exc, exc.exit_code) from None
 
 
-def _load(spec: Path, storage: str | None = None, study_name: str | None = None) -> Spec:
+def _load(
+    spec: Path,
+    storage: str | None = None,
+    study_name: str | None = None,
+    budget: str | None = None,
+) -> Spec:
     from automl_clf.spec.load import load_spec
 
-    return _run(load_spec, spec, storage=storage, study_name=study_name)
+    return _run(load_spec, spec, storage=storage, study_name=study_name, budget=budget)
 
 
 @contextlib.contextmanager
@@ -226,8 +260,8 @@ def search(
         float | None,
         typer.Option(
             min=1,
-            help="Wall-clock seconds for this command: no trial starts after it, and a running "
-            "trial stops after its current epoch (FAIL, timeout; retried first next time).",
+            help="Wall-clock seconds for this command: no trial starts unless an epoch still "
+            "fits, and the running trial stops at it, keeping its best finished epoch.",
         ),
     ] = None,
     storage: StorageOption = None,
@@ -236,6 +270,7 @@ def search(
         bool,
         typer.Option("--force", help="Resume the study even though its search space changed."),
     ] = False,
+    jobs: JobsOption = 1,
 ) -> None:
     """Create or resume the spec's study and run trials until it holds n_trials finished ones.
 
@@ -250,24 +285,30 @@ def search(
 
     loaded = _load(spec, storage, study_name)
     console = _console()
-    target = n_trials or loaded.study.n_trials
+    target = n_trials or loaded.study.trial_cap
     goals = ", ".join(
         f"{name} ({direction})"
         for name, direction in zip(loaded.study.objectives, loaded.study.directions, strict=True)
     )
+    aim = f"target {target} finished trials" if target else "as many trials as time allows"
     console.print(
-        f"study {loaded.study.name!r} in {loaded.study.storage}: target {target} finished "
-        f"trials, objective {goals}"
+        f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, objective {goals}"
     )
     print_warnings(console, search_warnings(loaded, target))
     with SearchProgress(console, target=target) as progress:
         result = _run(
-            run_search, loaded, n_trials=n_trials, timeout=timeout, observer=progress, force=force
+            run_search,
+            loaded,
+            n_trials=n_trials,
+            timeout=timeout,
+            observer=progress,
+            force=force,
+            jobs=jobs,
         )
     study = result.study
     if result.space_changed:
         console.print("[yellow]the search space changed[/yellow]; resumed anyway (--force)")
-    if result.grid_size is not None and result.target < target:
+    if result.grid_size is not None and result.target != target:
         console.print(f"the grid has {result.grid_size} configurations: target lowered to it")
     if result.n_ran == 0 and result.complete:
         console.print(
@@ -275,7 +316,7 @@ def search(
             f"{result.target}); raise --n-trials to extend it"
         )
     console.print(f"study {study.study_name!r}: {study_counts(study)}")
-    if not result.complete:
+    if not result.complete and result.target is not None:
         why = "timeout" if result.timed_out else "stopped"
         console.print(
             f"[yellow]{result.n_finished}/{result.target} finished[/yellow] ({why}); rerun to "
@@ -345,6 +386,92 @@ def best(
     console.print(formats_summary(written))
     console.print(
         f"exported to {written.folder}\nreport: {written.report / 'index.html'} "
+        f"(and report.md beside it)"
+    )
+
+
+@app.command()
+@_interrupts_exit_130()
+def run(
+    spec: SpecPath,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            help="The whole job's wall-clock budget, e.g. 90s, 15m, 2h (default: "
+            "study.budget; none: search study.n_trials, then export).",
+        ),
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the export (default: exports/<study name>)."),
+    ] = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Cap the finished trials (default: study.n_trials, none with a budget)."
+        ),
+    ] = None,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Resume the study even though its search space changed."),
+    ] = False,
+    jobs: JobsOption = 1,
+) -> None:
+    """Search, retrain the best configuration, test it once and export it: the whole job.
+
+    With --time, everything you wait for fits in it: the search stops when what is left is
+    what the final retrain and export need (estimated from the study's own measurements), and
+    the final model is the best trial's own weights when a retrain no longer fits. Rerunning
+    resumes the study with a fresh budget.
+    """
+    from automl_clf.job import run_job
+    from automl_clf.ui import (
+        SearchProgress,
+        budget_table,
+        final_plan_line,
+        final_summary,
+        formats_summary,
+    )
+
+    loaded = _load(spec, storage, study_name, time_budget)
+    console = _console()
+    out = export if export is not None else Path("exports") / str(loaded.study.name)
+    total = loaded.study.budget
+    aim = f"budget {total:g} s in all" if total is not None else "no time budget"
+    console.print(f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, export to {out}")
+    target = n_trials or loaded.study.trial_cap
+    status = console.status("")
+
+    def final_started(retrains: bool, estimate: Any) -> None:
+        progress.__exit__(None, None, None)
+        console.print(final_plan_line(loaded, retrains, estimate))
+        status.update("final model: training, testing, writing the export and report")
+        status.start()
+
+    with SearchProgress(console, target=target) as progress:
+        try:
+            job = _run(
+                run_job,
+                loaded,
+                out,
+                n_trials=n_trials,
+                observer=progress,
+                final_started=final_started,
+                force=force,
+                jobs=jobs,
+                started=_process_started,
+            )
+        finally:
+            status.stop()
+    console.print(final_summary(job.final))
+    console.print(formats_summary(job.export))
+    if job.budget is not None:
+        console.print(budget_table(job.budget))
+    console.print(
+        f"exported to {job.export.folder}\nreport: {job.export.report / 'index.html'} "
         f"(and report.md beside it)"
     )
 
@@ -567,7 +694,24 @@ def visualize(
 
 
 def main() -> None:
-    app()
+    """The `autoclf` entry point. It leaves without tearing down the interpreter: unloading
+    torch's and onnxruntime's libraries takes 1–2 s that the user (and a time budget) would
+    wait for, after every file and database write has been completed and closed."""
+    global _process_started
+    _process_started = time.monotonic() - _process_age_s()
+    try:
+        app()
+        code: Any = 0
+    except SystemExit as exc:
+        code = exc.code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # a message, as sys.exit("…") gives
+        print(code, file=sys.stderr, flush=True)
+        code = 1
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ from rich.table import Table
 from automl_clf.data.dataset import Dataset
 from automl_clf.search.study import fail_reason
 from automl_clf.spec.describe import SpaceDescription
+from automl_clf.spec.duration import format_duration
 from automl_clf.spec.models import Spec
 from automl_clf.train.trainer import EpochResult
 
 if TYPE_CHECKING:
     from automl_clf.final.export import ExportResult
     from automl_clf.final.retrain import FinalResult
+    from automl_clf.search.budget import Budget, FinalEstimate
     from automl_clf.train.metrics import EvalResult
 
 STATE_STYLE = {
@@ -55,7 +57,7 @@ def format_params(params: dict[str, Any]) -> str:
 class SearchProgress:
     """A `SearchObserver`: a line per finished trial above bars for the study and the trial."""
 
-    def __init__(self, console: Console, *, target: int) -> None:
+    def __init__(self, console: Console, *, target: int | None) -> None:
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -75,7 +77,7 @@ class SearchProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def search_started(self, n_finished: int, target: int) -> None:
+    def search_started(self, n_finished: int, target: int | None) -> None:
         self.progress.update(self.study_task, completed=n_finished, total=target)
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
@@ -240,6 +242,41 @@ def final_summary(final: FinalResult) -> str:
         )
     lines += [f"[yellow]note[/yellow]: {note}" for note in final.notes]
     return "\n".join(lines)
+
+
+def final_plan_line(spec: Spec, retrains: bool, estimate: FinalEstimate | None) -> str:
+    """What the final step will do, and what it is expected to take."""
+    members = spec.final.ensemble
+    what = (
+        f"retraining on {spec.final.train_on}"
+        if retrains
+        else "using the trial's own best-epoch weights (no time left to retrain)"
+    )
+    if members > 1:
+        what += f", an ensemble of the best {members} trials"
+    expected = f" (about {format_duration(estimate.total_s)})" if estimate is not None else ""
+    return f"final model: {what}{expected}"
+
+
+def budget_table(budget: Budget) -> Table:
+    """The time budget as planned and as spent, per phase."""
+    table = Table(title=f"time budget {format_duration(budget.total_s)}", title_justify="left")
+    for column in ("phase", "planned", "actual"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for phase in budget.phases:
+        table.add_row(
+            phase.name,
+            "" if phase.planned_s is None else format_duration(phase.planned_s),
+            "" if phase.actual_s is None else format_duration(phase.actual_s),
+        )
+    spent = budget.elapsed_s
+    share = f"{spent / budget.total_s:.0%} of the budget"
+    table.add_row(
+        "[bold]total[/bold]",
+        format_duration(budget.total_s),
+        f"{format_duration(spent)} ({share})",
+    )
+    return table
 
 
 def formats_summary(export: ExportResult) -> str:

@@ -1,15 +1,21 @@
-"""The three budgets: n_trials (finished trials, exact), timeout (wall-clock per command, a
-running trial stops after its epoch as FAIL `timeout` and is retried first), epochs per trial."""
+"""The budgets: n_trials (finished trials, exact), timeout and time budgets (a running trial
+stops at the deadline keeping its best epoch; one cut in its first epoch is FAIL `timeout` and
+retried first), epochs per trial."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from automl_clf.cli import app
+from automl_clf.search.budget import Budget
+from automl_clf.search.run import run_search
+from automl_clf.search.study import best_trial, ranked_trials
 from automl_clf.spec import load_spec
 from tests.conftest import tiny_spec, write_spec
 
@@ -21,29 +27,93 @@ def load(path: Path) -> optuna.Study:
     return optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
 
 
-def test_timeout_stops_a_running_trial_as_timeout_and_the_rerun_retries_it(
+def test_timeout_ends_the_command_with_the_running_trial_finished_or_failed(
     tmp_path: Path, digits_root: Path
 ) -> None:
+    """The CLI path of a timeout; which of the two ends the trial gets depends on whether an
+    epoch fit in the time on this machine: each is tested exactly below, on a stepped clock."""
     raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 2}, train={"epochs": 1000})
     path = write_spec(tmp_path / "spec.yaml", raw)
-    result = runner.invoke(app, ["search", str(path), "--timeout", "2"])
+    result = runner.invoke(app, ["search", str(path), "--timeout", "3"])
     assert result.exit_code == 0, result.output
     assert "(timeout); rerun to continue" in result.output
-    study = load(path)
-    assert [t.state for t in study.trials] == [TrialState.FAIL]  # never RUNNING, never PRUNED
-    cut = study.trials[0]
-    assert cut.user_attrs["fail_reason"] == "timeout"
-    assert 1 <= cut.user_attrs["epochs_run"] < 1000  # stopped after an epoch, not at the end
+    (cut,) = load(path).trials  # never RUNNING, never COMPLETE
+    if cut.state == TrialState.PRUNED:
+        assert cut.user_attrs["stopped_by"] == "deadline"
+        assert 1 <= cut.user_attrs["epochs_run"] < 1000
+    else:
+        assert cut.state == TrialState.FAIL and cut.user_attrs["fail_reason"] == "timeout"
 
-    raw["train"]["epochs"] = 2
-    write_spec(path, raw)
-    result = runner.invoke(app, ["search", str(path)])
-    assert result.exit_code == 0, result.output
-    study = load(path)
-    retry = study.trials[1]
+
+class SteppedClock:
+    """A clock that only moves when told: `jump()` puts it past any deadline."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def jump(self) -> None:
+        self.now += 10**6
+
+
+class JumpAt:
+    """A search observer that moves the clock past the deadline at one moment of a trial."""
+
+    def __init__(self, clock: SteppedClock, *, epoch: int | None = None) -> None:
+        self.clock, self.epoch = clock, epoch
+
+    def search_started(self, n_finished: int, target: int | None) -> None: ...
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        if self.epoch is None:
+            self.clock.jump()
+
+    def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None:
+        if epoch.epoch == self.epoch:
+            self.clock.jump()
+
+    def trial_finished(self, study: optuna.Study, trial: Any) -> None: ...
+
+    def waiting_for_others(self) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
+
+def test_a_deadline_after_an_epoch_keeps_the_best_one_as_a_pruned_trial(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 3}, train={"epochs": 5})
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
+    clock = SteppedClock()
+    result = run_search(spec, budget=Budget.start(60, clock), observer=JumpAt(clock, epoch=2))
+    assert result.timed_out and result.n_ran == 1
+    (cut,) = result.study.trials
+    assert cut.state == TrialState.PRUNED
+    assert cut.user_attrs["stopped_by"] == "deadline"
+    assert cut.user_attrs["epochs_run"] == 2 and sorted(cut.intermediate_values) == [1, 2]
+    best = min(cut.intermediate_values.values())
+    assert cut.user_attrs["objective_value"] == pytest.approx(best)
+    assert ranked_trials(result.study) == [cut]
+    assert best_trial(result.study).number == 0  # an anytime result: usable as the final model
+
+
+def test_a_deadline_in_the_first_epoch_fails_the_trial_and_the_rerun_retries_it(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 2}, train={"epochs": 2})
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
+    clock = SteppedClock()
+    result = run_search(spec, budget=Budget.start(60, clock), observer=JumpAt(clock))
+    (cut,) = result.study.trials
+    assert cut.state == TrialState.FAIL and cut.user_attrs["fail_reason"] == "timeout"
+
+    result = run_search(spec)  # no budget: the rerun retries the cut trial first
+    retry = result.study.trials[1]
     assert retry.user_attrs["retry_of"] == 0 and retry.params == cut.params
-    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert len(finished) == 2 and len(study.trials) == 3
+    finished = result.study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 2 and len(result.study.trials) == 3
 
 
 def test_each_trial_trains_at_most_train_epochs(tmp_path: Path, digits_root: Path) -> None:

@@ -182,3 +182,16 @@ def test_a_journal_file_study_runs_and_resumes(tmp_path: Path, digits_root: Path
     result = runner.invoke(app, ["search", str(path), "--n-trials", "3"])
     assert result.exit_code == 0, result.output
     assert_exact(load(path), 3)
+
+
+def test_jobs_run_trials_in_helper_processes_and_add_up_exactly(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """`--jobs 2`: one command, two processes on one study; n_trials holds across them."""
+    path = write_spec(tmp_path / "spec.yaml", worker_spec(digits_root, tmp_path, n_trials=6))
+    result = runner.invoke(app, ["search", str(path), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "other workers share this SQLite study" not in result.output  # they are its own
+    study = load(path)
+    assert_exact(study, 6)
+    assert_shared_without_errors(study, [result.output])

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from torch import nn
 
 from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
@@ -37,7 +37,7 @@ from automl_clf.final.ensemble import Ensemble, check_same_decoding
 from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.tta import evaluate_tta
 from automl_clf.models.factory import build_model, count_parameters
-from automl_clf.search.study import best_trial, check_compatible
+from automl_clf.search.study import best_trial, check_compatible, ranked_trials
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.metrics import EvalResult
@@ -201,7 +201,8 @@ def choose_members(
     """The trials of the final model, best first, and a note when there are fewer than asked.
 
     Member 0 is `best_trial` (or trial N), so an ensemble's first member is the model a K=1
-    export would have used; the others follow by the study's objective (ties: the earlier trial).
+    export would have used; the others follow in `ranked_trials`' order (complete trials and
+    those a time budget cut after an epoch, by the study's objective; ties: the earlier trial).
     """
     k = spec.final.ensemble
     if trial_number is not None:
@@ -215,11 +216,7 @@ def choose_members(
     best = best_trial(study)  # says why there is none (or that several objectives need --trial)
     if k == 1:
         return [best], []
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    feasible = [t for t in complete if all(c <= 0.0 for c in t.constraints.values())]
-    ranked = sorted(feasible, key=lambda t: (sign * float(t.values[0]), t.number))
-    trials = [best, *[t for t in ranked if t.number != best.number][: k - 1]]
+    trials = ranked_trials(study)[:k]  # best first, as best_trial ranks them
     notes = []
     if len(trials) < k:
         what = (

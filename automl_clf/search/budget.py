@@ -25,10 +25,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import optuna
+
 from automl_clf.errors import SpecError
 from automl_clf.spec.duration import format_duration
+from automl_clf.spec.models import FinalSpec
 
 Clock = Callable[[], float]  # seconds, monotonic
+EXPORT_SECONDS = "export_seconds"  # study user attribute: the final step's measured overhead
 
 # Seconds the export takes before a study has measured one (formats with their parity checks,
 # report figures), on the small models of a first search; replaced by the study's own
@@ -125,6 +129,7 @@ class Budget:
     clock: Clock = time.monotonic
     phases: list[Phase] = field(default_factory=list)
     final_estimate: FinalEstimate | None = None
+    epoch_estimate_s: float = 0.0  # one epoch of a new trial, before the study has measured any
 
     @classmethod
     def start(
@@ -161,6 +166,10 @@ class Budget:
     def fits(self, seconds: float) -> bool:
         """Whether `seconds` of work started now ends before the search deadline."""
         return self.clock() + seconds <= self.search_deadline
+
+    def passed(self) -> bool:
+        """Whether the search deadline has passed (a running trial stops)."""
+        return self.clock() > self.search_deadline
 
     def record(
         self, name: str, *, planned_s: float | None = None, actual_s: float | None = None
@@ -201,6 +210,34 @@ def plan_final_estimate(
     chosen = list(timings[:members])
     retrain_s = sum(estimate_retrain_s(t, sizes, train_on=train_on) for t in chosen)
     return FinalEstimate(retrain_s, export_s)
+
+
+@dataclass(frozen=True)
+class FinalPlanner:
+    """The final step's cost for a study as it stands: its best trials' measured pace, scaled
+    to the retrain's data, plus the export (the study's last measured export, else the prior).
+
+    A picklable callable, so the search workers of `--jobs` plan exactly as the main one does.
+    """
+
+    final: FinalSpec
+    sizes: DataSizes
+
+    def __call__(self, study: optuna.Study) -> FinalEstimate:
+        from automl_clf.search.study import ranked_trials
+
+        members = self.final.ensemble
+        ranked = ranked_trials(study)[:members]
+        timings = [t for t in (TrialTiming.from_attrs(r.user_attrs) for r in ranked) if t]
+        measured = study.user_attrs.get(EXPORT_SECONDS)
+        return plan_final_estimate(
+            timings,
+            self.sizes,
+            train_on=self.final.train_on,
+            retrain=self.final.retrain,
+            members=members,
+            export_measured=float(measured) if measured is not None else None,
+        )
 
 
 def decide_retrain(retrain: str, estimate: FinalEstimate, budget: Budget | None) -> bool:

@@ -5,16 +5,24 @@ Everything a trial sampled reaches training through one `TrialConfig`, stored on
 objective's metric is reported every epoch, so the pruner can stop weak trials; a trial that
 raises is FAIL with its reason (user attribute `fail_reason`), never PRUNED. Out of memory is a
 property of the configuration: FAIL with reason `out of memory: …` and user attribute
-`infeasible`. A trial still running at the command's deadline ends after its epoch as FAIL with
-reason `timeout`, like an interrupted one, and the next run retries it first. A trial whose
-checkpoint the disk cannot take is FAIL with the `StorageError`'s message and user attribute
-`cut_short`: its last checkpoint stays, and the next run retries it first too, once the user has
-made room; the error itself stops the search (the next trial would fail the same way).
+`infeasible`.
+
+Time budgets (`--timeout`, `autoclf run --time`): the trainer stops a trial at the search
+deadline, keeping its best finished epoch ("anytime"). Such a trial is recorded like a complete
+one (metrics, weights, user attribute `objective_value`) with user attribute
+`stopped_by: deadline`, but told to Optuna as PRUNED: samplers rank pruned trials below complete
+ones, so a trial that trained fewer epochs than it was meant to never passes for a finished one,
+while `best` and the final model still consider it (`search/study.py::ranked_trials`). A
+multi-objective study cannot hold pruned trials: there it is COMPLETE with the same attribute.
+A trial cut before its first epoch ended has nothing to keep: FAIL with reason `timeout`, like an
+interrupted one, and the next run retries it first. A trial whose checkpoint the disk cannot
+take is FAIL with the `StorageError`'s message and user attribute `cut_short`: its last
+checkpoint stays, and the next run retries it first too, once the user has made room; the error
+itself stops the search (the next trial would fail the same way).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -22,14 +30,14 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Dataset
-from automl_clf.errors import StorageError
+from automl_clf.errors import DeadlineReached, StorageError
 from automl_clf.report.trial import record_trial_report
 from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
 from automl_clf.train.checkpoint import Checkpoints
 from automl_clf.train.session import TrainedModel, train_config
-from automl_clf.train.trainer import EpochResult
+from automl_clf.train.trainer import Deadline, EpochResult
 
 INTERRUPTED = "interrupted"
 TIMEOUT = "timeout"
@@ -37,18 +45,15 @@ CUT_SHORT = (INTERRUPTED, TIMEOUT)  # fail reasons whose trials the next run ret
 OUT_OF_MEMORY = "out of memory"
 
 
-class DeadlineReached(BaseException):
-    """The command's wall-clock budget ran out during a trial (raised after an epoch).
-
-    A BaseException, so no `except Exception` between the trainer and the search loop can
-    swallow it.
-    """
+class StoppedByDeadline(optuna.TrialPruned):
+    """The trial was cut by the time budget after at least one epoch; its best epoch is
+    recorded (see the module docstring). Told to Optuna as PRUNED."""
 
 
 class SearchObserver(Protocol):
     """What a progress display hears about (see automl_clf/ui.py)."""
 
-    def search_started(self, n_finished: int, target: int) -> None: ...
+    def search_started(self, n_finished: int, target: int | None) -> None: ...
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
 
@@ -69,10 +74,10 @@ class Objective:
         observer: SearchObserver | None,
         *,
         study_uid: str = "",
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         """`study_uid`: the study instance's id, which its trials' checkpoints carry;
-        `deadline`: `time.monotonic()` value after which a running trial stops."""
+        `deadline`: the search's time budget (search/budget.py), or None."""
         self.spec = spec
         self.study_uid = study_uid
         self.dataset = dataset
@@ -109,9 +114,6 @@ class Objective:
                 if not self.multi and trial.should_prune():
                     _record_epochs(trial, history)
                     raise optuna.TrialPruned(f"epoch {epoch.epoch}: {self.metric} {value:.4g}")
-                if self.deadline is not None and time.monotonic() > self.deadline:
-                    _record_epochs(trial, history)
-                    raise DeadlineReached(f"after epoch {epoch.epoch}")
 
             trained = train_config(
                 config,
@@ -119,6 +121,7 @@ class Objective:
                 checkpoint_dir=checkpoints.folder,
                 checkpoint_owner=self.study_uid,
                 on_epoch=on_epoch,
+                deadline=self.deadline,
             )
         except optuna.TrialPruned:
             checkpoints.clear()
@@ -145,7 +148,13 @@ class Objective:
         checkpoints.clear()
         _record(trial, trained, self.spec, self.dataset)
         record_constraints(trial, trained, self.spec.study.constraints.limits())
-        return objective_values(trained, self.spec.study.objectives)
+        values = objective_values(trained, self.spec.study.objectives)
+        if trained.fit.stopped_by == "deadline":
+            trial.set_user_attr("stopped_by", "deadline")
+            if not self.multi:
+                trial.set_user_attr("objective_value", values)
+                raise StoppedByDeadline(f"time budget: kept epoch {trained.fit.best_epoch}")
+        return values
 
 
 def objective_values(trained: TrainedModel, objectives: Sequence[str]) -> float | list[float]:

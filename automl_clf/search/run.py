@@ -7,8 +7,11 @@ end has one defined state:
   Under the study lock a worker counts finished and running trials and starts one only when
   their sum is below the target; when only other workers' running trials are missing, it waits
   for them (one of them may still fail); when the target is reached, it returns.
-- `timeout` is wall-clock for the command: no trial starts after it, and a running trial stops
-  after the epoch in which it passes, as FAIL with reason `timeout`.
+- `timeout` (or the `Budget` of `autoclf run`, search/budget.py) is wall-clock: no trial starts
+  unless an epoch still fits before the search deadline, and the running trial stops at it,
+  keeping its best finished epoch (user attribute `stopped_by: deadline`, PRUNED; FAIL with
+  reason `timeout` only if it had not finished an epoch). Under a total budget the search
+  deadline moves: it leaves the final step what the study's measurements say it needs.
 - Ctrl-C and SIGTERM, from the first moment of the call (reading the data, opening the study,
   decoding images) to the last, raise KeyboardInterrupt: storage writes end or roll back and a
   running trial ends as FAIL with reason `interrupted`; a second one exits at once (the heartbeat
@@ -31,7 +34,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +45,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import load_dataset
 from automl_clf.data.preprocess import Decoding
-from automl_clf.errors import StorageError, StudyError
+from automl_clf.errors import DeadlineReached, StorageError, StudyError
 from automl_clf.models.factory import check_backbones
-from automl_clf.search.objective import (
-    CUT_SHORT,
-    TIMEOUT,
-    DeadlineReached,
-    Objective,
-    SearchObserver,
-)
+from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
+from automl_clf.search.objective import CUT_SHORT, TIMEOUT, Objective, SearchObserver
 from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
+from automl_clf.search.workers import join_helpers, start_helpers, stop_helpers, threads_split
 from automl_clf.spec.models import Spec
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
@@ -67,7 +66,7 @@ SHARED_SQLITE = (
 @dataclass
 class SearchResult:
     study: optuna.Study
-    target: int  # finished trials the study should hold
+    target: int | None  # finished trials the study should hold; None: as many as time allows
     n_finished: int  # finished trials it holds now
     n_ran: int  # trials this run started (any state)
     timed_out: bool = False  # the command's timeout ended the run
@@ -76,7 +75,10 @@ class SearchResult:
 
     @property
     def complete(self) -> bool:
-        return self.n_finished >= self.target
+        return self.target is not None and self.n_finished >= self.target
+
+
+PlanFinal = Callable[[optuna.Study], FinalEstimate]  # the final step's cost, from the study
 
 
 def run_search(
@@ -84,16 +86,24 @@ def run_search(
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
+    budget: Budget | None = None,
+    plan_final: PlanFinal | None = None,
     observer: SearchObserver | None = None,
     force: bool = False,
+    jobs: int = 1,
 ) -> SearchResult:
     """Create or resume the spec's study and run trials until it holds `n_trials` finished.
 
     Args:
-        n_trials: finished trials the study should hold (default `study.n_trials`); a grid
-            study holds at most its number of configurations.
-        timeout: seconds of wall-clock for this call (default `study.timeout`).
+        n_trials: finished trials the study should hold (default `study.n_trials`, none under
+            a time budget without one); a grid study holds at most its number of configurations.
+        timeout: seconds of wall-clock for this call (default `study.timeout`, else
+            `study.budget`).
+        budget: instead of `timeout`, the whole job's budget (`autoclf run`), whose search
+            deadline leaves room for the final step as `plan_final` estimates it from the study.
         force: resume a study whose search space changed.
+        jobs: trials at once on this machine: this process and `jobs - 1` helper processes
+            (search/workers.py), the CPU threads split between them.
 
     Raises:
         DataError: the data set is unusable (before any trial starts).
@@ -102,59 +112,94 @@ def run_search(
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
     assert spec.study.storage is not None
-    with _interrupts_raise(), storage_faults(spec.study.storage):
-        return _search(spec, n_trials, timeout, observer, force)
+    if budget is None:  # a search alone: its own timeout, else the job's budget as one
+        seconds = next(
+            (s for s in (timeout, spec.study.timeout, spec.study.budget) if s is not None), None
+        )
+        budget = Budget.start(seconds) if seconds is not None else None
+    with _interrupts_raise(), storage_faults(spec.study.storage), threads_split(spec, jobs):
+        return _search(spec, n_trials, budget, plan_final, observer, force, jobs)
 
 
 def _search(
     spec: Spec,
     n_trials: int | None,
-    timeout: float | None,
+    budget: Budget | None,
+    plan_final: PlanFinal | None,
     observer: SearchObserver | None,
     force: bool,
+    jobs: int,
 ) -> SearchResult:
-    seconds = timeout if timeout is not None else spec.study.timeout
-    deadline = time.monotonic() + seconds if seconds is not None else None
-    target = n_trials or spec.study.n_trials
+    target = n_trials or spec.study.trial_cap
     dataset = load_dataset(spec.data)
     check_backbones(spec)
     opened = open_study(spec, dataset, force=force)
     study = opened.study
     if opened.n_grid_points is not None:
-        target = min(target, opened.n_grid_points)
+        target = min(target or opened.n_grid_points, opened.n_grid_points)
 
     def result(n_ran: int, timed_out: bool = False) -> SearchResult:
         n_finished = len(finished_trials(study))
         grid, changed = opened.n_grid_points, opened.space_changed
         return SearchResult(study, target, n_finished, n_ran, timed_out, grid, changed)
 
-    if len(finished_trials(study)) >= target:
+    if target is not None and len(finished_trials(study)) >= target:
         return result(0)
     dataset.arrays(Decoding.of(spec.data))  # decode once, before any trial's clock starts
     if observer is not None:
         observer.search_started(len(finished_trials(study)), target)
     with opened.lock.held():
         requeue_cut_short(study)
-    objective = Objective(spec, dataset, observer, study_uid=opened.uid, deadline=deadline)
-    failures = _FailureLimit(spec.study.max_consecutive_failures)
+    objective = Objective(spec, dataset, observer, study_uid=opened.uid, deadline=budget)
+    helpers = start_helpers(spec, jobs - 1, n_trials, budget, plan_final)
+    try:
+        n_ran, timed_out = _trial_loop(
+            study, opened, objective, target, budget, plan_final, observer, quiet=bool(helpers)
+        )
+    except BaseException:
+        stop_helpers(helpers)
+        raise
+    join_helpers(helpers)
+    return result(n_ran, timed_out)
+
+
+def _trial_loop(
+    study: optuna.Study,
+    opened: OpenedStudy,
+    objective: Objective,
+    target: int | None,
+    budget: Budget | None,
+    plan_final: PlanFinal | None,
+    observer: SearchObserver | None,
+    *,
+    quiet: bool,
+) -> tuple[int, bool]:
+    """Start trials until the target or the deadline; (trials run, whether time ran out).
+
+    `quiet`: the other workers are this command's own (`--jobs`): no note about sharing SQLite.
+    """
+    failures = _FailureLimit(objective.spec.study.max_consecutive_failures)
     n_ran = 0
-    sqlite = sqlite_path(str(spec.study.storage)) is not None
+    sqlite = not quiet and sqlite_path(str(objective.spec.study.storage)) is not None
     while True:
-        if deadline is not None and time.monotonic() >= deadline:
-            return result(n_ran, timed_out=True)
+        if budget is not None:
+            if plan_final is not None:
+                budget.reserve(plan_final(study))
+            if not budget.fits(_epoch_estimate(study, budget)):
+                return n_ran, True
         optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
         started, others = _start_trial_within_budget(study, opened.lock, target)
         if others and sqlite and observer is not None:
             sqlite = False  # say it once
             observer.notice(SHARED_SQLITE)
         if started is _DONE:
-            break
+            return n_ran, False
         if started is None:  # the missing trials are running in other workers
             if observer is not None:
                 observer.waiting_for_others()
             wait = POLL_SECONDS
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            if budget is not None:
+                wait = max(0.0, min(wait, budget.search_left_s()))
             time.sleep(wait)
             continue
         assert isinstance(started, optuna.Trial)
@@ -163,21 +208,28 @@ def _search(
         if observer is not None:
             observer.trial_finished(study, trial)
         if trial.user_attrs.get("fail_reason") == TIMEOUT:
-            return result(n_ran, timed_out=True)
+            return n_ran, True
         if failures.hit(trial):
             raise StudyError(
                 f"{failures.in_a_row} trials failed in a row, the last with: "
                 f"{failures.last_reason}. Fix the spec (see `autoclf validate`), then "
                 "rerun to resume the study"
             )
-    return result(n_ran)
 
 
 _DONE = object()  # the study holds its target of finished trials
 
 
+def _epoch_estimate(study: optuna.Study, budget: Budget) -> float:
+    """Seconds a new trial needs to finish one epoch: the median over the study's finished
+    trials, else the budget's own estimate (the job's probe; 0 for a bare timeout)."""
+    timings = [TrialTiming.from_attrs(t.user_attrs) for t in finished_trials(study)]
+    paces = sorted(t.seconds_per_epoch for t in timings if t is not None)
+    return paces[len(paces) // 2] if paces else budget.epoch_estimate_s
+
+
 def _start_trial_within_budget(
-    study: optuna.Study, lock: StudyLock, target: int
+    study: optuna.Study, lock: StudyLock, target: int | None
 ) -> tuple[Any, bool]:
     """A new (or queued) trial, None when only running trials are missing, or `_DONE`; and
     whether other workers are running trials.
@@ -190,9 +242,9 @@ def _start_trial_within_budget(
         n_finished = sum(t.state in FINISHED for t in trials)
         running = [t for t in trials if t.state == TrialState.RUNNING]
         others = any(t.user_attrs.get("worker", WORKER) != WORKER for t in running)
-        if n_finished >= target:
+        if target is not None and n_finished >= target:
             return _DONE, others
-        if n_finished + len(running) >= target:
+        if target is not None and n_finished + len(running) >= target:
             return None, others
         with warnings.catch_warnings():  # we run the heartbeat ourselves (`_heartbeat`)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")

@@ -17,6 +17,7 @@ not queued yet) under the lock.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import uuid
 from dataclasses import dataclass
@@ -239,21 +240,45 @@ def _no_complete_trial(study: optuna.Study, what: str) -> StudyError:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
-    """The best COMPLETE feasible trial, or a StudyError saying there is none (or that a
-    multi-objective study has a Pareto front instead)."""
+    """The best feasible trial (`ranked_trials`), or a StudyError saying there is none (or that
+    a multi-objective study has a Pareto front instead)."""
     if len(study.directions) > 1:
         front = ", ".join(f"#{t.number}" for t in pareto_front(study)) or "empty so far"
         raise StudyError(
             f"study {study.study_name!r} has several objectives, so no single best trial; pick "
             f"one from its Pareto front ({front}) with --trial N"
         )
+    ranked = ranked_trials(study)
+    if ranked:
+        return ranked[0]
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise _no_complete_trial(study, "complete trial")
-    try:
-        return study.best_trial
-    except ValueError:  # every complete trial breaks a constraint
-        what = "feasible complete trial (within study.constraints)"
-        raise _no_complete_trial(study, what) from None
+    what = "feasible complete trial (within study.constraints)"
+    raise _no_complete_trial(study, what)
+
+
+def trial_value(trial: FrozenTrial) -> float:
+    """A single-objective trial's value: Optuna's for a complete trial, the best epoch's for
+    one a time budget cut (which Optuna holds as PRUNED, at its last epoch's value)."""
+    if trial.state == TrialState.COMPLETE:
+        return float(trial.values[0])
+    return float(trial.user_attrs["objective_value"])
+
+
+def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """A single-objective study's candidates for the final model, best first: its COMPLETE
+    trials and those a time budget cut after an epoch (user attribute `stopped_by: deadline`,
+    see search/objective.py), within the constraints, with a finite value."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    candidates = [
+        t
+        for t in trials
+        if (t.state == TrialState.COMPLETE or t.user_attrs.get("stopped_by") == "deadline")
+        and t.user_attrs.get("feasible", True)
+        and math.isfinite(trial_value(t))
+    ]
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return sorted(candidates, key=lambda t: (sign * trial_value(t), t.number))
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:

@@ -116,14 +116,19 @@ def _check_unique_keys(node: yaml.MappingNode) -> None:
 
 
 def load_spec(
-    path: str | Path, *, storage: str | None = None, study_name: str | None = None
+    path: str | Path,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    budget: str | float | None = None,
 ) -> Spec:
     """Load and validate a spec file; relative paths inside it resolve against its folder.
 
     Fills the study name (`study_name`, else the spec's, else the file's stem) and storage
     (`storage`, else the spec's, else SQLite `<name>.db` in the nearest `studies/` folder at or
     above the spec's folder, else a new `studies/` beside it), so a rerun of the same command
-    from any working directory resumes the same study.
+    from any working directory resumes the same study. `budget` (`--time`) replaces
+    `study.budget`.
 
     Raises:
         SpecError: the file is missing, is not YAML, or breaks a rule of the spec.
@@ -136,7 +141,8 @@ def load_spec(
             f"train:, got {type(raw).__name__}"
         )
     # Command-line overrides go in before validation, so they are checked like the file's values.
-    overrides = {k: v for k, v in (("storage", storage), ("name", study_name)) if v is not None}
+    given = (("storage", storage), ("name", study_name), ("budget", budget))
+    overrides = {k: v for k, v in given if v is not None}
     section = raw.get("study") or {}
     if overrides and isinstance(section, dict):
         raw = {**raw, "study": {**section, **overrides}}

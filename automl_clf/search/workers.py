@@ -1,0 +1,126 @@
+"""Several trials at once on one machine (`--jobs N`): helper processes on the same study.
+
+A search with `jobs > 1` starts `jobs - 1` helper processes (spawned, so each has its own
+torch, threads and CUDA context), each running `run_search` on the same storage with the same
+budget: the monotonic clock is one clock for every process of a machine, so they share the
+deadline, and `n_trials` counts across them under the study lock as it does across machines.
+The CPU threads are split: each process trains with `cores // jobs` threads unless the spec
+sets `train.threads`. On small models a step is too short to keep several threads busy, so
+several one-thread trials get more done than one trial on every core (`bench/jobs.py` measures
+it).
+
+Helpers say nothing but their errors (on stderr); the calling process shows the search. When
+it stops early (Ctrl-C, an error) it stops them: SIGTERM, which a helper's search turns into
+an interrupted trial (FAIL, retried first next time), as for any worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from automl_clf.spec.models import Spec
+
+STOP_SECONDS = 60  # how long a stopped helper may take to end its trial before it is killed
+
+
+def threads_per_job(jobs: int) -> int:
+    """CPU threads each of `jobs` processes trains with."""
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+@contextlib.contextmanager
+def threads_split(spec: Spec, jobs: int) -> Iterator[None]:
+    """This process's share of the CPU threads while the search runs (restored after it, so a
+    final retrain uses every core)."""
+    if jobs <= 1 or spec.train.threads is not None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads_per_job(jobs))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def start_helpers(
+    spec: Spec,
+    n: int,
+    n_trials: int | None,
+    budget: Any,
+    plan_final: Callable[..., Any] | None,
+) -> list[BaseProcess]:
+    """Start `n` helper searches on `spec`'s study (none when n < 1)."""
+    if n < 1:
+        return []
+    threads = None if spec.train.threads is not None else threads_per_job(n + 1)
+    context = multiprocessing.get_context("spawn")
+    helpers: list[BaseProcess] = []
+    for _ in range(n):
+        process = context.Process(
+            target=_helper_main,
+            # the spec as its JSON, set fields only: generic pydantic models do not pickle, and
+            # what was left unset (a pruner, n_trials under a budget) keeps its meaning
+            args=(
+                spec.model_dump(mode="json", exclude_unset=True),
+                n_trials,
+                budget,
+                plan_final,
+                threads,
+            ),
+            name="autoclf-search-helper",
+        )
+        process.start()
+        helpers.append(process)
+    return helpers
+
+
+def join_helpers(helpers: list[BaseProcess]) -> None:
+    """Wait for the helpers: they stop at the same target or deadline as the caller."""
+    for process in helpers:
+        process.join()
+
+
+def stop_helpers(helpers: list[BaseProcess]) -> None:
+    """End the helpers now (the caller was interrupted or failed): SIGTERM, then SIGKILL."""
+    for process in helpers:
+        if process.is_alive():
+            process.terminate()
+    for process in helpers:
+        process.join(STOP_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _helper_main(
+    spec_data: dict[str, Any],
+    n_trials: int | None,
+    budget: Any,
+    plan_final: Callable[..., Any] | None,
+    threads: int | None,
+) -> None:
+    """A helper process: one more search worker, silent but for its errors."""
+    import torch
+
+    from automl_clf.errors import AutoclfError
+    from automl_clf.search.run import run_search
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    spec = Spec.model_validate(spec_data)
+    try:
+        run_search(spec, n_trials=n_trials, budget=budget, plan_final=plan_final)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except AutoclfError as exc:
+        print(f"error: (search helper {os.getpid()}) {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

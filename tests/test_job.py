@@ -1,0 +1,145 @@
+"""`autoclf run`: the whole job under one time budget. A tiny budget still ends with a usable
+export; the final step retrains only when the plan says it fits (an injected clock decides, no
+test waits on wall-clock time); a budget too small for one epoch is refused before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+import automl_clf
+from automl_clf.cli import app
+from automl_clf.errors import SpecError
+from automl_clf.job import run_job
+from automl_clf.search.budget import EXPORT_SECONDS
+from automl_clf.spec import load_spec
+from automl_clf.train.session import probe_epoch_seconds
+from tests.conftest import tiny_spec, write_spec
+from tests.test_budgets import SteppedClock
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_run_with_a_tiny_budget_ends_with_a_usable_export(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """No n_trials: the budget alone decides how many trials run."""
+    raw = tiny_spec(digits_root, tmp_path, train={"epochs": 50})
+    del raw["study"]["n_trials"]
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    out = tmp_path / "export"
+    result = runner.invoke(app, ["run", str(path), "--time", "25s", "--export", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "time budget 25 s" in result.output and "test accuracy" in result.output
+    model = automl_clf.load(out)
+    assert len(model.classes_) == 3
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    assert study.user_attrs[EXPORT_SECONDS] > 0  # measured, for the next plan
+    states = {t.state for t in study.trials}
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+class JumpAfterTrials:
+    """A search observer that moves the clock `seconds` ahead once `n` trials finished."""
+
+    def __init__(self, clock: SteppedClock, n: int, seconds: float) -> None:
+        self.clock, self.n, self.seconds, self.seen = clock, n, seconds, 0
+
+    def search_started(self, n_finished: int, target: int | None) -> None: ...
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None: ...
+
+    def trial_finished(self, study: optuna.Study, trial: Any) -> None:
+        self.seen += 1
+        if self.seen == self.n:
+            self.clock.now += self.seconds
+
+    def waiting_for_others(self) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
+
+@pytest.mark.parametrize(("jump", "retrained"), [(0.0, True), (995.0, False)])
+def test_auto_retrains_only_when_the_rest_of_the_budget_fits_it(
+    tmp_path: Path, digits_root: Path, jump: float, retrained: bool
+) -> None:
+    """1000 s on a clock that stands still but for one jump after the last trial: with no jump
+    the retrain fits; 5 s before the end it does not, and the export is the trial's own."""
+    raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 2, "budget": 1000})
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
+    clock = SteppedClock()
+    seen: list[bool] = []
+    job = run_job(
+        spec,
+        tmp_path / "export",
+        observer=JumpAfterTrials(clock, 2, jump),
+        final_started=lambda retrains, estimate: seen.append(retrains),
+        clock=clock,
+    )
+    assert seen == [retrained] and job.retrained is retrained
+    assert job.final.first.retrained is retrained
+    assert automl_clf.load(tmp_path / "export").classes_
+    assert job.budget is not None
+    assert [p.name for p in job.budget.phases] == ["start", "search", "final"]
+
+
+def test_a_budget_too_small_for_one_epoch_is_refused_before_any_trial(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    raw = tiny_spec(digits_root, tmp_path)
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    result = runner.invoke(
+        app, ["run", str(path), "--time", "1s", "--export", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 2
+    assert "too small" in result.output and "at least --time" in result.output
+    assert not (tmp_path / "tiny.db").exists() or not optuna.get_all_study_names(
+        f"sqlite:///{tmp_path / 'tiny.db'}"
+    )  # no study, no trial
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_bad_time_is_one_line_naming_it(tmp_path: Path, digits_root: Path) -> None:
+    path = write_spec(tmp_path / "spec.yaml", tiny_spec(digits_root, tmp_path))
+    result = runner.invoke(app, ["run", str(path), "--time", "soon"])
+    assert result.exit_code == 2
+    assert "study.budget" in result.output and "'soon'" in result.output
+
+
+def test_run_without_a_budget_searches_n_trials_then_exports(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 2})
+    path = write_spec(tmp_path / "spec.yaml", raw)
+    result = runner.invoke(app, ["run", str(path), "--export", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (
+        "no time budget" in result.output
+        and "time budget" not in result.output.split("no time budget")[1]
+    )
+    assert automl_clf.load(tmp_path / "out").classes_
+
+
+def test_the_probe_times_real_steps_of_a_config(tmp_path: Path, digits_root: Path) -> None:
+    from automl_clf.data import load_dataset
+    from automl_clf.spec import FixedParams, resolve
+
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", tiny_spec(digits_root, tmp_path)))
+    config = resolve(spec, FixedParams({}, strict=False))
+    seconds = probe_epoch_seconds(config, load_dataset(spec.data), steps=3)
+    assert 0 < seconds < float("inf")
+
+
+def test_a_spec_budget_reads_durations(tmp_path: Path, digits_root: Path) -> None:
+    raw = tiny_spec(digits_root, tmp_path, study={"budget": "1m30s"})
+    assert load_spec(write_spec(tmp_path / "spec.yaml", raw)).study.budget == 90
+    raw["study"]["budget"] = "-3m"
+    with pytest.raises(SpecError, match=r"study\.budget"):
+        load_spec(write_spec(tmp_path / "spec.yaml", raw))
