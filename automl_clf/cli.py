@@ -71,12 +71,12 @@ StudyNameOption = Annotated[
 
 
 JobsOption = Annotated[
-    int,
+    int | None,
     typer.Option(
         min=1,
         max=64,
         help="Trials at once on this machine: processes on one study, CPU threads split "
-        "between them.",
+        "between them (default: one per core under a time budget on a CPU, else 1).",
     ),
 ]
 
@@ -270,7 +270,7 @@ def search(
         bool,
         typer.Option("--force", help="Resume the study even though its search space changed."),
     ] = False,
-    jobs: JobsOption = 1,
+    jobs: JobsOption = None,
 ) -> None:
     """Create or resume the spec's study and run trials until it holds n_trials finished ones.
 
@@ -418,7 +418,7 @@ def run(
         bool,
         typer.Option("--force", help="Resume the study even though its search space changed."),
     ] = False,
-    jobs: JobsOption = 1,
+    jobs: JobsOption = None,
 ) -> None:
     """Search, retrain the best configuration, test it once and export it: the whole job.
 

@@ -67,7 +67,7 @@ def run_job(
     observer: SearchObserver | None = None,
     final_started: Callable[[bool, FinalEstimate | None], None] | None = None,
     force: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
     started: float | None = None,
     clock: Clock = time.monotonic,
 ) -> JobResult:
@@ -77,7 +77,7 @@ def run_job(
     Args:
         observer: hears about the search (the CLI's live display).
         final_started: told when the final step starts: whether it retrains, and its estimate.
-        jobs: trials at once during the search (search/workers.py).
+        jobs: trials at once during the search (search/workers.py; None: its default).
         started: the `clock` time the budget counts from (the command's start); default now.
 
     Raises:

@@ -34,7 +34,7 @@ def test_timeout_ends_the_command_with_the_running_trial_finished_or_failed(
     epoch fit in the time on this machine: each is tested exactly below, on a stepped clock."""
     raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 2}, train={"epochs": 1000})
     path = write_spec(tmp_path / "spec.yaml", raw)
-    result = runner.invoke(app, ["search", str(path), "--timeout", "3"])
+    result = runner.invoke(app, ["search", str(path), "--timeout", "3", "--jobs", "1"])
     assert result.exit_code == 0, result.output
     assert "(timeout); rerun to continue" in result.output
     (cut,) = load(path).trials  # never RUNNING, never COMPLETE
@@ -87,7 +87,9 @@ def test_a_deadline_after_an_epoch_keeps_the_best_one_as_a_pruned_trial(
     raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 3}, train={"epochs": 5})
     spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
     clock = SteppedClock()
-    result = run_search(spec, budget=Budget.start(60, clock), observer=JumpAt(clock, epoch=2))
+    result = run_search(
+        spec, budget=Budget.start(60, clock), observer=JumpAt(clock, epoch=2), jobs=1
+    )
     assert result.timed_out and result.n_ran == 1
     (cut,) = result.study.trials
     assert cut.state == TrialState.PRUNED
@@ -105,7 +107,7 @@ def test_a_deadline_in_the_first_epoch_fails_the_trial_and_the_rerun_retries_it(
     raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 2}, train={"epochs": 2})
     spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
     clock = SteppedClock()
-    result = run_search(spec, budget=Budget.start(60, clock), observer=JumpAt(clock))
+    result = run_search(spec, budget=Budget.start(60, clock), observer=JumpAt(clock), jobs=1)
     (cut,) = result.study.trials
     assert cut.state == TrialState.FAIL and cut.user_attrs["fail_reason"] == "timeout"
 

@@ -82,6 +82,7 @@ def test_auto_retrains_only_when_the_rest_of_the_budget_fits_it(
         observer=JumpAfterTrials(clock, 2, jump),
         final_started=lambda retrains, estimate: seen.append(retrains),
         clock=clock,
+        jobs=1,  # the injected clock is this process's
     )
     assert seen == [retrained] and job.retrained is retrained
     assert job.final.first.retrained is retrained

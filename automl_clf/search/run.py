@@ -51,7 +51,13 @@ from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
 from automl_clf.search.objective import CUT_SHORT, TIMEOUT, Objective, SearchObserver
 from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
-from automl_clf.search.workers import join_helpers, start_helpers, stop_helpers, threads_split
+from automl_clf.search.workers import (
+    default_jobs,
+    join_helpers,
+    start_helpers,
+    stop_helpers,
+    threads_split,
+)
 from automl_clf.spec.models import Spec
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
@@ -90,7 +96,7 @@ def run_search(
     plan_final: PlanFinal | None = None,
     observer: SearchObserver | None = None,
     force: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
 ) -> SearchResult:
     """Create or resume the spec's study and run trials until it holds `n_trials` finished.
 
@@ -103,7 +109,8 @@ def run_search(
             deadline leaves room for the final step as `plan_final` estimates it from the study.
         force: resume a study whose search space changed.
         jobs: trials at once on this machine: this process and `jobs - 1` helper processes
-            (search/workers.py), the CPU threads split between them.
+            (search/workers.py), the CPU threads split between them; None: `default_jobs`
+            (one per core under a time budget on the CPU, else 1).
 
     Raises:
         DataError: the data set is unusable (before any trial starts).
@@ -117,6 +124,8 @@ def run_search(
             (s for s in (timeout, spec.study.timeout, spec.study.budget) if s is not None), None
         )
         budget = Budget.start(seconds) if seconds is not None else None
+    if jobs is None:
+        jobs = default_jobs(timed=budget is not None)
     with _interrupts_raise(), storage_faults(spec.study.storage), threads_split(spec, jobs):
         return _search(spec, n_trials, budget, plan_final, observer, force, jobs)
 
