@@ -445,7 +445,7 @@ def run(
     target = n_trials or loaded.study.trial_cap
     status = console.status("")
 
-    def final_started(retrains: bool, estimate: Any) -> None:
+    def final_started(retrains: int, estimate: Any) -> None:
         progress.__exit__(None, None, None)
         console.print(final_plan_line(loaded, retrains, estimate))
         status.update("final model: training, testing, writing the export and report")

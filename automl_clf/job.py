@@ -10,7 +10,8 @@ included). The order of work:
 3. Search until the search deadline (search/budget.py), which leaves the final step what the
    study's own measurements say it needs; trials cut by it keep their best epoch.
 4. The final step: retrain the chosen configuration when it still fits (`final.retrain:
-   auto`), else export the trial's own best-epoch weights; test once; write the export. Its
+   auto`; of an ensemble, as many members as fit, best first), else export the trial's own
+   best-epoch weights; test once; write the export. Its
    measured cost is stored with the study (user attribute `export_seconds`), so the next run on
    this study plans with it instead of the prior.
 
@@ -38,8 +39,8 @@ from automl_clf.search.budget import (
     FinalEstimate,
     FinalPlanner,
     check_budget_covers_one_epoch,
-    decide_retrain,
     estimate_export_s,
+    members_to_retrain,
 )
 from automl_clf.search.objective import SearchObserver
 from automl_clf.search.run import SearchResult, run_search
@@ -56,7 +57,7 @@ class JobResult:
     final: FinalResult
     export: ExportResult
     budget: Budget | None  # its phases hold the planned and actual split of the time
-    retrained: bool
+    retrained: int  # members retrained (best first); the others are as searched
 
 
 def run_job(
@@ -65,7 +66,7 @@ def run_job(
     *,
     n_trials: int | None = None,
     observer: SearchObserver | None = None,
-    final_started: Callable[[bool, FinalEstimate | None], None] | None = None,
+    final_started: Callable[[int, FinalEstimate | None], None] | None = None,
     force: bool = False,
     jobs: int | None = None,
     started: float | None = None,
@@ -76,7 +77,8 @@ def run_job(
 
     Args:
         observer: hears about the search (the CLI's live display).
-        final_started: told when the final step starts: whether it retrains, and its estimate.
+        final_started: told when the final step starts: how many members it retrains (best
+            first), and its estimate.
         jobs: trials at once during the search (search/workers.py; None: its default).
         started: the `clock` time the budget counts from (the command's start); default now.
 
@@ -113,24 +115,25 @@ def run_job(
     )
     study = searched.study
     estimate = plan_final(study)
-    do_retrain = decide_retrain(spec.final.retrain, estimate, budget)
+    n_retrain = members_to_retrain(spec.final.retrain, estimate, budget, spec.final.ensemble)
     if budget is not None:
         budget.record("search", actual_s=clock() - search_from)
-        budget.record("final", planned_s=estimate.with_margin())
+        budget.record("final", planned_s=estimate.with_margin(n_retrain))
     if final_started is not None:
-        final_started(do_retrain, estimate)
+        final_started(n_retrain, estimate)
     final_from = clock()
-    final = retrain(spec, study, retrain_members=do_retrain)
+    final = retrain(spec, study, retrain_members=n_retrain)
     export_from = clock()
     written = write_export(final, out, spec, study)
     final_s = clock() - final_from
     # what the next plan calls the export: all but the training (as estimated), at least the
     # writing itself
-    overhead = max(clock() - export_from, final_s - (estimate.retrain_s if do_retrain else 0))
+    trained_s = sum(estimate.retrain_each_s[:n_retrain])
+    overhead = max(clock() - export_from, final_s - trained_s)
     study.set_user_attr(EXPORT_SECONDS, round(overhead, 3))
     if budget is not None:
         budget.record("final", actual_s=final_s)
-    return JobResult(searched, final, written, budget, do_retrain)
+    return JobResult(searched, final, written, budget, n_retrain)
 
 
 def _check_budget(spec: Spec, dataset: Dataset, sizes: DataSizes, budget: Budget) -> None:

@@ -244,17 +244,20 @@ def final_summary(final: FinalResult) -> str:
     return "\n".join(lines)
 
 
-def final_plan_line(spec: Spec, retrains: bool, estimate: FinalEstimate | None) -> str:
-    """What the final step will do, and what it is expected to take."""
+def final_plan_line(spec: Spec, retrains: int, estimate: FinalEstimate | None) -> str:
+    """What the final step will do (how many members it retrains), and what it should take."""
     members = spec.final.ensemble
-    what = (
-        f"retraining on {spec.final.train_on}"
-        if retrains
-        else "using the trial's own best-epoch weights (no time left to retrain)"
-    )
+    if retrains == 0:
+        what = "the trial's own best-epoch weights (not retrained)"
+    elif retrains >= members:
+        what = f"retraining on {spec.final.train_on}"
+    else:
+        what = f"retraining the best {retrains} on {spec.final.train_on}, the rest as searched"
     if members > 1:
-        what += f", an ensemble of the best {members} trials"
-    expected = f" (about {format_duration(estimate.total_s)})" if estimate is not None else ""
+        what = f"an ensemble of the best {members} trials, {what}"
+    expected = ""
+    if estimate is not None:
+        expected = f" (about {format_duration(estimate.with_margin(retrains))})"
     return f"final model: {what}{expected}"
 
 

@@ -14,8 +14,8 @@ from automl_clf.search.budget import (
     FinalEstimate,
     TrialTiming,
     check_budget_covers_one_epoch,
-    decide_retrain,
     estimate_retrain_s,
+    members_to_retrain,
     plan_final_estimate,
 )
 from automl_clf.spec.duration import format_duration, parse_duration
@@ -92,7 +92,7 @@ def test_the_search_deadline_moves_as_the_final_step_is_measured() -> None:
     plan = plan_final_estimate(
         timings, SIZES, train_on="train+val", retrain="auto", export_measured=5.0
     )
-    assert plan == FinalEstimate(retrain_s=15.0, export_s=5.0)
+    assert plan == FinalEstimate(retrain_each_s=(15.0,), export_s=5.0)
     budget.reserve(plan)
     reserve = 20.0 * (1 + MARGIN) + SLACK_S
     assert budget.search_deadline == pytest.approx(1100.0 - reserve)
@@ -103,21 +103,24 @@ def test_the_search_deadline_moves_as_the_final_step_is_measured() -> None:
 def test_an_ensemble_reserves_a_retrain_per_member_and_never_reserves_none() -> None:
     timings = [TrialTiming(2.0, 6), TrialTiming(1.0, 4), TrialTiming(5.0, 5)]
     two = plan_final_estimate(timings, SIZES, train_on="train", retrain="auto", members=2)
-    assert two.retrain_s == pytest.approx(12.0 + 4.0)
+    assert two.retrain_each_s == pytest.approx((12.0, 4.0))
     never = plan_final_estimate(timings, SIZES, train_on="train", retrain="never", members=2)
     assert never.retrain_s == 0 and never.export_s > 0
 
 
-def test_auto_retrains_only_when_the_retrain_still_fits() -> None:
+def test_auto_retrains_as_many_members_as_still_fit() -> None:
     clock = FakeClock()
     budget = Budget.start(60.0, clock)
-    estimate = FinalEstimate(retrain_s=20.0, export_s=5.0)
-    assert decide_retrain("auto", estimate, budget)
-    clock.now += 60.0 - estimate.with_margin() + 0.5  # half a second short
-    assert not decide_retrain("auto", estimate, budget)
-    assert decide_retrain("always", estimate, budget)
-    assert not decide_retrain("never", estimate, None)
-    assert decide_retrain("auto", estimate, None)  # no budget: retrain as before
+    estimate = FinalEstimate(retrain_each_s=(20.0, 10.0), export_s=5.0)
+    assert members_to_retrain("auto", estimate, budget, 2) == 2
+    clock.now += 60.0 - estimate.with_margin() + 0.5  # half a second short of both
+    assert members_to_retrain("auto", estimate, budget, 2) == 1  # the best one still fits
+    clock.now += estimate.with_margin() - estimate.with_margin(0)  # short of any retrain
+    assert members_to_retrain("auto", estimate, budget, 2) == 0
+    assert members_to_retrain("always", estimate, budget, 2) == 2
+    assert members_to_retrain("never", estimate, None, 2) == 0
+    assert members_to_retrain("auto", estimate, None, 2) == 2  # no budget: retrain as before
+    assert estimate.with_margin(1) < estimate.with_margin() == estimate.with_margin(2)
 
 
 def test_phases_record_plan_and_actual() -> None:

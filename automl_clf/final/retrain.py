@@ -129,24 +129,28 @@ def retrain(
     study: optuna.Study,
     trial_number: int | None = None,
     *,
-    retrain_members: bool | None = None,
+    retrain_members: bool | int | None = None,
 ) -> FinalResult:
     """Make the final model (see the module docstring) and evaluate it on the test split.
 
     Args:
         trial_number: export this complete trial instead of the best (needs final.ensemble 1).
-        retrain_members: whether to retrain; None follows `final.retrain` (`auto` retrains). A
-            caller that knows there is no time left (a budget planner) passes False for `auto`.
+        retrain_members: whether to retrain, or how many members (best first; the others as
+            searched); None follows `final.retrain` (`auto` retrains). A caller that knows how
+            much time is left (a budget planner) passes what fits for `auto`.
 
     Raises:
         SpecError: --trial with final.ensemble > 1.
         StudyError: no complete trial; not retraining and a member's best-epoch weights are
             missing or changed (the message says to retrain instead).
     """
-    again = spec.final.retrain != "never" if retrain_members is None else retrain_members
     trials, notes = choose_members(study, spec, trial_number)
-    if not again:
-        for trial in trials:  # before anything slow: a missing file must fail in seconds
+    if retrain_members is None:
+        retrain_members = spec.final.retrain != "never"
+    n_again = len(trials) if retrain_members is True else int(retrain_members)
+    again = [i < n_again for i in range(len(trials))]
+    for trial, fresh in zip(trials, again, strict=True):
+        if not fresh:  # before anything slow: a missing file must fail in seconds
             problem = weights_problem(trial.user_attrs.get(WEIGHTS_ATTR))
             if problem is not None:
                 raise StudyError(
@@ -154,7 +158,8 @@ def retrain(
                     f"{spec.final.retrain}): {problem}; {RETRAIN_INSTEAD}"
                 )
     configs = [
-        final_config(trial_config(t), spec.final) if again else trial_config(t) for t in trials
+        final_config(trial_config(t), spec.final) if fresh else trial_config(t)
+        for t, fresh in zip(trials, again, strict=True)
     ]
     try:
         check_same_decoding([Decoding.of(config.data) for config in configs])
@@ -166,8 +171,8 @@ def retrain(
     dataset = load_dataset(spec.data)
     check_compatible(study, spec, dataset)
     members = [
-        _retrained(spec, trial, config, dataset) if again else _as_searched(trial, config, dataset)
-        for trial, config in zip(trials, configs, strict=True)
+        _retrained(spec, trial, config, dataset) if fresh else _as_searched(trial, config, dataset)
+        for trial, config, fresh in zip(trials, configs, again, strict=True)
     ]
     device = resolve_device(configs[0].train.device)
     first = members[0]

@@ -37,7 +37,7 @@ EXPORT_SECONDS = "export_seconds"  # study user attribute: the final step's meas
 # Seconds the export takes before a study has measured one (formats with their parity checks,
 # report figures), on the small models of a first search; replaced by the study's own
 # measurement (study user attribute `export_seconds`) once it has one.
-EXPORT_PRIOR_S = 8.0
+EXPORT_PRIOR_S = 4.5
 MARGIN = 0.15  # the final step's estimate is inflated by this share …
 SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)
 
@@ -76,15 +76,21 @@ class TrialTiming:
 class FinalEstimate:
     """Seconds the final step is expected to take, before the margin."""
 
-    retrain_s: float  # 0 when the final model is the trial's own (no retrain)
+    retrain_each_s: tuple[float, ...]  # per member, best first; () when nothing retrains
     export_s: float  # test evaluation, formats with parity checks, report
+
+    @property
+    def retrain_s(self) -> float:
+        return sum(self.retrain_each_s)
 
     @property
     def total_s(self) -> float:
         return self.retrain_s + self.export_s
 
-    def with_margin(self) -> float:
-        return self.total_s * (1.0 + MARGIN) + SLACK_S
+    def with_margin(self, members: int | None = None) -> float:
+        """The estimate with the margin, retraining all members or the first `members`."""
+        retrain = sum(self.retrain_each_s[:members])
+        return (retrain + self.export_s) * (1.0 + MARGIN) + SLACK_S
 
 
 def estimate_retrain_s(
@@ -206,10 +212,9 @@ def plan_final_estimate(
     """
     export_s = estimate_export_s(sizes, export_measured, members)
     if retrain == "never" or not timings:
-        return FinalEstimate(0.0, export_s)
-    chosen = list(timings[:members])
-    retrain_s = sum(estimate_retrain_s(t, sizes, train_on=train_on) for t in chosen)
-    return FinalEstimate(retrain_s, export_s)
+        return FinalEstimate((), export_s)
+    each = tuple(estimate_retrain_s(t, sizes, train_on=train_on) for t in timings[:members])
+    return FinalEstimate(each, export_s)
 
 
 @dataclass(frozen=True)
@@ -240,14 +245,19 @@ class FinalPlanner:
         )
 
 
-def decide_retrain(retrain: str, estimate: FinalEstimate, budget: Budget | None) -> bool:
-    """Whether the final step retrains: `always`, `never`, or `auto` — when the retrain and the
-    export (with the margin) still fit in what is left of the budget, or there is no budget."""
-    if retrain != "auto":
-        return retrain == "always"
-    if budget is None:
-        return True
-    return estimate.with_margin() <= budget.left_s
+def members_to_retrain(
+    retrain: str, estimate: FinalEstimate, budget: Budget | None, members: int
+) -> int:
+    """How many of `members` (best first) the final step retrains: all with `always`, none
+    with `never`; with `auto`, as many as fit, with the export and the margin, in what is left
+    of the budget (all when there is no budget). The others are exported as searched."""
+    if retrain == "never":
+        return 0
+    if retrain == "always" or budget is None:
+        return members
+    estimated = min(members, len(estimate.retrain_each_s))
+    fitting = [k for k in range(estimated + 1) if estimate.with_margin(k) <= budget.left_s]
+    return max(fitting, default=0)
 
 
 def check_budget_covers_one_epoch(
