@@ -14,7 +14,8 @@ start to exit, with `--threads` torch threads (OMP_NUM_THREADS and each arm's ow
   running at the timeout ends FAIL (timeout), so a budget shorter than one whole trial leaves
   nothing to export: the row says so.
   Both autoclf arms use specs/digits.yaml's search space and settings with `data.root` set to the
-  split, `n_trials` out of the way (the budget decides), `train.threads` set, and the study,
+  split, no `n_trials` (the budget decides), no `train.threads` (autoclf splits the arm's
+  cores between trials at once, `--jobs`' default under a time budget), and the study,
   artifacts and decode cache in a fresh folder; test metrics come from the export's
   `report/metrics.json`, trial counts from the study.
 - `ultralytics`: YOLO11n-cls built from its yaml (no weights), trained on the CPU at 32 px, batch
@@ -195,20 +196,21 @@ def autoclf(*args: str) -> list[str]:
     return [sys.executable, "-m", "automl_clf.cli", *args]
 
 
-def write_spec(work: Path, data: Path, threads: int, seed: int) -> Path:
-    """specs/digits.yaml with data.root → the split, and the study in a fresh folder."""
+def write_spec(work: Path, data: Path, seed: int) -> Path:
+    """specs/digits.yaml with data.root → the split, and the study in a fresh folder. No
+    n_trials (the budget decides) and no train.threads: autoclf splits the arm's cores between
+    its trials itself (`--jobs`' default under a time budget)."""
     raw = yaml.safe_load((REPO / "specs" / "digits.yaml").read_text())
     studies = work / "studies"
+    raw["study"].pop("n_trials", None)
     raw["study"].update(
         name="peers",
-        n_trials=100_000,  # the budget decides
         seed=seed,
         storage=f"sqlite:///{studies / 'peers.db'}",
         artifacts=str(studies / "peers"),
     )
     raw["data"] = {**raw["data"], "root": str(data), "cache_dir": str(studies / "cache")}
     raw["data"].pop("split", None)  # the folders are the split
-    raw["train"]["threads"] = threads
     path = work / "spec.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -239,7 +241,7 @@ def run_autoclf(budget: float, work: Path, data: Path, args: argparse.Namespace)
     probe = subprocess.run(autoclf("run", "--help"), env=env, capture_output=True)
     if probe.returncode != 0:
         raise Unavailable("not available: this checkout has no `autoclf run`")
-    spec = write_spec(work, data, args.threads, args.seed)
+    spec = write_spec(work, data, args.seed)
     command = autoclf("run", str(spec), "--time", f"{budget:g}s", "--export", str(work / "export"))
     (wall,) = timed([command], env, work / "arm.log", kill_after(budget, args))
     acc, f1, notes, details = autoclf_result(work)
@@ -247,7 +249,7 @@ def run_autoclf(budget: float, work: Path, data: Path, args: argparse.Namespace)
 
 
 def run_autoclf_manual(budget: float, work: Path, data: Path, args: argparse.Namespace) -> Row:
-    spec = write_spec(work, data, args.threads, args.seed)
+    spec = write_spec(work, data, args.seed)
     search = autoclf("search", str(spec), "--timeout", f"{MANUAL_SEARCH_SHARE * budget:g}")
     best = autoclf("best", str(spec), "--export", str(work / "export"))
     env = arm_env(args.threads, work)
