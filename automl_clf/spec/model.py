@@ -90,14 +90,16 @@ class ModelSpec(SpecModel):
 
 
 def check_backbone_name(name: str) -> None:
-    """Raise a ValueError naming close matches when `name` is neither `cnn` nor a timm model."""
+    """Raise a ValueError naming close matches when `name` is neither one of our backbones
+    (models/registry.py) nor a timm model."""
     if name == PLAIN_CNN:
-        return
-    import timm  # heavy: only imported when a spec names a timm backbone
+        return  # the default: known without importing torch and timm
+    # Heavy (torch, timm): only imported when a spec names another backbone.
+    from automl_clf.models.factory import is_backbone, list_backbones
 
-    if timm.is_model(name):
+    if is_backbone(name):
         return
-    close = difflib.get_close_matches(name, [*timm.list_models(), PLAIN_CNN], n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, list_backbones(), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     prefix = re.match(r"[A-Za-z_]*", name)
     pattern = f"{prefix.group(0) if prefix else ''}*"
