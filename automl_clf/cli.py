@@ -181,10 +181,13 @@ def validate(spec: SpecPath) -> None:
     from automl_clf.data.preprocess import Decoding
     from automl_clf.models.factory import check_backbones
     from automl_clf.search.samplers import search_warnings
+    from automl_clf.search.storage import storage_scheme
     from automl_clf.spec.describe import describe_space
     from automl_clf.ui import print_data_report, print_warnings, space_table, study_lines
 
     loaded = _load(spec)
+    assert loaded.study.storage is not None
+    _run(storage_scheme, loaded.study.storage)  # a study storage autoclf can open and lock
     dataset = _run(load_dataset, loaded.data)
     _run(dataset.arrays, Decoding.of(loaded.data))  # decodes every image once (and caches it)
     _run(check_backbones, loaded)

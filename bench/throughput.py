@@ -34,7 +34,7 @@ from automl_clf.data.batches import TrainBatches
 from automl_clf.data.dataset import pixels_for_stats
 from automl_clf.data.preprocess import Decoding, build_preprocessing, mean_std
 from automl_clf.datasets import write_digits
-from automl_clf.models.factory import build_model
+from automl_clf.models.factory import backbone_mean_std, build_model
 from automl_clf.spec import FixedParams, parse_spec, resolve
 from automl_clf.spec.config import TrialConfig
 from automl_clf.train.trainer import fit
@@ -63,7 +63,7 @@ def _setup(config: TrialConfig, dataset) -> tuple:  # type: ignore[no-untyped-de
     """The training split, its preprocessing, and a freshly seeded model."""
     train = dataset.arrays(Decoding.of(config.data))["train"]
     stats = mean_std(pixels_for_stats(train.pixels))
-    pre = build_preprocessing(config.data, config.model.backbone, stats)
+    pre = build_preprocessing(config.data, backbone_mean_std(config.model.backbone), stats)
     torch.manual_seed(0)
     model = build_model(
         config.model,

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from automl_clf.search.storage import STORAGES
 from tests import postgres
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -189,7 +190,7 @@ def postgres_url() -> Iterator[str]:
         postgres.stop(folder)
 
 
-STORAGE_MODES = ("sqlite", "journal", "postgresql")  # every storage autoclf supports
+STORAGE_MODES = STORAGES.kinds  # every storage autoclf supports (search/storage.py)
 
 
 @dataclass(frozen=True)
@@ -202,15 +203,24 @@ class StudyStorage:
 
 @pytest.fixture(params=STORAGE_MODES)
 def study_storage(request: pytest.FixtureRequest, tmp_path: Path) -> StudyStorage:
-    """One study storage per supported mode, as Optuna's own storage tests run every check over
-    each (`optuna/testing/storages.py`: STORAGE_MODES and StorageSupplier). PostgreSQL's
-    database is shared, so its study name is unique; it skips, saying why, without a server."""
+    """One study storage per registered scheme, as Optuna's own storage tests run every check
+    over each (`optuna/testing/storages.py`: STORAGE_MODES and StorageSupplier). A database
+    server's database is shared, so its study name is unique; PostgreSQL is started here when
+    it can be, another server is reached at AUTOCLF_TEST_<SCHEME>_URL; each skips, saying why,
+    without one."""
     mode = request.param
     if mode == "sqlite":
         return StudyStorage(f"sqlite:///{tmp_path / 'studies' / 'tiny.db'}", "tiny")
     if mode == "journal":
         return StudyStorage(f"journal:{tmp_path / 'studies' / 'tiny.log'}", "tiny")
-    return StudyStorage(request.getfixturevalue("postgres_url"), f"tiny-{uuid.uuid4().hex}")
+    if mode == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        variable = f"AUTOCLF_TEST_{mode.upper()}_URL"
+        url = os.environ.get(variable, "")
+        if not url:
+            pytest.skip(f"no {mode} server for the tests: set {variable} to a database URL")
+    return StudyStorage(url, f"tiny-{uuid.uuid4().hex}")
 
 
 @dataclass(frozen=True)

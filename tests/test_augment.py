@@ -11,17 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from automl_clf.data.augment import (
-    Augmenter,
-    check_transforms,
-    policy_transforms,
-    transform_list,
-)
-from automl_clf.data.batch_augment import BatchAugmenter
+from automl_clf.data.augment import Augmenter, check_transforms, transform_list
+from automl_clf.data.batch_augment import KERNELS, BatchAugmenter
 from automl_clf.errors import TrialFailed
 from automl_clf.search import run_search
 from automl_clf.spec import load_spec
 from automl_clf.spec.config import AugmentConfig
+from automl_clf.spec.policies import POLICIES, policy_transforms
 from automl_clf.train.mix import BatchMixer
 from tests.conftest import tiny_spec, write_spec
 
@@ -32,22 +28,28 @@ def smooth_image(size: int = 16, channels: int = 1) -> np.ndarray:
     return np.repeat(plane[..., None], channels, axis=2).astype(np.uint8)
 
 
-@pytest.mark.parametrize(
-    "entry",
-    [
-        {"name": "Affine", "rotate": (17, 17)},
-        {"name": "Affine", "translate_percent": (0.1, 0.1)},
-        {"name": "Affine", "scale": (1.2, 1.2)},
-        {"name": "Affine", "shear": (10, 10)},
-        {"name": "Affine", "rotate": -12, "scale": 0.9, "translate_percent": -0.06, "shear": 5},
-        {
-            "name": "RandomBrightnessContrast",
-            "brightness_limit": (0.2, 0.2),
-            "contrast_limit": (0.3, 0.3),
-        },
-        {"name": "HorizontalFlip"},
-    ],
-)
+# Each batched kernel against albumentations itself, with deterministic parameters (CoarseDropout,
+# whose hole is random, by its own test below).
+MATCHED = [
+    {"name": "Affine", "rotate": (17, 17)},
+    {"name": "Affine", "translate_percent": (0.1, 0.1)},
+    {"name": "Affine", "scale": (1.2, 1.2)},
+    {"name": "Affine", "shear": (10, 10)},
+    {"name": "Affine", "rotate": -12, "scale": 0.9, "translate_percent": -0.06, "shear": 5},
+    {
+        "name": "RandomBrightnessContrast",
+        "brightness_limit": (0.2, 0.2),
+        "contrast_limit": (0.3, 0.3),
+    },
+    {"name": "HorizontalFlip"},
+]
+
+
+def test_every_batched_kernel_is_checked() -> None:
+    assert {entry["name"] for entry in MATCHED} | {"CoarseDropout"} == set(KERNELS)
+
+
+@pytest.mark.parametrize("entry", MATCHED)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_batched_transforms_match_albumentations(entry: dict, channels: int) -> None:  # type: ignore[type-arg]
     image = smooth_image(channels=channels)
@@ -78,7 +80,7 @@ def test_batched_coarse_dropout_blacks_out_one_hole_of_the_given_size() -> None:
     assert ((out == 0).sum(dim=(1, 2, 3)) == 4 * 6).all()  # 20% × 30% of 20 px, every image
 
 
-@pytest.mark.parametrize("policy", ["none", "light", "medium", "heavy"])
+@pytest.mark.parametrize("policy", POLICIES.kinds)
 @pytest.mark.parametrize("magnitude", [0.5, 1.0, 2.5])
 def test_every_policy_runs_in_both_executors(policy: str, magnitude: float) -> None:
     entries = policy_transforms(policy, magnitude)

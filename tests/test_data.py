@@ -23,6 +23,7 @@ from automl_clf.data.batches import TrainBatches, eval_batches
 from automl_clf.data.discover import discover
 from automl_clf.data.preprocess import build_preprocessing
 from automl_clf.errors import DataError
+from automl_clf.models.factory import backbone_mean_std
 from automl_clf.spec import load_spec, parse_spec
 from automl_clf.spec.config import AugmentConfig, DataConfig
 from automl_clf.spec.models import DataSpec
@@ -149,7 +150,7 @@ def test_validation_batches_are_preprocessing_output_every_epoch(tmp_path: Path)
     dataset = load_dataset(data_spec(tmp_path, channels=3))
     arrays = dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))
     config = DataConfig(image_size=8, channels=3, resize="squash", normalize="dataset")
-    pre = build_preprocessing(config, "cnn", ((0.5,) * 3, (0.25,) * 3))
+    pre = build_preprocessing(config, backbone_mean_std("cnn"), ((0.5,) * 3, (0.25,) * 3))
     first = [x for x, _ in eval_batches(arrays["val"], 4, pre)]
     second = [x for x, _ in eval_batches(arrays["val"], 4, pre)]
     assert all(bool((a == b).all()) for a, b in zip(first, second, strict=True))
@@ -357,7 +358,7 @@ def test_streamed_split_gives_the_same_batches_as_memory(tmp_path: Path) -> None
     in_memory, streamed = memory.arrays(decoding), stream.arrays(decoding)
     assert streamed["train"].streamed and not in_memory["train"].streamed
     config = DataConfig(image_size=8, channels=3, resize="squash", normalize="none")
-    pre = build_preprocessing(config, "cnn", None)
+    pre = build_preprocessing(config, backbone_mean_std("cnn"), None)
     for a, b in zip(
         eval_batches(in_memory["val"], 4, pre), eval_batches(streamed["val"], 4, pre), strict=True
     ):
@@ -380,7 +381,7 @@ def test_oversampling_draws_every_class_about_equally(tmp_path: Path) -> None:
     dataset = load_dataset(data_spec(tmp_path))
     train = dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))["train"]
     config = DataConfig(image_size=8, channels=3, resize="squash", normalize="none")
-    pre = build_preprocessing(config, "cnn", None)
+    pre = build_preprocessing(config, backbone_mean_std("cnn"), None)
     drawn = np.concatenate(
         [
             y.numpy()
@@ -408,7 +409,7 @@ def test_normalisation_follows_what_the_weights_expect(
     normalize: str, backbone: str, mean: float
 ) -> None:
     config = DataConfig(image_size=8, channels=1, resize="squash", normalize=normalize)  # type: ignore[arg-type]
-    pre = build_preprocessing(config, backbone, ((0.25,), (0.1,)))
+    pre = build_preprocessing(config, backbone_mean_std(backbone), ((0.25,), (0.1,)))
     assert pre.mean == pytest.approx((mean,))
 
 

@@ -19,19 +19,14 @@ from torch import nn
 
 import automl_clf
 from automl_clf.data.dataset import load_dataset
-from automl_clf.final.formats import (
-    PARITY_TOLERANCE,
-    load_onnx,
-    load_torchscript,
-    write_formats,
-)
+from automl_clf.final.formats import FORMATS, PARITY_TOLERANCE, write_formats
 from automl_clf.final.provenance import data_fingerprint, resolved_spec_yaml
 from automl_clf.spec import FixedParams, parse_spec
 from automl_clf.spec.describe import describe_space
 from automl_clf.spec.resolve import resolve
 from tests.conftest import Ensembled, Exported, tiny_spec
 
-LOADERS = {"torchscript": ("model.pt", load_torchscript), "onnx": ("model.onnx", load_onnx)}
+LOADERS = {name: (form.file, form.load) for name, form in FORMATS.items()}  # every format
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from optuna.trial import TrialState
 
 from automl_clf.search import run_search
 from automl_clf.spec import load_spec
-from automl_clf.spec.models import PRUNER_KINDS
+from automl_clf.spec.pruners import PRUNERS
 from tests.conftest import tiny_spec, write_spec
 
 EPOCHS = 4
-PRUNERS: dict[str, dict[str, Any]] = {
+SETTINGS: dict[str, dict[str, Any]] = {
     "median": {"n_startup_trials": 2, "n_warmup_steps": 1},
     "percentile": {"percentile": 50.0, "n_startup_trials": 2, "n_warmup_steps": 1},
     "successive_halving": {"min_resource": 1, "reduction_factor": 2},
@@ -29,10 +29,10 @@ PRUNERS: dict[str, dict[str, Any]] = {
 
 
 def test_the_table_covers_every_pruner() -> None:
-    assert set(PRUNERS) == set(PRUNER_KINDS)
+    assert set(SETTINGS) == set(PRUNERS.kinds)
 
 
-@pytest.mark.parametrize("kind", PRUNER_KINDS)
+@pytest.mark.parametrize("kind", PRUNERS.kinds)
 def test_pruning_stops_the_bad_region_early_and_none_never_prunes(
     tmp_path: Path, digits_root: Path, kind: str
 ) -> None:
@@ -43,7 +43,7 @@ def test_pruning_stops_the_bad_region_early_and_none_never_prunes(
         tmp_path,
         study={
             "n_trials": 5,
-            "pruner": {"kind": kind, **PRUNERS[kind]},
+            "pruner": {"kind": kind, **SETTINGS[kind]},
             "try_defaults": False,
             "warm_start": [*good, bad],
         },
@@ -78,7 +78,7 @@ def test_a_maximised_metric_prunes_the_low_trial_and_picks_the_highest(
         study={
             "objective": metric,
             "n_trials": 5,
-            "pruner": {"kind": "median", **PRUNERS["median"]},
+            "pruner": {"kind": "median", **SETTINGS["median"]},
             "try_defaults": False,
             "warm_start": [*good, bad],
         },

@@ -19,7 +19,7 @@ from automl_clf.search.samplers import SeedPerTrial, build_sampler
 from automl_clf.spec import Spec, load_spec, parse_spec, resolve
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.describe import describe_space, grid_points
-from automl_clf.spec.models import SAMPLER_KINDS
+from automl_clf.spec.samplers import SAMPLERS
 from tests.conftest import tiny_spec, write_spec
 
 MULTI_OBJECTIVE = {"objective": ["accuracy", "n_params"], "pruner": {"kind": "none"}}
@@ -38,7 +38,7 @@ def sampler_spec(root: Path, folder: Path, kind: str, **study: Any) -> dict[str,
 # Per sampler: its settings in the spec, the sampler Optuna runs with them (class and the
 # attributes that hold those settings), and after how many finished trials its own model
 # proposes (None: a grid's points are all queued). Trial 0 tries the defaults.
-SAMPLERS: dict[str, tuple[dict[str, Any], type, dict[str, Any], int | None]] = {
+EXPECTED: dict[str, tuple[dict[str, Any], type, dict[str, Any], int | None]] = {
     "tpe": (
         {"n_startup_trials": 2},
         optuna.samplers.TPESampler,
@@ -66,7 +66,7 @@ SAMPLERS: dict[str, tuple[dict[str, Any], type, dict[str, Any], int | None]] = {
 
 
 def test_the_table_covers_every_sampler() -> None:
-    assert set(SAMPLERS) == set(SAMPLER_KINDS)
+    assert set(EXPECTED) == set(SAMPLERS.kinds)
 
 
 def random_proposal(spec: Spec, seed: int) -> dict[str, Any]:
@@ -79,11 +79,11 @@ def random_proposal(spec: Spec, seed: int) -> dict[str, Any]:
     return trial.params
 
 
-@pytest.mark.parametrize("kind", SAMPLER_KINDS)
+@pytest.mark.parametrize("kind", SAMPLERS.kinds)
 def test_each_sampler_runs_a_search_that_trains_what_it_sampled(
     tmp_path: Path, digits_root: Path, kind: str
 ) -> None:
-    settings, expected_class, attributes, model_from = SAMPLERS[kind]
+    settings, expected_class, attributes, model_from = EXPECTED[kind]
     n_trials = 2 if model_from in (None, 0, sys.maxsize) else model_from + 1  # just past it
     raw = sampler_spec(
         digits_root, tmp_path, kind, n_trials=n_trials, sampler={"kind": kind, **settings}
@@ -142,7 +142,7 @@ def ask_params(spec_raw: dict[str, Any], folder: Path, n: int, name: str) -> lis
     return proposed
 
 
-@pytest.mark.parametrize("kind", [k for k in SAMPLER_KINDS if k != "grid"])
+@pytest.mark.parametrize("kind", [k for k in SAMPLERS.kinds if k != "grid"])
 def test_each_sampler_is_seeded_per_trial(tmp_path: Path, digits_root: Path, kind: str) -> None:
     raw = sampler_spec(digits_root, tmp_path, kind, seed=7)
     first = ask_params(raw, tmp_path, 4, "a")

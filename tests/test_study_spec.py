@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from automl_clf.cli import app
-from automl_clf.spec.models import PRUNER_KINDS, SAMPLER_KINDS
+from automl_clf.spec.pruners import PRUNERS
+from automl_clf.spec.samplers import SAMPLERS
 from tests.conftest import tiny_spec, write_spec
 
 runner = CliRunner()
@@ -56,7 +57,7 @@ def test_bad_study_settings_exit_2_with_the_field_and_the_way_out(
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("kind", SAMPLER_KINDS)
+@pytest.mark.parametrize("kind", SAMPLERS.kinds)
 def test_validate_names_each_sampler(tmp_path: Path, digits_root: Path, kind: str) -> None:
     study: dict[str, Any] = {"sampler": kind}
     sections: dict[str, Any] = {}
@@ -69,7 +70,7 @@ def test_validate_names_each_sampler(tmp_path: Path, digits_root: Path, kind: st
     assert f"sampler: {kind} " in result.output
 
 
-@pytest.mark.parametrize("kind", PRUNER_KINDS)
+@pytest.mark.parametrize("kind", PRUNERS.kinds)
 def test_validate_names_each_pruner(tmp_path: Path, digits_root: Path, kind: str) -> None:
     result = validate(tmp_path, digits_root, {"pruner": kind})
     assert result.exit_code == 0, result.output

@@ -93,9 +93,11 @@ def test_early_stopping_keeps_the_best_epoch(digits_root: Path, tmp_path: Path) 
 def train_config_preprocessing(config: TrialConfig, dataset: Any) -> Any:
     from automl_clf.data.dataset import pixels_for_stats
     from automl_clf.data.preprocess import Decoding, build_preprocessing, mean_std
+    from automl_clf.models.factory import backbone_mean_std
 
     train = dataset.arrays(Decoding.of(config.data))["train"]
-    return build_preprocessing(config.data, "cnn", mean_std(pixels_for_stats(train.pixels)))
+    stats = mean_std(pixels_for_stats(train.pixels))
+    return build_preprocessing(config.data, backbone_mean_std("cnn"), stats)
 
 
 def test_same_config_and_seed_give_the_same_run(digits_root: Path, tmp_path: Path) -> None:

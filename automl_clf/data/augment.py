@@ -4,18 +4,9 @@ Augmentation runs on the decoded uint8 pixels (H, W, C) of training batches only
 builders for val/test/predict (data/batches.py) take no augmentation at all, so augmenting
 them is impossible by construction.
 
-Named policies, at `magnitude: 1` (shifts relative to the image size; p = probability per
-image). `magnitude` multiplies every shift, scale range, angle, brightness/contrast limit and
-hole size, never a probability, so "how strong" is one searchable number:
-
-- none: nothing.
-- light: Affine (shift ±6%, scale 0.95–1.05, rotate ±8°; p 0.5).
-- medium: Affine (shift ±10%, scale 0.9–1.1, rotate ±15°; p 0.7); brightness/contrast ±0.2
-  (p 0.5).
-- heavy: Affine (shift ±12%, scale 0.85–1.15, rotate ±20°, shear ±8°; p 0.9);
-  brightness/contrast ±0.3 (p 0.7); one cut-out hole of 15–30% per side (p 0.5).
-
-`hflip: true` adds a horizontal flip (p 0.5) to any policy.
+The named policies (`augment.policy`) are registered in spec/policies.py, each as its list of
+albumentations transforms; `hflip: true` adds a horizontal flip (p 0.5) to any of them. Trials run
+them batched (data/batch_augment.py); a custom list runs here, image by image.
 """
 
 from __future__ import annotations
@@ -29,52 +20,7 @@ import numpy as np
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import otherwise asks the network
 
 from automl_clf.spec.config import AugmentConfig
-
-
-def policy_transforms(policy: str, magnitude: float = 1.0) -> list[dict[str, Any]]:
-    """The named policy's transforms, every magnitude (not probability) × `magnitude`."""
-    m = magnitude
-
-    def affine(
-        shift: float, scale: float, rotate: float, p: float, shear: float = 0.0
-    ) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "name": "Affine",
-            "translate_percent": (-shift * m, shift * m),
-            "scale": (1 - scale * m, 1 + scale * m),
-            "rotate": (-rotate * m, rotate * m),
-            "p": p,
-        }
-        if shear:
-            entry["shear"] = (-shear * m, shear * m)
-        return entry
-
-    def brightness_contrast(limit: float, p: float) -> dict[str, Any]:
-        return {
-            "name": "RandomBrightnessContrast",
-            "brightness_limit": min(limit * m, 1.0),
-            "contrast_limit": min(limit * m, 1.0),
-            "p": p,
-        }
-
-    policies: dict[str, list[dict[str, Any]]] = {
-        "none": [],
-        "light": [affine(0.06, 0.05, 8, p=0.5)],
-        "medium": [affine(0.10, 0.10, 15, p=0.7), brightness_contrast(0.2, p=0.5)],
-        "heavy": [
-            affine(0.12, 0.15, 20, p=0.9, shear=8),
-            brightness_contrast(0.3, p=0.7),
-            {
-                "name": "CoarseDropout",
-                "num_holes_range": (1, 1),
-                "hole_height_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)),
-                "hole_width_range": (min(0.15 * m, 0.9), min(0.3 * m, 0.95)),
-                "p": 0.5,
-            },
-        ],
-    }
-    return policies[policy]
-
+from automl_clf.spec.policies import policy_transforms
 
 HFLIP = {"name": "HorizontalFlip", "p": 0.5}
 

@@ -29,7 +29,7 @@ from automl_clf.data.discover import (
 from automl_clf.data.preprocess import Decoding
 from automl_clf.data.split import Splits, split
 from automl_clf.errors import DataError
-from automl_clf.spec.models import DataSpec
+from automl_clf.spec.data import DataSpec
 
 SPLITS = ("train", "val", "test")
 MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 from automl_clf.data.discover import special_file_kind
 from automl_clf.errors import ImageError
-from automl_clf.spec.config import DataConfig, ImageSize
-from automl_clf.spec.models import DataSpec
+from automl_clf.spec.config import Channels, DataConfig, ImageSize, Resize
+from automl_clf.spec.data import DataSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,8 +40,8 @@ class Decoding(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     image_size: ImageSize
-    channels: Literal[1, 3]
-    resize: Literal["squash", "letterbox", "center_crop"]
+    channels: Channels
+    resize: Resize
 
     @classmethod
     def of(cls, data: DataConfig | DataSpec) -> Decoding:
@@ -157,19 +157,24 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 def build_preprocessing(
     data: DataConfig,
-    backbone: str,
+    weights_mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None,
     dataset_mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None,
 ) -> Preprocessing:
     """The trial's preprocessing: normalisation follows the spec, else the backbone.
 
-    `imagenet` is the mean/std the backbone's pretrained weights expect: a timm backbone's own
-    pretrained config (ImageNet statistics for most, 0.5/0.5 for some), ImageNet's for the plain
-    CNN. `auto` is that for timm backbones and the training split's mean/std for the plain CNN.
-    `dataset_mean_std` must come from the training split only, never val/test.
+    Args:
+        weights_mean_std: the RGB mean/std the backbone's pretrained weights expect, from its
+            pretrained config (`models.factory.backbone_mean_std`); None for a backbone without
+            pretrained weights (the plain CNN).
+        dataset_mean_std: the training split's mean/std; from the training split only, never
+            val/test.
+
+    `imagenet` is what the weights expect (ImageNet's statistics when they expect nothing);
+    `auto` is that, or the training split's statistics for a backbone without weights.
     """
     mode: str = data.normalize
     if mode == "auto":
-        mode = "dataset" if backbone == "cnn" else "imagenet"
+        mode = "dataset" if weights_mean_std is None else "imagenet"
     if mode == "dataset":
         if dataset_mean_std is None:
             raise ValueError("dataset normalisation needs the training split's mean and std")
@@ -177,7 +182,7 @@ def build_preprocessing(
     elif mode == "none":
         mean, std = (0.0,) * data.channels, (1.0,) * data.channels
     else:
-        mean, std = _backbone_mean_std(backbone)
+        mean, std = weights_mean_std or (IMAGENET_MEAN, IMAGENET_STD)
         if data.channels == 1:  # a grayscale input sees the average of the RGB statistics
             mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
     return Preprocessing(
@@ -185,21 +190,6 @@ def build_preprocessing(
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
     )
-
-
-def _imagenet() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    return IMAGENET_MEAN, IMAGENET_STD
-
-
-def _backbone_mean_std(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    if backbone == "cnn":
-        return _imagenet()
-    import timm
-
-    cfg = timm.get_pretrained_cfg(backbone)
-    if cfg is None:
-        return _imagenet()
-    return tuple(cfg.mean), tuple(cfg.std)
 
 
 def mean_std(pixels: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

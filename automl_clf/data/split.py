@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from automl_clf.data.discover import Discovered, Sample
 from automl_clf.errors import DataError
-from automl_clf.spec.models import SplitSpec
+from automl_clf.spec.data import SplitSpec
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ onnxruntime.
 A format that cannot be written (an operator TorchScript or ONNX does not support) or that
 disagrees with the eager model by more than `PARITY_TOLERANCE` is recorded as not OK with its
 reason in `model.json` and reported; the safetensors export is complete without it.
+
+Each format is one class registered in `FORMATS` (its file name, how to write it, how to load
+it back as images -> logits); every registered format is written, checked and recorded. To add
+one: a class below, decorated `@FORMATS.register("name")`; tests/test_formats.py checks every
+registered format against the eager model.
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-TORCHSCRIPT_FILE = "model.pt"
-ONNX_FILE = "model.onnx"
+from automl_clf.spec.registry import Registry
+
 PARITY_TOLERANCE = 1e-4  # max abs difference of logits from the eager model, on the CPU
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
@@ -46,24 +52,117 @@ class FormatCheck(BaseModel):
     error: str | None = None  # why it is not OK
 
 
+Logits = Callable[[torch.Tensor], np.ndarray]  # preprocessed images -> logits, on the CPU
+
+
+class ExportFormat:
+    """One extra export format: its file in the export folder, how to write it from the eager
+    model (traced or exported with an example batch), and how to load it back with its own
+    runtime."""
+
+    file: ClassVar[str]
+
+    @staticmethod
+    def write(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def load(path: Path) -> Logits:
+        raise NotImplementedError
+
+
+FORMATS: Registry[type[ExportFormat]] = Registry("export format")
+
+
+@FORMATS.register("torchscript")
+class TorchScript(ExportFormat):
+    """`model.pt`, for C++ and mobile runtimes; loaded with `torch.jit.load` (no pickle)."""
+
+    file = "model.pt"
+
+    @staticmethod
+    def write(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+        # Tracing records the ops of one forward pass; every model here is a plain
+        # feed-forward network without data-dependent control flow, so the trace is the whole
+        # model.
+        with _quiet(), torch.no_grad():
+            traced = torch.jit.trace(model, example, check_trace=False)
+        traced.save(str(path))
+
+    @staticmethod
+    def load(path: Path) -> Logits:
+        with _quiet():
+            program = torch.jit.load(str(path), map_location="cpu")
+
+        def run(images: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                return program(images).float().numpy()
+
+        return run
+
+
+@FORMATS.register("onnx")
+class ONNX(ExportFormat):
+    """`model.onnx` (any batch size), for onnxruntime and other runtimes."""
+
+    file = "model.onnx"
+
+    @staticmethod
+    def write(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        with _quiet():
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=True,  # the torch.export-based exporter (the legacy one is deprecated)
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},),
+                external_data=False,  # one self-contained file
+                verbose=False,
+            )
+
+    @staticmethod
+    def load(path: Path) -> Logits:
+        """Run by onnxruntime on the CPU, with one intra-op thread that does not spin: by
+        default onnxruntime's threads busy-wait for a while after each run, taking the cores
+        from whatever runs next in this process (a latency measured after a parity check came
+        out hundreds of times too slow)."""
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+        def run(images: torch.Tensor) -> np.ndarray:
+            return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0])
+
+        return run
+
+
 def write_formats(
     model: nn.Module, batches: Callable[[], Iterable[torch.Tensor]], folder: Path
 ) -> dict[str, FormatCheck]:
-    """Write `model.pt` and `model.onnx` into `folder`, load each back and compare its logits
-    with the eager model's on every batch `batches()` yields (the preprocessed test images)."""
+    """Write every registered format (`model.pt`, `model.onnx`) into `folder`, load each back
+    and compare its logits with the eager model's on every batch `batches()` yields (the
+    preprocessed test images); format name -> its check."""
     model = model.cpu().eval()
     example = next(iter(batches()))[:2]
     if len(example) < 2:  # trace and export with a batch of 2: batch norm folds the same way
         example = example.repeat(2, 1, 1, 1)
     checks = {}
-    for name, filename, write, load in (
-        ("torchscript", TORCHSCRIPT_FILE, _write_torchscript, load_torchscript),
-        ("onnx", ONNX_FILE, _write_onnx, load_onnx),
-    ):
+    for name, form in FORMATS.items():
+        filename = form.file
         path = folder / filename
         try:
-            write(model, example, path)
-            run = load(path)
+            form.write(model, example, path)
+            run = form.load(path)
             diff, n_images = 0.0, 0
             for images in batches():
                 with torch.no_grad():
@@ -85,66 +184,6 @@ def write_formats(
             file=filename, ok=error is None, max_abs_diff=diff, n_images=n_images, error=error
         )
     return checks
-
-
-def load_torchscript(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
-    """A saved TorchScript model as images -> logits (loaded with `torch.jit.load`: no pickle)."""
-    with _quiet():
-        program = torch.jit.load(str(path), map_location="cpu")
-
-    def run(images: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
-            return program(images).float().numpy()
-
-    return run
-
-
-def load_onnx(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
-    """A saved ONNX model as images -> logits, run by onnxruntime on the CPU.
-
-    One intra-op thread that does not spin: by default onnxruntime's threads busy-wait for a
-    while after each run, taking the cores from whatever runs next in this process (a latency
-    measured after a parity check came out hundreds of times too slow).
-    """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(
-        str(path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-    def run(images: torch.Tensor) -> np.ndarray:
-        return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0])
-
-    return run
-
-
-def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    # Tracing records the ops of one forward pass; every model here is a plain feed-forward
-    # network without data-dependent control flow, so the trace is the whole model.
-    with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(model, example, check_trace=False)
-    traced.save(str(path))
-
-
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    with _quiet():
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=True,  # the torch.export-based exporter (the legacy one is deprecated)
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: batch},),
-            external_data=False,  # one self-contained file
-            verbose=False,
-        )
 
 
 def _reason(exc: Exception) -> str:

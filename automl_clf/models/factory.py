@@ -1,4 +1,5 @@
-"""Build the network a trial config names: the plain CNN or any timm model.
+"""Build the network a trial config names, and say what its input must look like: one factory
+for autoclf's own backbones (models/registry.py; the plain CNN, `cnn`) and every timm model.
 
 Every model leaves here with exactly `n_classes` logit outputs for the trial's input size, checked
 by one forward pass, so a wrong final layer or an image too small for a backbone is caught
@@ -16,10 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from automl_clf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from automl_clf.errors import SpecError, TrialFailed
-from automl_clf.models.cnn import PlainCNN
+from automl_clf.models import cnn as _cnn  # noqa: F401  (registers the backbone `cnn`)
+from automl_clf.models.registry import BACKBONES
 from automl_clf.spec.config import ModelConfig
-from automl_clf.spec.models import PLAIN_CNN, PRETRAINED_CACHE, Spec
+from automl_clf.spec.models import PRETRAINED_CACHE, Spec
 from automl_clf.spec.space import candidate_values
 
 
@@ -37,39 +40,27 @@ def build_model(
         load_pretrained: False when the caller loads a full state dict next (e.g. an export), so
             the pretrained file need not exist on the machine that predicts.
     """
-    if cfg.backbone == PLAIN_CNN:
-        assert cfg.cnn is not None, "a cnn backbone always has a cnn section"
-        model: nn.Module = PlainCNN(
-            cfg.cnn,
-            in_chans=in_chans,
-            n_classes=n_classes,
-            image_size=image_size,
-            dropout=cfg.dropout,
-        )
-    else:
-        model = _build_timm(cfg, n_classes, in_chans, load_pretrained)
+    kwargs: dict[str, Any] = {"num_classes": n_classes, "in_chans": in_chans}
+    kwargs["drop_rate"] = cfg.dropout
+    if cfg.cnn is not None:  # the plain CNN's own architecture, sized for the images
+        kwargs |= {"model_cfg": cfg.cnn, "img_size": image_size}
+    weights = _weights_file(cfg) if cfg.pretrained is not None and load_pretrained else None
+    model = create_backbone(cfg.backbone, weights, **kwargs)
     check_output_shape(model, cfg.backbone, n_classes, in_chans, image_size)
     return model
 
 
-def _build_timm(
-    cfg: ModelConfig, n_classes: int, in_chans: int, load_pretrained: bool
-) -> nn.Module:
+def create_backbone(name: str, weights: Path | None = None, **kwargs: Any) -> nn.Module:
+    """The backbone `name` (ours, else timm's) built with timm's keyword arguments, its weights
+    loaded from the local file `weights` when given."""
+    if name in BACKBONES:
+        if weights is not None:
+            raise TrialFailed(f"backbone {name!r} has no pretrained weights to load {weights}")
+        return BACKBONES[name].create(**kwargs)
     import timm
 
-    kwargs: dict[str, Any] = {
-        "num_classes": n_classes,
-        "in_chans": in_chans,
-        "drop_rate": cfg.dropout,
-    }
-    if cfg.pretrained is None or not load_pretrained:
-        return timm.create_model(cfg.backbone, pretrained=False, **kwargs)
-    if cfg.pretrained == PRETRAINED_CACHE:
-        path = cached_pretrained_file(cfg.backbone)
-    else:
-        path = Path(cfg.pretrained)
-        if not path.is_file():
-            raise TrialFailed(f"pretrained weights file not found: {path}")
+    if weights is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
     # timm reads .safetensors, or torch files with weights_only=True (no code runs); it adapts
     # the stem to in_chans and drops a classifier of another size. Its log notes on doing so
     # would repeat once per trial: keep them out of the progress display.
@@ -78,14 +69,41 @@ def _build_timm(
     timm_log.setLevel(logging.ERROR)
     try:
         return timm.create_model(
-            cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+            name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, **kwargs
         )
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
         raise TrialFailed(
-            f"cannot load weights {path} into {cfg.backbone!r}: {str(exc).splitlines()[0]}"
+            f"cannot load weights {weights} into {name!r}: {str(exc).splitlines()[0]}"
         ) from None
     finally:
         timm_log.setLevel(level)
+
+
+def _weights_file(cfg: ModelConfig) -> Path:
+    """The local file `model.pretrained` names (`cache`: timm's own weights, cached here)."""
+    assert cfg.pretrained is not None
+    if cfg.pretrained == PRETRAINED_CACHE:
+        return cached_pretrained_file(cfg.backbone)
+    path = Path(cfg.pretrained)
+    if not path.is_file():
+        raise TrialFailed(f"pretrained weights file not found: {path}")
+    return path
+
+
+def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The per-channel mean and std (RGB, [0, 1] scale) the backbone's pretrained weights
+    expect, from its pretrained config (timm's `PretrainedCfg`, or ours): ImageNet's for most,
+    0.5/0.5 for some, ImageNet's for a timm model without a config; None for a backbone
+    without pretrained weights (the plain CNN), which expects nothing."""
+    if name in BACKBONES:
+        own = BACKBONES[name]
+        return None if own.mean is None or own.std is None else (own.mean, own.std)
+    import timm
+
+    cfg = timm.get_pretrained_cfg(name)
+    if cfg is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(cfg.mean), tuple(cfg.std)
 
 
 def cached_pretrained_file(backbone: str) -> Path:
@@ -125,8 +143,8 @@ def check_backbones(spec: Spec) -> None:
     cannot, before any trial is spent on them."""
     problems = []
     for name in candidate_values(spec.model.backbone):
-        if name == PLAIN_CNN:
-            continue  # the plain CNN fits any size by construction
+        if name in BACKBONES:
+            continue  # ours fit any size by construction (the plain CNN stops pooling at 1 px)
         cfg = ModelConfig.plain_timm(str(name))
         try:
             build_model(
@@ -217,11 +235,21 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def is_backbone(name: str) -> bool:
+    """Whether `name` is one of our backbones or a timm model."""
+    if name in BACKBONES:
+        return True
+    import timm
+
+    return bool(timm.is_model(name))
+
+
 def list_backbones(pattern: str = "*") -> list[str]:
-    """`cnn` (when it matches) and every timm model name matching the shell-style pattern."""
+    """Our backbones (`cnn`), then every timm model, whose names match the shell-style
+    pattern."""
     import fnmatch
 
     import timm
 
-    own = [PLAIN_CNN] if fnmatch.fnmatch(PLAIN_CNN, pattern) else []
+    own = [name for name in BACKBONES if fnmatch.fnmatch(name, pattern)]
     return own + list(timm.list_models(pattern))

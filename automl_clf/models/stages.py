@@ -1,9 +1,9 @@
 """Look inside a network: its first convolution and its feature maps, stage by stage.
 
-plain CNN       a stage ends at each block's max-pool (the last block may end without one)
-timm models     timm's own feature extraction, `forward_intermediates` (NCHW maps, also for
-                vision transformers); a model without it falls back to forward hooks on the
-                modules its `feature_info` names
+A model's stages are what its `feature_info` names (timm's description of a backbone; the plain
+CNN's lists each block's max-pool). Their maps come from timm's own feature extraction,
+`forward_intermediates` (NCHW maps, also for vision transformers), and, for a model without it,
+from forward hooks on those modules.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from automl_clf.models.cnn import PlainCNN
 
 
 @dataclass(frozen=True)
@@ -33,8 +31,6 @@ def first_conv(model: nn.Module) -> nn.Conv2d | None:
 def feature_maps(model: nn.Module, x: torch.Tensor) -> list[FeatureMap]:
     """The feature maps of one image `x` (1, C, H, W) at each stage, input side first."""
     model.eval()
-    if isinstance(model, PlainCNN):
-        return _hooked(model, _cnn_stages(model), x)
     infos = list(getattr(model, "feature_info", None) or [])
     names = [str(info.get("module", f"stage{i}")) for i, info in enumerate(infos)]
     intermediates: Any = getattr(model, "forward_intermediates", None)
@@ -48,16 +44,6 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> list[FeatureMap]:
             return [FeatureMap(n, m[0]) for n, m in zip(names, maps, strict=False) if m.ndim == 4]
     modules = [(name, model.get_submodule(name)) for name in names]
     return _hooked(model, modules, x)
-
-
-def _cnn_stages(model: PlainCNN) -> list[tuple[str, nn.Module]]:
-    layers = list(model.features.named_children())
-    stages: list[tuple[str, nn.Module]] = [
-        (f"features.{n}", m) for n, m in layers if isinstance(m, nn.MaxPool2d)
-    ]
-    if layers and not isinstance(layers[-1][1], nn.MaxPool2d):
-        stages.append((f"features.{layers[-1][0]}", layers[-1][1]))
-    return stages
 
 
 def _hooked(

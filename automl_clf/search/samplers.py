@@ -1,4 +1,5 @@
-"""Samplers and pruners, built from the spec's `study.sampler` and `study.pruner`, and the
+"""Samplers and pruners, built from the spec's `study.sampler` and `study.pruner` (each kind is
+one class of spec/samplers.py or spec/pruners.py, which builds its Optuna object), and the
 warnings for settings under which one of them can never act.
 
 Seeding: trial n draws its randomness from `seed + n` (see `SeedPerTrial`). Trial numbers are
@@ -23,15 +24,6 @@ from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
 from automl_clf.spec.space import FixedParams
 from automl_clf.spec.warmstart import default_params, warm_start_params
-
-# The samplers that draw at random until this many trials have finished, by the setting that
-# says how many: before it, the sampler's own model (TPE, the GP, CMA-ES, evolution) is unused.
-RANDOM_START = {
-    "tpe": "n_startup_trials",
-    "gp": "n_startup_trials",
-    "cmaes": "n_startup_trials",
-    "nsga2": "population_size",
-}
 
 
 class SeedPerTrial(BaseSampler):
@@ -83,85 +75,16 @@ class SeedPerTrial(BaseSampler):
         self.inner.reseed_rng()
 
 
-def _factory(spec: Spec) -> Callable[[int], BaseSampler]:
-    """seed -> a fresh sampler of the spec's kind."""
-    sampler: Any = spec.study.sampler
-    quiet: dict[str, Any] = {"warn_independent_sampling": False}
-    match sampler.kind:
-        case "tpe":
-            # multivariate + group: TPE models each conditional branch's params jointly;
-            # constant_liar keeps concurrent workers from all exploring the same point.
-            return lambda seed: optuna.samplers.TPESampler(
-                seed=seed,
-                n_startup_trials=sampler.n_startup_trials,
-                multivariate=sampler.multivariate,
-                group=sampler.multivariate,
-                constant_liar=True,
-            )
-        case "cmaes":
-            return lambda seed: optuna.samplers.CmaEsSampler(
-                seed=seed,
-                n_startup_trials=sampler.n_startup_trials,
-                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-                **quiet,
-            )
-        case "gp":
-            return lambda seed: optuna.samplers.GPSampler(
-                seed=seed, n_startup_trials=sampler.n_startup_trials, **quiet
-            )
-        case "qmc":
-            # One scrambled sequence for the whole study (its position is kept in the
-            # storage), so its seed stays fixed; conditional params fall back to random.
-            fixed = spec.study.seed
-            return lambda seed: optuna.samplers.QMCSampler(
-                qmc_type=sampler.qmc_type,
-                scramble=sampler.scramble,
-                seed=fixed,
-                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-                warn_asynchronous_seeding=False,
-                **quiet,
-            )
-        case "nsga2":
-            return lambda seed: optuna.samplers.NSGAIISampler(
-                seed=seed, population_size=sampler.population_size
-            )
-        case _:  # random; grid trials are all queued up front (see search/study.py)
-            return lambda seed: optuna.samplers.RandomSampler(seed=seed)
-
-
 def build_sampler(spec: Spec) -> BaseSampler:
-    """The spec's sampler; trial n draws from `study.seed + n`."""
-    return SeedPerTrial(_factory(spec), spec.study.seed)
+    """The spec's sampler (a kind of spec/samplers.py); trial n draws from `study.seed + n`."""
+    sampler, seed = spec.study.sampler, spec.study.seed
+    return SeedPerTrial(lambda trial_seed: sampler.build(trial_seed, study_seed=seed), seed)
 
 
 def build_pruner(spec: Spec) -> optuna.pruners.BasePruner:
-    """The spec's pruner (none for a multi-objective study). Steps are 1-based epochs."""
-    pruner: Any = spec.study.effective_pruner
-    match pruner.kind:
-        case "median" | "percentile":
-            # Optuna never prunes at step < n_warmup_steps; ours counts whole epochs.
-            warmup = {
-                "n_startup_trials": pruner.n_startup_trials,
-                "n_warmup_steps": pruner.n_warmup_steps + 1,
-                "interval_steps": pruner.interval_steps,
-            }
-            if pruner.kind == "median":
-                return optuna.pruners.MedianPruner(**warmup)
-            return optuna.pruners.PercentilePruner(pruner.percentile, **warmup)
-        case "successive_halving":
-            return optuna.pruners.SuccessiveHalvingPruner(
-                min_resource=pruner.min_resource,
-                reduction_factor=pruner.reduction_factor,
-                min_early_stopping_rate=pruner.min_early_stopping_rate,
-            )
-        case "hyperband":
-            return optuna.pruners.HyperbandPruner(
-                min_resource=pruner.min_resource,
-                max_resource=pruner.max_resource or spec.train.epochs,
-                reduction_factor=pruner.reduction_factor,
-            )
-        case _:
-            return optuna.pruners.NopPruner()
+    """The spec's pruner (a kind of spec/pruners.py; none for a multi-objective study). Steps
+    are 1-based epochs."""
+    return spec.study.effective_pruner.build(spec.train.epochs)
 
 
 def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
@@ -174,27 +97,12 @@ def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
     """
     cap = n_trials or spec.study.trial_cap
     n: float = math.inf if cap is None else cap  # a time budget alone: as many trials as fit
-    sampler: Any = spec.study.sampler
-    pruner: Any = spec.study.effective_pruner
-    warnings = []
-    if pruner.kind in ("median", "percentile"):
-        epochs = spec.train.epochs
-        if pruner.n_warmup_steps >= epochs:
-            warnings.append(
-                f"study.pruner.n_warmup_steps is {pruner.n_warmup_steps}, but train.epochs is "
-                f"{epochs}: no epoch is past the warm-up, so the pruner never prunes; set "
-                f"n_warmup_steps below {epochs}"
-            )
-        if pruner.n_startup_trials >= n:
-            warnings.append(
-                f"study.pruner.n_startup_trials is {pruner.n_startup_trials}, but n_trials is "
-                f"{n}: the pruner waits for {pruner.n_startup_trials} complete trials, so it "
-                f"never prunes; set n_startup_trials below {n}"
-            )
-    setting = RANDOM_START.get(sampler.kind)
+    sampler = spec.study.sampler
+    warnings = spec.study.effective_pruner.warnings(spec.train.epochs, n)
+    setting = sampler.random_start
     if setting is not None:
         start, queued, because = getattr(sampler, setting), 0, ""
-        if sampler.kind == "nsga2":  # a generation counts only trials the sampler drew from
+        if not sampler.queued_trials_start:  # e.g. a generation counts only trials it drew
             queued = fully_queued(spec)
             because = (
                 f" and {queued} queued trial(s) with every value fixed belong to no generation"

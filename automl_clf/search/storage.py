@@ -1,5 +1,12 @@
-"""Study storage: SQLite under studies/ by default, any SQLAlchemy URL (PostgreSQL for several
-machines), or Optuna's journal file (`journal:PATH`, for several processes on one file system).
+"""Study storage: SQLite under studies/ by default, PostgreSQL or MySQL for several machines, or
+Optuna's journal file (`journal:PATH`, for several processes on one file system).
+
+Each kind of storage is one class registered in `STORAGES` under its URL's scheme (the part
+before `:`, without a `+driver`): how to open it, and how workers of one study lock each other
+out (a file lock beside its file, or the database server's advisory lock). A URL of any other
+scheme is a spec error naming the known ones: it never opens without a lock. To add a scheme:
+one class below, decorated `@STORAGES.register("scheme")`; tests/conftest.py's `study_storage`
+runs the storage tests over every registered scheme it can reach.
 
 Every storage runs a heartbeat: a trial whose process died (kill -9, a lost machine) is marked
 FAIL once its heartbeat is `grace_period` seconds old, and re-queued with the same params by
@@ -26,7 +33,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTrialCallback
@@ -34,35 +41,18 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_clf.errors import AutoclfError, StorageError, StudyError
+from automl_clf.errors import AutoclfError, SpecError, StorageError, StudyError
+from automl_clf.spec.registry import Registry
 
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 90  # seconds without a heartbeat before a trial counts as dead
 MAX_RETRY = 2  # re-runs of a trial whose process died
 SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite writer waits for a lock instead of failing
-JOURNAL_PREFIX = "journal:"
 
 # autoclf prints its own progress and each failed trial's reason; Optuna's own log would repeat
 # them with tracebacks. The heartbeat and retry APIs we rely on are marked experimental.
 optuna.logging.set_verbosity(logging.ERROR)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def sqlite_path(url: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
-
-
-def journal_path(url: str) -> Path | None:
-    """`journal:studies/x.log` -> Path('studies/x.log'); None for other URLs."""
-    if not url.startswith(JOURNAL_PREFIX):
-        return None
-    return Path(url[len(JOURNAL_PREFIX) :].removeprefix("//")).expanduser()
-
-
-def _dialect(url: str) -> str:
-    """`postgresql+psycopg2://…` -> 'postgresql'."""
-    return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 class _JournalStorage(JournalStorage, BaseHeartbeat):
@@ -101,6 +91,135 @@ class _JournalStorage(JournalStorage, BaseHeartbeat):
         return self.stale_callback
 
 
+class StorageScheme:
+    """One kind of study storage, told by its URL's scheme: how to open it and how to lock it.
+
+    A storage keeps the study in a file (`file` gives it: workers lock a file beside it with
+    `flock`, so they must share its file system), or in a database server (`advisory_lock`
+    gives the server's named lock).
+    """
+
+    example: ClassVar[str]  # a URL of this scheme, for messages
+
+    def file(self, url: str) -> Path | None:
+        """The file holding the study; None for a database server or an in-memory one."""
+        return None
+
+    def in_memory(self, url: str) -> bool:
+        """The storage lives in this process only (`sqlite://`): there is nothing to lock."""
+        return False
+
+    def advisory_lock(self, key: int) -> tuple[str, str, Any] | None:
+        """A database server's named lock: (lock SQL, unlock SQL, the value bound to :key)."""
+        return None
+
+    def open(self, url: str, heartbeat_interval: int, grace_period: int) -> BaseStorage:
+        """The storage; any SQLAlchemy URL, by default, with Optuna's heartbeat."""
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=self.engine_kwargs(url),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
+
+    def engine_kwargs(self, url: str) -> dict[str, Any]:
+        return {}
+
+
+STORAGES: Registry[type[StorageScheme]] = Registry("storage scheme")
+
+
+@STORAGES.register("sqlite")
+class SQLite(StorageScheme):
+    """A SQLite file: the default, fine for a few processes on one machine."""
+
+    example = "sqlite:///studies/name.db"
+
+    def file(self, url: str) -> Path | None:
+        prefix = "sqlite:///"
+        return Path(url[len(prefix) :]) if url.startswith(prefix) else None
+
+    def in_memory(self, url: str) -> bool:
+        return url == "sqlite://"
+
+    def engine_kwargs(self, url: str) -> dict[str, Any]:
+        path = self.file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+
+
+@STORAGES.register("journal")
+class Journal(StorageScheme):
+    """Optuna's journal file (`journal:PATH`): many processes on one file system, no server."""
+
+    example = "journal:studies/name.log"
+
+    def file(self, url: str) -> Path | None:
+        """`journal:studies/x.log` -> Path('studies/x.log')."""
+        return Path(url.split(":", 1)[1].removeprefix("//")).expanduser()
+
+    def open(self, url: str, heartbeat_interval: int, grace_period: int) -> BaseStorage:
+        path = self.file(url)
+        assert path is not None
+        with storage_faults(url):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+            return _JournalStorage(path, heartbeat_interval, grace_period, retry)
+
+
+@STORAGES.register("postgresql")
+class PostgreSQL(StorageScheme):
+    """A PostgreSQL database (`pip install 'autoclf[postgres]'` for the driver): workers on
+    several machines."""
+
+    example = "postgresql://user:pass@host/db"
+
+    def advisory_lock(self, key: int) -> tuple[str, str, Any] | None:
+        return "SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)", key
+
+
+@STORAGES.register("mysql")
+class MySQL(StorageScheme):
+    """A MySQL database (with a driver such as PyMySQL installed): workers on several machines."""
+
+    example = "mysql+pymysql://user:pass@host/db"
+
+    def advisory_lock(self, key: int) -> tuple[str, str, Any] | None:
+        return "SELECT GET_LOCK(:key, -1)", "SELECT RELEASE_LOCK(:key)", f"autoclf-{key}"
+
+
+@STORAGES.register("mariadb")
+class MariaDB(MySQL):
+    """A MariaDB database: MySQL's locks."""
+
+    example = "mariadb+pymysql://user:pass@host/db"
+
+
+def storage_scheme(url: str) -> StorageScheme:
+    """The registered scheme of `url` (`postgresql+psycopg://…` is `postgresql`).
+
+    Raises:
+        SpecError: the scheme is not registered; the message names the known ones.
+    """
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    if scheme not in STORAGES:
+        examples = ", ".join(entry.example for _, entry in STORAGES.items())
+        raise SpecError(f"study.storage: {STORAGES.unknown(scheme)} in {url!r}; e.g. {examples}")
+    return STORAGES[scheme]()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The SQLite file of a `sqlite:///` URL; None for other storages."""
+    return SQLite().file(url)
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage keeps its study in; None for a database server."""
+    return storage_scheme(url).file(url)
+
+
 def open_storage(
     url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL, grace_period: int = GRACE_PERIOD
 ) -> BaseStorage:
@@ -110,36 +229,22 @@ def open_storage(
     the schema is not safe to race.
 
     Raises:
+        SpecError: the URL's scheme is not registered (see `STORAGES`).
         StorageError: the storage is damaged, read-only or on a full disk.
         StudyError: the URL cannot be opened (malformed, a missing driver, a refused server).
     """
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    journal = journal_path(url)
-    if journal is not None:
-        with storage_faults(url):
-            journal.parent.mkdir(parents=True, exist_ok=True)
-            return _JournalStorage(journal, heartbeat_interval, grace_period, retry)
-    engine_kwargs: dict[str, Any] = {}
-    path = sqlite_path(url)
+    scheme = storage_scheme(url)
     try:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=retry,
-        )
+        return scheme.open(url, heartbeat_interval, grace_period)
+    except AutoclfError:
+        raise
     except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, missing driver, refused
         fault = _classify(url, exc)
         if fault is not None and fault[0] != _FAILED:  # the URL is fine, its storage is not
             raise _storage_error(url, *fault) from None
         raise StudyError(
-            f"cannot open study storage {url!r}: {type(exc).__name__}: {exc}. Use a SQLAlchemy "
-            "URL such as sqlite:///studies/name.db or postgresql://user:pass@host/db, or "
-            "journal:studies/name.log"
+            f"cannot open study storage {url!r}: {type(exc).__name__}: {exc}. Use a URL such "
+            f"as {scheme.example}"
         ) from None
 
 
@@ -181,7 +286,7 @@ def _classify(url: str, exc: BaseException) -> tuple[str, str] | None:
 
     import sqlalchemy.exc
 
-    own = sqlite_path(url) or journal_path(url)
+    own = _own_file(url)
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
@@ -211,8 +316,16 @@ def _classify(url: str, exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
+def _own_file(url: str) -> Path | None:
+    """The storage's file, or None (a server, or a URL of no known scheme)."""
+    try:
+        return storage_file(url)
+    except SpecError:
+        return None
+
+
 def _storage_error(url: str, kind: str, said: str) -> StorageError:
-    where = sqlite_path(url) or journal_path(url) or url
+    where = _own_file(url) or url
     if kind == _DAMAGED:
         fix = (
             "move it aside and rerun to start the study afresh, or restore it from a backup "
@@ -237,15 +350,16 @@ class StudyLock:
     """A lock shared by every worker of one study, wherever it runs.
 
     SQLite and journal files: an exclusive `flock` on a file beside the study's file (the
-    processes share a file system). PostgreSQL and MySQL: a named advisory lock in the database
-    server, held on a connection of its own. Other databases: no lock (a rare race can then
-    start one trial more than `n_trials`).
+    processes share a file system). Database servers: their named advisory lock (PostgreSQL's
+    `pg_advisory_lock`, MySQL's `GET_LOCK`), held on a connection of its own. A URL of any other
+    scheme is refused (`storage_scheme`): no worker runs without the lock.
     """
 
     def __init__(self, url: str, study_name: str) -> None:
         self.url = url
+        self.scheme = storage_scheme(url)
         self.key = zlib.crc32(f"autoclf:{study_name}".encode())  # a stable 32-bit lock id
-        path = sqlite_path(url) or journal_path(url)
+        path = self.scheme.file(url)
         # Not `<file>.lock`: Optuna's journal backend takes that name for its own lock.
         self.file = path.with_name(path.name + ".study-lock") if path is not None else None
         self._engine: Any = None
@@ -255,11 +369,11 @@ class StudyLock:
         if self.file is not None:
             with self._file_lock():
                 yield
-        elif _dialect(self.url) in ("postgresql", "mysql", "mariadb"):
+        elif self.scheme.in_memory(self.url):
+            yield  # one process holds the whole study
+        else:
             with self._server_lock():
                 yield
-        else:
-            yield
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -292,13 +406,9 @@ class StudyLock:
                 raise StudyError(
                     f"cannot open study storage {self.url!r}: {type(exc).__name__}: {exc}"
                 ) from None
-        postgres = _dialect(self.url) == "postgresql"
-        lock, unlock = (
-            ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)")
-            if postgres
-            else ("SELECT GET_LOCK(:key, -1)", "SELECT RELEASE_LOCK(:key)")
-        )
-        key: Any = self.key if postgres else f"autoclf-{self.key}"
+        statements = self.scheme.advisory_lock(self.key)
+        assert statements is not None, f"{self.url}: a storage without a file or a server lock"
+        lock, unlock, key = statements
         try:
             connection = self._engine.connect()
         except Exception as exc:

@@ -7,13 +7,32 @@ every export's `model.json`, so `best`, the export and `predict` never re-derive
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from automl_clf.spec.policies import POLICIES
 
 # The side of the square images, pixels: the spec's range, and so also all a stored config or an
 # export's model.json may claim (a damaged one must not make predict allocate terabytes).
 ImageSize = Annotated[int, Field(ge=4, le=1024)]
+
+# The values of the spec's categorical fields, written once: the spec (spec/data.py, model.py,
+# train.py, augment.py) accepts these, a search space may choose among them, and a resolved
+# config holds one.
+Channels = Literal[1, 3]
+Resize = Literal["squash", "letterbox", "center_crop"]
+Normalize = Literal["auto", "imagenet", "dataset", "none"]
+Transfer = Literal["finetune", "freeze", "partial"]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "cosine", "onecycle", "step", "plateau"]
+ClassWeighting = Literal["none", "balanced", "effective_number"]
+Sampling = Literal["shuffle", "oversample"]
+Device = Literal["auto", "cpu", "cuda"]
+if TYPE_CHECKING:
+    PolicyName = str
+else:
+    PolicyName = Literal[POLICIES.kinds]  # every registered policy (spec/policies.py)
 
 
 class ConfigModel(BaseModel):
@@ -22,9 +41,9 @@ class ConfigModel(BaseModel):
 
 class DataConfig(ConfigModel):
     image_size: ImageSize
-    channels: Literal[1, 3]
-    resize: Literal["squash", "letterbox", "center_crop"]
-    normalize: Literal["auto", "imagenet", "dataset", "none"]
+    channels: Channels
+    resize: Resize
+    normalize: Normalize
 
 
 class CNNConfig(ConfigModel):
@@ -41,7 +60,7 @@ class ModelConfig(ConfigModel):
     dropout: float
     cnn: CNNConfig | None  # set exactly when backbone == "cnn"
     pretrained: str | None  # absolute path of a local weights file, or "cache"
-    transfer: Literal["finetune", "freeze", "partial"]  # "finetune" (all) without pretrained
+    transfer: Transfer  # "finetune" (all) without pretrained
     unfreeze_stages: int | None  # set exactly when transfer == "partial"
     backbone_lr_scale: float | None  # set when pretrained weights are trained (not freeze)
 
@@ -62,29 +81,29 @@ class ModelConfig(ConfigModel):
 class TrainConfig(ConfigModel):
     epochs: int
     batch_size: int
-    optimizer: Literal["adam", "adamw", "sgd"]
+    optimizer: Optimizer
     lr: float
     weight_decay: float
     momentum: float | None  # set exactly when optimizer == "sgd"
     nesterov: bool | None  # set exactly when optimizer == "sgd"
     label_smoothing: float
-    schedule: Literal["constant", "cosine", "onecycle", "step", "plateau"]
+    schedule: Schedule
     warmup_epochs: float | None  # None for onecycle (it warms up by itself)
     step_size: int
     gamma: float
     plateau_patience: int
     grad_clip: float | None
     early_stopping_patience: int | None
-    class_weighting: Literal["none", "balanced", "effective_number"]
-    sampling: Literal["shuffle", "oversample"]
+    class_weighting: ClassWeighting
+    sampling: Sampling
     seed: int
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
     mixed_precision: bool
     threads: int | None
 
 
 class AugmentConfig(ConfigModel):
-    policy: Literal["none", "light", "medium", "heavy"]
+    policy: PolicyName
     magnitude: float
     hflip: bool
     transforms: tuple[dict[str, object], ...] | None  # a custom albumentations list

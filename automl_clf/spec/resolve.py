@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from automl_clf.spec.augment import AugmentSpec
 from automl_clf.spec.config import (
     AugmentConfig,
     CNNConfig,
@@ -19,8 +20,10 @@ from automl_clf.spec.config import (
     TrainConfig,
     TrialConfig,
 )
-from automl_clf.spec.models import PLAIN_CNN, AugmentSpec, ModelSpec, Spec, TrainSpec
+from automl_clf.spec.model import PLAIN_CNN, ModelSpec
+from automl_clf.spec.models import Spec
 from automl_clf.spec.space import ParamSource, SpecModel, sample
+from automl_clf.spec.train import TrainSpec
 
 
 def resolve_fields(

@@ -163,15 +163,7 @@ def check_search_settings(spec: Spec) -> None:
     Raises:
         ValueError: with the field path and the value, for a spec-level validator.
     """
-    pruner: Any = spec.study.effective_pruner
-    epochs = spec.train.epochs
-    if pruner.kind in ("successive_halving", "hyperband"):
-        most = getattr(pruner, "max_resource", None) or epochs
-        if pruner.min_resource > min(most, epochs):
-            raise ValueError(
-                f"study.pruner.min_resource: must be <= {min(most, epochs)} (the epochs a trial "
-                f"can train), got {pruner.min_resource}"
-            )
+    spec.study.effective_pruner.check(spec.train.epochs)
     warm_start_params(spec)
     if spec.study.sampler.kind == "grid":
         try:

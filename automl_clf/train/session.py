@@ -23,7 +23,12 @@ from automl_clf.data.batches import TrainBatches, default_workers
 from automl_clf.data.dataset import Dataset, SplitArrays, pixels_for_stats
 from automl_clf.data.preprocess import Decoding, Preprocessing, build_preprocessing, mean_std
 from automl_clf.errors import DeadlineReached
-from automl_clf.models.factory import build_model, count_parameters, measure_latency_ms
+from automl_clf.models.factory import (
+    backbone_mean_std,
+    build_model,
+    count_parameters,
+    measure_latency_ms,
+)
 from automl_clf.models.transfer import plan_transfer
 from automl_clf.spec.config import TrialConfig
 from automl_clf.train.checkpoint import Checkpoints, checkpoint_identity
@@ -90,7 +95,8 @@ def train_config(
     train = SplitArrays.concat(*(splits[name] for name in train_on))
     val = splits[validate_on] if validate_on is not None else None
     stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
-    preprocessing = build_preprocessing(config.data, config.model.backbone, stats)
+    expected = backbone_mean_std(config.model.backbone)
+    preprocessing = build_preprocessing(config.data, expected, stats)
     model = build_model(
         config.model,
         n_classes=dataset.n_classes,
