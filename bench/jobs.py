@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from automl_clf.datasets import write_digits
 from automl_clf.search import run_search
+from automl_clf.search.optuna_compat import quiet_optuna
 from automl_clf.spec.load import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="N of --jobs N")
     args = parser.parse_args()
+    quiet_optuna()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="autoclf-jobs-") as tmp:
         work = Path(tmp)

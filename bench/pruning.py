@@ -45,6 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.datasets import write_digits
 from automl_clf.search import run_search
+from automl_clf.search.optuna_compat import quiet_optuna
 from automl_clf.spec.load import parse_spec, with_study_defaults
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.985, help="validation accuracy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
+    quiet_optuna()
     torch.set_num_threads(1)  # tiny models: threads only contend, and each arm gets the same
     with tempfile.TemporaryDirectory() as data:
         root = write_digits(Path(data) / "digits")

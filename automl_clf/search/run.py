@@ -40,7 +40,6 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import load_dataset
@@ -49,6 +48,7 @@ from automl_clf.errors import DeadlineReached, StorageError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
 from automl_clf.search.objective import CUT_SHORT, TIMEOUT, Objective, SearchObserver
+from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
 from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.search.workers import (
@@ -265,7 +265,7 @@ def _run_trial(
 ) -> FrozenTrial:
     """Run one trial to a final state: COMPLETE, PRUNED or FAIL (never left RUNNING)."""
     trial.set_user_attr("worker", WORKER)
-    with _heartbeat(opened.storage, trial):
+    with _heartbeat(opened, trial):
         try:
             values = objective(trial)
         except optuna.TrialPruned:
@@ -281,18 +281,20 @@ def _run_trial(
 
 
 @contextlib.contextmanager
-def _heartbeat(storage: BaseStorage, trial: optuna.Trial) -> Iterator[None]:
+def _heartbeat(opened: OpenedStudy, trial: optuna.Trial) -> Iterator[None]:
     """Beat for `trial` every heartbeat interval while it runs (what `optimize` would do)."""
-    if not is_heartbeat_enabled(storage):
+    storage: BaseStorage = opened.storage
+    interval = heartbeat_interval(storage)
+    if interval is None:
         yield
         return
-    interval = storage.get_heartbeat_interval()  # type: ignore[attr-defined]
+    trial_id = storage.get_trial_id_from_study_id_trial_number(opened.study_id, trial.number)
     stop = threading.Event()
 
     def beat() -> None:
         while True:
             with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+                record_heartbeat(storage, trial_id)
             if stop.wait(interval):
                 return
 

@@ -43,6 +43,7 @@ UID_ATTR = "autoclf_uid"  # study system attribute: this study instance's random
 class OpenedStudy:
     study: optuna.Study
     storage: BaseStorage
+    study_id: int  # the study's id in `storage` (what storage methods take)
     lock: StudyLock
     created: bool  # this call created the study (and queued its first trials)
     uid: str  # the study instance's random id (see the module docstring)
@@ -92,7 +93,7 @@ def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedSt
             uid = uuid.uuid4().hex
             storage.set_study_system_attr(study_id, UID_ATTR, uid)
     n_points = len(points) if points is not None else None
-    return OpenedStudy(study, storage, lock, created, str(uid), space_changed, n_points)
+    return OpenedStudy(study, storage, study_id, lock, created, str(uid), space_changed, n_points)
 
 
 def _fix(name: str | None) -> str:
