@@ -47,8 +47,9 @@ from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import DeadlineReached, StorageError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
-from automl_clf.search.objective import CUT_SHORT, TIMEOUT, Objective, SearchObserver
+from automl_clf.search.objective import Objective, SearchObserver
 from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
+from automl_clf.search.record import TIMEOUT, TrialRecord
 from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.search.workers import (
@@ -60,7 +61,7 @@ from automl_clf.search.workers import (
 )
 from automl_clf.spec.models import Spec
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # `TrialRecord.worker` of this process's trials
 POLL_SECONDS = 2.0  # how often a worker waiting for others' trials looks again
 SHARED_SQLITE = (
     "other workers share this SQLite study: fine for a few local processes (writers wait for "
@@ -216,7 +217,7 @@ def _trial_loop(
         n_ran += 1
         if observer is not None:
             observer.trial_finished(study, trial)
-        if trial.user_attrs.get("fail_reason") == TIMEOUT:
+        if TrialRecord.of(trial).fail_reason == TIMEOUT:
             return n_ran, True
         if failures.hit(trial):
             raise StudyError(
@@ -232,7 +233,7 @@ _DONE = object()  # the study holds its target of finished trials
 def _epoch_estimate(study: optuna.Study, budget: Budget) -> float:
     """Seconds a new trial needs to finish one epoch: the median over the study's finished
     trials, else the budget's own estimate (the job's probe; 0 for a bare timeout)."""
-    timings = [TrialTiming.from_attrs(t.user_attrs) for t in finished_trials(study)]
+    timings = [TrialTiming.of(TrialRecord.of(t)) for t in finished_trials(study)]
     paces = sorted(t.seconds_per_epoch for t in timings if t is not None)
     return paces[len(paces) // 2] if paces else budget.epoch_estimate_s
 
@@ -250,7 +251,7 @@ def _start_trial_within_budget(
         trials = study.get_trials(deepcopy=False)
         n_finished = sum(t.state in FINISHED for t in trials)
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        others = any(t.user_attrs.get("worker", WORKER) != WORKER for t in running)
+        others = any(TrialRecord.of(t).worker not in (None, WORKER) for t in running)
         if target is not None and n_finished >= target:
             return _DONE, others
         if target is not None and n_finished + len(running) >= target:
@@ -264,7 +265,7 @@ def _run_trial(
     study: optuna.Study, opened: OpenedStudy, trial: optuna.Trial, objective: Objective
 ) -> FrozenTrial:
     """Run one trial to a final state: COMPLETE, PRUNED or FAIL (never left RUNNING)."""
-    trial.set_user_attr("worker", WORKER)
+    TrialRecord(worker=WORKER).save(trial)
     with _heartbeat(opened, trial):
         try:
             values = objective(trial)
@@ -320,7 +321,7 @@ class _FailureLimit:
             self.in_a_row = 0
             return False
         self.in_a_row += 1
-        self.last_reason = str(trial.user_attrs.get("fail_reason", "unknown"))
+        self.last_reason = TrialRecord.of(trial).fail_reason or "unknown"
         return self.in_a_row >= self.limit
 
 
@@ -331,20 +332,21 @@ def requeue_cut_short(study: optuna.Study) -> list[int]:
     Run under the study lock, so that workers starting together queue each trial once. Returns
     the numbers of the trials queued again.
     """
-    trials = study.get_trials(deepcopy=False)
-    requeued = {t.user_attrs.get("requeued_from") for t in trials}
+    trials = [(t, TrialRecord.of(t)) for t in study.get_trials(deepcopy=False)]
+    requeued = {record.requeued_from for _, record in trials}
     again = []
-    for trial in trials:
-        cut_short = trial.user_attrs.get("fail_reason") in CUT_SHORT or trial.user_attrs.get(
-            "cut_short"
-        )
-        if trial.state == TrialState.FAIL and cut_short and trial.number not in requeued:
-            original = trial.user_attrs.get(
-                "retry_of", trial.system_attrs.get("failed_trial", trial.number)
-            )
-            study.enqueue_trial(
-                trial.params, user_attrs={"retry_of": original, "requeued_from": trial.number}
-            )
+    for trial, record in trials:
+        if (
+            trial.state == TrialState.FAIL
+            and record.retried_first
+            and trial.number not in requeued
+        ):
+            # the original: of a retry, its own original; of a heartbeat retry, the dead trial
+            original = record.retry_of
+            if original is None:
+                original = trial.system_attrs.get("failed_trial", trial.number)
+            queued = TrialRecord(retry_of=original, requeued_from=trial.number)
+            study.enqueue_trial(trial.params, user_attrs=queued.attrs())
             again.append(trial.number)
     return again
 
