@@ -9,7 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from automl_clf.search import run_search
-from automl_clf.search.record import StudyRecord, TrialRecord
+from automl_clf.search.record import (
+    TRACEBACK_CHARS,
+    StudyRecord,
+    TrialRecord,
+    short_traceback,
+)
 from automl_clf.spec import load_spec
 from tests.conftest import tiny_spec, write_spec
 
@@ -79,7 +84,7 @@ def test_an_absent_attribute_reads_as_what_its_absence_meant() -> None:
     [
         ({"fail_reason": "interrupted"}, True),
         ({"fail_reason": "timeout"}, True),
-        ({"fail_reason": "cannot write the trial checkpoint …", "cut_short": True}, True),
+        ({"fail_reason": "FatalError: …", "cut_short": True}, True),
         ({"fail_reason": "TrialFailed: loss became nan"}, False),
         ({}, False),
     ],
@@ -88,3 +93,33 @@ def test_a_trial_is_retried_first_when_it_failed_through_no_fault_of_its_own(
     attrs: dict[str, object], retried: bool
 ) -> None:
     assert TrialRecord.from_attrs(attrs).retried_first is retried
+
+
+def _raise_nested(depth: int, message: str) -> None:
+    if depth == 0:
+        raise ValueError(message)
+    _raise_nested(depth - 1, message)
+
+
+def test_a_short_traceback_is_whole_when_it_fits() -> None:
+    try:
+        _raise_nested(3, "shapes cannot be multiplied")
+    except ValueError as exc:
+        text = short_traceback(exc)
+    assert text.startswith("Traceback (most recent call last)")
+    assert text.endswith("ValueError: shapes cannot be multiplied\n")
+    assert text.count("in _raise_nested") == 4  # every frame
+
+
+def test_a_long_traceback_keeps_its_end_where_the_error_is() -> None:
+    try:
+        try:
+            _raise_nested(1, "a long cause " * 500)
+        except ValueError as cause:
+            raise RuntimeError("the innermost message") from cause
+    except RuntimeError as exc:
+        text = short_traceback(exc)
+    head, rest = text.split("\n", 1)
+    assert head.startswith("… (") and head.endswith(" characters cut)")
+    assert len(rest) == TRACEBACK_CHARS
+    assert rest.endswith("RuntimeError: the innermost message\n")

@@ -3,9 +3,15 @@
 Everything a trial sampled reaches training through one `TrialConfig`, stored on the trial
 (`TrialRecord.config`, user attribute `config`) before training starts, so what ran can always be
 read back; what it measured follows in the same record (search/record.py). The objective's
-metric is reported every epoch, so the pruner can stop weak trials; a trial that raises is FAIL
-with its reason (`fail_reason`), never PRUNED. Out of memory is a property of the
-configuration: FAIL with reason `out of memory: …` and `infeasible`.
+metric is reported every epoch, so the pruner can stop weak trials.
+
+A trial that raises is FAIL with its reason (`fail_reason`) and shortened traceback
+(`traceback`), never PRUNED; errors.py decides whose fault it was. The configuration's (a NaN
+loss, a shape mismatch, out of memory: `fail_reason` `out of memory: …` and `infeasible`) fails
+the trial alone, and the search goes on. The environment's (a missing library, the file system,
+the CUDA driver, a disk that cannot take the checkpoint) is raised as a `FatalError` that stops
+the search at once: the trial keeps its checkpoint and `cut_short`, and the next run retries it
+first, once the user has fixed what the message says.
 
 Time budgets (`--timeout`, `autoclf run --time`): the trainer stops a trial at the search
 deadline, keeping its best finished epoch ("anytime"). Such a trial is recorded like a complete
@@ -14,11 +20,8 @@ PRUNED: samplers rank pruned trials below complete ones, so a trial that trained
 than it was meant to never passes for a finished one, while `best` and the final model still
 consider it (`search/study.py::ranked_trials`). A multi-objective study cannot hold pruned
 trials: there it is COMPLETE with the same attribute. A trial cut before its first epoch ended
-has nothing to keep: FAIL with reason `timeout`, like an interrupted one, and the next run
-retries it first. A trial whose checkpoint the disk cannot take is FAIL with the
-`StorageError`'s message and `cut_short`: its last checkpoint stays, and the next run retries it
-first too, once the user has made room; the error itself stops the search (the next trial would
-fail the same way).
+has nothing to keep: FAIL with reason `timeout`, like an interrupted one (`interrupted`), and
+the next run retries it first from its checkpoint.
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Dataset
-from automl_clf.errors import DeadlineReached, StorageError
+from automl_clf.errors import (
+    DeadlineReached,
+    FatalError,
+    StorageError,
+    fatal_error,
+    is_out_of_memory,
+)
 from automl_clf.search.record import (
     DEADLINE,
     FAIL_REASON_CHARS,
@@ -38,6 +47,7 @@ from automl_clf.search.record import (
     OUT_OF_MEMORY,
     TIMEOUT,
     TrialRecord,
+    short_traceback,
 )
 from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec.models import Spec
@@ -137,18 +147,16 @@ class Objective:
         except DeadlineReached:  # likewise: the rerun resumes it
             TrialRecord(fail_reason=TIMEOUT).save(trial)
             raise
-        except StorageError as exc:  # likewise, once the user has made room
-            TrialRecord(fail_reason=str(exc), cut_short=True).save(trial)
-            raise
         except Exception as exc:
-            checkpoints.clear()
+            fatal = fatal_error(exc)
+            if fatal is None:  # the configuration's fault: nothing to resume
+                checkpoints.clear()
+            failure_record(exc, fatal).save(trial)
             if is_out_of_memory(exc):
-                reason = f"{OUT_OF_MEMORY}: {exc}"[:FAIL_REASON_CHARS]
-                TrialRecord(fail_reason=reason, infeasible=True).save(trial)
                 _release_memory()
-            else:
-                TrialRecord(fail_reason=f"{type(exc).__name__}: {exc}").save(trial)
-            raise
+            if fatal is None or fatal is exc:
+                raise
+            raise fatal from exc
         checkpoints.clear()
         values = objective_values(trained, self.spec.study.objectives)
         if trained.fit.stopped_by == DEADLINE:
@@ -159,6 +167,23 @@ class Objective:
             TrialRecord(stopped_by=DEADLINE, objective_value=values).save(trial)
             raise StoppedByDeadline(f"time budget: kept epoch {trained.fit.best_epoch}")
         return values
+
+
+def failure_record(exc: Exception, fatal: FatalError | None) -> TrialRecord:
+    """What a trial that raised `exc` stores (errors.py: `fatal` is `fatal_error(exc)`).
+
+    A fatal error keeps the checkpoint and is retried first (`cut_short`); a failure of the
+    storage keeps only its own message, which says which file and what to do (the storage may be
+    what cannot take more). Out of memory is `infeasible`.
+    """
+    if isinstance(exc, StorageError):
+        return TrialRecord(fail_reason=str(exc), cut_short=True)
+    if fatal is not None:
+        return TrialRecord(fail_reason=str(fatal), traceback=short_traceback(exc), cut_short=True)
+    if is_out_of_memory(exc):
+        reason = f"{OUT_OF_MEMORY}: {exc}"[:FAIL_REASON_CHARS]
+        return TrialRecord(fail_reason=reason, traceback=short_traceback(exc), infeasible=True)
+    return TrialRecord(fail_reason=f"{type(exc).__name__}: {exc}", traceback=short_traceback(exc))
 
 
 def objective_values(trained: TrainedModel, objectives: Sequence[str]) -> float | list[float]:
@@ -182,17 +207,6 @@ def record_constraints(
         trial.set_constraint(name, measured[name] - limit)
     feasible = all(measured[n] <= limit for n, limit in limits.items())
     TrialRecord(feasible=feasible).save(trial)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA or host out-of-memory, as torch raises it (`torch.OutOfMemoryError`,
-    `MemoryError`, or a RuntimeError from an allocator that cannot allocate)."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
 
 
 def _release_memory() -> None:

@@ -16,11 +16,12 @@ read the same thing.
   another tool) reads as missing rather than failing the command that looks at the study.
 
 The values of `fail_reason` that mean "not the configuration's fault", and of `stopped_by`, are
-the constants below.
+the constants below; errors.py says which failures stop a search and which fail their trial.
 """
 
 from __future__ import annotations
 
+import traceback as tracebacks
 from collections.abc import Mapping
 from typing import Any, Protocol, Self
 
@@ -32,6 +33,7 @@ CUT_SHORT = (INTERRUPTED, TIMEOUT)  # fail reasons whose trials the next run ret
 OUT_OF_MEMORY = "out of memory"  # how an out-of-memory fail_reason begins
 DEADLINE = "deadline"  # stopped_by: the time budget stopped it after an epoch (kept, PRUNED)
 FAIL_REASON_CHARS = 500  # an out-of-memory message is cut to this many characters
+TRACEBACK_CHARS = 4000  # a stored traceback keeps its last this many characters
 
 
 class _Owner(Protocol):
@@ -123,19 +125,28 @@ class TrialRecord(UserAttrs):
     objective_value: float | None = None  # such a trial's best-epoch objective (Optuna: PRUNED)
     report_error: str | None = None  # why its dashboard figure could not be written
 
-    # Why it failed (a FAIL trial)
+    # Why it failed (a FAIL trial; errors.py)
     fail_reason: str | None = None
+    traceback: str | None = None  # the exception's, shortened (`short_traceback`)
     infeasible: bool = False  # out of memory: the configuration is too big for the device
     cut_short: bool = False  # failed through no fault of its configuration: retried first
 
     @property
     def retried_first(self) -> bool:
         """Whether a FAIL trial is queued again, first, by the next run: it was interrupted,
-        timed out, or failed through no fault of its configuration (a disk that could not take
-        its checkpoint)."""
+        timed out, or failed through no fault of its configuration (a fatal error)."""
         return self.fail_reason in CUT_SHORT or self.cut_short
 
     @property
     def stopped_by_deadline(self) -> bool:
         """Whether the time budget stopped it after an epoch: its best epoch counts."""
         return self.stopped_by == DEADLINE
+
+
+def short_traceback(exc: BaseException) -> str:
+    """`exc`'s traceback (with its causes) as text, at most TRACEBACK_CHARS characters: the
+    last ones, where the innermost frames and the message are."""
+    text = "".join(tracebacks.format_exception(exc))
+    if len(text) <= TRACEBACK_CHARS:
+        return text
+    return f"… ({len(text) - TRACEBACK_CHARS} characters cut)\n{text[-TRACEBACK_CHARS:]}"

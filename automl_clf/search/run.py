@@ -17,8 +17,10 @@ end has one defined state:
   running trial ends as FAIL with reason `interrupted`; a second one exits at once (the heartbeat
   then fails the trial). The next run retries timed-out and interrupted trials first, with the
   same params (user attribute `retry_of`: the original trial's number).
-- A storage that fails (damaged, read-only, a full disk) stops the search with a `StorageError`;
-  a trial whose checkpoint the disk could not take is FAIL first, and retried first next time.
+- A trial that fails through its configuration's fault is FAIL with its reason and traceback,
+  and the loop goes on, until `max_consecutive_failures` fail in a row. A fatal error (errors.py:
+  a broken environment, e.g. a storage that fails, a missing library, a full disk) stops the
+  search at once with that `FatalError`: the trial is FAIL first, and retried first next time.
 - A worker that dies without a word (kill -9) stops its trial's heartbeat; after the grace period
   any worker marks that trial FAIL and queues a retry with the same params (Optuna's system
   attribute `failed_trial`).
@@ -44,7 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import load_dataset
 from automl_clf.data.preprocess import Decoding
-from automl_clf.errors import DeadlineReached, StorageError, StudyError
+from automl_clf.errors import DeadlineReached, FatalError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
 from automl_clf.search.objective import Objective, SearchObserver
@@ -116,7 +118,8 @@ def run_search(
     Raises:
         DataError: the data set is unusable (before any trial starts).
         StudyError: the study is incompatible, or too many trials failed in a row.
-        StorageError: the study's storage, or the disk under its checkpoints, failed.
+        FatalError: the environment broke during a trial (errors.py), e.g. a `StorageError`:
+            the study's storage, or the disk under its checkpoints, failed.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
     assert spec.study.storage is not None
@@ -264,17 +267,22 @@ def _start_trial_within_budget(
 def _run_trial(
     study: optuna.Study, opened: OpenedStudy, trial: optuna.Trial, objective: Objective
 ) -> FrozenTrial:
-    """Run one trial to a final state: COMPLETE, PRUNED or FAIL (never left RUNNING)."""
+    """Run one trial to a final state: COMPLETE, PRUNED or FAIL (never left RUNNING).
+
+    As keras-tuner's `_try_run_and_update_trial`: a failed trial is told FAIL and the loop goes
+    on; a fatal error (or Ctrl-C) is told FAIL and raised, to stop the search. The objective has
+    recorded why (search/objective.py).
+    """
     TrialRecord(worker=WORKER).save(trial)
     with _heartbeat(opened, trial):
         try:
             values = objective(trial)
         except optuna.TrialPruned:
             return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        except (KeyboardInterrupt, StorageError):  # this command cannot go on
+        except (KeyboardInterrupt, FatalError):  # this command cannot go on
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-        except (DeadlineReached, Exception):  # the objective recorded the reason
+        except (DeadlineReached, Exception):  # this trial cannot, the next one may
             return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         finally:
             gc.collect()
@@ -326,8 +334,8 @@ class _FailureLimit:
 
 
 def requeue_cut_short(study: optuna.Study) -> list[int]:
-    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM, timeout or a disk
-    that could not take its checkpoint cut short.
+    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM, timeout or a fatal
+    error (a disk that could not take its checkpoint, a missing library) cut short.
 
     Run under the study lock, so that workers starting together queue each trial once. Returns
     the numbers of the trials queued again.
