@@ -120,8 +120,13 @@ def _load(
     study_name: str | None = None,
     budget: str | None = None,
 ) -> Spec:
+    """The spec of a command that works on its study (all that take a SPEC). Optuna is quieted
+    here, per command, not at import (autoclf prints its own progress) nor in the app callback,
+    which runs before a command's --help, and importing the search room takes seconds."""
+    from automl_clf.search.optuna_compat import quiet_optuna
     from automl_clf.spec.load import load_spec
 
+    quiet_optuna()
     return _run(load_spec, spec, storage=storage, study_name=study_name, budget=budget)
 
 

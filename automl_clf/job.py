@@ -12,8 +12,8 @@ included). The order of work:
 4. The final step: retrain the chosen configuration when it still fits (`final.retrain:
    auto`; of an ensemble, as many members as fit, best first), else export the trial's own
    best-epoch weights; test once; write the export. Its
-   measured cost is stored with the study (user attribute `export_seconds`), so the next run on
-   this study plans with it instead of the prior.
+   measured cost is stored with the study (`StudyRecord.export_seconds`, user attribute
+   `export_seconds`), so the next run on this study plans with it instead of the prior.
 
 Without a budget it is simply `search` then `best --export` in one command.
 """
@@ -32,7 +32,6 @@ from automl_clf.final.folder import check_replaceable
 from automl_clf.final.retrain import FinalResult, retrain
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import (
-    EXPORT_SECONDS,
     Budget,
     Clock,
     DataSizes,
@@ -43,6 +42,7 @@ from automl_clf.search.budget import (
     members_to_retrain,
 )
 from automl_clf.search.objective import SearchObserver
+from automl_clf.search.record import StudyRecord
 from automl_clf.search.run import SearchResult, run_search
 from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
@@ -130,7 +130,7 @@ def run_job(
     # writing itself
     trained_s = sum(estimate.retrain_each_s[:n_retrain])
     overhead = max(clock() - export_from, final_s - trained_s)
-    study.set_user_attr(EXPORT_SECONDS, round(overhead, 3))
+    StudyRecord(export_seconds=round(overhead, 3)).save(study)
     if budget is not None:
         budget.record("final", actual_s=final_s)
     return JobResult(searched, final, written, budget, n_retrain)

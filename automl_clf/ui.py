@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from automl_clf.data.dataset import Dataset
+from automl_clf.search.record import TrialRecord
 from automl_clf.search.study import fail_reason
 from automl_clf.spec.describe import SpaceDescription
 from automl_clf.spec.duration import format_duration
@@ -33,7 +34,7 @@ STATE_STYLE = {
     "RUNNING": "cyan",
     "WAITING": "blue",
 }
-SUMMARY_ATTRS = (
+SUMMARY_ATTRS = (  # TrialRecord fields, shown under their names
     "val_loss",
     "val_accuracy",
     "val_macro_f1",
@@ -107,14 +108,16 @@ class SearchProgress:
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         state = trial.state.name
-        attrs = trial.user_attrs
+        record = TrialRecord.of(trial)
         if trial.state == TrialState.FAIL:
             detail = f"[red]{fail_reason(trial)}[/red]"
         else:
+            loss = math.nan if record.val_loss is None else record.val_loss
+            accuracy = math.nan if record.val_accuracy is None else record.val_accuracy
+            epochs = "?" if record.epochs_run is None else record.epochs_run
             detail = (
-                f"val loss {attrs.get('val_loss', math.nan):.4f} "
-                f"acc {attrs.get('val_accuracy', math.nan):.3f} "
-                f"({attrs.get('epochs_run', '?')} ep, {attrs.get('train_seconds', 0):.1f}s)"
+                f"val loss {loss:.4f} acc {accuracy:.3f} "
+                f"({epochs} ep, {record.train_seconds or 0:.1f}s)"
             )
         best = ""
         with contextlib.suppress(ValueError, RuntimeError):  # none yet; multi-objective
@@ -184,9 +187,11 @@ def trial_table(trial: FrozenTrial, objective: str) -> Table:
     table.add_column("key")
     table.add_column("value")
     table.add_row(objective, format_value(trial.value))
+    record = TrialRecord.of(trial)
     for key in SUMMARY_ATTRS:
-        if key in trial.user_attrs and key != objective:
-            table.add_row(key, format_value(trial.user_attrs[key]))
+        value = getattr(record, key)
+        if value is not None and key != objective:
+            table.add_row(key, format_value(value))
     for name, value in trial.params.items():
         table.add_row(name, format_value(value))
     return table
@@ -336,7 +341,7 @@ def status_tables(study: optuna.Study) -> list[Table]:
     workers: dict[str, list[FrozenTrial]] = {}
     for trial in trials:
         if trial.state != TrialState.WAITING:
-            workers.setdefault(str(trial.user_attrs.get("worker", "?")), []).append(trial)
+            workers.setdefault(_worker(trial), []).append(trial)
     for worker, own in sorted(workers.items()):
         starts = [t.datetime_start for t in own if t.datetime_start is not None]
         last = max(starts).strftime("%Y-%m-%d %H:%M:%S") if starts else "-"
@@ -351,7 +356,7 @@ def status_tables(study: optuna.Study) -> list[Table]:
             started = trial.datetime_start.strftime("%H:%M:%S") if trial.datetime_start else "-"
             running.add_row(
                 f"#{trial.number}",
-                str(trial.user_attrs.get("worker", "?")),
+                _worker(trial),
                 started,
                 str(len(trial.intermediate_values)),
                 format_params(trial.params),
@@ -363,6 +368,11 @@ def status_tables(study: optuna.Study) -> list[Table]:
         if trial.state == TrialState.FAIL:
             failed.add_row(f"#{trial.number}", fail_reason(trial))
     return [by_state, per_worker, running, failed]
+
+
+def _worker(trial: FrozenTrial) -> str:
+    worker = TrialRecord.of(trial).worker
+    return "?" if worker is None else worker
 
 
 def best_line(study: optuna.Study, objectives: tuple[str, ...]) -> str:

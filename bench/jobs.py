@@ -27,6 +27,8 @@ from optuna.trial import TrialState
 
 from automl_clf.datasets import write_digits
 from automl_clf.search import run_search
+from automl_clf.search.optuna_compat import quiet_optuna
+from automl_clf.search.record import TrialRecord
 from automl_clf.spec.load import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +52,9 @@ def run_arm(root: Path, work: Path, jobs: int, budget: float, index: int) -> dic
     seconds = time.perf_counter() - started
     trials = result.study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    epochs = sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished)
-    losses = [float(t.user_attrs["val_loss"]) for t in finished if "val_loss" in t.user_attrs]
+    records = [TrialRecord.of(t) for t in finished]
+    epochs = sum(r.epochs_run or 0 for r in records)
+    losses = [r.val_loss for r in records if r.val_loss is not None]
     return {
         "jobs": jobs,
         "seconds": seconds,
@@ -69,6 +72,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="N of --jobs N")
     args = parser.parse_args()
+    quiet_optuna()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="autoclf-jobs-") as tmp:
         work = Path(tmp)

@@ -45,6 +45,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.datasets import write_digits
 from automl_clf.search import run_search
+from automl_clf.search.optuna_compat import quiet_optuna
+from automl_clf.search.record import TrialRecord
 from automl_clf.spec.load import parse_spec, with_study_defaults
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -120,7 +122,7 @@ def run_arm(root: Path, arm: str, seed: int, budget: float, target: float) -> di
         )
     trials = [t for _, _, t in timeline.finished]
     complete = [  # a pruned trial's accuracy is that of a weak model, stopped early
-        (seconds, epochs, t.user_attrs["val_accuracy"])
+        (seconds, epochs, TrialRecord.of(t).val_accuracy or 0.0)
         for seconds, epochs, t in timeline.finished
         if t.state == TrialState.COMPLETE
     ]
@@ -149,6 +151,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.985, help="validation accuracy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
+    quiet_optuna()
     torch.set_num_threads(1)  # tiny models: threads only contend, and each arm gets the same
     with tempfile.TemporaryDirectory() as data:
         root = write_digits(Path(data) / "digits")

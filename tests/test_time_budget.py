@@ -18,6 +18,7 @@ from automl_clf.search.budget import (
     members_to_retrain,
     plan_final_estimate,
 )
+from automl_clf.search.record import TrialRecord
 from automl_clf.spec.duration import format_duration, parse_duration
 
 
@@ -71,10 +72,12 @@ def test_the_retrain_scales_the_trials_epoch_time_to_train_plus_val() -> None:
 
 
 def test_timing_is_read_from_a_trials_attributes_or_none() -> None:
-    timing = TrialTiming.from_attrs({"train_seconds": 12.0, "epochs_run": 4, "best_epoch": 3})
-    assert timing == TrialTiming(3.0, 3)
-    assert TrialTiming.from_attrs({"train_seconds": 1.0}) is None
-    assert TrialTiming.from_attrs({"train_seconds": 1.0, "epochs_run": 0}) is None
+    def timing(attrs: dict[str, float]) -> TrialTiming | None:
+        return TrialTiming.of(TrialRecord.from_attrs(attrs))
+
+    assert timing({"train_seconds": 12.0, "epochs_run": 4, "best_epoch": 3}) == TrialTiming(3.0, 3)
+    assert timing({"train_seconds": 1.0}) is None
+    assert timing({"train_seconds": 1.0, "epochs_run": 0}) is None
 
 
 def test_the_search_deadline_moves_as_the_final_step_is_measured() -> None:

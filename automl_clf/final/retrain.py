@@ -37,13 +37,14 @@ from automl_clf.final.ensemble import Ensemble, check_same_decoding
 from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.tta import evaluate_tta
 from automl_clf.models.factory import build_model, count_parameters
+from automl_clf.search.record import TrialRecord
 from automl_clf.search.study import best_trial, check_compatible, ranked_trials
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.session import train_config
 from automl_clf.train.trainer import evaluate, resolve_device
-from automl_clf.train.weights import RETRAIN_INSTEAD, WEIGHTS_ATTR, load_weights, weights_problem
+from automl_clf.train.weights import RETRAIN_INSTEAD, load_weights, weights_problem
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,17 @@ class FinalResult:
 
 def trial_config(trial: FrozenTrial) -> TrialConfig:
     """The configuration a trial trained, as it stored it."""
-    try:
-        return TrialConfig.model_validate(trial.user_attrs["config"])
-    except (KeyError, ValueError) as exc:
-        raise StudyError(
-            f"trial {trial.number} stores no usable configuration ({exc}); it was not made by "
-            "this version of autoclf"
-        ) from None
+    stored = TrialRecord.of(trial).config
+    problem = "none stored"
+    if stored is not None:
+        try:
+            return TrialConfig.model_validate(stored)
+        except ValueError as exc:
+            problem = str(exc)
+    raise StudyError(
+        f"trial {trial.number} stores no usable configuration ({problem}); it was not made by "
+        "this version of autoclf"
+    )
 
 
 def final_config(config: TrialConfig, final: FinalSpec) -> TrialConfig:
@@ -151,7 +156,7 @@ def retrain(
     again = [i < n_again for i in range(len(trials))]
     for trial, fresh in zip(trials, again, strict=True):
         if not fresh:  # before anything slow: a missing file must fail in seconds
-            problem = weights_problem(trial.user_attrs.get(WEIGHTS_ATTR))
+            problem = weights_problem(TrialRecord.of(trial).weights)
             if problem is not None:
                 raise StudyError(
                     f"cannot export trial #{trial.number} as searched (final.retrain: "
@@ -254,9 +259,10 @@ def _spec_yaml(spec: Spec, config: TrialConfig, trials: list[FrozenTrial]) -> st
 
 def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dataset) -> Member:
     """Retrain `config` for the trial's best epoch count, over `final.seeds` (module docstring)."""
-    epochs = int(trial.user_attrs.get("best_epoch", config.train.epochs))
+    record = TrialRecord.of(trial)
+    epochs = _best_epoch(record, config)
     both = spec.final.train_on == "train+val"
-    replay = trial.user_attrs.get("lr_history") if config.train.schedule == "plateau" else None
+    replay = record.lr_history if config.train.schedule == "plateau" else None
     runs: list[SeedRun] = []
     chosen = None  # (run, trained): only the best model is kept in memory
     for seed in range(spec.final.seed, spec.final.seed + spec.final.seeds):
@@ -291,9 +297,10 @@ def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dat
 
 def _as_searched(trial: FrozenTrial, config: TrialConfig, dataset: Dataset) -> Member:
     """The trial's own model: its configuration rebuilt, its best-epoch weights loaded."""
+    record = TrialRecord.of(trial)
     try:
-        preprocessing = Preprocessing.model_validate(trial.user_attrs["preprocessing"])
-    except (KeyError, ValueError):
+        preprocessing = Preprocessing.model_validate(record.preprocessing)
+    except ValueError:
         raise StudyError(
             f"cannot export trial #{trial.number} as searched: it stores no usable "
             f"preprocessing; {RETRAIN_INSTEAD}"
@@ -305,21 +312,26 @@ def _as_searched(trial: FrozenTrial, config: TrialConfig, dataset: Dataset) -> M
         image_size=config.data.image_size,
         load_pretrained=False,  # every tensor comes from the weights file
     )
-    load_weights(model, trial.user_attrs.get(WEIGHTS_ATTR), trial=trial.number)
+    load_weights(model, record.weights, trial=trial.number)
     seed = config.train.seed
     return Member(
         trial,
         config,
         model.eval(),
         preprocessing,
-        trial.user_attrs.get("augmentation"),
+        record.augmentation,
         count_parameters(model),
-        int(trial.user_attrs.get("best_epoch", config.train.epochs)),
+        _best_epoch(record, config),
         "train",  # a trial trains on train and validates on val
         retrained=False,
         seed=seed,
         seed_runs=[SeedRun(seed, None)],
     )
+
+
+def _best_epoch(record: TrialRecord, config: TrialConfig) -> int:
+    """The epoch count a member trains (or trained) for: the trial's best epoch."""
+    return record.best_epoch if record.best_epoch is not None else config.train.epochs
 
 
 def _better_on_val(run: SeedRun, best: SeedRun, spec: Spec) -> bool:

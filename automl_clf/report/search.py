@@ -15,6 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from automl_clf.search.record import StudyRecord, TrialRecord
+
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
@@ -27,24 +29,24 @@ class TrialRow:
     seconds: float  # wall-clock duration (0 while running)
     epochs_run: int | None
     max_epochs: int | None  # the trial's train.epochs
-    attrs: dict[str, Any]  # val metrics, n_params, latency_ms, fail_reason, …
+    record: TrialRecord  # val metrics, n_params, latency_ms, fail_reason, …
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRow:
         value = trial.values[0] if trial.values else None  # the first objective of several
         if value is None and trial.intermediate_values:
             value = trial.intermediate_values[max(trial.intermediate_values)]
-        config = trial.user_attrs.get("config") or {}
-        epochs_run = trial.user_attrs.get("epochs_run")
+        record = TrialRecord.of(trial)
+        config = record.config or {}
         return cls(
             number=trial.number,
             state=trial.state.name,
             value=value,
             params=dict(trial.params),
             seconds=trial.duration.total_seconds() if trial.duration is not None else 0.0,
-            epochs_run=int(epochs_run) if epochs_run is not None else None,
+            epochs_run=record.epochs_run,
             max_epochs=config.get("train", {}).get("epochs"),
-            attrs={k: v for k, v in trial.user_attrs.items() if k != "config"},
+            record=record,
         )
 
 
@@ -88,7 +90,7 @@ def summarise_search(study: optuna.Study) -> SearchSummary:
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
     summary = SearchSummary(
         study_name=study.study_name,
-        objective=_first(study.user_attrs.get("objective", "value")),
+        objective=_first(StudyRecord.of(study).objective or "value"),
         direction=direction,
         counts={s: n for s, n in counts.items() if n},
         trials=rows,
@@ -111,7 +113,7 @@ def _add_pruning_savings(summary: SearchSummary) -> None:
         if row.state != "PRUNED" or not row.epochs_run or not row.max_epochs:
             continue
         saved = max(0, row.max_epochs - row.epochs_run)
-        pace = float(row.attrs.get("train_seconds", 0.0)) / row.epochs_run
+        pace = (row.record.train_seconds or 0.0) / row.epochs_run
         summary.pruned_epochs_run += row.epochs_run
         summary.pruned_epochs_saved += saved
         summary.pruned_seconds_saved += saved * pace

@@ -266,7 +266,7 @@ def search_sentences(search: SearchSummary) -> list[str]:
         )
     failed = [r for r in search.trials if r.state == "FAIL"]
     if failed:
-        reasons = "; ".join(f"#{r.number}: {r.attrs.get('fail_reason', '?')}" for r in failed[:5])
+        reasons = "; ".join(f"#{r.number}: {_fail_reason(r)}" for r in failed[:5])
         sentences.append(f"Failed: {reasons}" + (" …" if len(failed) > 5 else "."))
     return sentences
 
@@ -286,7 +286,7 @@ def comparison_table(search: SearchSummary) -> Table | None:
     ]
     rows = [[search.objective, *(number(row.value) for row in ranked)]]
     for key in ("val_accuracy", "val_macro_f1", "best_epoch", "n_params", "latency_ms"):
-        rows.append([key, *(number(row.attrs.get(key)) for row in ranked)])
+        rows.append([key, *(number(getattr(row.record, key)) for row in ranked)])  # the field
     rows.append(["seconds", *(f"{row.seconds:.1f}" for row in ranked)])
     rows += [[name, *(number(row.params.get(name)) for row in ranked)] for name in names]
     return Table(header, rows)
@@ -332,6 +332,11 @@ def mistakes_table(content: ReportContent) -> Table:
             ]
         )
     return Table(["file", "true", "predicted", "p(predicted)", "p(true)"], rows)
+
+
+def _fail_reason(row: TrialRow) -> str:
+    reason = row.record.fail_reason
+    return "?" if reason is None else reason
 
 
 def _epochs(row: TrialRow) -> str:

@@ -5,7 +5,7 @@ displays).
 The PNG is written to the trial's own folder (`<study.artifacts>/trial_<n>/`) and uploaded to
 Optuna's `FileSystemArtifactStore` under `<study.artifacts>/optuna_artifacts/`, the store
 `autoclf dashboard` serves. A figure that cannot be written does not fail the trial: the reason
-is stored as the trial's user attribute `report_error`.
+is returned, for the trial's record (user attribute `report_error`, search/objective.py).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def artifact_store(artifacts_root: Path) -> optuna.artifacts.FileSystemArtifactS
 
 def record_trial_report(
     trial: optuna.Trial, val: EvalResult, classes: list[str], artifacts_root: Path, folder: Path
-) -> None:
-    """Attach the note and the confusion-matrix artifact of a trial's best validation epoch.
+) -> str | None:
+    """Attach the note and the confusion-matrix artifact of a trial's best validation epoch;
+    return why the figure could not be written, if it could not.
 
     Args:
         artifacts_root: the study's artifacts folder (`study.artifacts`), home of the store.
@@ -57,7 +58,8 @@ def record_trial_report(
             mimetype="image/png",
         )
     except OSError as exc:
-        trial.set_user_attr("report_error", f"cannot write the trial's figure: {exc}")
+        return f"cannot write the trial's figure: {exc}"
+    return None
 
 
 def trial_note(number: int, metrics: dict[str, Any]) -> str:

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 import optuna
 
 from automl_clf.errors import SpecError
+from automl_clf.search.record import StudyRecord, TrialRecord
 from automl_clf.spec.duration import format_duration
 from automl_clf.spec.models import FinalSpec
 
 Clock = Callable[[], float]  # seconds, monotonic
-EXPORT_SECONDS = "export_seconds"  # study user attribute: the final step's measured overhead
 
 # Seconds the export takes before a study has measured one (formats with their parity checks,
 # report figures), on the small models of a first search; replaced by the study's own
-# measurement (study user attribute `export_seconds`) once it has one.
+# measurement (`StudyRecord.export_seconds`) once it has one.
 EXPORT_PRIOR_S = 4.5
 MARGIN = 0.15  # the final step's estimate is inflated by this share …
 SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)
@@ -59,16 +59,13 @@ class TrialTiming:
     best_epoch: int  # the retrain trains this many epochs
 
     @classmethod
-    def from_attrs(cls, attrs: dict[str, object]) -> TrialTiming | None:
-        """From a trial's user attributes (`train_seconds`, `epochs_run`, `best_epoch`)."""
-        try:
-            seconds = float(attrs["train_seconds"])  # type: ignore[arg-type]
-            epochs = int(attrs["epochs_run"])  # type: ignore[call-overload]
-            best = int(attrs.get("best_epoch", epochs))  # type: ignore[call-overload]
-        except (KeyError, TypeError, ValueError):
+    def of(cls, record: TrialRecord) -> TrialTiming | None:
+        """From a trial's record (`train_seconds`, `epochs_run`, `best_epoch`); None when it
+        has not measured itself (it failed before its first epoch, or predates these fields)."""
+        seconds, epochs = record.train_seconds, record.epochs_run
+        if seconds is None or epochs is None or epochs < 1 or not math.isfinite(seconds):
             return None
-        if epochs < 1 or not math.isfinite(seconds):
-            return None
+        best = record.best_epoch if record.best_epoch is not None else epochs
         return cls(seconds / epochs, max(best, 1))
 
 
@@ -233,15 +230,14 @@ class FinalPlanner:
 
         members = self.final.ensemble
         ranked = ranked_trials(study)[:members]
-        timings = [t for t in (TrialTiming.from_attrs(r.user_attrs) for r in ranked) if t]
-        measured = study.user_attrs.get(EXPORT_SECONDS)
+        timings = [t for t in (TrialTiming.of(TrialRecord.of(r)) for r in ranked) if t]
         return plan_final_estimate(
             timings,
             self.sizes,
             train_on=self.final.train_on,
             retrain=self.final.retrain,
             members=members,
-            export_measured=float(measured) if measured is not None else None,
+            export_measured=StudyRecord.of(study).export_seconds,
         )
 
 

@@ -1,24 +1,27 @@
 """The Optuna objective: resolve the spec with the trial, train, report every epoch, score.
 
 Everything a trial sampled reaches training through one `TrialConfig`, stored on the trial
-(user attribute `config`) before training starts, so what ran can always be read back. The
-objective's metric is reported every epoch, so the pruner can stop weak trials; a trial that
-raises is FAIL with its reason (user attribute `fail_reason`), never PRUNED. Out of memory is a
-property of the configuration: FAIL with reason `out of memory: …` and user attribute
-`infeasible`.
+(`TrialRecord.config`, user attribute `config`) before training starts, so what ran can always be
+read back; what it measured follows in the same record (search/record.py). The objective's
+metric is reported every epoch, so the pruner can stop weak trials.
+
+A trial that raises is FAIL with its reason (`fail_reason`) and shortened traceback
+(`traceback`), never PRUNED; errors.py decides whose fault it was. The configuration's (a NaN
+loss, a shape mismatch, out of memory: `fail_reason` `out of memory: …` and `infeasible`) fails
+the trial alone, and the search goes on. The environment's (a missing library, the file system,
+the CUDA driver, a disk that cannot take the checkpoint) is raised as a `FatalError` that stops
+the search at once: the trial keeps its checkpoint and `cut_short`, and the next run retries it
+first, once the user has fixed what the message says.
 
 Time budgets (`--timeout`, `autoclf run --time`): the trainer stops a trial at the search
 deadline, keeping its best finished epoch ("anytime"). Such a trial is recorded like a complete
-one (metrics, weights, user attribute `objective_value`) with user attribute
-`stopped_by: deadline`, but told to Optuna as PRUNED: samplers rank pruned trials below complete
-ones, so a trial that trained fewer epochs than it was meant to never passes for a finished one,
-while `best` and the final model still consider it (`search/study.py::ranked_trials`). A
-multi-objective study cannot hold pruned trials: there it is COMPLETE with the same attribute.
-A trial cut before its first epoch ended has nothing to keep: FAIL with reason `timeout`, like an
-interrupted one, and the next run retries it first. A trial whose checkpoint the disk cannot
-take is FAIL with the `StorageError`'s message and user attribute `cut_short`: its last
-checkpoint stays, and the next run retries it first too, once the user has made room; the error
-itself stops the search (the next trial would fail the same way).
+one (metrics, weights, `objective_value`) with `stopped_by: deadline`, but told to Optuna as
+PRUNED: samplers rank pruned trials below complete ones, so a trial that trained fewer epochs
+than it was meant to never passes for a finished one, while `best` and the final model still
+consider it (`search/study.py::ranked_trials`). A multi-objective study cannot hold pruned
+trials: there it is COMPLETE with the same attribute. A trial cut before its first epoch ended
+has nothing to keep: FAIL with reason `timeout`, like an interrupted one (`interrupted`), and
+the next run retries it first from its checkpoint.
 """
 
 from __future__ import annotations
@@ -30,19 +33,28 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Dataset
-from automl_clf.errors import DeadlineReached, StorageError
-from automl_clf.report.trial import record_trial_report
+from automl_clf.errors import (
+    DeadlineReached,
+    FatalError,
+    StorageError,
+    fatal_error,
+    is_out_of_memory,
+)
+from automl_clf.search.record import (
+    DEADLINE,
+    FAIL_REASON_CHARS,
+    INTERRUPTED,
+    OUT_OF_MEMORY,
+    TIMEOUT,
+    TrialRecord,
+    short_traceback,
+)
 from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
 from automl_clf.train.checkpoint import Checkpoints
 from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import Deadline, EpochResult
-
-INTERRUPTED = "interrupted"
-TIMEOUT = "timeout"
-CUT_SHORT = (INTERRUPTED, TIMEOUT)  # fail reasons whose trials the next run retries first
-OUT_OF_MEMORY = "out of memory"
 
 
 class StoppedByDeadline(optuna.TrialPruned):
@@ -91,15 +103,16 @@ class Objective:
         # A retried trial (interrupted, timed out, or its worker died) resumes from its
         # original's checkpoint: `retry_of` names the original when run.py re-queues a trial;
         # Optuna's heartbeat retry copies the dead trial's user attributes, `checkpoint_of` too.
-        origin = int(
-            trial.user_attrs.get("retry_of", trial.user_attrs.get("checkpoint_of", trial.number))
+        stored = TrialRecord.of(trial)
+        origin = next(
+            n for n in (stored.retry_of, stored.checkpoint_of, trial.number) if n is not None
         )
-        trial.set_user_attr("checkpoint_of", origin)
+        TrialRecord(checkpoint_of=origin).save(trial)
         assert self.spec.study.artifacts is not None
         checkpoints = Checkpoints(trial_artifacts_dir(self.spec.study.artifacts, origin))
         try:
             config = resolve(self.spec, trial)
-            trial.set_user_attr("config", config.model_dump(mode="json"))
+            TrialRecord(config=config.model_dump(mode="json")).save(trial)
             if self.observer is not None:
                 self.observer.trial_started(trial.number, trial.params)
 
@@ -112,7 +125,7 @@ class Objective:
                 if self.observer is not None:
                     self.observer.epoch_done(trial.number, epoch, config.train.epochs)
                 if not self.multi and trial.should_prune():
-                    _record_epochs(trial, history)
+                    epochs_record(history).save(trial)
                     raise optuna.TrialPruned(f"epoch {epoch.epoch}: {self.metric} {value:.4g}")
 
             trained = train_config(
@@ -123,38 +136,54 @@ class Objective:
                 on_epoch=on_epoch,
                 deadline=self.deadline,
             )
+            _record(trial, trained, self.spec, self.dataset)
+            record_constraints(trial, trained, self.spec.study.constraints.limits())
         except optuna.TrialPruned:
             checkpoints.clear()
             raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", INTERRUPTED)  # its checkpoint stays, to resume
+        except KeyboardInterrupt:  # its checkpoint stays, to resume
+            TrialRecord(fail_reason=INTERRUPTED).save(trial)
             raise
-        except DeadlineReached:
-            trial.set_user_attr("fail_reason", TIMEOUT)  # likewise: the rerun resumes it
-            raise
-        except StorageError as exc:  # likewise, once the user has made room
-            trial.set_user_attr("fail_reason", str(exc))
-            trial.set_user_attr("cut_short", True)
+        except DeadlineReached:  # likewise: the rerun resumes it
+            TrialRecord(fail_reason=TIMEOUT).save(trial)
             raise
         except Exception as exc:
-            checkpoints.clear()
+            fatal = fatal_error(exc)
+            if fatal is None:  # the configuration's fault: nothing to resume
+                checkpoints.clear()
+            failure_record(exc, fatal).save(trial)
             if is_out_of_memory(exc):
-                trial.set_user_attr("infeasible", True)
-                trial.set_user_attr("fail_reason", f"{OUT_OF_MEMORY}: {exc}"[:500])
                 _release_memory()
-            else:
-                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
-            raise
+            if fatal is None or fatal is exc:
+                raise
+            raise fatal from exc
         checkpoints.clear()
-        _record(trial, trained, self.spec, self.dataset)
-        record_constraints(trial, trained, self.spec.study.constraints.limits())
         values = objective_values(trained, self.spec.study.objectives)
-        if trained.fit.stopped_by == "deadline":
-            trial.set_user_attr("stopped_by", "deadline")
-            if not self.multi:
-                trial.set_user_attr("objective_value", values)
-                raise StoppedByDeadline(f"time budget: kept epoch {trained.fit.best_epoch}")
+        if trained.fit.stopped_by == DEADLINE:
+            if self.multi:  # Optuna cannot hold it as PRUNED: COMPLETE, marked
+                TrialRecord(stopped_by=DEADLINE).save(trial)
+                return values
+            assert isinstance(values, float)
+            TrialRecord(stopped_by=DEADLINE, objective_value=values).save(trial)
+            raise StoppedByDeadline(f"time budget: kept epoch {trained.fit.best_epoch}")
         return values
+
+
+def failure_record(exc: Exception, fatal: FatalError | None) -> TrialRecord:
+    """What a trial that raised `exc` stores (errors.py: `fatal` is `fatal_error(exc)`).
+
+    A fatal error keeps the checkpoint and is retried first (`cut_short`); a failure of the
+    storage keeps only its own message, which says which file and what to do (the storage may be
+    what cannot take more). Out of memory is `infeasible`.
+    """
+    if isinstance(exc, StorageError):
+        return TrialRecord(fail_reason=str(exc), cut_short=True)
+    if fatal is not None:
+        return TrialRecord(fail_reason=str(fatal), traceback=short_traceback(exc), cut_short=True)
+    if is_out_of_memory(exc):
+        reason = f"{OUT_OF_MEMORY}: {exc}"[:FAIL_REASON_CHARS]
+        return TrialRecord(fail_reason=reason, traceback=short_traceback(exc), infeasible=True)
+    return TrialRecord(fail_reason=f"{type(exc).__name__}: {exc}", traceback=short_traceback(exc))
 
 
 def objective_values(trained: TrainedModel, objectives: Sequence[str]) -> float | list[float]:
@@ -176,18 +205,8 @@ def record_constraints(
     measured = {"n_params": float(trained.n_params), "latency_ms": trained.latency_ms}
     for name, limit in limits.items():
         trial.set_constraint(name, measured[name] - limit)
-    trial.set_user_attr("feasible", all(measured[n] <= limit for n, limit in limits.items()))
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA or host out-of-memory, as torch raises it (`torch.OutOfMemoryError`,
-    `MemoryError`, or a RuntimeError from an allocator that cannot allocate)."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
+    feasible = all(measured[n] <= limit for n, limit in limits.items())
+    TrialRecord(feasible=feasible).save(trial)
 
 
 def _release_memory() -> None:
@@ -201,39 +220,44 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _record_epochs(trial: optuna.Trial, history: list[EpochResult]) -> None:
-    """What every finished trial carries: its best validation metrics and epochs run."""
+def epochs_record(history: list[EpochResult]) -> TrialRecord:
+    """What every finished or pruned trial carries: its best validation metrics and epochs."""
     best = min(history, key=lambda e: e.val.loss if e.val is not None else float("inf"))
     assert best.val is not None
-    trial.set_user_attr("val_loss", best.val.loss)
-    trial.set_user_attr("val_accuracy", best.val.accuracy)
-    trial.set_user_attr("val_balanced_accuracy", best.val.balanced_accuracy)
-    trial.set_user_attr("val_macro_f1", best.val.macro_f1)
-    trial.set_user_attr("best_epoch", best.epoch)
-    trial.set_user_attr("epochs_run", len(history))
-    trial.set_user_attr("train_seconds", round(sum(e.seconds for e in history), 3))
-    trial.set_user_attr("lr_history", [e.lr for e in history])
+    return TrialRecord(
+        val_loss=best.val.loss,
+        val_accuracy=best.val.accuracy,
+        val_balanced_accuracy=best.val.balanced_accuracy,
+        val_macro_f1=best.val.macro_f1,
+        best_epoch=best.epoch,
+        epochs_run=len(history),
+        train_seconds=round(sum(e.seconds for e in history), 3),
+        lr_history=[e.lr for e in history],
+    )
 
 
 def _record(trial: optuna.Trial, trained: TrainedModel, spec: Spec, dataset: Dataset) -> None:
-    _record_epochs(trial, trained.fit.history)
-    trial.set_user_attr("n_params", trained.n_params)
-    trial.set_user_attr("latency_ms", round(trained.latency_ms, 4))
-    trial.set_user_attr("resumed_from_epoch", trained.fit.resumed_from_epoch)
-    trial.set_user_attr("preprocessing", trained.preprocessing.model_dump(mode="json"))
-    trial.set_user_attr("augmentation", trained.augmentation)
-    # The best epoch's weights, so the final step can export this trial as it was searched
-    # (final.retrain: never); and the thread count the latency above was measured with.
+    """The finished trial's record: its epochs, its model, its best-epoch weights (so the final
+    step can export it as searched, `final.retrain: never`) and its dashboard report."""
     from automl_clf.models.factory import LATENCY_THREADS
-    from automl_clf.train.weights import WEIGHTS_ATTR, WEIGHTS_FILE, save_weights
+    from automl_clf.report.trial import record_trial_report  # the report room reads our records
+    from automl_clf.train.weights import WEIGHTS_FILE, save_weights
 
-    trial.set_user_attr("latency_threads", LATENCY_THREADS)
-    if spec.study.artifacts is not None:
-        best = trial_artifacts_dir(spec.study.artifacts, trial.number) / WEIGHTS_FILE
-        trial.set_user_attr(WEIGHTS_ATTR, save_weights(trained.fit.model, best))
-    # optuna-dashboard shows the per-class note and the confusion-matrix artifact (report room)
+    epochs_record(trained.fit.history).save(trial)
+    TrialRecord(
+        n_params=trained.n_params,
+        latency_ms=round(trained.latency_ms, 4),
+        latency_threads=LATENCY_THREADS,  # what latency_ms was measured with
+        resumed_from_epoch=trained.fit.resumed_from_epoch,
+        preprocessing=trained.preprocessing.model_dump(mode="json"),
+        augmentation=trained.augmentation,
+    ).save(trial)
     root, val = spec.study.artifacts, trained.fit.best.val
-    if root is not None and val is not None:  # load_spec always sets study.artifacts
-        record_trial_report(
-            trial, val, dataset.classes, root, trial_artifacts_dir(root, trial.number)
-        )
+    if root is None:  # load_spec always sets study.artifacts
+        return
+    folder = trial_artifacts_dir(root, trial.number)
+    TrialRecord(weights=save_weights(trained.fit.model, folder / WEIGHTS_FILE)).save(trial)
+    if val is not None:  # optuna-dashboard shows the per-class note and confusion matrix
+        problem = record_trial_report(trial, val, dataset.classes, root, folder)
+        if problem is not None:
+            TrialRecord(report_error=problem).save(trial)

@@ -17,8 +17,10 @@ end has one defined state:
   running trial ends as FAIL with reason `interrupted`; a second one exits at once (the heartbeat
   then fails the trial). The next run retries timed-out and interrupted trials first, with the
   same params (user attribute `retry_of`: the original trial's number).
-- A storage that fails (damaged, read-only, a full disk) stops the search with a `StorageError`;
-  a trial whose checkpoint the disk could not take is FAIL first, and retried first next time.
+- A trial that fails through its configuration's fault is FAIL with its reason and traceback,
+  and the loop goes on, until `max_consecutive_failures` fail in a row. A fatal error (errors.py:
+  a broken environment, e.g. a storage that fails, a missing library, a full disk) stops the
+  search at once with that `FatalError`: the trial is FAIL first, and retried first next time.
 - A worker that dies without a word (kill -9) stops its trial's heartbeat; after the grace period
   any worker marks that trial FAIL and queues a retry with the same params (Optuna's system
   attribute `failed_trial`).
@@ -40,15 +42,16 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import load_dataset
 from automl_clf.data.preprocess import Decoding
-from automl_clf.errors import DeadlineReached, StorageError, StudyError
+from automl_clf.errors import DeadlineReached, FatalError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
-from automl_clf.search.objective import CUT_SHORT, TIMEOUT, Objective, SearchObserver
+from automl_clf.search.objective import Objective, SearchObserver
+from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
+from automl_clf.search.record import TIMEOUT, TrialRecord
 from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.search.workers import (
@@ -60,7 +63,7 @@ from automl_clf.search.workers import (
 )
 from automl_clf.spec.models import Spec
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # `TrialRecord.worker` of this process's trials
 POLL_SECONDS = 2.0  # how often a worker waiting for others' trials looks again
 SHARED_SQLITE = (
     "other workers share this SQLite study: fine for a few local processes (writers wait for "
@@ -115,7 +118,8 @@ def run_search(
     Raises:
         DataError: the data set is unusable (before any trial starts).
         StudyError: the study is incompatible, or too many trials failed in a row.
-        StorageError: the study's storage, or the disk under its checkpoints, failed.
+        FatalError: the environment broke during a trial (errors.py), e.g. a `StorageError`:
+            the study's storage, or the disk under its checkpoints, failed.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
     assert spec.study.storage is not None
@@ -216,7 +220,7 @@ def _trial_loop(
         n_ran += 1
         if observer is not None:
             observer.trial_finished(study, trial)
-        if trial.user_attrs.get("fail_reason") == TIMEOUT:
+        if TrialRecord.of(trial).fail_reason == TIMEOUT:
             return n_ran, True
         if failures.hit(trial):
             raise StudyError(
@@ -232,7 +236,7 @@ _DONE = object()  # the study holds its target of finished trials
 def _epoch_estimate(study: optuna.Study, budget: Budget) -> float:
     """Seconds a new trial needs to finish one epoch: the median over the study's finished
     trials, else the budget's own estimate (the job's probe; 0 for a bare timeout)."""
-    timings = [TrialTiming.from_attrs(t.user_attrs) for t in finished_trials(study)]
+    timings = [TrialTiming.of(TrialRecord.of(t)) for t in finished_trials(study)]
     paces = sorted(t.seconds_per_epoch for t in timings if t is not None)
     return paces[len(paces) // 2] if paces else budget.epoch_estimate_s
 
@@ -250,7 +254,7 @@ def _start_trial_within_budget(
         trials = study.get_trials(deepcopy=False)
         n_finished = sum(t.state in FINISHED for t in trials)
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        others = any(t.user_attrs.get("worker", WORKER) != WORKER for t in running)
+        others = any(TrialRecord.of(t).worker not in (None, WORKER) for t in running)
         if target is not None and n_finished >= target:
             return _DONE, others
         if target is not None and n_finished + len(running) >= target:
@@ -263,17 +267,22 @@ def _start_trial_within_budget(
 def _run_trial(
     study: optuna.Study, opened: OpenedStudy, trial: optuna.Trial, objective: Objective
 ) -> FrozenTrial:
-    """Run one trial to a final state: COMPLETE, PRUNED or FAIL (never left RUNNING)."""
-    trial.set_user_attr("worker", WORKER)
-    with _heartbeat(opened.storage, trial):
+    """Run one trial to a final state: COMPLETE, PRUNED or FAIL (never left RUNNING).
+
+    As keras-tuner's `_try_run_and_update_trial`: a failed trial is told FAIL and the loop goes
+    on; a fatal error (or Ctrl-C) is told FAIL and raised, to stop the search. The objective has
+    recorded why (search/objective.py).
+    """
+    TrialRecord(worker=WORKER).save(trial)
+    with _heartbeat(opened, trial):
         try:
             values = objective(trial)
         except optuna.TrialPruned:
             return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        except (KeyboardInterrupt, StorageError):  # this command cannot go on
+        except (KeyboardInterrupt, FatalError):  # this command cannot go on
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-        except (DeadlineReached, Exception):  # the objective recorded the reason
+        except (DeadlineReached, Exception):  # this trial cannot, the next one may
             return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         finally:
             gc.collect()
@@ -281,18 +290,20 @@ def _run_trial(
 
 
 @contextlib.contextmanager
-def _heartbeat(storage: BaseStorage, trial: optuna.Trial) -> Iterator[None]:
+def _heartbeat(opened: OpenedStudy, trial: optuna.Trial) -> Iterator[None]:
     """Beat for `trial` every heartbeat interval while it runs (what `optimize` would do)."""
-    if not is_heartbeat_enabled(storage):
+    storage: BaseStorage = opened.storage
+    interval = heartbeat_interval(storage)
+    if interval is None:
         yield
         return
-    interval = storage.get_heartbeat_interval()  # type: ignore[attr-defined]
+    trial_id = storage.get_trial_id_from_study_id_trial_number(opened.study_id, trial.number)
     stop = threading.Event()
 
     def beat() -> None:
         while True:
             with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+                record_heartbeat(storage, trial_id)
             if stop.wait(interval):
                 return
 
@@ -318,31 +329,32 @@ class _FailureLimit:
             self.in_a_row = 0
             return False
         self.in_a_row += 1
-        self.last_reason = str(trial.user_attrs.get("fail_reason", "unknown"))
+        self.last_reason = TrialRecord.of(trial).fail_reason or "unknown"
         return self.in_a_row >= self.limit
 
 
 def requeue_cut_short(study: optuna.Study) -> list[int]:
-    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM, timeout or a disk
-    that could not take its checkpoint cut short.
+    """Queue once more, with the same params, each trial a Ctrl-C, SIGTERM, timeout or a fatal
+    error (a disk that could not take its checkpoint, a missing library) cut short.
 
     Run under the study lock, so that workers starting together queue each trial once. Returns
     the numbers of the trials queued again.
     """
-    trials = study.get_trials(deepcopy=False)
-    requeued = {t.user_attrs.get("requeued_from") for t in trials}
+    trials = [(t, TrialRecord.of(t)) for t in study.get_trials(deepcopy=False)]
+    requeued = {record.requeued_from for _, record in trials}
     again = []
-    for trial in trials:
-        cut_short = trial.user_attrs.get("fail_reason") in CUT_SHORT or trial.user_attrs.get(
-            "cut_short"
-        )
-        if trial.state == TrialState.FAIL and cut_short and trial.number not in requeued:
-            original = trial.user_attrs.get(
-                "retry_of", trial.system_attrs.get("failed_trial", trial.number)
-            )
-            study.enqueue_trial(
-                trial.params, user_attrs={"retry_of": original, "requeued_from": trial.number}
-            )
+    for trial, record in trials:
+        if (
+            trial.state == TrialState.FAIL
+            and record.retried_first
+            and trial.number not in requeued
+        ):
+            # the original: of a retry, its own original; of a heartbeat retry, the dead trial
+            original = record.retry_of
+            if original is None:
+                original = trial.system_attrs.get("failed_trial", trial.number)
+            queued = TrialRecord(retry_of=original, requeued_from=trial.number)
+            study.enqueue_trial(trial.params, user_attrs=queued.attrs())
             again.append(trial.number)
     return again
 

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,22 +35,17 @@ from typing import Any, ClassVar
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.errors import AutoclfError, SpecError, StorageError, StudyError
+from automl_clf.search.optuna_compat import BaseHeartbeat
 from automl_clf.spec.registry import Registry
 
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 90  # seconds without a heartbeat before a trial counts as dead
 MAX_RETRY = 2  # re-runs of a trial whose process died
 SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite writer waits for a lock instead of failing
-
-# autoclf prints its own progress and each failed trial's reason; Optuna's own log would repeat
-# them with tracebacks. The heartbeat and retry APIs we rely on are marked experimental.
-optuna.logging.set_verbosity(logging.ERROR)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 class _JournalStorage(JournalStorage, BaseHeartbeat):
@@ -79,7 +72,7 @@ class _JournalStorage(JournalStorage, BaseHeartbeat):
         for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             started = trial.datetime_start.timestamp() if trial.datetime_start else now
             if now - float(trial.system_attrs.get("heartbeat", started)) > self.grace_period:
-                stale.append(trial._trial_id)
+                stale.append(self.get_trial_id_from_study_id_trial_number(study_id, trial.number))
         return stale
 
     def get_heartbeat_interval(self) -> int:

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import Dataset
 from automl_clf.errors import StudyError
+from automl_clf.search.record import StudyRecord, TrialRecord
 from automl_clf.search.samplers import build_pruner, build_sampler
 from automl_clf.search.storage import StudyLock, open_storage, storage_faults
 from automl_clf.spec.describe import describe_space, grid_points
@@ -43,6 +44,7 @@ UID_ATTR = "autoclf_uid"  # study system attribute: this study instance's random
 class OpenedStudy:
     study: optuna.Study
     storage: BaseStorage
+    study_id: int  # the study's id in `storage` (what storage methods take)
     lock: StudyLock
     created: bool  # this call created the study (and queued its first trials)
     uid: str  # the study instance's random id (see the module docstring)
@@ -92,7 +94,7 @@ def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedSt
             uid = uuid.uuid4().hex
             storage.set_study_system_attr(study_id, UID_ATTR, uid)
     n_points = len(points) if points is not None else None
-    return OpenedStudy(study, storage, lock, created, str(uid), space_changed, n_points)
+    return OpenedStudy(study, storage, study_id, lock, created, str(uid), space_changed, n_points)
 
 
 def _fix(name: str | None) -> str:
@@ -112,27 +114,26 @@ def _check_directions(study: optuna.Study, spec: Spec) -> None:
 
 def check_compatible(study: optuna.Study, spec: Spec, dataset: Dataset) -> None:
     """Record the study's data on first use; afterwards refuse other data or another objective."""
-    stored: dict[str, Any] = study.user_attrs
+    stored = StudyRecord.of(study)
     name = spec.study.name
-    objective: Any = spec.study.objective
-    if "split_fingerprint" not in stored:
-        study.set_user_attr("objective", objective)
-        study.set_user_attr("classes", dataset.classes)
-        study.set_user_attr("split_fingerprint", dataset.fingerprint)
-        study.set_user_attr("data_root", str(dataset.root))
+    objective: Any = spec.study.objective  # a name, or a list of names (a Literal's list)
+    if stored.split_fingerprint is None:
+        StudyRecord(
+            objective=objective,
+            classes=dataset.classes,
+            split_fingerprint=dataset.fingerprint,
+            data_root=str(dataset.root),
+        ).save(study)
         return
-    if stored.get("objective") != objective:
+    if stored.objective != objective:
         raise StudyError(
-            f"study {name!r} optimises {stored.get('objective')!r}, the spec asks for "
+            f"study {name!r} optimises {stored.objective!r}, the spec asks for "
             f"{objective!r}; {_fix(name)}"
         )
-    if (
-        stored.get("classes") != dataset.classes
-        or stored["split_fingerprint"] != dataset.fingerprint
-    ):
+    if stored.classes != dataset.classes or stored.split_fingerprint != dataset.fingerprint:
         raise StudyError(
             f"the data under {dataset.root} differs from the data study {name!r} was made with "
-            f"(classes {stored.get('classes')}, split {stored['split_fingerprint']}; now "
+            f"(classes {stored.classes}, split {stored.split_fingerprint}; now "
             f"{dataset.classes}, split {dataset.fingerprint}); trial results would not be "
             f"comparable, so {_fix(name)}"
         )
@@ -158,11 +159,12 @@ def _check_space(study: optuna.Study, spec: Spec, *, force: bool) -> bool:
     """
     lines = space_lines(spec)
     digest = _space_hash(lines)
-    stored = study.user_attrs.get("space_hash")
+    record = StudyRecord.of(study)
+    stored = record.space_hash
     if stored == digest:
         return False
     if stored is not None and not force:
-        old = study.user_attrs.get("space", [])
+        old = record.space or []
         removed = [f"  - {line}" for line in old if line not in lines]
         added = [f"  + {line}" for line in lines if line not in old]
         raise StudyError(
@@ -171,8 +173,7 @@ def _check_space(study: optuna.Study, spec: Spec, *, force: bool) -> bool:
             + "\nsamplers would mix results from two spaces. Rerun with --force to resume it "
             f"anyway (the new space applies to new trials), or {_fix(spec.study.name)}"
         )
-    study.set_user_attr("space", lines)
-    study.set_user_attr("space_hash", digest)
+    StudyRecord(space=lines, space_hash=digest).save(study)
     return stored is not None
 
 
@@ -259,10 +260,12 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
 
 def trial_value(trial: FrozenTrial) -> float:
     """A single-objective trial's value: Optuna's for a complete trial, the best epoch's for
-    one a time budget cut (which Optuna holds as PRUNED, at its last epoch's value)."""
+    one a time budget cut (which Optuna holds as PRUNED, at its last epoch's value); NaN for a
+    pruned trial that has none."""
     if trial.state == TrialState.COMPLETE:
         return float(trial.values[0])
-    return float(trial.user_attrs["objective_value"])
+    value = TrialRecord.of(trial).objective_value
+    return float(value) if value is not None else math.nan
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -270,11 +273,12 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     trials and those a time budget cut after an epoch (user attribute `stopped_by: deadline`,
     see search/objective.py), within the constraints, with a finite value."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    records = [(t, TrialRecord.of(t)) for t in trials]
     candidates = [
         t
-        for t in trials
-        if (t.state == TrialState.COMPLETE or t.user_attrs.get("stopped_by") == "deadline")
-        and t.user_attrs.get("feasible", True)
+        for t, record in records
+        if (t.state == TrialState.COMPLETE or record.stopped_by_deadline)
+        and record.feasible
         and math.isfinite(trial_value(t))
     ]
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
@@ -288,7 +292,7 @@ def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
 
 def fail_reason(trial: FrozenTrial) -> str:
     """Why a FAIL trial failed; a trial failed by the heartbeat never got to say."""
-    reason = trial.user_attrs.get("fail_reason")
+    reason = TrialRecord.of(trial).fail_reason
     if reason:
-        return str(reason)
+        return reason
     return "worker lost: no heartbeat within the grace period (kill -9, a lost machine)"

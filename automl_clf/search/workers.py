@@ -128,8 +128,10 @@ def _helper_main(
     import torch
 
     from automl_clf.errors import AutoclfError
+    from automl_clf.search.optuna_compat import quiet_optuna
     from automl_clf.search.run import run_search
 
+    quiet_optuna()  # a fresh process: Optuna's log would speak for it
     if threads is not None:
         torch.set_num_threads(threads)
     spec = Spec.model_validate(spec_data)
