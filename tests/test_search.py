@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -615,3 +616,23 @@ def test_sigterm_while_decoding_images_exits_130_and_leaves_the_study_consistent
     counts = states(path)
     assert counts["RUNNING"] == 0 and counts["WAITING"] == 1  # the defaults, still queued
     assert not list((tmp_path / "studies" / "cache").glob("decoded/*/pixels-*.npy"))
+
+
+def test_a_signal_python_swallows_still_stops_the_search_at_the_next_check() -> None:
+    """A handler's KeyboardInterrupt raised inside `__del__` (or a GC callback) is dropped by
+    Python ("Exception ignored"); the flag it set still stops the search."""
+    import signal as signals
+
+    from automl_clf.search.interrupts import interrupts_raise, raise_if_interrupted
+
+    class SignalledWhileCollected:
+        def __del__(self) -> None:
+            signals.raise_signal(signals.SIGTERM)
+
+    with interrupts_raise():
+        with warnings.catch_warnings():  # pytest reports the dropped exception as a warning
+            warnings.simplefilter("ignore")
+            SignalledWhileCollected()  # collected at once: the handler runs inside __del__
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_interrupted()
+    raise_if_interrupted()  # after the search: nothing pending

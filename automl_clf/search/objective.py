@@ -40,6 +40,7 @@ from automl_clf.errors import (
     fatal_error,
     is_out_of_memory,
 )
+from automl_clf.search.interrupts import raise_if_interrupted
 from automl_clf.search.record import (
     DEADLINE,
     FAIL_REASON_CHARS,
@@ -117,6 +118,7 @@ class Objective:
                 self.observer.trial_started(trial.number, trial.params)
 
             def on_epoch(epoch: EpochResult) -> None:
+                raise_if_interrupted()  # a signal Python swallowed (search/interrupts.py)
                 history.append(epoch)
                 assert epoch.val is not None
                 value = epoch.val.metric(self.metric)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import signal
 import socket
 import threading
 import time
@@ -49,6 +48,7 @@ from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import DeadlineReached, FatalError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
+from automl_clf.search.interrupts import interrupts_raise, raise_if_interrupted
 from automl_clf.search.objective import Objective, SearchObserver
 from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
 from automl_clf.search.record import TIMEOUT, TrialRecord
@@ -130,7 +130,7 @@ def run_search(
         budget = Budget.start(seconds) if seconds is not None else None
     if jobs is None:
         jobs = default_jobs(timed=budget is not None)
-    with _interrupts_raise(), storage_faults(spec.study.storage), threads_split(spec, jobs):
+    with interrupts_raise(), storage_faults(spec.study.storage), threads_split(spec, jobs):
         return _search(spec, n_trials, budget, plan_final, observer, force, jobs)
 
 
@@ -195,6 +195,7 @@ def _trial_loop(
     n_ran = 0
     sqlite = not quiet and sqlite_path(str(objective.spec.study.storage)) is not None
     while True:
+        raise_if_interrupted()
         if budget is not None:
             if plan_final is not None:
                 budget.reserve(plan_final(study))
@@ -357,30 +358,3 @@ def requeue_cut_short(study: optuna.Study) -> list[int]:
             study.enqueue_trial(trial.params, user_attrs=queued.attrs())
             again.append(trial.number)
     return again
-
-
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt (storage writes roll back, the running trial
-    ends as FAIL); a second signal exits at once with code 130, leaving the trial to the
-    heartbeat."""
-    received = 0
-
-    def interrupt(signum: int, frame: Any) -> None:
-        nonlocal received
-        received += 1
-        if received > 1:
-            os.write(2, b"\nsecond interrupt: exiting now\n")
-            os._exit(130)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
