@@ -243,9 +243,7 @@ class NaNAt(torch.nn.Module):
         return logits
 
 
-def fit_nan_at(
-    root: Path, tmp_path: Path, *, epoch: int, step: int, deadline: Any = None
-) -> Any:
+def fit_nan_at(root: Path, tmp_path: Path, *, epoch: int, step: int, deadline: Any = None) -> Any:
     """`fit` on the tiny digits with a model whose loss turns NaN at (epoch, step)."""
     from automl_clf.data.batches import TrainBatches
     from automl_clf.data.preprocess import Decoding
@@ -317,6 +315,8 @@ def test_a_training_step_never_waits_for_the_cuda_device(
     loop = _Loop.build(
         model, batches, None, config.train, pre, None, weights, BatchMixer(config.augment), None
     )
+    if loop.precision.dtype == torch.float16:
+        pytest.skip("float16 loss scaling reads the device at each step (GradScaler.step)")
     on_device = [(x.cuda(), y.cuda()) for x, y in batches.epoch(1)]
     loop.step(*on_device[0])  # lazy initialisation (cuDNN, optimizer state) may wait: once
     torch.cuda.synchronize()

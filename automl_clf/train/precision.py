@@ -44,7 +44,8 @@ class Precision:
         return cls(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
     def scaler(self) -> torch.amp.GradScaler:
-        """A loss scaler, on for float16 only (bfloat16 has float32's range)."""
+        """A loss scaler, on for float16 only (bfloat16 has float32's range). When on, its
+        `step` reads the device at every step (did the gradients overflow?)."""
         return torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
 
     def autocast(self) -> Any:
