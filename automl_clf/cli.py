@@ -207,13 +207,23 @@ def validate(spec: SpecPath) -> None:
 
 
 @app.command()
-def schema() -> None:
-    """Print the spec's JSON Schema (for editor completion and validation)."""
-    import json
+def schema(
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="Print the reference page (docs/spec-reference.md) instead."
+        ),
+    ] = False,
+) -> None:
+    """Print the spec's JSON Schema, every field described (for editor completion)."""
+    if markdown:
+        from automl_clf.spec.reference import spec_reference_markdown
 
-    from automl_clf.spec.models import Spec
+        sys.stdout.write(spec_reference_markdown())
+    else:
+        from automl_clf.spec.schema import json_text
 
-    typer.echo(json.dumps(Spec.model_json_schema(), indent=2))
+        sys.stdout.write(json_text())
 
 
 @app.command()
