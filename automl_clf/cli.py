@@ -55,7 +55,8 @@ app = typer.Typer(
 
 SpecPath = Annotated[
     Path,
-    typer.Argument(exists=True, dir_okay=False, readable=True, help="The spec YAML file."),
+    # A folder is let through to `_load`, which says how to write a spec for it.
+    typer.Argument(exists=True, readable=True, help="The spec YAML file."),
 ]
 StorageOption = Annotated[
     str | None,
@@ -126,8 +127,20 @@ def _load(
     from automl_clf.search.optuna_compat import quiet_optuna
     from automl_clf.spec.load import load_spec
 
+    if spec.is_dir():
+        raise _fail(ValueError(_folder_for_spec(spec)), 2)
     quiet_optuna()
     return _run(load_spec, spec, storage=storage, study_name=study_name, budget=budget)
+
+
+def _folder_for_spec(folder: Path) -> str:
+    """What to do when SPEC is a folder: pass a spec it holds, or write one for its images."""
+    specs = sorted(p.name for p in folder.glob("*.y*ml") if p.is_file())
+    held = f" (it holds {', '.join(specs[:3])}: pass one of those)" if specs else ""
+    return (
+        f"{folder} is a folder, not a spec file{held}; to write a spec for the images in it: "
+        f"autoclf init {folder}"
+    )
 
 
 @contextlib.contextmanager
@@ -204,6 +217,48 @@ def validate(spec: SpecPath) -> None:
     for line in study_lines(loaded):
         console.print(line)
     print_warnings(console, search_warnings(loaded))
+
+
+@app.command()
+def init(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="The image folder (<class>/<image>, or train/, val/, test/ of those), or a CSV "
+            "manifest (path,label[,split])."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write the spec (default: <folder name>.yaml here)."
+        ),
+    ] = None,
+    time_budget: Annotated[
+        str,
+        typer.Option("--time", help="The whole job's time budget (study.budget), e.g. 15m, 2h."),
+    ] = "15m",
+    force: Annotated[bool, typer.Option("--force", help="Replace the spec if it exists.")] = False,
+) -> None:
+    """Write a commented spec for a folder of images, ready for `autoclf run`.
+
+    Reads the layout, classes and counts, and a few hundred image headers (size, colour), then
+    chooses the image size, channels, split, backbones that fit that size, class weighting for
+    imbalance, and a search that fits --time. Each choice is explained in a comment.
+    """
+    from automl_clf.data.profile import describe_counts
+    from automl_clf.spec.init import init_spec
+
+    result = _run(init_spec, data, output, time=time_budget, force=force)
+    choices, console = result.choices, _console()
+    console.print(
+        f"wrote {result.path} for {data}: {describe_counts(result.profile)}; image_size "
+        f"{choices.image_size}, {choices.channels} channel(s), backbones "
+        f"{', '.join(choices.backbones)}, budget {choices.budget}"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"next: autoclf validate {result.path}, then autoclf run {result.path}")
 
 
 @app.command()
