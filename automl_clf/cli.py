@@ -353,7 +353,7 @@ def search(
     once.
     """
     from automl_clf.search.run import run_search
-    from automl_clf.search.samplers import search_warnings
+    from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import SearchProgress, best_line, print_warnings, study_counts
 
     loaded = _load(spec, storage, study_name)
@@ -389,6 +389,7 @@ def search(
             f"{result.target}); raise --n-trials to extend it"
         )
     console.print(f"study {study.study_name!r}: {study_counts(study)}")
+    print_warnings(console, random_start_warnings(loaded, result.n_finished, result.target))
     if not result.complete and result.target is not None:
         why = "timeout" if result.timed_out else "stopped"
         console.print(
@@ -501,12 +502,14 @@ def run(
     resumes the study with a fresh budget.
     """
     from automl_clf.job import run_job
+    from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import (
         SearchProgress,
         budget_table,
         final_plan_line,
         final_summary,
         formats_summary,
+        print_warnings,
     )
 
     loaded = _load(spec, storage, study_name, time_budget)
@@ -516,6 +519,7 @@ def run(
     aim = f"budget {total:g} s in all" if total is not None else "no time budget"
     console.print(f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, export to {out}")
     target = n_trials or loaded.study.trial_cap
+    print_warnings(console, search_warnings(loaded, target))
     status = console.status("")
 
     def final_started(retrains: int, estimate: Any) -> None:
@@ -539,6 +543,8 @@ def run(
             )
         finally:
             status.stop()
+    searched = job.search
+    print_warnings(console, random_start_warnings(loaded, searched.n_finished, searched.target))
     console.print(final_summary(job.final))
     console.print(formats_summary(job.export))
     if job.budget is not None:
