@@ -36,6 +36,7 @@ def write_images(root: Path, counts: dict[str, int], size: tuple[int, int], mode
     return root
 
 
+@pytest.mark.slow
 def test_init_writes_a_spec_that_validates_and_a_search_runs(
     tmp_path: Path, digits_root: Path
 ) -> None:
