@@ -55,7 +55,8 @@ app = typer.Typer(
 
 SpecPath = Annotated[
     Path,
-    typer.Argument(exists=True, dir_okay=False, readable=True, help="The spec YAML file."),
+    # A folder is let through to `_load`, which says how to write a spec for it.
+    typer.Argument(exists=True, readable=True, help="The spec YAML file."),
 ]
 StorageOption = Annotated[
     str | None,
@@ -126,8 +127,20 @@ def _load(
     from automl_clf.search.optuna_compat import quiet_optuna
     from automl_clf.spec.load import load_spec
 
+    if spec.is_dir():
+        raise _fail(ValueError(_folder_for_spec(spec)), 2)
     quiet_optuna()
     return _run(load_spec, spec, storage=storage, study_name=study_name, budget=budget)
+
+
+def _folder_for_spec(folder: Path) -> str:
+    """What to do when SPEC is a folder: pass a spec it holds, or write one for its images."""
+    specs = sorted(p.name for p in folder.glob("*.y*ml") if p.is_file())
+    held = f" (it holds {', '.join(specs[:3])}: pass one of those)" if specs else ""
+    return (
+        f"{folder} is a folder, not a spec file{held}; to write a spec for the images in it: "
+        f"autoclf init {folder}"
+    )
 
 
 @contextlib.contextmanager
@@ -207,13 +220,65 @@ def validate(spec: SpecPath) -> None:
 
 
 @app.command()
-def schema() -> None:
-    """Print the spec's JSON Schema (for editor completion and validation)."""
-    import json
+def init(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="The image folder (<class>/<image>, or train/, val/, test/ of those), or a CSV "
+            "manifest (path,label[,split])."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write the spec (default: <folder name>.yaml here)."
+        ),
+    ] = None,
+    time_budget: Annotated[
+        str,
+        typer.Option("--time", help="The whole job's time budget (study.budget), e.g. 15m, 2h."),
+    ] = "15m",
+    force: Annotated[bool, typer.Option("--force", help="Replace the spec if it exists.")] = False,
+) -> None:
+    """Write a commented spec for a folder of images, ready for `autoclf run`.
 
-    from automl_clf.spec.models import Spec
+    Reads the layout, classes and counts, and a few hundred image headers (size, colour), then
+    chooses the image size, channels, split, backbones that fit that size, class weighting for
+    imbalance, and a search that fits --time. Each choice is explained in a comment.
+    """
+    from automl_clf.data.profile import describe_counts
+    from automl_clf.spec.init import init_spec
 
-    typer.echo(json.dumps(Spec.model_json_schema(), indent=2))
+    result = _run(init_spec, data, output, time=time_budget, force=force)
+    choices, console = result.choices, _console()
+    console.print(
+        f"wrote {result.path} for {data}: {describe_counts(result.profile)}; image_size "
+        f"{choices.image_size}, {choices.channels} channel(s), backbones "
+        f"{', '.join(choices.backbones)}, budget {choices.budget}"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"next: autoclf validate {result.path}, then autoclf run {result.path}")
+
+
+@app.command()
+def schema(
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="Print the reference page (docs/spec-reference.md) instead."
+        ),
+    ] = False,
+) -> None:
+    """Print the spec's JSON Schema, every field described (for editor completion)."""
+    if markdown:
+        from automl_clf.spec.reference import spec_reference_markdown
+
+        sys.stdout.write(spec_reference_markdown())
+    else:
+        from automl_clf.spec.schema import json_text
+
+        sys.stdout.write(json_text())
 
 
 @app.command()
@@ -288,7 +353,7 @@ def search(
     once.
     """
     from automl_clf.search.run import run_search
-    from automl_clf.search.samplers import search_warnings
+    from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import SearchProgress, best_line, print_warnings, study_counts
 
     loaded = _load(spec, storage, study_name)
@@ -324,6 +389,7 @@ def search(
             f"{result.target}); raise --n-trials to extend it"
         )
     console.print(f"study {study.study_name!r}: {study_counts(study)}")
+    print_warnings(console, random_start_warnings(loaded, result.n_finished, result.target))
     if not result.complete and result.target is not None:
         why = "timeout" if result.timed_out else "stopped"
         console.print(
@@ -436,12 +502,14 @@ def run(
     resumes the study with a fresh budget.
     """
     from automl_clf.job import run_job
+    from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import (
         SearchProgress,
         budget_table,
         final_plan_line,
         final_summary,
         formats_summary,
+        print_warnings,
     )
 
     loaded = _load(spec, storage, study_name, time_budget)
@@ -451,6 +519,7 @@ def run(
     aim = f"budget {total:g} s in all" if total is not None else "no time budget"
     console.print(f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, export to {out}")
     target = n_trials or loaded.study.trial_cap
+    print_warnings(console, search_warnings(loaded, target))
     status = console.status("")
 
     def final_started(retrains: int, estimate: Any) -> None:
@@ -474,6 +543,8 @@ def run(
             )
         finally:
             status.stop()
+    searched = job.search
+    print_warnings(console, random_start_warnings(loaded, searched.n_finished, searched.target))
     console.print(final_summary(job.final))
     console.print(formats_summary(job.export))
     if job.budget is not None:
