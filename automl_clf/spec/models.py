@@ -431,8 +431,9 @@ class DataSpec(SpecModel):
     # drop: remove from val/test every image whose exact content is also in an earlier split
     # (train, then val), so no score is inflated by leakage; keep: only report them
     duplicates: Literal["drop", "keep"] = "drop"
-    # memory: decoded images in RAM; stream: read from the on-disk cache by DataLoader workers;
-    # auto: memory when the decoded set takes under a quarter of the machine's memory
+    # memory: decoded images in RAM; stream: read from the on-disk cache by DataLoader workers
+    # (memory-mapped below the machine's memory, else losslessly compressed shards: the same
+    # pixels); auto: memory when the decoded set takes under a quarter of the machine's memory
     loading: Literal["auto", "memory", "stream"] = "auto"
     workers: Annotated[int, Field(ge=0, le=64)] | None = None  # stream workers; default: cores
     cache: bool = True  # keep decoded pixels on disk, keyed by file content and decoding
