@@ -4,7 +4,9 @@ Decoding and resizing happen once per file content and decoding (size, channels,
 in this process (kept in memory for every trial) and across runs and workers (the on-disk store
 of data/cache.py). Normalisation and augmentation are cheap and happen per batch. A corrupt or
 truncated file is skipped and listed, never fatal. A data set whose decoded pixels would not fit
-comfortably in memory is streamed from the on-disk store instead (`data.loading`).
+comfortably in memory is streamed from the on-disk store instead (`data.loading`): memory-mapped
+while the page cache can hold it, else losslessly compressed (data/cache.py `ShardStore`, about
+half the bytes) and decoded again by the DataLoader workers; the same pixels bit for bit.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from automl_clf.data.cache import DecodedStore, HashIndex, decode_files
+from automl_clf.data.cache import (
+    DecodedStore,
+    HashIndex,
+    LazyRows,
+    ShardRows,
+    ShardStore,
+    decode_files,
+)
 from automl_clf.data.discover import (
     Discovered,
     Sample,
@@ -33,42 +41,15 @@ from automl_clf.spec.data import DataSpec
 
 SPLITS = ("train", "val", "test")
 MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it
+# A streamed data set is memory-mapped raw below this share of memory (the page cache holds it),
+# and stored as lossless WebP shards above it (half the bytes to store and read, 0.3 ms of CPU an
+# image at 128 px to decode: bench/data_scale.py)
+RAW_SHARE = 1.0
 IMBALANCE_RATIO = 3.0  # largest / smallest class in train above this: warn
 CHECK_CHUNK = 1024  # images decoded at once by `check_decoding`, then dropped
 
 
-class LazyRows:
-    """Rows of an on-disk pixels store, read on demand: the `pixels` of a streamed split.
-
-    Indexes like an array (`rows[3]`, `rows[2:9]`, `rows[index_array]`) and pickles as its path
-    and row numbers, so DataLoader workers (spawned) open their own memory map.
-    """
-
-    def __init__(self, path: Path, rows: np.ndarray) -> None:
-        self.path = path
-        self.rows = rows
-        self._map: np.ndarray | None = None
-
-    def _pixels(self) -> np.ndarray:
-        if self._map is None:
-            self._map = np.load(self.path, mmap_mode="r")
-        return self._map
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.rows), *self._pixels().shape[1:])
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self._pixels()[self.rows[index]])
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "rows": self.rows, "_map": None}
-
-
-Pixels = np.ndarray | LazyRows
+Pixels = np.ndarray | LazyRows | ShardRows
 
 
 STATS_SAMPLE = 4096  # images a streamed split's mean/std is estimated from
@@ -95,7 +76,7 @@ class SplitArrays:
 
     @property
     def streamed(self) -> bool:
-        return isinstance(self.pixels, LazyRows)
+        return isinstance(self.pixels, LazyRows | ShardRows)
 
     @staticmethod
     def concat(*parts: SplitArrays) -> SplitArrays:
@@ -103,6 +84,10 @@ class SplitArrays:
             return parts[0]
         labels = np.concatenate([p.labels for p in parts])
         paths = tuple(path for p in parts for path in p.paths)
+        shards = [p.pixels for p in parts if isinstance(p.pixels, ShardRows)]
+        if shards:
+            assert len(shards) == len(parts)
+            return SplitArrays(ShardRows.concat(shards), labels, paths)
         lazy = [p.pixels for p in parts if isinstance(p.pixels, LazyRows)]
         if lazy:
             assert len(lazy) == len(parts) and len({r.path for r in lazy}) == 1
@@ -165,14 +150,25 @@ class Dataset:
             notes.append(f"{n} image(s) appear in more than one split; {action}")
         return notes
 
+    def decoded_bytes(self, decoding: Decoding) -> int:
+        """What every split's decoded pixels take as uint8."""
+        n = sum(len(s) for s in self.splits.by_name().values())
+        return n * decoding.image_size**2 * decoding.channels
+
     def loading_mode(self, decoding: Decoding) -> str:
         """memory or stream, as `data.loading` says or (auto) by the decoded size."""
         if self.spec.loading != "auto":
             return self.spec.loading
-        n = sum(len(s) for s in self.splits.by_name().values())
-        size = n * decoding.image_size**2 * decoding.channels
-        fits = size < MEMORY_SHARE * _physical_memory()
+        fits = self.decoded_bytes(decoding) < MEMORY_SHARE * _physical_memory()
         return "memory" if fits or not self.spec.cache else "stream"
+
+    def storage(self, decoding: Decoding) -> str:
+        """How the decoded pixels are kept on disk: `raw` uint8 (loaded whole, or memory-mapped
+        while the page cache can hold them) or, for a streamed set larger than that, `shards`."""
+        if self.loading_mode(decoding) == "memory":
+            return "raw"
+        small = self.decoded_bytes(decoding) < RAW_SHARE * _physical_memory()
+        return "raw" if small else "shards"
 
     def arrays(self, decoding: Decoding) -> dict[str, SplitArrays]:
         """Every split decoded with `decoding`; computed once per process and decoding."""
@@ -203,23 +199,27 @@ class Dataset:
 
     def _decode_all(self, decoding: Decoding) -> dict[str, SplitArrays]:
         cache_dir = self.spec.cache_dir if self.spec.cache else None
-        store = DecodedStore(cache_dir, decoding)
+        stream = self.loading_mode(decoding) == "stream"
+        store: DecodedStore | ShardStore
+        if self.storage(decoding) == "shards":
+            assert cache_dir is not None  # the spec refuses stream without cache; auto checks
+            store = ShardStore(cache_dir, decoding)
+        else:
+            store = DecodedStore(cache_dir, decoding)
         samples = self.splits.by_name()
         store.ensure(
             ((self.hashes[s.path], s.path) for part in samples.values() for s in part),
             n_threads=os.cpu_count() or 1,
         )
-        stream = self.loading_mode(decoding) == "stream"
         arrays = {}
         for name, kept in self._decodable(store.failed).items():
-            rows = np.asarray([store.rows[self.hashes[s.path]] for s in kept], dtype=np.int64)
-            labels = np.asarray([s.label for s in kept], dtype=np.int64)
-            paths = tuple(s.path for s in kept)
-            if stream:
-                assert store.path is not None
-                arrays[name] = SplitArrays(LazyRows(store.path, rows), labels, paths)
+            digests = [self.hashes[s.path] for s in kept]
+            if isinstance(store, ShardStore):
+                pixels: Pixels = store.take(digests)
             else:
-                arrays[name] = SplitArrays(np.asarray(store.pixels[rows]), labels, paths)
+                pixels = store.take(digests, mapped=stream)
+            labels = np.asarray([s.label for s in kept], dtype=np.int64)
+            arrays[name] = SplitArrays(pixels, labels, tuple(s.path for s in kept))
         return arrays
 
     def _decodable(self, failed: dict[str, str]) -> dict[str, list[Sample]]:

@@ -63,7 +63,8 @@ class DataSpec(SpecModel):
     (train, then val), so no score is inflated by leakage; keep: only report them."""
     loading: Literal["auto", "memory", "stream"] = "auto"
     """memory: decoded images in RAM; stream: read from the on-disk cache by DataLoader
-    workers; auto: memory when the decoded set takes under a quarter of the machine's
+    workers (memory-mapped below the machine's memory, else losslessly compressed WebP shards:
+    the same pixels); auto: memory when the decoded set takes under a quarter of the machine's
     memory."""
     workers: Annotated[int, Field(ge=0, le=64)] | None = None
     """DataLoader workers when streaming; default: one per CPU core."""
