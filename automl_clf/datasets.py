@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DATASETS = ("digits",)
-
 
 def write_digits(
     folder: str | Path, *, classes: list[int] | None = None, per_class: int | None = None

@@ -40,12 +40,12 @@ First scan at 128 px: hashing 3-4 s; raw store 28-82 s, shard store 38-150 s (th
 runs in the same threads as the decoding: Pillow releases the GIL for both). JPEG q95 pixels
 differ from the decoded ones by 2.75 levels on average (PSNR 35.0 dB) at 128 px, 2.04 (37.9 dB)
 at 224 px. Data path alone at 128 px, 2 workers: memory 615-2049 img/s, memory-mapped
-578-1643, shards 369-1050, originals 184-512. Training steps at 128 px fed by each way of reading,
-over bare steps, were within the noise for resnet18 (bare 20-85 img/s here, 24-100 ms of CPU
-an image: shards add 0.3-1.4% to that, originals 1-5%); for mobilenetv3_small_100 (bare 490 img/s in
-the first full run) memory 1.00, memory-mapped 0.99, shards 0.81, originals 0.54 in that run;
-in an 800-image run the step's CPU time (4.7 ms an image) predicted 0.93 for shards and 0.81
-for originals where the workers share the cores.
+578-1643, shards 369-1050, originals 184-512. Training steps at 128 px fed by each way of
+reading, over bare steps, were within the noise for resnet18 (bare 20-85 img/s here, 24-100 ms
+of CPU an image: shards add 0.3-1.4% to that, originals 1-5%); for mobilenetv3_small_100 (bare
+490 img/s in the first full run) memory 1.00, memory-mapped 0.99, shards 0.81, originals 0.54
+in that run; in an 800-image run the step's CPU time (4.7 ms an image) predicted 0.93 for
+shards and 0.81 for originals where the workers share the cores.
 
     python bench/data_scale.py [--n-images 20000] [--image-size 128] [--batches 40] [--steps 4]
         [--seconds 8] [--rounds 3] [--models resnet18,mobilenetv3_small_100] [--data DIR]

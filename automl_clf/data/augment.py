@@ -102,9 +102,3 @@ class Augmenter:
     def to_dict(self) -> dict[str, Any]:
         """albumentations' own serialisation, stored with trials and exports."""
         return dict(_albumentations().to_dict(self.compose))
-
-
-def build_augmenter(config: AugmentConfig, seed: int) -> Augmenter | None:
-    """The trial's training-split augmentation, or None when it applies nothing."""
-    entries = transform_list(config)
-    return Augmenter(entries, seed) if entries else None

@@ -32,11 +32,6 @@ Kernel = Callable[[torch.Tensor, torch.Tensor, dict[str, Any], torch.Generator],
 KERNELS: Registry[Kernel] = Registry("batched transform")
 
 
-def supports(entries: list[dict[str, Any]]) -> bool:
-    """True when every entry is one of the transforms this module implements."""
-    return all(entry["name"] in KERNELS for entry in entries)
-
-
 def _pair(value: Any, default: float) -> tuple[float, float]:
     """albumentations' Affine arguments: a number v means exactly v; a pair is (low, high)."""
     if value is None:

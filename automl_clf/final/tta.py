@@ -52,10 +52,6 @@ def tta_views(x: torch.Tensor, views: Sequence[str]) -> list[torch.Tensor]:
     return out
 
 
-def n_views(views: Sequence[str]) -> int:
-    return len(tta_views(torch.zeros(1, 1, 8, 8), views))
-
-
 @torch.no_grad()
 def evaluate_tta(
     model: nn.Module,
