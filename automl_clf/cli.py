@@ -94,9 +94,12 @@ def _quiet_pillow() -> None:
 
 
 def _console(stderr: bool = False) -> Console:
+    """Rich output; piped (a log, CI) a printed line stays one line, not wrapped at 80."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 def _fail(exc: BaseException, code: int) -> typer.Exit:
@@ -287,9 +290,10 @@ def search(
     trial as FAIL (interrupted) and the next run retries it first; a second Ctrl-C exits at
     once.
     """
+    from automl_clf.progress import SearchProgress
     from automl_clf.search.run import run_search
     from automl_clf.search.samplers import search_warnings
-    from automl_clf.ui import SearchProgress, best_line, print_warnings, study_counts
+    from automl_clf.ui import best_line, print_warnings, study_counts
 
     loaded = _load(spec, storage, study_name)
     console = _console()
@@ -375,7 +379,8 @@ def best(
         return
     from automl_clf.final.export import write_export
     from automl_clf.final.folder import check_replaceable
-    from automl_clf.final.retrain import retrain
+    from automl_clf.final.retrain import RetrainProgress, retrain
+    from automl_clf.progress import FinalProgress
     from automl_clf.ui import final_summary, formats_summary
 
     _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
@@ -386,9 +391,10 @@ def best(
     else:
         seeds = f" with {final_spec.seeds} seeds" if final_spec.seeds > 1 else ""
         doing = f"retraining {members} on {final_spec.train_on}{seeds}"
-    with console.status(doing):
-        final = _run(retrain, loaded, study, trial)
-    with console.status("exporting: formats, parity checks, report"):
+    console.print(f"final model: {doing}")
+    with FinalProgress(console) as progress:
+        final = _run(retrain, loaded, study, trial, on_progress=progress)
+        progress(RetrainProgress("export"))
         written = _run(write_export, final, export, loaded, study)
     console.print(final_summary(final))
     console.print(formats_summary(written))
@@ -436,13 +442,8 @@ def run(
     resumes the study with a fresh budget.
     """
     from automl_clf.job import run_job
-    from automl_clf.ui import (
-        SearchProgress,
-        budget_table,
-        final_plan_line,
-        final_summary,
-        formats_summary,
-    )
+    from automl_clf.progress import FinalProgress, SearchProgress
+    from automl_clf.ui import budget_table, final_plan_line, final_summary, formats_summary
 
     loaded = _load(spec, storage, study_name, time_budget)
     console = _console()
@@ -451,29 +452,25 @@ def run(
     aim = f"budget {total:g} s in all" if total is not None else "no time budget"
     console.print(f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, export to {out}")
     target = n_trials or loaded.study.trial_cap
-    status = console.status("")
+    searching = SearchProgress(console, target=target)
 
     def final_started(retrains: int, estimate: Any) -> None:
-        progress.__exit__(None, None, None)
+        searching.close()  # one live display at a time: the final step's comes next
         console.print(final_plan_line(loaded, retrains, estimate))
-        status.update("final model: training, testing, writing the export and report")
-        status.start()
 
-    with SearchProgress(console, target=target) as progress:
-        try:
-            job = _run(
-                run_job,
-                loaded,
-                out,
-                n_trials=n_trials,
-                observer=progress,
-                final_started=final_started,
-                force=force,
-                jobs=jobs,
-                started=_process_started,
-            )
-        finally:
-            status.stop()
+    with searching, FinalProgress(console) as finishing:
+        job = _run(
+            run_job,
+            loaded,
+            out,
+            n_trials=n_trials,
+            observer=searching,
+            final_started=final_started,
+            on_final=finishing,
+            force=force,
+            jobs=jobs,
+            started=_process_started,
+        )
     console.print(final_summary(job.final))
     console.print(formats_summary(job.export))
     if job.budget is not None:
