@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
@@ -41,7 +41,6 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
 )
 from rich.text import Text
 
@@ -76,6 +75,18 @@ class _Eta(ProgressColumn):
         return Text(eta() if eta is not None else "", style="progress.remaining")
 
 
+class _Elapsed(ProgressColumn):
+    """Time since the task (re)started, still counting once its bar is full: a trial whose
+    epochs are all done is still running (its latency is measured, its artifacts written),
+    where rich's own column would freeze."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed
+        if elapsed is None:
+            return Text("-:--:--", style="progress.elapsed")
+        return Text(str(timedelta(seconds=max(0, int(elapsed)))), style="progress.elapsed")
+
+
 class _Bars(Progress):
     """Bars with a line of text under them (the running trial's parameters)."""
 
@@ -86,7 +97,7 @@ class _Bars(Progress):
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[unit]}"),
-            TimeElapsedColumn(),
+            _Elapsed(),
             _Eta(),
             console=console,
             transient=True,
@@ -365,6 +376,8 @@ class SearchProgress(QuietObserver):
         running = self.running
         if running is None:
             return ""
+        if running.pace.done >= running.pace.epochs:
+            return "finishing"  # its last epoch is done: latency, metrics, artifacts
         left = running.pace.left_s(self.clock())
         return "" if left is None else f"~{format_duration(left)} left"
 

@@ -118,6 +118,19 @@ def test_the_trial_row_counts_epochs_and_its_time_left(config: TrialConfig) -> N
     assert "ETA 1 m 20 s" in text  # this trial's 20 s left, then two more of 30 s
 
 
+def test_a_trial_past_its_last_epoch_keeps_counting_its_time(config: TrialConfig) -> None:
+    """After its last epoch a trial still measures latency and writes artifacts: its elapsed
+    time goes on (rich's own column freezes on a full bar) and it says it is finishing."""
+    clock, console = Clock(), terminal()
+    display = running(console, config, clock)
+    for number in (1, 2, 3):
+        clock.now += 10
+        display.epoch_done(0, epoch(number, seconds=10.0), max_epochs=3)
+    clock.now += 25
+    text = shown(display)
+    assert "3/3 epochs" in text and "0:00:55" in text and "finishing" in text
+
+
 def test_batches_show_inside_a_long_epoch_only(config: TrialConfig) -> None:
     clock, console = Clock(), terminal()
     display = running(console, config, clock)
