@@ -493,9 +493,10 @@ def search(
     trial as FAIL (interrupted) and the next run retries it first; a second Ctrl-C exits at
     once.
     """
+    from automl_clf.progress import SearchProgress
     from automl_clf.search.run import run_search
     from automl_clf.search.samplers import random_start_warnings, search_warnings
-    from automl_clf.ui import SearchProgress, best_line, print_warnings, study_counts
+    from automl_clf.ui import best_line, print_warnings, study_counts
 
     loaded = _load(spec, sets, storage, study_name)
     console = _console()
@@ -618,7 +619,8 @@ def _export(
     returns what `--format json` says of it."""
     from automl_clf.final.export import write_export
     from automl_clf.final.folder import check_replaceable
-    from automl_clf.final.retrain import retrain
+    from automl_clf.final.retrain import RetrainProgress, retrain
+    from automl_clf.progress import FinalProgress
     from automl_clf.ui import final_summary, formats_summary
 
     _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
@@ -629,9 +631,10 @@ def _export(
     else:
         seeds = f" with {final_spec.seeds} seeds" if final_spec.seeds > 1 else ""
         doing = f"retraining {members} on {final_spec.train_on}{seeds}"
-    with console.status(doing):
-        final = _run(retrain, loaded, study, trial)
-    with console.status("exporting: formats, parity checks, report"):
+    console.print(f"final model: {doing}")
+    with FinalProgress(console) as progress:
+        final = _run(retrain, loaded, study, trial, on_progress=progress)
+        progress(RetrainProgress("export"))
         written = _run(write_export, final, export, loaded, study)
     console.print(final_summary(final))
     console.print(formats_summary(written))
@@ -701,9 +704,9 @@ def run(
     resumes the study with a fresh budget.
     """
     from automl_clf.job import run_job
+    from automl_clf.progress import FinalProgress, SearchProgress
     from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import (
-        SearchProgress,
         budget_table,
         final_plan_line,
         final_summary,
@@ -719,29 +722,25 @@ def run(
     console.print(f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, export to {out}")
     target = n_trials or loaded.study.trial_cap
     print_warnings(console, search_warnings(loaded, target))
-    status = console.status("")
+    searching = SearchProgress(console, target=target)
 
     def final_started(retrains: int, estimate: Any) -> None:
-        progress.__exit__(None, None, None)
+        searching.close()  # one live display at a time: the final step's comes next
         console.print(final_plan_line(loaded, retrains, estimate))
-        status.update("final model: training, testing, writing the export and report")
-        status.start()
 
-    with SearchProgress(console, target=target) as progress:
-        try:
-            job = _run(
-                run_job,
-                loaded,
-                out,
-                n_trials=n_trials,
-                observer=progress,
-                final_started=final_started,
-                force=force,
-                jobs=jobs,
-                started=_process_started,
-            )
-        finally:
-            status.stop()
+    with searching, FinalProgress(console) as finishing:
+        job = _run(
+            run_job,
+            loaded,
+            out,
+            n_trials=n_trials,
+            observer=searching,
+            final_started=final_started,
+            on_final=finishing,
+            force=force,
+            jobs=jobs,
+            started=_process_started,
+        )
     searched = job.search
     print_warnings(console, random_start_warnings(loaded, searched.n_finished, searched.target))
     console.print(final_summary(job.final))

@@ -29,7 +29,7 @@ from automl_clf.data.dataset import Dataset, load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.final.export import ExportResult, write_export
 from automl_clf.final.folder import check_replaceable
-from automl_clf.final.retrain import FinalResult, retrain
+from automl_clf.final.retrain import FinalResult, OnProgress, RetrainProgress, retrain
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import (
     Budget,
@@ -67,6 +67,7 @@ def run_job(
     n_trials: int | None = None,
     observer: SearchObserver | None = None,
     final_started: Callable[[int, FinalEstimate | None], None] | None = None,
+    on_final: OnProgress | None = None,
     force: bool = False,
     jobs: int | None = None,
     started: float | None = None,
@@ -79,6 +80,8 @@ def run_job(
         observer: hears about the search (the CLI's live display).
         final_started: told when the final step starts: how many members it retrains (best
             first), and its estimate.
+        on_final: told how the final step goes: the retrain's epochs, the test, the export
+            (final/retrain.py `RetrainProgress`).
         jobs: trials at once during the search (search/workers.py; None: its default).
         started: the `clock` time the budget counts from (the command's start); default now.
 
@@ -122,7 +125,9 @@ def run_job(
     if final_started is not None:
         final_started(n_retrain, estimate)
     final_from = clock()
-    final = retrain(spec, study, retrain_members=n_retrain)
+    final = retrain(spec, study, retrain_members=n_retrain, on_progress=on_final)
+    if on_final is not None:
+        on_final(RetrainProgress("export"))
     export_from = clock()
     written = write_export(final, out, spec, study)
     final_s = clock() - final_from

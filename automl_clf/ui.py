@@ -1,16 +1,13 @@
-"""Rich rendering for the CLI: the live search display and the summary tables."""
+"""Rich rendering for the CLI: the summary tables and lines (the live displays: progress.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import math
 import statistics
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from automl_clf.data.dataset import Dataset
@@ -19,7 +16,6 @@ from automl_clf.search.study import fail_reason
 from automl_clf.spec.describe import SpaceDescription
 from automl_clf.spec.duration import format_duration
 from automl_clf.spec.models import Spec
-from automl_clf.train.trainer import EpochResult
 
 if TYPE_CHECKING:
     from automl_clf.final.export import ExportResult
@@ -53,83 +49,6 @@ def format_value(value: Any) -> str:
 def format_params(params: dict[str, Any]) -> str:
     """`backbone=cnn lr=0.0032 …`: param names without their section, values short."""
     return " ".join(f"{name.rsplit('.', 1)[-1]}={format_value(v)}" for name, v in params.items())
-
-
-class SearchProgress:
-    """A `SearchObserver`: a line per finished trial above bars for the study and the trial."""
-
-    def __init__(self, console: Console, *, target: int | None) -> None:
-        self.console = console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self.study_task = self.progress.add_task("finished trials", total=target)
-        self.trial_task = self.progress.add_task("trial", total=1, visible=False)
-
-    def __enter__(self) -> SearchProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def search_started(self, n_finished: int, target: int | None) -> None:
-        self.progress.update(self.study_task, completed=n_finished, total=target)
-
-    def trial_started(self, number: int, params: dict[str, Any]) -> None:
-        self.progress.update(
-            self.trial_task, description=f"trial #{number} epochs", completed=0, visible=True
-        )
-
-    def epoch_done(self, number: int, epoch: EpochResult, max_epochs: int) -> None:
-        val = epoch.val
-        metrics = f"val loss {val.loss:.4f} acc {val.accuracy:.3f}" if val is not None else ""
-        self.progress.update(
-            self.trial_task,
-            description=f"trial #{number} epoch {epoch.epoch}: {metrics}",
-            completed=epoch.epoch,
-            total=max_epochs,
-        )
-
-    def waiting_for_others(self) -> None:
-        self.progress.update(
-            self.trial_task,
-            description="waiting: the last trials run in other workers",
-            visible=True,
-        )
-
-    def notice(self, text: str) -> None:
-        self.console.print(f"[yellow]note[/yellow]: {text}")
-
-    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        state = trial.state.name
-        record = TrialRecord.of(trial)
-        if trial.state == TrialState.FAIL:
-            detail = f"[red]{fail_reason(trial)}[/red]"
-        else:
-            loss = math.nan if record.val_loss is None else record.val_loss
-            accuracy = math.nan if record.val_accuracy is None else record.val_accuracy
-            epochs = "?" if record.epochs_run is None else record.epochs_run
-            detail = (
-                f"val loss {loss:.4f} acc {accuracy:.3f} "
-                f"({epochs} ep, {record.train_seconds or 0:.1f}s)"
-            )
-        best = ""
-        with contextlib.suppress(ValueError, RuntimeError):  # none yet; multi-objective
-            best = f"  best #{study.best_trial.number} {study.best_value:.4g}"
-        style = STATE_STYLE.get(state, "white")
-        self.console.print(
-            f"#{trial.number:<3} [{style}]{state:<8}[/{style}] {detail}{best}\n"
-            f"     [dim]{format_params(trial.params)}[/dim]"
-        )
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            self.progress.advance(self.study_task)
-        self.progress.update(self.trial_task, visible=False)
 
 
 def space_table(space: SpaceDescription) -> Table:

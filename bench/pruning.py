@@ -95,10 +95,12 @@ class Timeline:
     # (seconds since the start, epochs trained by then, the trial) per finished trial
     finished: list[tuple[float, int, FrozenTrial]] = field(default_factory=list)
 
-    def search_started(self, n_finished: int, target: int) -> None:
+    def search_started(self, study: Any, target: int | None, *, budget: Any, workers: int) -> None:
         self.started = time.monotonic()
 
-    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+    def trial_started(self, number: int, params: dict[str, Any], config: Any) -> None: ...
+
+    def steps_done(self, number: int, step: int, n_steps: int) -> None: ...
 
     def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None:
         self.epochs += 1

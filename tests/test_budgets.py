@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from automl_clf.cli import app
 from automl_clf.search.budget import Budget
+from automl_clf.search.objective import QuietObserver
 from automl_clf.search.run import run_search
 from automl_clf.search.study import best_trial, ranked_trials
 from automl_clf.spec import load_spec
@@ -58,27 +59,19 @@ class SteppedClock:
         self.now += 10**6
 
 
-class JumpAt:
+class JumpAt(QuietObserver):
     """A search observer that moves the clock past the deadline at one moment of a trial."""
 
     def __init__(self, clock: SteppedClock, *, epoch: int | None = None) -> None:
         self.clock, self.epoch = clock, epoch
 
-    def search_started(self, n_finished: int, target: int | None) -> None: ...
-
-    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+    def trial_started(self, number: int, params: dict[str, Any], config: Any) -> None:
         if self.epoch is None:
             self.clock.jump()
 
     def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None:
         if epoch.epoch == self.epoch:
             self.clock.jump()
-
-    def trial_finished(self, study: optuna.Study, trial: Any) -> None: ...
-
-    def waiting_for_others(self) -> None: ...
-
-    def notice(self, text: str) -> None: ...
 
 
 def test_a_deadline_after_an_epoch_keeps_the_best_one_as_a_pruned_trial(

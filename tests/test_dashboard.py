@@ -108,6 +108,7 @@ def test_dashboard_serves_the_study_its_notes_and_artifacts(
     studies = json.loads(_get(dashboard + "/api/studies"))["study_summaries"]
     (study,) = [s for s in studies if s["study_name"] == "tiny"]
     detail: dict[str, Any] = json.loads(_get(f"{dashboard}/api/studies/{study['study_id']}"))
+    assert detail["objective_names"] == ["val_loss"]  # not "Objective 0"
     complete = [t for t in detail["trials"] if t["state"] == "Complete"]
     assert complete, detail["trials"]
     for trial in complete:

@@ -15,6 +15,7 @@ import automl_clf
 from automl_clf.cli import app
 from automl_clf.errors import SpecError
 from automl_clf.job import run_job
+from automl_clf.search.objective import QuietObserver
 from automl_clf.spec import load_spec
 from automl_clf.train.session import probe_epoch_seconds
 from tests.conftest import tiny_spec, write_spec
@@ -43,26 +44,16 @@ def test_run_with_a_tiny_budget_ends_with_a_usable_export(
     assert optuna.trial.TrialState.RUNNING not in states
 
 
-class JumpAfterTrials:
+class JumpAfterTrials(QuietObserver):
     """A search observer that moves the clock `seconds` ahead once `n` trials finished."""
 
     def __init__(self, clock: SteppedClock, n: int, seconds: float) -> None:
         self.clock, self.n, self.seconds, self.seen = clock, n, seconds, 0
 
-    def search_started(self, n_finished: int, target: int | None) -> None: ...
-
-    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
-
-    def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None: ...
-
     def trial_finished(self, study: optuna.Study, trial: Any) -> None:
         self.seen += 1
         if self.seen == self.n:
             self.clock.now += self.seconds
-
-    def waiting_for_others(self) -> None: ...
-
-    def notice(self, text: str) -> None: ...
 
 
 @pytest.mark.parametrize(("jump", "retrained"), [(0.0, 1), (995.0, 0)])

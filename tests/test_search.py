@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from automl_clf.cli import app
 from automl_clf.search import run_search
+from automl_clf.search.objective import QuietObserver
 from automl_clf.spec import load_spec
 from tests.conftest import tiny_spec, write_spec
 
@@ -186,24 +187,14 @@ def _running_trial_has_reported(path: Path) -> bool:
     return bool(running and running[0].intermediate_values)
 
 
-class _Recorder:
+class _Recorder(QuietObserver):
     """A SearchObserver keeping each epoch's learning rate, as the trainer's optimizer had it."""
 
     def __init__(self) -> None:
         self.lrs: dict[int, list[float]] = {}
 
-    def search_started(self, n_finished: int, target: int) -> None: ...
-
-    def trial_started(self, number: int, params: dict[str, object]) -> None: ...
-
     def epoch_done(self, number: int, epoch: object, max_epochs: int) -> None:
         self.lrs.setdefault(number, []).append(epoch.lr)  # type: ignore[attr-defined]
-
-    def trial_finished(self, study: optuna.Study, trial: object) -> None: ...
-
-    def waiting_for_others(self) -> None: ...
-
-    def notice(self, text: str) -> None: ...
 
 
 def test_every_kind_of_sampled_value_is_the_one_the_trainer_used(
@@ -316,6 +307,7 @@ def test_multi_objective_search_shows_a_pareto_front_and_exports_a_chosen_trial(
     assert "Pareto front:" in result.output
     spec = load_spec(path)
     study = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    assert study.metric_names == ["accuracy", "n_params"]  # the dashboard's axis labels
     for trial in study.trials:
         assert trial.values == [trial.user_attrs["val_accuracy"], trial.user_attrs["n_params"]]
         assert trial.intermediate_values == {}  # Optuna cannot report multi-objective steps

@@ -14,7 +14,8 @@ when there are any).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import Preprocessing
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images float (N, C, H, W), labels int64 (N,)
+OnStep = Callable[[int, int], None]  # (batches of the epoch done, batches per epoch)
+STEP_REPORT_S = 0.5  # `TrainBatches.on_step` hears at most this often (seconds)
 
 
 def oversampling_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -47,6 +50,11 @@ class TrainBatches:
         device: where batches are augmented and returned.
 
     A final batch of a single image is dropped: batch norm cannot train on one image.
+
+    `on_step`, when set, hears (batches done, batches per epoch) at most every `STEP_REPORT_S`
+    seconds while an epoch runs: a display's sign of life inside a long epoch. It is called
+    when the trainer asks for the next batch, so it costs a clock read per batch and never
+    waits for the device.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class TrainBatches:
         self.preprocessing = preprocessing
         self.seed = seed
         self.current_epoch = 0
+        self.on_step: OnStep | None = None
         self.weights = oversampling_weights(data.labels, n_classes) if oversample else None
         self.batch_augmenter = BatchAugmenter(augment) if augment and batched else None
         per_image = augment if augment and not batched else []
@@ -112,6 +121,12 @@ class TrainBatches:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of `epoch` (1-based), on the device."""
+        batches = self._batches(epoch)
+        if self.on_step is None:
+            return batches
+        return reporting_steps(batches, len(self), self.on_step)
+
+    def _batches(self, epoch: int) -> Iterator[Batch]:
         self.current_epoch = epoch
         seed = self.epoch_seed(epoch)
         generator = torch.Generator().manual_seed(seed)
@@ -139,6 +154,25 @@ class TrainBatches:
     def close(self) -> None:
         """Stop the worker processes, if any (dropping the loader shuts its workers down)."""
         self.loader = None
+
+
+def reporting_steps(
+    batches: Iterator[Batch],
+    n_steps: int,
+    on_step: OnStep,
+    every_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Batch]:
+    """`batches` as they are, telling `on_step(done, n_steps)` at most every `every_s` seconds
+    (default `STEP_REPORT_S`; `done`: the batches handed out before the one handed out now)."""
+    every_s = STEP_REPORT_S if every_s is None else every_s
+    last = clock()
+    for done, batch in enumerate(batches):
+        now = clock()
+        if now - last >= every_s:
+            on_step(done, n_steps)
+            last = now
+        yield batch
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:

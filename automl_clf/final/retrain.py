@@ -23,13 +23,15 @@ fails in seconds, not after the retrain.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial
 from torch import nn
 
+from automl_clf.data.batches import OnStep
 from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
 from automl_clf.data.preprocess import Decoding, Preprocessing
 from automl_clf.errors import SpecError, StudyError
@@ -43,8 +45,32 @@ from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.session import train_config
-from automl_clf.train.trainer import evaluate, resolve_device
+from automl_clf.train.trainer import EpochResult, evaluate, resolve_device
 from automl_clf.train.weights import RETRAIN_INSTEAD, load_weights, weights_problem
+
+
+@dataclass(frozen=True)
+class RetrainProgress:
+    """Where the final step stands, for a progress display (`retrain(on_progress=...)`).
+
+    Stages in order: `train` (each run: a retrained member, once per seed), `test` (the final
+    model on the test split), `export` (told by the caller that writes it). Counts are epochs:
+    of the run (`epoch` of `epochs`) and over every run of the retrain (`done` of `total`).
+    """
+
+    stage: Literal["train", "test", "export"]
+    trial: int | None = None  # the member's trial number
+    seed: int | None = None
+    epoch: int = 0  # epochs this run has finished
+    epochs: int = 0  # epochs this run trains at most
+    done: int = 0  # epochs finished over every run
+    total: int = 0  # epochs over every run
+    epoch_s: float | None = None  # set when an epoch has just ended: its seconds
+    step: int = 0  # batches of the running epoch done (told at most every half second)
+    n_steps: int = 0
+
+
+OnProgress = Callable[[RetrainProgress], None]
 
 
 @dataclass(frozen=True)
@@ -135,6 +161,7 @@ def retrain(
     trial_number: int | None = None,
     *,
     retrain_members: bool | int | None = None,
+    on_progress: OnProgress | None = None,
 ) -> FinalResult:
     """Make the final model (see the module docstring) and evaluate it on the test split.
 
@@ -143,6 +170,8 @@ def retrain(
         retrain_members: whether to retrain, or how many members (best first; the others as
             searched); None follows `final.retrain` (`auto` retrains). A caller that knows how
             much time is left (a budget planner) passes what fits for `auto`.
+        on_progress: told each run's start, each epoch's end, the batches inside a long
+            epoch, and the test (`RetrainProgress`): a display's bar and ETA.
 
     Raises:
         SpecError: --trial with final.ensemble > 1.
@@ -175,10 +204,16 @@ def retrain(
     spec_yaml = _spec_yaml(spec, configs[0], trials)
     dataset = load_dataset(spec.data)
     check_compatible(study, spec, dataset)
+    retrained = [(t, c) for t, c, fresh in zip(trials, configs, again, strict=True) if fresh]
+    n_epochs = sum(_best_epoch(TrialRecord.of(t), c) for t, c in retrained) * spec.final.seeds
+    told = _Told(on_progress, total=n_epochs)  # the display's count over every run
     members = [
-        _retrained(spec, trial, config, dataset) if fresh else _as_searched(trial, config, dataset)
+        _retrained(spec, trial, config, dataset, told)
+        if fresh
+        else _as_searched(trial, config, dataset)
         for trial, config, fresh in zip(trials, configs, again, strict=True)
     ]
+    told.stage("test")
     device = resolve_device(configs[0].train.device)
     first = members[0]
     model: nn.Module = first.model
@@ -257,7 +292,9 @@ def _spec_yaml(spec: Spec, config: TrialConfig, trials: list[FrozenTrial]) -> st
     return resolved_spec_yaml(spec, config, study=study_name, trial=trials[0].number, note=note)
 
 
-def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dataset) -> Member:
+def _retrained(
+    spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dataset, told: _Told
+) -> Member:
     """Retrain `config` for the trial's best epoch count, over `final.seeds` (module docstring)."""
     record = TrialRecord.of(trial)
     epochs = _best_epoch(record, config)
@@ -266,6 +303,7 @@ def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dat
     runs: list[SeedRun] = []
     chosen = None  # (run, trained): only the best model is kept in memory
     for seed in range(spec.final.seed, spec.final.seed + spec.final.seeds):
+        on_epoch, on_step = told.run(trial.number, seed, epochs)
         trained = train_config(
             config,
             dataset,
@@ -274,6 +312,8 @@ def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dat
             max_epochs=epochs,
             lr_replay=replay,
             seed=seed,
+            on_epoch=on_epoch,
+            on_step=on_step,
         )
         runs.append(SeedRun(seed, trained.fit.best.val))
         if chosen is None or _better_on_val(runs[-1], chosen[0], spec):
@@ -293,6 +333,40 @@ def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dat
         seed=chosen[0].seed,
         seed_runs=runs,
     )
+
+
+class _Told:
+    """Counts the retrain's epochs over its runs and tells `on_progress` (nobody without one)."""
+
+    def __init__(self, on_progress: OnProgress | None, total: int) -> None:
+        self.on_progress = on_progress
+        self.now = RetrainProgress("train", total=total)
+
+    def tell(self, **changes: Any) -> None:
+        self.now = replace(self.now, **changes)
+        if self.on_progress is not None:
+            self.on_progress(self.now)
+
+    def stage(self, stage: Literal["test"]) -> None:
+        self.tell(stage=stage, trial=None, seed=None, epoch_s=None, step=0, n_steps=0)
+
+    def run(
+        self, trial: int, seed: int, epochs: int
+    ) -> tuple[Callable[[EpochResult], None] | None, OnStep | None]:
+        """Tell that a run starts; its `on_epoch` and `on_step` hooks (None without a
+        listener, so training skips them)."""
+        self.tell(trial=trial, seed=seed, epoch=0, epochs=epochs, epoch_s=None, step=0, n_steps=0)
+        if self.on_progress is None:
+            return None, None
+
+        def on_epoch(epoch: EpochResult) -> None:
+            done = self.now.done + 1
+            self.tell(epoch=epoch.epoch, done=done, epoch_s=epoch.seconds, step=0, n_steps=0)
+
+        def on_step(step: int, n_steps: int) -> None:
+            self.tell(epoch_s=None, step=step, n_steps=n_steps)
+
+        return on_epoch, on_step
 
 
 def _as_searched(trial: FrozenTrial, config: TrialConfig, dataset: Dataset) -> Member:

@@ -27,11 +27,12 @@ the next run retries it first from its checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial
 
+from automl_clf.data.batches import OnStep
 from automl_clf.data.dataset import Dataset
 from automl_clf.errors import (
     DeadlineReached,
@@ -51,11 +52,15 @@ from automl_clf.search.record import (
     short_traceback,
 )
 from automl_clf.search.storage import trial_artifacts_dir
+from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
 from automl_clf.train.checkpoint import Checkpoints
 from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import Deadline, EpochResult
+
+if TYPE_CHECKING:
+    from automl_clf.search.budget import Budget
 
 
 class StoppedByDeadline(optuna.TrialPruned):
@@ -64,11 +69,43 @@ class StoppedByDeadline(optuna.TrialPruned):
 
 
 class SearchObserver(Protocol):
-    """What a progress display hears about (see automl_clf/ui.py)."""
+    """What a progress display hears about (automl_clf/progress.py), all in the searching
+    process; `QuietObserver` hears it and does nothing, to build on."""
 
-    def search_started(self, n_finished: int, target: int | None) -> None: ...
+    def search_started(
+        self, study: optuna.Study, target: int | None, *, budget: Budget | None, workers: int
+    ) -> None:
+        """Trials are about to start: the study (its finished trials count towards `target`),
+        the time budget if any, and how many trials run at once on this machine."""
 
-    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+    def trial_started(self, number: int, params: dict[str, Any], config: TrialConfig) -> None:
+        """A trial starts: what it sampled and the whole configuration it trains."""
+
+    def steps_done(self, number: int, step: int, n_steps: int) -> None:
+        """Batches done inside the running epoch, at most every half second."""
+
+    def epoch_done(self, number: int, epoch: EpochResult, max_epochs: int) -> None: ...
+
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """A trial of this process ended (COMPLETE, PRUNED or FAIL); other workers' trials
+        are read from the study."""
+
+    def waiting_for_others(self) -> None:
+        """Only trials running in other workers are missing; looked at again every 2 s."""
+
+    def notice(self, text: str) -> None: ...
+
+
+class QuietObserver:
+    """A `SearchObserver` that does nothing: subclass it and override what you need."""
+
+    def search_started(
+        self, study: optuna.Study, target: int | None, *, budget: Budget | None, workers: int
+    ) -> None: ...
+
+    def trial_started(self, number: int, params: dict[str, Any], config: TrialConfig) -> None: ...
+
+    def steps_done(self, number: int, step: int, n_steps: int) -> None: ...
 
     def epoch_done(self, number: int, epoch: EpochResult, max_epochs: int) -> None: ...
 
@@ -115,7 +152,7 @@ class Objective:
             config = resolve(self.spec, trial)
             TrialRecord(config=config.model_dump(mode="json")).save(trial)
             if self.observer is not None:
-                self.observer.trial_started(trial.number, trial.params)
+                self.observer.trial_started(trial.number, trial.params, config)
 
             def on_epoch(epoch: EpochResult) -> None:
                 raise_if_interrupted()  # a signal Python swallowed (search/interrupts.py)
@@ -136,6 +173,7 @@ class Objective:
                 checkpoint_dir=checkpoints.folder,
                 checkpoint_owner=self.study_uid,
                 on_epoch=on_epoch,
+                on_step=self._on_step(trial.number),
                 deadline=self.deadline,
             )
             _record(trial, trained, self.spec, self.dataset)
@@ -169,6 +207,13 @@ class Objective:
             TrialRecord(stopped_by=DEADLINE, objective_value=values).save(trial)
             raise StoppedByDeadline(f"time budget: kept epoch {trained.fit.best_epoch}")
         return values
+
+    def _on_step(self, number: int) -> OnStep | None:
+        """The trainer's batch hook: tells the observer (none without one: no hook at all)."""
+        observer = self.observer
+        if observer is None:
+            return None
+        return lambda step, n_steps: observer.steps_done(number, step, n_steps)
 
 
 def failure_record(exc: Exception, fatal: FatalError | None) -> TrialRecord:

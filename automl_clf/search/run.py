@@ -160,7 +160,7 @@ def _search(
         return result(0)
     dataset.arrays(Decoding.of(spec.data))  # decode once, before any trial's clock starts
     if observer is not None:
-        observer.search_started(len(finished_trials(study)), target)
+        observer.search_started(study, target, budget=budget, workers=jobs)
     with opened.lock.held():
         requeue_cut_short(study)
     objective = Objective(spec, dataset, observer, study_uid=opened.uid, deadline=budget)

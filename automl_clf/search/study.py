@@ -20,6 +20,8 @@ import hashlib
 import math
 import random
 import uuid
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +88,7 @@ def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedSt
             )
         _check_directions(study, spec)
         check_compatible(study, spec, dataset)
+        name_metrics(study, spec.study.objectives)
         space_changed = _check_space(study, spec, force=force)
         study_id = storage.get_study_id_from_name(name)
         uid = storage.get_study_system_attrs(study_id).get(UID_ATTR)
@@ -95,6 +98,22 @@ def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedSt
             storage.set_study_system_attr(study_id, UID_ATTR, uid)
     n_points = len(points) if points is not None else None
     return OpenedStudy(study, storage, study_id, lock, created, str(uid), space_changed, n_points)
+
+
+def name_metrics(study: optuna.Study, objectives: Sequence[str]) -> None:
+    """Name the study's values after the spec's objectives (`val_loss`; `accuracy`,
+    `latency_ms`), so optuna-dashboard's plots and tables say them instead of "Objective 0".
+
+    Set once (a study made before autoclf named them gets them on its next search); the names
+    cannot go stale, as `check_compatible` refuses other objectives. `set_metric_names` is
+    marked experimental; its warning says nothing the user can act on.
+    """
+    names = list(objectives)
+    if study.metric_names == names:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
 
 
 def _fix(name: str | None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from automl_clf.data.augment import Augmenter, transform_list
-from automl_clf.data.batches import TrainBatches, default_workers
+from automl_clf.data.batches import OnStep, TrainBatches, default_workers
 from automl_clf.data.dataset import Dataset, SplitArrays, pixels_for_stats
 from automl_clf.data.preprocess import Decoding, Preprocessing, build_preprocessing, mean_std
 from automl_clf.errors import DeadlineReached
@@ -67,6 +67,7 @@ def train_config(
     checkpoint_dir: Path | None = None,
     checkpoint_owner: str = "",
     on_epoch: Callable[[EpochResult], None] | None = None,
+    on_step: OnStep | None = None,
     deadline: Deadline | None = None,
 ) -> TrainedModel:
     """Train `config` on the named splits; see the module docstring.
@@ -81,6 +82,8 @@ def train_config(
             it was written by a run of this exact config and seed, and of `checkpoint_owner`.
         checkpoint_owner: whose run this is beyond its config (a search: the study instance's
             id), so that another owner's checkpoint in the same folder is never resumed.
+        on_step: hears (batches done, batches per epoch) inside an epoch, at most every
+            half second (data/batches.py): a progress display's batch bar.
         deadline: end early, keeping the best finished epoch, when time runs out (a budget).
     """
     train_cfg = config.train if seed is None else config.train.model_copy(update={"seed": seed})
@@ -100,6 +103,7 @@ def train_config(
     )
     augment = transform_list(config.augment)
     batches = _train_batches(config, train_cfg, dataset, train, preprocessing, augment)
+    batches.on_step = on_step
     try:
         result = fit(
             model,
