@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 
-# No network at run time: set before anything imports huggingface_hub (through timm) or
-# albumentations, which read these once at import.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# albumentations asks the network for a newer version when imported, unless told not to (it
+# reads this once, at import). Pretrained weights are the one thing autoclf may download, the
+# way timm does, and HF_HUB_OFFLINE=1 forbids that too (models/pretrained.py).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from pathlib import Path
@@ -80,8 +80,9 @@ def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Pa
     return write_export(final, Path(out_dir), spec, study).report
 
 
-def load(export_dir: str | Path) -> Predictor:
-    """Load an exported model as a `Predictor` (predict / predict_proba / classes_)."""
+def load(export_dir: str | Path, device: str = "cpu") -> Predictor:
+    """Load an exported model as a `Predictor` (predict / predict_proba / classes_) that runs
+    on `device` (`cpu`, `cuda`, `cuda:N` or `auto`)."""
     from automl_clf.final.predictor import load as _load
 
-    return _load(export_dir)
+    return _load(export_dir, device)

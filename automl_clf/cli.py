@@ -68,6 +68,13 @@ StudyNameOption = Annotated[
     str | None,
     typer.Option("--study-name", help="Study name (default: study.name, else the spec's stem)."),
 ]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where to run: auto (CUDA when present), cpu, cuda or cuda:N (default: the spec's "
+        "train.device; predict: cpu).",
+    ),
+]
 
 
 JobsOption = Annotated[
@@ -119,6 +126,7 @@ def _load(
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | None = None,
+    device: str | None = None,
 ) -> Spec:
     """The spec of a command that works on its study (all that take a SPEC). Optuna is quieted
     here, per command, not at import (autoclf prints its own progress) nor in the app callback,
@@ -127,7 +135,21 @@ def _load(
     from automl_clf.spec.load import load_spec
 
     quiet_optuna()
-    return _run(load_spec, spec, storage=storage, study_name=study_name, budget=budget)
+    device = _device(device)
+    return _run(
+        load_spec, spec, storage=storage, study_name=study_name, budget=budget, device=device
+    )
+
+
+def _device(value: str | None) -> str | None:
+    """--device, checked for its form (one line and exit 2 when it names no device); whether
+    this machine has it is checked before the first trial."""
+    from automl_clf.spec.config import check_device_name
+
+    try:
+        return value if value is None else check_device_name(value)
+    except ValueError as exc:
+        raise _fail(ValueError(f"--device: {exc}"), 2) from None
 
 
 @contextlib.contextmanager
@@ -180,7 +202,8 @@ def validate(spec: SpecPath) -> None:
     """Check a spec and its data: print the data report and the search space.
 
     The report lists classes, images per split, skipped files, duplicates across splits and
-    imbalance; nothing is trained.
+    imbalance; nothing is trained. The device must be on this machine, and every backbone must
+    build for the images, with its pretrained weights (fetched into the cache if missing).
     """
     from automl_clf.data.dataset import load_dataset
     from automl_clf.data.preprocess import Decoding
@@ -188,11 +211,13 @@ def validate(spec: SpecPath) -> None:
     from automl_clf.search.samplers import search_warnings
     from automl_clf.search.storage import storage_scheme
     from automl_clf.spec.describe import describe_space
+    from automl_clf.train.device import resolve_device
     from automl_clf.ui import print_data_report, print_warnings, space_table, study_lines
 
     loaded = _load(spec)
     assert loaded.study.storage is not None
     _run(storage_scheme, loaded.study.storage)  # a study storage autoclf can open and lock
+    _run(resolve_device, loaded.train.device)
     dataset = _run(load_dataset, loaded.data)
     _run(dataset.arrays, Decoding.of(loaded.data))  # decodes every image once (and caches it)
     _run(check_backbones, loaded)
@@ -219,11 +244,19 @@ def schema() -> None:
 @app.command()
 def backbones(
     pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*'.")] = "*",
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained",
+            help="List timm's pretrained weights instead, as <model>.<tag> (a backbone name; "
+            "timm/<model>.<tag> is its Hugging Face Hub repository).",
+        ),
+    ] = False,
 ) -> None:
     """List the backbones a spec can name: `cnn` and timm models matching PATTERN."""
     from automl_clf.models.factory import list_backbones
 
-    names = list_backbones(pattern)
+    names = list_backbones(pattern, pretrained=pretrained)
     if not names:
         raise _fail(ValueError(f"no backbone matches {pattern!r}; try a wider pattern"), 1)
     for name in names:
@@ -279,6 +312,7 @@ def search(
         typer.Option("--force", help="Resume the study even though its search space changed."),
     ] = False,
     jobs: JobsOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Create or resume the spec's study and run trials until it holds n_trials finished ones.
 
@@ -291,7 +325,7 @@ def search(
     from automl_clf.search.samplers import search_warnings
     from automl_clf.ui import SearchProgress, best_line, print_warnings, study_counts
 
-    loaded = _load(spec, storage, study_name)
+    loaded = _load(spec, storage, study_name, device=device)
     console = _console()
     target = n_trials or loaded.study.trial_cap
     goals = ", ".join(
@@ -350,6 +384,7 @@ def best(
     ] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Show the best trial, or a multi-objective study's Pareto front; --export retrains one.
 
@@ -359,7 +394,7 @@ def best(
     from automl_clf.search.study import best_trial, load_existing_study, pareto_front
     from automl_clf.ui import pareto_table, study_counts, trial_table
 
-    loaded = _load(spec, storage, study_name)
+    loaded = _load(spec, storage, study_name, device=device)
     assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console()
@@ -427,6 +462,7 @@ def run(
         typer.Option("--force", help="Resume the study even though its search space changed."),
     ] = False,
     jobs: JobsOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Search, retrain the best configuration, test it once and export it: the whole job.
 
@@ -444,7 +480,7 @@ def run(
         formats_summary,
     )
 
-    loaded = _load(spec, storage, study_name, time_budget)
+    loaded = _load(spec, storage, study_name, time_budget, device)
     console = _console()
     out = export if export is not None else Path("exports") / str(loaded.study.name)
     total = loaded.study.budget
@@ -523,6 +559,7 @@ def predict(
         Path | None,
         typer.Option("--output", "-o", dir_okay=False, help="Write here instead of stdout."),
     ] = None,
+    device: DeviceOption = None,
 ) -> None:
     """Classify images with an exported model, using exactly its training-time preprocessing.
 
@@ -538,7 +575,7 @@ def predict(
     if not_found:
         message = f"no such file or folder: {', '.join(not_found)}; check the path"
         raise _fail(ValueError(f"{message} (predict reads image files and folders)"), 2)
-    predictor = _run(load, export_dir)
+    predictor = _run(load, export_dir, device=_device(device) or "cpu")
     n_classes = len(predictor.classes_)
     if top_k > n_classes:
         message = f"--top-k {top_k} is more than the model's {n_classes} classes"

@@ -121,6 +121,7 @@ def load_spec(
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | float | None = None,
+    device: str | None = None,
 ) -> Spec:
     """Load and validate a spec file; relative paths inside it resolve against its folder.
 
@@ -128,7 +129,7 @@ def load_spec(
     (`storage`, else the spec's, else SQLite `<name>.db` in the nearest `studies/` folder at or
     above the spec's folder, else a new `studies/` beside it), so a rerun of the same command
     from any working directory resumes the same study. `budget` (`--time`) replaces
-    `study.budget`.
+    `study.budget`, `device` (`--device`) `train.device`.
 
     Raises:
         SpecError: the file is missing, is not YAML, or breaks a rule of the spec.
@@ -146,6 +147,9 @@ def load_spec(
     section = raw.get("study") or {}
     if overrides and isinstance(section, dict):
         raw = {**raw, "study": {**section, **overrides}}
+    train = raw.get("train") or {}
+    if device is not None and isinstance(train, dict):
+        raw = {**raw, "train": {**train, "device": device}}
     spec = parse_spec(raw, base_dir=path.resolve().parent)
     return with_study_defaults(spec, spec_path=path)
 

@@ -36,7 +36,9 @@ class TrainSpec(SpecModel):
     class_weighting: Tunable[ClassWeighting] = "none"
     sampling: Tunable[Sampling] = "shuffle"  # oversample: balanced draws
     seed: Seed = 0  # weight initialisation, batch order, augmentation, dropout
-    device: Device = "auto"  # auto: CUDA when present, else CPU
+    # auto: CUDA when present, else the CPU; cpu; cuda; cuda:N (the GPU of index N). The
+    # --device option of search, run, best and predict overrides it.
+    device: Device = "auto"
     mixed_precision: bool = True  # on CUDA: bf16 (or fp16 with loss scaling) and channels_last
     threads: Annotated[int, Field(ge=1, le=256)] | None = None  # CPU threads; default: torch's
 

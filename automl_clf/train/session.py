@@ -1,8 +1,9 @@
 """Train one `TrialConfig` on a data set: the shared path of search trials and the final retrain.
 
-It fixes the order that makes a run reproducible and leak-free: seed, decode, compute dataset
-statistics on the training pixels only, build the preprocessing, the model (with its transfer
-plan) and the training-split augmentation, then fit.
+It fixes the order that makes a run reproducible and leak-free: seed, decode, build the model,
+compute dataset statistics on the training pixels only, build the preprocessing (the mean and
+std the model's pretrained config expects, or the dataset's), the transfer plan and the
+training-split augmentation, then fit.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from automl_clf.data.dataset import Dataset, SplitArrays, pixels_for_stats
 from automl_clf.data.preprocess import Decoding, Preprocessing, build_preprocessing, mean_std
 from automl_clf.errors import DeadlineReached
 from automl_clf.models.factory import (
-    backbone_mean_std,
     build_model,
     count_parameters,
     measure_latency_ms,
+    model_mean_std,
 )
 from automl_clf.models.transfer import plan_transfer
 from automl_clf.spec.config import TrialConfig
 from automl_clf.train.checkpoint import Checkpoints, checkpoint_identity
+from automl_clf.train.device import resolve_device
 from automl_clf.train.mix import BatchMixer
 from automl_clf.train.trainer import (
     Deadline,
@@ -39,7 +41,6 @@ from automl_clf.train.trainer import (
     FitResult,
     class_weights,
     fit,
-    resolve_device,
     seed_everything,
 )
 
@@ -94,15 +95,15 @@ def train_config(
     splits = dataset.arrays(Decoding.of(config.data))
     train = SplitArrays.concat(*(splits[name] for name in train_on))
     val = splits[validate_on] if validate_on is not None else None
-    stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
-    expected = backbone_mean_std(config.model.backbone)
-    preprocessing = build_preprocessing(config.data, expected, stats)
     model = build_model(
         config.model,
         n_classes=dataset.n_classes,
         in_chans=config.data.channels,
         image_size=config.data.image_size,
     )
+    stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
+    # what the weights expect, from the pretrained config that came with the model
+    preprocessing = build_preprocessing(config.data, model_mean_std(model), stats)
     augment = transform_list(config.augment)
     device = resolve_device(train_cfg.device)
     workers = 0

@@ -37,6 +37,7 @@ from automl_clf.errors import DeadlineReached, TrialFailed
 from automl_clf.models.transfer import TransferPlan
 from automl_clf.spec.config import TrainConfig
 from automl_clf.train.checkpoint import Checkpoints
+from automl_clf.train.device import resolve_device
 from automl_clf.train.metrics import EvalResult, summarise
 from automl_clf.train.mix import BatchMixer
 from automl_clf.train.optim import Schedule, build_optimizer
@@ -82,15 +83,6 @@ class FitResult:
     @property
     def epochs_run(self) -> int:
         return len(self.history)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto`: CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrialFailed("train.device is 'cuda' but no CUDA device is available; use 'auto'")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
