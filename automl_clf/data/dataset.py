@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from automl_clf.data.cache import DecodedStore, HashIndex
+from automl_clf.data.cache import DecodedStore, HashIndex, decode_files
 from automl_clf.data.discover import (
     Discovered,
     Sample,
@@ -34,6 +34,7 @@ from automl_clf.spec.data import DataSpec
 SPLITS = ("train", "val", "test")
 MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it
 IMBALANCE_RATIO = 3.0  # largest / smallest class in train above this: warn
+CHECK_CHUNK = 1024  # images decoded at once by `check_decoding`, then dropped
 
 
 class LazyRows:
@@ -133,6 +134,7 @@ class Dataset:
     n_dropped: int  # val/test images dropped as duplicates of earlier splits
     hashes: dict[Path, str]
     _decoded: dict[Decoding, dict[str, SplitArrays]] = field(default_factory=dict)
+    _checked: set[Decoding] = field(default_factory=set)
 
     @property
     def n_classes(self) -> int:
@@ -178,6 +180,27 @@ class Dataset:
             self._decoded[decoding] = self._decode_all(decoding)
         return self._decoded[decoding]
 
+    def check_decoding(self, decoding: Decoding) -> None:
+        """Decode every image once, keeping no pixels and writing nothing, to list the
+        unreadable ones in `skipped` and refuse a split they would leave without a class: what
+        `autoclf validate` does before any cache exists, so checking a spec creates no folder
+        (and a data set larger than memory can be checked)."""
+        if decoding in self._decoded or decoding in self._checked:
+            return
+        paths = {
+            self.hashes[s.path]: s.path for part in self.splits.by_name().values() for s in part
+        }
+        digests = list(paths)
+        failed: dict[str, str] = {}
+        for start in range(0, len(digests), CHECK_CHUNK):
+            chunk = digests[start : start + CHECK_CHUNK]
+            results = decode_files(decoding, [paths[d] for d in chunk], os.cpu_count() or 1)
+            for digest, (pixels, error) in zip(chunk, results, strict=True):
+                if pixels is None:
+                    failed[digest] = error or "cannot decode"
+        self._decodable(failed)
+        self._checked.add(decoding)
+
     def _decode_all(self, decoding: Decoding) -> dict[str, SplitArrays]:
         cache_dir = self.spec.cache_dir if self.spec.cache else None
         store = DecodedStore(cache_dir, decoding)
@@ -188,15 +211,7 @@ class Dataset:
         )
         stream = self.loading_mode(decoding) == "stream"
         arrays = {}
-        for name, part in samples.items():
-            kept = []
-            for sample in part:
-                digest = self.hashes[sample.path]
-                if digest in store.failed:
-                    self.skipped.append(SkippedFile(sample.path, store.failed[digest]))
-                else:
-                    kept.append(sample)
-            self._check_every_class(name, kept)
+        for name, kept in self._decodable(store.failed).items():
             rows = np.asarray([store.rows[self.hashes[s.path]] for s in kept], dtype=np.int64)
             labels = np.asarray([s.label for s in kept], dtype=np.int64)
             paths = tuple(s.path for s in kept)
@@ -206,6 +221,22 @@ class Dataset:
             else:
                 arrays[name] = SplitArrays(np.asarray(store.pixels[rows]), labels, paths)
         return arrays
+
+    def _decodable(self, failed: dict[str, str]) -> dict[str, list[Sample]]:
+        """Each split's samples whose content decoded; the others (`failed`: hash -> reason)
+        join `skipped`. Raises DataError if that leaves a split without a class."""
+        kept_by_split = {}
+        for name, part in self.splits.by_name().items():
+            kept = []
+            for sample in part:
+                digest = self.hashes[sample.path]
+                if digest in failed:
+                    self.skipped.append(SkippedFile(sample.path, failed[digest]))
+                else:
+                    kept.append(sample)
+            self._check_every_class(name, kept)
+            kept_by_split[name] = kept
+        return kept_by_split
 
     def _check_every_class(self, name: str, kept: list[Sample]) -> None:
         missing = sorted(set(range(self.n_classes)) - {s.label for s in kept})
@@ -251,6 +282,27 @@ def load_dataset(spec: DataSpec) -> Dataset:
         n_dropped=n_dropped,
         hashes=hashes,
     )
+
+
+def check_dataset(spec: DataSpec, decoding: Decoding) -> Dataset:
+    """`autoclf validate`'s data check: discover, hash, split and decode every image once.
+
+    With an existing cache folder it is used and filled as a search would (the search then
+    decodes nothing again); without one nothing is written, so validating a spec leaves no
+    `studies/` folder behind: the images are decoded in chunks and dropped.
+
+    Raises:
+        DataError: as `load_dataset` and `Dataset.arrays` raise it.
+    """
+    cached = spec.cache and spec.cache_dir is not None and spec.cache_dir.is_dir()
+    if not cached:
+        spec = spec.model_copy(update={"cache": False})  # no hashes.json either
+    dataset = load_dataset(spec)
+    if cached:
+        dataset.arrays(decoding)
+    else:
+        dataset.check_decoding(decoding)
+    return dataset
 
 
 def _root(spec: DataSpec) -> Path:
