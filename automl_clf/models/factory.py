@@ -21,7 +21,7 @@ from torch import nn
 
 from automl_clf.errors import SpecError, TrialFailed, WeightsUnavailable
 from automl_clf.models import cnn as _cnn  # noqa: F401  (registers the backbone `cnn`)
-from automl_clf.models.pretrained import Weights, find_weights
+from automl_clf.models.pretrained import Weights, find_weights, first_line
 from automl_clf.models.registry import BACKBONES
 from automl_clf.spec.config import ModelConfig
 from automl_clf.spec.models import Spec
@@ -203,7 +203,7 @@ def too_small(backbone: str, image_size: int, exc: BaseException) -> TrialFailed
     transformer's patches larger than the images or not tiling them, a network that shrinks
     its input more than the images' size, else torch's own reason."""
     patch, reduction = _geometry(backbone)
-    why, fix = _first_line(exc), "raise data.image_size"
+    why, fix = first_line(exc), "raise data.image_size"
     if patch is not None and patch > image_size:
         why = f"its patches are {patch}×{patch} px, larger than the images"
         fix = f"raise data.image_size to {patch} or more"
@@ -239,10 +239,6 @@ def _geometry(name: str) -> tuple[int | None, int | None]:
     infos = getattr(model, "feature_info", None)
     reduction = infos[-1].get("reduction") if isinstance(infos, list) and infos else None
     return (int(patch) if patch else None), (int(reduction) if reduction else None)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 LATENCY_THREADS = 1  # CPU threads while timing: batch-1 latency with 2 threads was ~9× worse here

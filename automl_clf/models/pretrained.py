@@ -179,20 +179,20 @@ class _Hub:
                 )
             except LocalEntryNotFoundError as exc:  # the Hub cannot be reached
                 cause = exc.__cause__ or exc.__context__ or exc
-                reason = f"the Hub cannot be reached ({_first_line(cause)})"
+                reason = f"the Hub cannot be reached ({first_line(cause)})"
                 raise WeightsUnavailable(self._missing(names, reason)) from None
             except EntryNotFoundError:
                 continue  # the repository has the next file instead
             except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
                 raise WeightsUnavailable(
                     f"{self.what}: the Hugging Face Hub has no repository {self._at} "
-                    f"({_first_line(exc)}); check the name (autoclf backbones --pretrained "
+                    f"({first_line(exc)}); check the name (autoclf backbones --pretrained "
                     "lists timm's), or log in with `hf auth login` if it is private or gated"
                 ) from None
             except (HfHubHTTPError, OSError) as exc:  # the server, or a full or read-only cache
                 raise WeightsUnavailable(
                     f"{self.what}: downloading {self.repo_id} ({name}) into the Hugging Face "
-                    f"cache ({hub_cache_dir()}) failed: {_first_line(exc)}"
+                    f"cache ({hub_cache_dir()}) failed: {first_line(exc)}"
                 ) from None
         raise TrialFailed(
             f"{self.what}: the Hub repository {self._at} has none of {', '.join(names)}; "
@@ -239,7 +239,7 @@ def _url_file(backbone: str, url: str, cache_only: bool) -> Path:
             torch.hub.download_url_to_file(url, str(path), progress=True)
             return path
         except OSError as exc:  # urllib's URLError is an OSError
-            why = f"downloading it failed ({_first_line(exc)})"
+            why = f"downloading it failed ({first_line(exc)})"
     raise WeightsUnavailable(
         f"pretrained weights for {backbone!r} are not on this machine: {path} is missing and "
         f"{why}; fetch it with `curl -L -o {path} {url}` where there is network, or point "
@@ -328,5 +328,6 @@ def hub_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, at most 200 characters: enough for a one-line error."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
