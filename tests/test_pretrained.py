@@ -223,3 +223,27 @@ def test_weights_come_from_hf_hub_cache_and_missing_ones_stop_before_any_trial(
     assert found.returncode == 0, found.stderr
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+
+
+def test_an_unreachable_hub_fails_the_next_repository_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Online mode with no network: once the Hub could not be reached (after huggingface_hub's
+    ~23 s of retries), the next backbone's weights fail with the same reason, without asking."""
+    import time
+
+    from huggingface_hub import constants
+
+    from automl_clf.models import pretrained as module
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    reason = "the Hub cannot be reached ([Errno -2] Name or service not known)"
+    monkeypatch.setitem(module._unreachable, "hub", (time.monotonic(), reason))
+    with pytest.raises(WeightsUnavailable) as error:
+        build_model(pretrained("test_vit", True), n_classes=2, in_chans=3, image_size=16)
+    assert "timm/test_vit.r160_in1k (model.safetensors or pytorch_model.bin) is not in the " in (
+        str(error.value)
+    )
+    assert reason in str(error.value)
+    assert "`hf download timm/test_vit.r160_in1k model.safetensors`" in str(error.value)

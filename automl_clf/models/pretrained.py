@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,13 @@ def _repo_weights(backbone: str, repo_id: str, revision: str | None) -> Weights:
     return Weights(file, backbone, {**base, **cfg, "hf_hub_id": repo_id}, repo_id)
 
 
+# When the Hub last could not be reached from this process (time.monotonic(), seconds) and why:
+# huggingface_hub retries a failed connection for ~23 s per file, so the next repository within
+# UNREACHABLE_S fails at once with the same reason instead of waiting as long again.
+UNREACHABLE_S = 60.0
+_unreachable: dict[str, tuple[float, str]] = {}
+
+
 @dataclass(frozen=True)
 class _Hub:
     """One Hugging Face Hub repository, read through the local cache."""
@@ -160,7 +169,17 @@ class _Hub:
             )
         if constants.HF_HUB_OFFLINE:
             raise WeightsUnavailable(self._missing(names, "HF_HUB_OFFLINE is set"))
-        return self._download(names)
+        when, why = _unreachable.get("hub", (-UNREACHABLE_S, ""))
+        if time.monotonic() - when < UNREACHABLE_S:
+            raise WeightsUnavailable(self._missing(names, why))
+        # huggingface_hub's retry notices are lines of noise before the one-line error
+        hub_log = logging.getLogger("huggingface_hub")
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)
+        try:
+            return self._download(names)
+        finally:
+            hub_log.setLevel(level)
 
     def _download(self, names: tuple[str, ...]) -> Path:
         import huggingface_hub
@@ -180,6 +199,7 @@ class _Hub:
             except LocalEntryNotFoundError as exc:  # the Hub cannot be reached
                 cause = exc.__cause__ or exc.__context__ or exc
                 reason = f"the Hub cannot be reached ({first_line(cause)})"
+                _unreachable["hub"] = (time.monotonic(), reason)
                 raise WeightsUnavailable(self._missing(names, reason)) from None
             except EntryNotFoundError:
                 continue  # the repository has the next file instead
