@@ -128,3 +128,21 @@ def test_predict_on_a_missing_gpu_is_one_line(exported: Exported, digits_root: P
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and line.startswith("error: device 'cuda' asked for, but")
+
+
+def test_a_checkpoint_resumes_on_another_device(digits_root: Path, tmp_path: Path) -> None:
+    """A trial cut short on one device and retried on another (`--device`, or another GPU's
+    helper process) resumes its checkpoint: where it runs is not what it is."""
+    from automl_clf.data import load_dataset
+    from automl_clf.spec import FixedParams, resolve
+    from automl_clf.train import train_config
+
+    raw = tiny_spec(digits_root, tmp_path, train={"epochs": 2, "device": "cpu"})
+    spec = parse_spec(raw, base_dir=tmp_path)
+    fixed = {"train.lr": 0.01, "augment.policy": "none", "model.dropout": 0.0}
+    config = resolve(spec, FixedParams({**fixed, "model.cnn.filters": "[4]"}))
+    dataset, folder = load_dataset(spec.data), tmp_path / "checkpoint"
+    train_config(config, dataset, checkpoint_dir=folder, max_epochs=1)  # "killed" after epoch 1
+    moved = config.model_copy(update={"train": config.train.model_copy(update={"device": "auto"})})
+    resumed = train_config(moved, dataset, checkpoint_dir=folder).fit
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_run == 2

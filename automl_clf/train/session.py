@@ -132,10 +132,13 @@ def train_config(
 def _checkpoints(
     config: TrialConfig, train_cfg: TrainConfig, folder: Path | None, owner: str
 ) -> Checkpoints | None:
-    """The run's checkpoints in `folder`, owned by `owner` and the config as it runs."""
+    """The run's checkpoints in `folder`, owned by `owner` and the config as it runs, wherever
+    it runs: a retry on another device (`--device`, or another GPU's helper process) resumes
+    the same weights, which load onto any device."""
     if folder is None:
         return None
-    ran = config.model_copy(update={"train": train_cfg}).model_dump_json()
+    anywhere = train_cfg.model_copy(update={"device": "auto"})
+    ran = config.model_copy(update={"train": anywhere}).model_dump_json()
     return Checkpoints(folder, checkpoint_identity(owner, ran))
 
 
