@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 
-# No network at run time: set before anything imports huggingface_hub (through timm) or
-# albumentations, which read these once at import.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# albumentations asks the network for a newer version when imported, unless told not to (it
+# reads this once, at import). Pretrained weights are the one thing autoclf may download, the
+# way timm does, and HF_HUB_OFFLINE=1 forbids that too (models/pretrained.py).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import sys
@@ -199,14 +199,16 @@ class _PublicAPI(types.ModuleType):
 sys.modules[__name__].__class__ = _PublicAPI
 
 
-def load(export_dir: str | Path) -> Predictor:
+def load(export_dir: str | Path, device: str = "cpu") -> Predictor:
     """Load an export (`best --export`, `run`) as a `Predictor`: `predict(paths)` gives class
     names, `predict_proba(paths)` probabilities in `classes_` order, with exactly the
-    training-time preprocessing. Loading reads tensors and JSON only: no code runs.
+    training-time preprocessing, run on `device` (`cpu`, `cuda`, `cuda:N` or `auto`). Loading
+    reads tensors and JSON only: no code runs.
 
     Raises:
         ExportError: the folder is not a readable export; the message names the file.
+        DeviceError: `device` is not on this machine.
     """
     from automl_clf.final.predictor import load as _load
 
-    return _load(export_dir)
+    return _load(export_dir, device)

@@ -171,6 +171,13 @@ SetOption = Annotated[
         "repeatable.",
     ),
 ]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where to run: auto (CUDA when present), cpu, cuda or cuda:N (default: the spec's "
+        "train.device; predict: cpu).",
+    ),
+]
 
 
 JobsOption = Annotated[
@@ -251,6 +258,7 @@ def _load(
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | None = None,
+    device: str | None = None,
 ) -> Spec:
     """The spec of a command that works on its study (all that take a SPEC), with its `--set`
     overrides. Optuna is quieted here, per command, not at import (autoclf prints its own
@@ -270,7 +278,19 @@ def _load(
         storage=storage,
         study_name=study_name,
         budget=budget,
+        device=_device(device),
     )
+
+
+def _device(value: str | None) -> str | None:
+    """--device, checked for its form (one line and exit 2 when it names no device); whether
+    this machine has it is checked before the first trial."""
+    from automl_clf.spec.config import check_device_name
+
+    try:
+        return value if value is None else check_device_name(value)
+    except ValueError as exc:
+        raise _fail(ValueError(f"--device: {exc}"), 2) from None
 
 
 def _folder_for_spec(folder: Path) -> str:
@@ -334,7 +354,9 @@ def validate(spec: SpecPath, sets: SetOption = None) -> None:
 
     The report lists classes, images per split, skipped files, duplicates across splits and
     imbalance; nothing is trained. Nothing is written either, unless the data cache folder
-    exists already: then the decoded images go into it, as a search would put them.
+    exists already: then the decoded images go into it, as a search would put them. The device
+    must be on this machine, and every backbone must build for the images, with its pretrained
+    weights (downloaded into the Hugging Face cache if missing, as a search would).
     """
     from automl_clf.data.dataset import check_dataset
     from automl_clf.data.preprocess import Decoding
@@ -342,11 +364,13 @@ def validate(spec: SpecPath, sets: SetOption = None) -> None:
     from automl_clf.search.samplers import search_warnings
     from automl_clf.search.storage import storage_scheme
     from automl_clf.spec.describe import describe_space
+    from automl_clf.train.device import resolve_device
     from automl_clf.ui import print_data_report, print_warnings, space_table, study_lines
 
     loaded = _load(spec, sets)
     assert loaded.study.storage is not None
     _run(storage_scheme, loaded.study.storage)  # a study storage autoclf can open and lock
+    _run(resolve_device, loaded.train.device)
     dataset = _run(check_dataset, loaded.data, Decoding.of(loaded.data))  # creates no folder
     _run(check_backbones, loaded)
     console = _console()
@@ -424,11 +448,19 @@ def schema(
 @app.command()
 def backbones(
     pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*'.")] = "*",
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained",
+            help="List timm's pretrained weights instead, as <model>.<tag> (a backbone name; "
+            "timm/<model>.<tag> is its Hugging Face Hub repository).",
+        ),
+    ] = False,
 ) -> None:
     """List the backbones a spec can name: `cnn` and timm models matching PATTERN."""
     from automl_clf.models.factory import list_backbones
 
-    names = list_backbones(pattern)
+    names = list_backbones(pattern, pretrained=pretrained)
     if not names:
         raise _fail(ValueError(f"no backbone matches {pattern!r}; try a wider pattern"), 1)
     for name in names:
@@ -485,6 +517,7 @@ def search(
     ] = False,
     jobs: JobsOption = None,
     sets: SetOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Create or resume the spec's study and run trials until it holds n_trials finished ones.
 
@@ -498,7 +531,7 @@ def search(
     from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import best_line, print_warnings, study_counts
 
-    loaded = _load(spec, sets, storage, study_name)
+    loaded = _load(spec, sets, storage, study_name, device=device)
     console = _console()
     target = n_trials or loaded.study.trial_cap
     goals = ", ".join(
@@ -574,6 +607,7 @@ def best(
     study_name: StudyNameOption = None,
     sets: SetOption = None,
     output_format: FormatOption = ShowFormat.table,
+    device: DeviceOption = None,
 ) -> None:
     """Show the best trial, or a multi-objective study's Pareto front; --export retrains one.
 
@@ -589,7 +623,7 @@ def best(
     from automl_clf.ui import pareto_table, study_counts, trial_table
 
     as_json = output_format == ShowFormat.json
-    loaded = _load(spec, sets, storage, study_name)
+    loaded = _load(spec, sets, storage, study_name, device=device)
     assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console(stderr=as_json)
@@ -695,6 +729,7 @@ def run(
     ] = False,
     jobs: JobsOption = None,
     sets: SetOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Search, retrain the best configuration, test it once and export it: the whole job.
 
@@ -714,7 +749,7 @@ def run(
         print_warnings,
     )
 
-    loaded = _load(spec, sets, storage, study_name, time_budget)
+    loaded = _load(spec, sets, storage, study_name, time_budget, device)
     console = _console()
     out = export if export is not None else Path("exports") / str(loaded.study.name)
     total = loaded.study.budget
@@ -804,6 +839,7 @@ def predict(
         Path | None,
         typer.Option("--output", "-o", dir_okay=False, help="Write here instead of stdout."),
     ] = None,
+    device: DeviceOption = None,
 ) -> None:
     """Classify images with an exported model, using exactly its training-time preprocessing.
 
@@ -819,7 +855,7 @@ def predict(
     if not_found:
         message = f"no such file or folder: {', '.join(not_found)}; check the path"
         raise _fail(ValueError(f"{message} (predict reads image files and folders)"), 2)
-    predictor = _run(load, export_dir)
+    predictor = _run(load, export_dir, device=_device(device) or "cpu")
     n_classes = len(predictor.classes_)
     if top_k > n_classes:
         message = f"--top-k {top_k} is more than the model's {n_classes} classes"

@@ -20,7 +20,8 @@ search/record.py). What happens next depends on whose fault it was, as keras-tun
 - **The environment's: a fatal error, and the search stops at once** (exit 2), since the next
   trial would fail the same way whatever it samples, and running it would only burn time:
   `FatalError` and its kinds (`StorageError`: the study storage, or a disk that cannot take a
-  checkpoint; `DataError`: the data set), and what `fatal_error` recognises in an exception
+  checkpoint; `DataError`: the data set; `DeviceError`, `WeightsUnavailable`: a device or
+  pretrained weights this machine lacks), and what `fatal_error` recognises in an exception
   from elsewhere: a missing or broken library (`ImportError`), the file system (any `OSError`
   that reaches the trial: a vanished data or cache folder, a full disk, a read-only folder; model
   files a configuration names are read by the model factory, which raises `TrialFailed`), and a
@@ -73,6 +74,17 @@ class StorageError(StudyError, FatalError):
     like a bad spec; nothing is deleted or rewritten on their behalf."""
 
     exit_code = 2
+
+
+class DeviceError(FatalError):
+    """The device asked for (`train.device`, `--device`) is not on this machine: every trial
+    would fail the same way, so it stops the command before the first (exit 2)."""
+
+
+class WeightsUnavailable(FatalError):
+    """Pretrained weights a spec asks for are not on this machine and cannot be fetched (no
+    network, `HF_HUB_OFFLINE`, `model.pretrained: cache`, no such Hub repository). The
+    environment's fault, not a configuration's: found before any trial (exit 2)."""
 
 
 class TrialFailed(AutoclfError):

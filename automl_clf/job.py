@@ -48,6 +48,7 @@ from automl_clf.spec.models import Spec
 from automl_clf.spec.resolve import resolve
 from automl_clf.spec.space import FixedParams
 from automl_clf.spec.warmstart import default_params
+from automl_clf.train.device import resolve_device
 from automl_clf.train.session import probe_epoch_seconds
 
 
@@ -95,6 +96,7 @@ def run_job(
     budget = None
     if spec.study.budget is not None:
         budget = Budget.start(spec.study.budget, clock, started)
+    resolve_device(spec.train.device)  # a device this machine lacks: exit 2, before the probe
     dataset = load_dataset(spec.data)
     check_backbones(spec)
     decoded = dataset.arrays(Decoding.of(spec.data))

@@ -25,6 +25,23 @@ from tests import postgres
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+
+def _no_network() -> None:
+    """No test touches the network or the user's Hugging Face cache: offline, and an empty
+    cache of its own (never created unless written). huggingface_hub reads both variables when
+    first imported, so its constants are set too; subprocesses inherit the variables. A test
+    that needs cached weights builds its own cache (`offline_hub`)."""
+    cache = os.path.join(tempfile.gettempdir(), f"autoclf-tests-{os.getpid()}-hf")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_CACHE"] = cache
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
+    constants.HF_HUB_CACHE = cache
+
+
+_no_network()
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -134,6 +151,31 @@ def make_checkpoint(folder: Path, backbone: str) -> Path:
     path = folder / f"{backbone}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face cache holding timm's test_resnet, test_efficientnet and test_vit weights
+    (tests/hub.py), laid out as huggingface_hub writes it."""
+    from tests.hub import STAND_INS, write_timm_weights
+
+    cache = tmp_path_factory.mktemp("hf-hub")
+    for name in STAND_INS:
+        write_timm_weights(cache, name)
+    return cache
+
+
+@pytest.fixture
+def offline_hub(hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`hub_cache` as this process's Hugging Face cache, offline: what HF_HUB_CACHE and
+    HF_HUB_OFFLINE=1 give a user's process (huggingface_hub read them at import, so its
+    constants are set here; the environment too, for spawned processes)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    return hub_cache
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from tests.conftest import (
     write_png_bomb,
     write_spec,
 )
+from tests.hub import with_stand_ins
 
 runner = CliRunner()
 
@@ -326,10 +327,14 @@ def export_shipped_spec(path: Path, folder: Path, data: Path, pretrained: Path |
     """Search one trial of a spec in specs/ and export it, as its header says, on tiny data.
 
     Only what makes it quick is changed: the data (a few real digits), the image size, the
-    epochs and the number of trials; the study, model, train, augment and final sections are
-    the shipped ones. A multi-objective spec exports `--trial 0`, as its header documents.
+    epochs and the number of trials, and real pretrained timm models become their test_*
+    stand-ins (tests/hub.py; the caller provides their cache); the study, model, train, augment
+    and final sections are the shipped ones. A multi-objective spec exports `--trial 0`, as its
+    header documents.
     """
     raw = yaml.safe_load(path.read_text())
+    if raw["model"].get("pretrained") is True:
+        raw = with_stand_ins(raw)
     raw["data"]["root"] = str(data)
     raw["data"]["image_size"] = 16
     raw["study"]["n_trials"] = 1
@@ -370,6 +375,8 @@ def test_every_shipped_spec_exports(
         weights = request.getfixturevalue("pretrain_export") / "model.safetensors"
         out = export_shipped_spec(path, tmp_path, data, weights)
     else:
+        if path.name == "photos.yaml":  # timm's weights: stand-ins from a local hub cache
+            request.getfixturevalue("offline_hub")
         out = export_shipped_spec(path, tmp_path, digits_root, None)
     exported = automl_clf.load_spec(out / "spec.yaml")  # valid, and nothing left to search
     assert describe_space(exported).params == []

@@ -16,6 +16,7 @@ from automl_clf.models.factory import check_backbones
 from automl_clf.search.samplers import search_warnings
 from automl_clf.spec import load_spec, parse_spec
 from tests.conftest import REPO, make_checkpoint, tiny_spec, write_spec
+from tests.hub import with_stand_ins
 
 runner = CliRunner()
 
@@ -235,11 +236,16 @@ def test_yaml_is_read_with_a_safe_loader(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_example_spec_validates(path: Path, digits_root: Path, tmp_path: Path) -> None:
+def test_every_example_spec_validates(
+    path: Path, digits_root: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     raw = yaml.safe_load(path.read_text())
     raw["data"]["root"] = str(digits_root)  # the example's data may not be written here
     model = raw.get("model", {})
-    if model.get("pretrained") not in (None, "cache"):  # nor its checkpoint: make one
+    if model.get("pretrained") is True:  # nor timm's weights: test_* stand-ins, cached here
+        request.getfixturevalue("offline_hub")
+        raw = with_stand_ins(raw)
+    elif model.get("pretrained") not in (None, "cache"):  # nor its checkpoint: make one
         model["pretrained"] = str(make_checkpoint(tmp_path, model["backbone"]))
     spec = parse_spec(raw, base_dir=path.parent)
     assert spec.data.root == digits_root

@@ -37,6 +37,7 @@ from automl_clf.final.manifest import (
 )
 from automl_clf.models.factory import build_model
 from automl_clf.spec.config import TrialConfig
+from automl_clf.train.device import resolve_device
 
 ImageInput = str | Path | Image.Image | np.ndarray
 BATCH_SIZE = 256
@@ -82,18 +83,26 @@ class Predictor:
     def predict_proba_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for already decoded uint8 pixels (N, H, W, C)."""
         outputs = []
+        device = next(self.model_.parameters()).device  # where `load` put it
         for start in range(0, len(pixels), BATCH_SIZE):
             x = self.manifest_.preprocessing.to_tensor(pixels[start : start + BATCH_SIZE])
-            outputs.append(torch.softmax(self.model_(x).float(), dim=1).numpy())
+            probs = torch.softmax(self.model_(x.to(device)).float(), dim=1)
+            outputs.append(probs.cpu().numpy())
         return np.concatenate(outputs)
 
 
-def load(export_dir: str | Path) -> Predictor:
-    """Load an export directory written by `autoclf best --export` (no pickle involved).
+def load(export_dir: str | Path, device: str = "cpu") -> Predictor:
+    """Load an export directory written by `autoclf best --export` (no pickle involved), to
+    predict on `device` (`cpu`, `cuda`, `cuda:N`, `auto`; see train/device.py).
 
     An ensemble export (model.json lists `members`) loads as one `Ensemble` module, so the
     Predictor and everything using it average the members without knowing it.
+
+    Raises:
+        ExportError: not an export, or a damaged one.
+        DeviceError: `device` is not on this machine.
     """
+    on = resolve_device(device)  # before reading anything: a missing GPU is the first error
     folder = Path(export_dir)
     manifest_path, weights = folder / MANIFEST_FILE, folder / MODEL_FILE
     for required in (manifest_path, weights):
@@ -110,13 +119,13 @@ def load(export_dir: str | Path) -> Predictor:
         )
     if not manifest.members:
         model = _load_member(manifest.config, weights, manifest_path, manifest)
-        return Predictor(model_=model.eval(), manifest_=manifest)
+        return Predictor(model_=model.to(on).eval(), manifest_=manifest)
     members = [
         _load_member(member.config, folder / member.file, manifest_path, manifest)
         for member in manifest.members
     ]
     ensemble = Ensemble(members, [member.preprocessing for member in manifest.members])
-    return Predictor(model_=ensemble.eval(), manifest_=manifest)
+    return Predictor(model_=ensemble.to(on).eval(), manifest_=manifest)
 
 
 def _load_member(

@@ -43,9 +43,10 @@ from automl_clf.search.record import TrialRecord
 from automl_clf.search.study import best_trial, check_compatible, ranked_trials
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
+from automl_clf.train.device import resolve_device
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.session import train_config
-from automl_clf.train.trainer import EpochResult, evaluate, resolve_device
+from automl_clf.train.trainer import EpochResult, evaluate
 from automl_clf.train.weights import RETRAIN_INSTEAD, load_weights, weights_problem
 
 
@@ -145,6 +146,12 @@ def trial_config(trial: FrozenTrial) -> TrialConfig:
     )
 
 
+def on_device(config: TrialConfig, device: str) -> TrialConfig:
+    """`config` trained on `device`: the device is where a command runs, not part of what a
+    trial found, so a retrain runs where its command says."""
+    return config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
+
+
 def final_config(config: TrialConfig, final: FinalSpec) -> TrialConfig:
     """The configuration the final retrain runs: the trial's, with `final.class_weighting`
     (unless it says `searched`). Returned whole so that model.json, spec.yaml and the report
@@ -191,8 +198,12 @@ def retrain(
                     f"cannot export trial #{trial.number} as searched (final.retrain: "
                     f"{spec.final.retrain}): {problem}; {RETRAIN_INSTEAD}"
                 )
+    # this command's device (--device), not where the trials ran: checked before any training
+    device = resolve_device(spec.train.device)
     configs = [
-        final_config(trial_config(t), spec.final) if fresh else trial_config(t)
+        on_device(final_config(trial_config(t), spec.final), spec.train.device)
+        if fresh
+        else trial_config(t)
         for t, fresh in zip(trials, again, strict=True)
     ]
     try:
@@ -214,7 +225,6 @@ def retrain(
         for trial, config, fresh in zip(trials, configs, again, strict=True)
     ]
     told.stage("test")
-    device = resolve_device(configs[0].train.device)
     first = members[0]
     model: nn.Module = first.model
     if len(members) > 1:

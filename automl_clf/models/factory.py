@@ -1,9 +1,11 @@
 """Build the network a trial config names, and say what its input must look like: one factory
-for autoclf's own backbones (models/registry.py; the plain CNN, `cnn`) and every timm model.
+for autoclf's own backbones (models/registry.py; the plain CNN, `cnn`) and every timm model, at
+the spec's image size, from random or pretrained weights (models/pretrained.py).
 
 Every model leaves here with exactly `n_classes` logit outputs for the trial's input size, checked
 by one forward pass, so a wrong final layer or an image too small for a backbone is caught
-before training, with a message that says which.
+before training, with a message that says which. `check_backbones` does all of it for every
+backbone a spec can pick before the first trial, pretrained weights included.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
 from torch import nn
 
-from automl_clf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from automl_clf.errors import SpecError, TrialFailed
+from automl_clf.errors import SpecError, TrialFailed, WeightsUnavailable
 from automl_clf.models import cnn as _cnn  # noqa: F401  (registers the backbone `cnn`)
+from automl_clf.models.pretrained import Weights, find_weights, first_line
 from automl_clf.models.registry import BACKBONES
 from automl_clf.spec.config import ModelConfig
-from automl_clf.spec.models import PRETRAINED_CACHE, Spec
+from automl_clf.spec.models import Spec
 from automl_clf.spec.space import candidate_values
 
 
@@ -34,126 +36,144 @@ def build_model(
     image_size: int,
     load_pretrained: bool = True,
 ) -> nn.Module:
-    """A freshly initialised (or locally pretrained) model with n_classes logit outputs.
+    """A freshly initialised (or pretrained) model with n_classes logit outputs for
+    image_size px images.
 
     Args:
         load_pretrained: False when the caller loads a full state dict next (e.g. an export), so
-            the pretrained file need not exist on the machine that predicts.
+            the pretrained weights need not be on the machine that predicts.
     """
     kwargs: dict[str, Any] = {"num_classes": n_classes, "in_chans": in_chans}
     kwargs["drop_rate"] = cfg.dropout
-    if cfg.cnn is not None:  # the plain CNN's own architecture, sized for the images
-        kwargs |= {"model_cfg": cfg.cnn, "img_size": image_size}
-    weights = _weights_file(cfg) if cfg.pretrained is not None and load_pretrained else None
-    model = create_backbone(cfg.backbone, weights, **kwargs)
+    if cfg.cnn is not None:  # the plain CNN's own architecture
+        kwargs["model_cfg"] = cfg.cnn
+    weights = None
+    if cfg.pretrained is not None and load_pretrained:
+        weights = find_weights(cfg.backbone, cfg.pretrained)
+    model = create_backbone(cfg.backbone, weights, image_size=image_size, **kwargs)
     check_output_shape(model, cfg.backbone, n_classes, in_chans, image_size)
     return model
 
 
-def create_backbone(name: str, weights: Path | None = None, **kwargs: Any) -> nn.Module:
-    """The backbone `name` (ours, else timm's) built with timm's keyword arguments, its weights
-    loaded from the local file `weights` when given."""
+def create_backbone(
+    name: str, weights: Weights | None = None, *, image_size: int, **kwargs: Any
+) -> nn.Module:
+    """The backbone `name` (ours, else timm's) for image_size px images, built with timm's
+    keyword arguments, starting from `weights` when given.
+
+    A timm model whose pretrained config says its input size is fixed (ViT, Swin, DeiT, …) is
+    built for the images (`img_size`), as timm's own `resolve_model_input_args` does; every
+    such timm 1.0.31 model takes the argument (all 1,371 checked), and its pretrained position
+    embeddings are resampled to the new size while loading. Any other model takes any size.
+    """
     if name in BACKBONES:
         if weights is not None:
-            raise TrialFailed(f"backbone {name!r} has no pretrained weights to load {weights}")
-        return BACKBONES[name].create(**kwargs)
+            raise TrialFailed(f"backbone {name!r} has no pretrained weights to load")
+        own = BACKBONES[name]
+        model = own.create(img_size=image_size, **kwargs)
+        if own.mean is not None and own.std is not None:  # its pretrained config, as timm's
+            model.__dict__["pretrained_cfg"] = {"mean": own.mean, "std": own.std}
+        return model
     import timm
 
+    if _fixed_input_size(name):
+        kwargs["img_size"] = image_size
     if weights is None:
-        return timm.create_model(name, pretrained=False, **kwargs)
-    # timm reads .safetensors, or torch files with weights_only=True (no code runs); it adapts
-    # the stem to in_chans and drops a classifier of another size. Its log notes on doing so
-    # would repeat once per trial: keep them out of the progress display.
+        try:
+            return timm.create_model(name, pretrained=False, **kwargs)
+        except _SIZE_ERRORS as exc:  # e.g. relative-position tables sized from the image
+            raise too_small(name, image_size, exc) from None
+    # timm's log notes on adapting the stem and dropping the classifier would repeat once per
+    # trial: keep them out of the progress display.
     timm_log = logging.getLogger("timm")
     level = timm_log.level
     timm_log.setLevel(logging.ERROR)
     try:
         return timm.create_model(
-            name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, **kwargs
+            weights.model_name,
+            pretrained=True,
+            pretrained_cfg=weights.pretrained_cfg,
+            pretrained_cfg_overlay={"file": str(weights.file)},
+            **kwargs,
         )
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+    except _LOAD_ERRORS as exc:
+        reason = " ".join(str(exc).split())[:300]  # torch's state-dict errors span lines
         raise TrialFailed(
-            f"cannot load weights {weights} into {name!r}: {str(exc).splitlines()[0]}"
+            f"cannot load pretrained weights {weights.source} into {name!r} at {image_size} px: "
+            f"{reason}"
         ) from None
     finally:
         timm_log.setLevel(level)
 
 
-def _weights_file(cfg: ModelConfig) -> Path:
-    """The local file `model.pretrained` names (`cache`: timm's own weights, cached here)."""
-    assert cfg.pretrained is not None
-    if cfg.pretrained == PRETRAINED_CACHE:
-        return cached_pretrained_file(cfg.backbone)
-    path = Path(cfg.pretrained)
-    if not path.is_file():
-        raise TrialFailed(f"pretrained weights file not found: {path}")
-    return path
+# What building or running a network for an image size it cannot take raises: torch's shape
+# errors, timm's asserts, a window or grid size computed as zero.
+_SIZE_ERRORS = (RuntimeError, AssertionError, ValueError, ArithmeticError)
+# What loading a weights file into a network raises: missing or misshapen tensors, an unreadable
+# or foreign file (torch's weights_only unpickler, safetensors).
+_LOAD_ERRORS = (RuntimeError, KeyError, ValueError, OSError, AssertionError, UnpicklingError)
+
+
+def _fixed_input_size(name: str) -> bool:
+    """Whether timm's pretrained config for `name` says its input size is built in."""
+    import timm
+
+    cfg = timm.get_pretrained_cfg(name, allow_unregistered=True)
+    return bool(cfg is not None and cfg.fixed_input_size)
+
+
+def model_mean_std(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The per-channel mean and std (RGB, [0, 1] scale) the model's weights expect, from the
+    pretrained config that travels with it (`model.pretrained_cfg`, resolved by timm's
+    `resolve_model_data_config`): its loaded weights' config, or for random weights the config
+    of the backbone's default pretrained weights; None for a model without one (the plain CNN),
+    which expects nothing."""
+    if not getattr(model, "pretrained_cfg", None):
+        return None
+    from timm.data import resolve_model_data_config
+
+    config = resolve_model_data_config(model)
+    return tuple(float(m) for m in config["mean"]), tuple(float(s) for s in config["std"])
 
 
 def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The per-channel mean and std (RGB, [0, 1] scale) the backbone's pretrained weights
-    expect, from its pretrained config (timm's `PretrainedCfg`, or ours): ImageNet's for most,
-    0.5/0.5 for some, ImageNet's for a timm model without a config; None for a backbone
-    without pretrained weights (the plain CNN), which expects nothing."""
+    """`model_mean_std` of the backbone `name` without pretrained weights loaded, for a caller
+    that has no model yet: ours from the registry, timm's from the model built on the meta
+    device (no memory, no weights)."""
     if name in BACKBONES:
         own = BACKBONES[name]
         return None if own.mean is None or own.std is None else (own.mean, own.std)
     import timm
 
-    cfg = timm.get_pretrained_cfg(name)
-    if cfg is None:
-        return IMAGENET_MEAN, IMAGENET_STD
-    return tuple(cfg.mean), tuple(cfg.std)
-
-
-def cached_pretrained_file(backbone: str) -> Path:
-    """timm's default weights for `backbone`, from the local caches only (never downloaded).
-
-    Looks in the Hugging Face cache (where timm puts hub weights) and torch hub's checkpoint
-    folder (older URL weights).
-    """
-    import huggingface_hub
-    import timm
-
-    cfg = timm.get_pretrained_cfg(backbone)
-    if cfg is None:
-        raise TrialFailed(f"timm has no pretrained weights for {backbone!r}")
-    looked = []
-    if cfg.hf_hub_id:
-        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
-            if filename:
-                found = huggingface_hub.try_to_load_from_cache(cfg.hf_hub_id, filename)
-                if isinstance(found, str):
-                    return Path(found)
-        looked.append(f"the Hugging Face cache ({cfg.hf_hub_id})")
-    if cfg.url:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / str(cfg.url).rsplit("/", 1)[-1]
-        if path.is_file():
-            return path
-        looked.append(str(path))
-    raise TrialFailed(
-        f"pretrained weights for {backbone!r} are not on this machine (looked in "
-        f"{' and '.join(looked) or 'no known place'}); autoclf never downloads: copy the "
-        "weights file here and set model.pretrained to its path"
-    )
+    return model_mean_std(timm.create_model(name, device="meta"))
 
 
 def check_backbones(spec: Spec) -> None:
-    """Every backbone the spec can pick builds for its images: a SpecError naming those that
-    cannot, before any trial is spent on them."""
-    problems = []
+    """Before the first trial: every backbone the spec can pick builds for its images and,
+    when the spec asks for pretrained weights, loads them as a trial will (fetching them into
+    the local cache here, once).
+
+    Raises:
+        WeightsUnavailable: weights neither cached nor downloadable, for each such backbone.
+        SpecError: the backbones that cannot take the images or their weights, with reasons.
+    """
+    problems, missing = [], []
     for name in candidate_values(spec.model.backbone):
         if name in BACKBONES:
             continue  # ours fit any size by construction (the plain CNN stops pooling at 1 px)
-        cfg = ModelConfig.plain_timm(str(name))
+        plain = ModelConfig.plain_timm(str(name))
+        size, chans = spec.data.image_size, spec.data.channels
         try:
-            build_model(
-                cfg, n_classes=2, in_chans=spec.data.channels, image_size=spec.data.image_size
-            )
-            if spec.model.pretrained == PRETRAINED_CACHE:
-                cached_pretrained_file(str(name))
+            build_model(plain, n_classes=2, in_chans=chans, image_size=size)
+            if spec.model.pretrained is not None:  # after: a size problem is not the weights'
+                pretrained = plain.model_copy(update={"pretrained": spec.model.pretrained})
+                build_model(pretrained, n_classes=2, in_chans=chans, image_size=size)
+        except WeightsUnavailable as exc:
+            missing.append(str(exc))
         except TrialFailed as exc:
             problems.append(str(exc))
+    if missing:
+        raise WeightsUnavailable("; ".join(missing))
     if problems:
         raise SpecError("model.backbone: " + "; ".join(problems))
 
@@ -167,11 +187,8 @@ def check_output_shape(
     try:
         with torch.no_grad():
             out = model(torch.zeros(2, in_chans, image_size, image_size))
-    except (RuntimeError, AssertionError, ValueError) as exc:  # timm asserts on input sizes
-        raise TrialFailed(
-            f"backbone {backbone!r} cannot process {image_size}×{image_size} px images "
-            f"({str(exc).splitlines()[0]}); raise data.image_size or choose another backbone"
-        ) from None
+    except _SIZE_ERRORS as exc:  # timm asserts on input sizes
+        raise too_small(backbone, image_size, exc) from None
     finally:
         model.train(was_training)
     if tuple(out.shape) != (2, n_classes):
@@ -179,6 +196,49 @@ def check_output_shape(
             f"backbone {backbone!r} gave outputs of shape {tuple(out.shape)}, expected "
             f"(2, {n_classes}) logits"
         )
+
+
+def too_small(backbone: str, image_size: int, exc: BaseException) -> TrialFailed:
+    """Why `backbone` cannot take image_size px images, and what to change: a vision
+    transformer's patches larger than the images or not tiling them, a network that shrinks
+    its input more than the images' size, else torch's own reason."""
+    patch, reduction = _geometry(backbone)
+    why, fix = first_line(exc), "raise data.image_size"
+    if patch is not None and patch > image_size:
+        why = f"its patches are {patch}×{patch} px, larger than the images"
+        fix = f"raise data.image_size to {patch} or more"
+    elif patch is not None and image_size % patch:
+        why = f"its {patch} px patches do not tile them"
+        fix = (
+            f"make data.image_size a multiple of {patch} (e.g. {-(-image_size // patch) * patch})"
+        )
+    elif reduction is not None and reduction > image_size:
+        why = f"it shrinks its input {reduction}× by its last stage: {why}"
+        fix = f"raise data.image_size to {reduction} or more"
+    return TrialFailed(
+        f"backbone {backbone!r} cannot process {image_size}×{image_size} px images ({why}); "
+        f"{fix}, or choose another backbone"
+    )
+
+
+def _geometry(name: str) -> tuple[int | None, int | None]:
+    """A timm model's patch size (vision transformers) and how much its last stage shrinks the
+    input (`feature_info`), read from the model built on the meta device (no memory); None for
+    what it does not have or say."""
+    if name in BACKBONES:
+        return None, None
+    import timm
+
+    try:
+        model = timm.create_model(name, device="meta")
+    except Exception:  # only a hint: without it, torch's own reason is given
+        return None, None
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if isinstance(patch, (tuple, list)):
+        patch = patch[0]
+    infos = getattr(model, "feature_info", None)
+    reduction = infos[-1].get("reduction") if isinstance(infos, list) and infos else None
+    return (int(patch) if patch else None), (int(reduction) if reduction else None)
 
 
 LATENCY_THREADS = 1  # CPU threads while timing: batch-1 latency with 2 threads was ~9× worse here
@@ -244,12 +304,15 @@ def is_backbone(name: str) -> bool:
     return bool(timm.is_model(name))
 
 
-def list_backbones(pattern: str = "*") -> list[str]:
+def list_backbones(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
     """Our backbones (`cnn`), then every timm model, whose names match the shell-style
-    pattern."""
+    pattern; with `pretrained`, timm's pretrained weights instead, as `<model>.<tag>` (each a
+    backbone name, and `timm/<model>.<tag>` its Hub repository)."""
     import fnmatch
 
     import timm
 
+    if pretrained:
+        return list(timm.list_pretrained(pattern))
     own = [name for name in BACKBONES if fnmatch.fnmatch(name, pattern)]
     return own + list(timm.list_models(pattern))

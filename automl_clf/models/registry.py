@@ -2,11 +2,12 @@
 
 Like timm's `register_model` (`timm/models/_registry.py`), an own backbone is an entrypoint
 function registered under its name, taking timm's keyword arguments (`num_classes`, `in_chans`,
-`drop_rate`, then its own), and it comes with a pretrained config: the mean and std its weights
-expect, or none when it has no weights (`data.normalize: auto` then normalises with the training
-split's statistics). `models/factory.py` builds and describes every backbone, ours or timm's,
-through these entries and `timm.create_model`, so a name is special-cased nowhere else; timm is
-imported only when a timm model is named.
+`drop_rate`, `img_size`, then its own), and it comes with a pretrained config: the mean and std
+its weights expect (set on the built model as `pretrained_cfg`, as timm does), or none when it
+has no weights (`data.normalize: auto` then normalises with the training split's statistics).
+`models/factory.py` builds and describes every backbone, ours or timm's, through these entries
+and `timm.create_model`, so a name is special-cased nowhere else; timm is imported only when a
+timm model is named.
 
 To add a backbone: a module in models/ whose entrypoint is decorated `@register_backbone()`,
 imported in `models/factory.py` like `models/cnn.py`.
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 class Backbone:
     """An own backbone: its entrypoint and the preprocessing its weights expect."""
 
-    create: Callable[..., nn.Module]  # (num_classes=, in_chans=, drop_rate=, **own) -> model
+    # (num_classes=, in_chans=, drop_rate=, img_size=, **own) -> model
+    create: Callable[..., nn.Module]
     # The per-channel mean and std (RGB, [0, 1] scale) its pretrained weights expect; None: it
     # has no pretrained weights, so nothing is expected.
     mean: tuple[float, ...] | None = None

@@ -62,6 +62,7 @@ from automl_clf.search.workers import (
     threads_split,
 )
 from automl_clf.spec.models import Spec
+from automl_clf.train.device import resolve_device
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # `TrialRecord.worker` of this process's trials
 POLL_SECONDS = 2.0  # how often a worker waiting for others' trials looks again
@@ -144,6 +145,7 @@ def _search(
     jobs: int,
 ) -> SearchResult:
     target = n_trials or spec.study.trial_cap
+    resolve_device(spec.train.device)  # a device this machine lacks: exit 2, not a failed trial
     dataset = load_dataset(spec.data)
     check_backbones(spec)
     opened = open_study(spec, dataset, force=force)

@@ -7,7 +7,8 @@ deadline, and `n_trials` counts across them under the study lock as it does acro
 The CPU threads are split: each process trains with `cores // jobs` threads unless the spec
 sets `train.threads`. On small models a step is too short to keep several threads busy, so
 several one-thread trials get more done than one trial on every core (`bench/jobs.py` measures
-it).
+it). On a machine with several GPUs, `train.device: auto` or `cuda` gives helper k GPU k (the
+caller keeps GPU 0), so one process per GPU, the default, uses every GPU.
 
 Helpers say nothing but their errors (on stderr); the calling process shows the search. When
 it stops early (Ctrl-C, an error) it stops them: SIGTERM, which a helper's search turns into
@@ -77,16 +78,22 @@ def start_helpers(
     """Start `n` helper searches on `spec`'s study (none when n < 1)."""
     if n < 1:
         return []
+    from automl_clf.train.device import helper_device
+
     threads = None if spec.train.threads is not None else threads_per_job(n + 1)
     context = multiprocessing.get_context("spawn")
     helpers: list[BaseProcess] = []
-    for _ in range(n):
+    for index in range(1, n + 1):
+        # the spec as its JSON, set fields only: generic pydantic models do not pickle, and
+        # what was left unset (a pruner, n_trials under a budget) keeps its meaning
+        data = spec.model_dump(mode="json", exclude_unset=True)
+        device = helper_device(spec.train.device, index)  # one GPU each, where there are several
+        if device != spec.train.device:
+            data["train"] = {**data.get("train", {}), "device": device}
         process = context.Process(
             target=_helper_main,
-            # the spec as its JSON, set fields only: generic pydantic models do not pickle, and
-            # what was left unset (a pruner, n_trials under a budget) keeps its meaning
             args=(
-                spec.model_dump(mode="json", exclude_unset=True),
+                data,
                 n_trials,
                 budget,
                 plan_final,

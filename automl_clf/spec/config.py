@@ -7,9 +7,10 @@ every export's `model.json`, so `best`, the export and `predict` never re-derive
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from automl_clf.spec.policies import POLICIES
 
@@ -28,7 +29,28 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "cosine", "onecycle", "step", "plateau"]
 ClassWeighting = Literal["none", "balanced", "effective_number"]
 Sampling = Literal["shuffle", "oversample"]
-Device = Literal["auto", "cpu", "cuda"]
+# Where training runs: auto (CUDA when present), cpu, cuda (the current GPU) or cuda:N.
+DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,3})?)$"
+
+
+def check_device_name(value: str) -> str:
+    """`value` when it names a device autoclf can train on; whether this machine has it is
+    `train/device.py`'s question, asked before the first trial."""
+    if re.fullmatch(_DEVICE_PATTERN, value):
+        return value
+    raise ValueError(
+        f"unknown device {value!r}: use {', '.join(DEVICE_FORMS[:-1])} or {DEVICE_FORMS[-1]} "
+        "(N: a GPU's index among those torch sees, from 0; e.g. cuda:1)"
+    )
+
+
+Device = Annotated[
+    str,
+    AfterValidator(check_device_name),
+    Field(json_schema_extra={"pattern": _DEVICE_PATTERN, "examples": ["auto", "cpu", "cuda:1"]}),
+]
+
 if TYPE_CHECKING:
     PolicyName = str
 else:
@@ -59,7 +81,10 @@ class ModelConfig(ConfigModel):
     backbone: str  # "cnn" or a timm model name
     dropout: float
     cnn: CNNConfig | None  # set exactly when backbone == "cnn"
-    pretrained: str | None  # absolute path of a local weights file, or "cache"
+    # The weights this trial starts from (spec/model.py): true (the backbone's default
+    # pretrained weights), a Hub repo (`timm/<model>.<tag>`, `hf-hub:<org>/<name>`), `cache`, or
+    # the absolute path of a local file; None: random initialisation.
+    pretrained: bool | str | None
     transfer: Transfer  # "finetune" (all) without pretrained
     unfreeze_stages: int | None  # set exactly when transfer == "partial"
     backbone_lr_scale: float | None  # set when pretrained weights are trained (not freeze)

@@ -432,9 +432,9 @@ def _model(out: _Text, profile: DataProfile, choices: Choices) -> None:
         out.field(
             "pretrained",
             "true",
-            "ImageNet weights for the timm backbones from the local Hugging Face cache (never "
-            "downloaded): far better than from scratch on a small data set. Needs `cnn` out of "
-            "the backbone choices; image_size: 224 suits them",
+            "ImageNet weights for the timm backbones (the plain CNN stays from scratch), from "
+            "the Hugging Face cache, downloaded once if missing unless HF_HUB_OFFLINE=1: far "
+            "better than from scratch on a small data set; image_size: 224 suits them",
             off=True,
         )
     out.field("dropout", "{low: 0.0, high: 0.5}", "before the last layer")

@@ -124,14 +124,16 @@ def load_spec(
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | float | None = None,
+    device: str | None = None,
 ) -> Spec:
     """Load and validate a spec file; relative paths inside it resolve against its folder.
 
     `overrides` (`--set`) replace values of the file before validation, so each is checked like
     the file's own: dotted paths to the value, e.g. `{"train.epochs": 3, "train.lr": {"low":
-    1e-4, "high": 1e-2, "log": True}}`. `storage`, `study_name` and `budget` (`--storage`,
-    `--study-name`, `--time`) are the same as overriding `study.storage`, `study.name` and
-    `study.budget`, applied after `overrides`.
+    1e-4, "high": 1e-2, "log": True}}`. `storage`, `study_name`, `budget` and `device`
+    (`--storage`, `--study-name`, `--time`, `--device`) are the same as overriding
+    `study.storage`, `study.name`, `study.budget` and `train.device`, applied after
+    `overrides`.
 
     Fills the study name (the spec's, else the file's stem) and storage (the spec's, else
     SQLite `<name>.db` in the nearest `studies/` folder at or above the spec's folder, else a
@@ -150,6 +152,7 @@ def load_spec(
             f"train:, got {type(raw).__name__}"
         )
     given = {"study.storage": storage, "study.name": study_name, "study.budget": budget}
+    given["train.device"] = device
     changes = {**(overrides or {}), **{k: v for k, v in given.items() if v is not None}}
     spec = parse_spec(apply_overrides(raw, changes), base_dir=path.resolve().parent)
     return with_study_defaults(spec, spec_path=path)

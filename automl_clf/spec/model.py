@@ -1,5 +1,5 @@
 """The `model` section: the plain CNN (`cnn`, its own `cnn` sub-section) or any timm model by
-name, optionally from local pretrained weights."""
+name, optionally starting from pretrained weights (models/pretrained.py finds and loads them)."""
 
 from __future__ import annotations
 
@@ -60,10 +60,14 @@ class ModelSpec(SpecModel):
     """Dropout probability before the final layer."""
     cnn: CNNSpec = CNNSpec()
     """The plain CNN's architecture, used by trials whose backbone is `cnn`."""
-    pretrained: str | None = None
-    """A local weights file (.safetensors, or a torch checkpoint read with weights_only=True),
-    or `cache`: timm's own pretrained weights from the local Hugging Face cache (never
-    downloaded: a missing file is an error). timm backbones only."""
+    pretrained: bool | str | None = None
+    """The weights a timm backbone starts from, as timm users get them: true, the backbone's
+    default pretrained weights (or those of the tag it names, `resnet18.a1_in1k`) from the
+    Hugging Face cache (HF_HOME / HF_HUB_CACHE), downloaded there once before the first trial
+    when missing unless HF_HUB_OFFLINE=1 (the plain CNN, which has none, trains from scratch);
+    `cache`: the same, never downloaded; `timm/<model>.<tag>` or
+    `hf-hub:<org>/<name>[@revision]`: that Hub repository's weights; or a local .safetensors /
+    .pth file. Default: random weights. `autoclf backbones --pretrained 'resnet*'` lists timm's."""
     transfer: Tunable[Transfer] = "finetune"
     """With pretrained weights: finetune (train everything), freeze (train the head only) or
     partial (train the head and the last `unfreeze_stages` stages)."""
@@ -81,26 +85,86 @@ class ModelSpec(SpecModel):
 
     @field_validator("pretrained", mode="after")
     @classmethod
-    def _weights_exist(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or value == PRETRAINED_CACHE:
+    def _weights_source(cls, value: bool | str | None, info: ValidationInfo) -> bool | str | None:
+        if value is None or value is False:
+            return None
+        if value is True or value == PRETRAINED_CACHE:
             return value
         path = resolve_path(value, info)
-        if not path.is_file():
-            raise ValueError(
-                f"weights file not found: {path} (autoclf never downloads weights: point "
-                "pretrained at a local .safetensors or .pth file, or use `cache` for weights "
-                "already in the local Hugging Face cache)"
-            )
-        return str(path)
+        if path.is_file():
+            return str(path)
+        if hub_repo(value) is not None:  # raises on a malformed repository id
+            return value
+        raise ValueError(
+            f"weights file not found: {path} (pretrained takes a local .safetensors or .pth "
+            "file; true for the backbone's pretrained weights from the Hugging Face Hub; "
+            "timm/<model>.<tag> or hf-hub:<org>/<name> for a Hub repository's)"
+        )
 
     @model_validator(mode="after")
-    def _pretrained_needs_timm(self) -> ModelSpec:
-        if self.pretrained is not None and PLAIN_CNN in candidate_values(self.backbone):
+    def _pretrained_fits_backbones(self) -> ModelSpec:
+        if self.pretrained is None:
+            return self
+        names = [str(name) for name in candidate_values(self.backbone)]
+        timm_names = [name for name in names if name != PLAIN_CNN]
+        if self.pretrained is True or self.pretrained == PRETRAINED_CACHE:
+            if not timm_names:
+                raise ValueError(
+                    f"pretrained: {self.pretrained!r} loads a timm backbone's weights, but the "
+                    "only backbone is the plain CNN, which has none; remove pretrained, or "
+                    "name a timm backbone (autoclf backbones --pretrained 'resnet*')"
+                )
+            from automl_clf.models.pretrained import check_has_pretrained  # heavy: timm
+
+            for name in timm_names:
+                check_has_pretrained(name)
+            return self
+        if PLAIN_CNN in names:
             raise ValueError(
-                "pretrained: weights can only be loaded into a timm backbone; the plain CNN "
-                "is always trained from scratch"
+                f"pretrained: {self.pretrained} holds one network's weights, which the plain "
+                "CNN cannot load (it always trains from scratch); remove cnn from "
+                "model.backbone, or use pretrained: true (each timm backbone starts from its "
+                "own pretrained weights, the plain CNN from scratch)"
             )
+        from automl_clf.models.pretrained import check_repo_architecture  # heavy: timm
+
+        for name in timm_names:
+            check_repo_architecture(str(self.pretrained), name)
         return self
+
+
+def takes_pretrained(backbone: str) -> bool:
+    """Whether a trial of `backbone` loads `model.pretrained` (the plain CNN never does)."""
+    return backbone != PLAIN_CNN
+
+
+HUB_PREFIX = "hf-hub:"  # timm's prefix for a model on the Hugging Face Hub
+TIMM_HUB_ORG = "timm"  # where timm's own pretrained weights live: timm/<model>.<tag>
+_HUB_REPO = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+)(@(?P<revision>[\w./-]+))?")
+
+
+def hub_repo(value: str) -> tuple[str, str | None] | None:
+    """(repository id, revision or None) when `value` names Hugging Face Hub weights
+    (`hf-hub:<org>/<name>[@revision]`, or timm's own `timm/<model>.<tag>`); None when it does
+    not (a local file).
+
+    Raises:
+        ValueError: the `hf-hub:` or `timm/` form around something that is no repository id.
+    """
+    if value.startswith(HUB_PREFIX):
+        body = value[len(HUB_PREFIX) :]
+    elif value.startswith(f"{TIMM_HUB_ORG}/"):
+        body = value
+    else:
+        return None
+    match = _HUB_REPO.fullmatch(body)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a Hugging Face Hub repository: write hf-hub:<org>/<name> "
+            "(optionally @<revision>), e.g. hf-hub:timm/resnet18.a1_in1k; list timm's with: "
+            "autoclf backbones --pretrained 'resnet*'"
+        )
+    return match["repo"], match["revision"]
 
 
 def check_backbone_name(name: str) -> None:
@@ -112,6 +176,10 @@ def check_backbone_name(name: str) -> None:
     from automl_clf.models.factory import is_backbone, list_backbones
 
     if is_backbone(name):
+        if "." in name:  # `<model>.<tag>`: timm's pretrained weights of that name
+            from automl_clf.models.pretrained import check_tag
+
+            check_tag(name)
         return
     close = difflib.get_close_matches(name, list_backbones(), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

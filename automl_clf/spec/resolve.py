@@ -3,8 +3,9 @@
 Param names are the dotted spec paths (`train.lr`, `model.cnn.filters`), so the dashboard, the
 `best` table and error messages all speak the spec's language. Conditional sub-spaces are
 resolved here and only here: the plain CNN's values are sampled only when the backbone is `cnn`,
-momentum only when the optimizer is `sgd`. A value that is not sampled does not exist in the
-trial's params, so samplers never learn from values that had no effect.
+the transfer settings only when it starts from pretrained weights, momentum only when the
+optimizer is `sgd`. A value that is not sampled does not exist in the trial's params, so
+samplers never learn from values that had no effect.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from automl_clf.spec.config import (
     TrainConfig,
     TrialConfig,
 )
-from automl_clf.spec.model import PLAIN_CNN, ModelSpec
+from automl_clf.spec.model import PLAIN_CNN, ModelSpec, takes_pretrained
 from automl_clf.spec.models import Spec
 from automl_clf.spec.space import ParamSource, SpecModel, sample
 from automl_clf.spec.train import TrainSpec
@@ -63,7 +64,9 @@ def _resolve_model(model: ModelSpec, source: ParamSource) -> ModelConfig:
         cnn = CNNConfig(**resolve_fields(model.cnn, "model.cnn", source))
     transfer: Any = "finetune"
     stages, lr_scale = None, None
-    if model.pretrained is not None:  # transfer settings only mean something with weights
+    # `pretrained: true` with the plain CNN among the choices: its trials start from scratch
+    pretrained = model.pretrained if takes_pretrained(values["backbone"]) else None
+    if pretrained is not None:  # transfer settings only mean something with weights
         transfer = sample(source, "model.transfer", model.transfer)
         if transfer == "partial":
             stages = sample(source, "model.unfreeze_stages", model.unfreeze_stages)
@@ -72,7 +75,7 @@ def _resolve_model(model: ModelSpec, source: ParamSource) -> ModelConfig:
     return ModelConfig(
         **values,
         cnn=cnn,
-        pretrained=model.pretrained,
+        pretrained=pretrained,
         transfer=transfer,
         unfreeze_stages=stages,
         backbone_lr_scale=lr_scale,

@@ -59,7 +59,8 @@ class TrainSpec(SpecModel):
     seed: Seed = 0
     """Seeds weight initialisation, batch order, augmentation and dropout."""
     device: Device = "auto"
-    """auto: CUDA when present, else the CPU; cpu; cuda."""
+    """auto: CUDA when present, else the CPU; cpu; cuda (the current GPU); cuda:N (the GPU of
+    index N). The --device option of search, run, best and predict overrides it."""
     mixed_precision: bool = True
     """On CUDA: bf16 (or fp16 with loss scaling) and channels_last."""
     threads: Annotated[int, Field(ge=1, le=256)] | None = None

@@ -16,17 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl_clf.errors import TrialFailed
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto`: CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrialFailed("train.device is 'cuda' but no CUDA device is available; use 'auto'")
-    return torch.device(name)
-
 
 @dataclass(frozen=True)
 class Precision:

@@ -1,8 +1,9 @@
 """Train one `TrialConfig` on a data set: the shared path of search trials and the final retrain.
 
-It fixes the order that makes a run reproducible and leak-free: seed, decode, compute dataset
-statistics on the training pixels only, build the preprocessing, the model (with its transfer
-plan) and the training-split augmentation, then fit.
+It fixes the order that makes a run reproducible and leak-free: seed, decode, build the model,
+compute dataset statistics on the training pixels only, build the preprocessing (the mean and
+std the model's pretrained config expects, or the dataset's), the transfer plan and the
+training-split augmentation, then fit.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from automl_clf.data.dataset import Dataset, SplitArrays, pixels_for_stats
 from automl_clf.data.preprocess import Decoding, Preprocessing, build_preprocessing, mean_std
 from automl_clf.errors import DeadlineReached
 from automl_clf.models.factory import (
-    backbone_mean_std,
     build_model,
     count_parameters,
     measure_latency_ms,
+    model_mean_std,
 )
 from automl_clf.models.transfer import plan_transfer
 from automl_clf.spec.config import TrainConfig, TrialConfig
 from automl_clf.train.checkpoint import Checkpoints, checkpoint_identity
+from automl_clf.train.device import resolve_device
 from automl_clf.train.mix import BatchMixer
 from automl_clf.train.trainer import (
     Deadline,
@@ -39,7 +41,6 @@ from automl_clf.train.trainer import (
     FitResult,
     class_weights,
     fit,
-    resolve_device,
     seed_everything,
 )
 
@@ -92,15 +93,15 @@ def train_config(
     seed_everything(train_cfg.seed)
     splits = dataset.arrays(Decoding.of(config.data))
     train = SplitArrays.concat(*(splits[name] for name in train_on))
-    stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
-    expected = backbone_mean_std(config.model.backbone)
-    preprocessing = build_preprocessing(config.data, expected, stats)
     model = build_model(
         config.model,
         n_classes=dataset.n_classes,
         in_chans=config.data.channels,
         image_size=config.data.image_size,
     )
+    stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
+    # what the weights expect, from the pretrained config that came with the model
+    preprocessing = build_preprocessing(config.data, model_mean_std(model), stats)
     augment = transform_list(config.augment)
     batches = _train_batches(config, train_cfg, dataset, train, preprocessing, augment)
     batches.on_step = on_step
@@ -135,10 +136,13 @@ def train_config(
 def _checkpoints(
     config: TrialConfig, train_cfg: TrainConfig, folder: Path | None, owner: str
 ) -> Checkpoints | None:
-    """The run's checkpoints in `folder`, owned by `owner` and the config as it runs."""
+    """The run's checkpoints in `folder`, owned by `owner` and the config as it runs, wherever
+    it runs: a retry on another device (`--device`, or another GPU's helper process) resumes
+    the same weights, which load onto any device."""
     if folder is None:
         return None
-    ran = config.model_copy(update={"train": train_cfg}).model_dump_json()
+    anywhere = train_cfg.model_copy(update={"device": "auto"})
+    ran = config.model_copy(update={"train": anywhere}).model_dump_json()
     return Checkpoints(folder, checkpoint_identity(owner, ran))
 
 

@@ -43,10 +43,11 @@ from automl_clf.errors import DeadlineReached, TrialFailed
 from automl_clf.models.transfer import TransferPlan
 from automl_clf.spec.config import TrainConfig
 from automl_clf.train.checkpoint import Checkpoints
+from automl_clf.train.device import resolve_device
 from automl_clf.train.metrics import EvalResult, summarise
 from automl_clf.train.mix import BatchMixer, MixedBatch
 from automl_clf.train.optim import Schedule, build_optimizer
-from automl_clf.train.precision import Precision, resolve_device
+from automl_clf.train.precision import Precision
 
 EVAL_BATCH_SIZE = 256
 EFFECTIVE_NUMBER_BETA = 0.999  # Cui et al. 2019, "Class-Balanced Loss Based on Effective Number"
