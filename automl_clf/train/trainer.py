@@ -52,6 +52,10 @@ class EpochResult:
     val: EvalResult | None
     lr: float  # the head's learning rate at the start of the epoch
     seconds: float
+    # share of training images whose top class was their label, over the epoch's augmented
+    # batches as the weights changed (a mixed batch: the label with the larger share); None in
+    # an epoch restored from a checkpoint written before it was recorded
+    train_accuracy: float | None = None
 
 
 class Deadline(Protocol):
@@ -223,6 +227,7 @@ def fit(
         model.train()
         plan.keep_frozen_norms_in_eval()
         total, count = 0.0, 0
+        correct = torch.zeros((), dtype=torch.long, device=device)  # read once, at the end
         for step, (x, y) in enumerate(batches.epoch(epoch)):
             if deadline is not None and deadline.passed():
                 stopped_by = "deadline"  # abandon the unfinished epoch
@@ -231,12 +236,14 @@ def fit(
             mixed = mixer(x, y) if mixer is not None and mixer.active else None
             with precision.autocast():
                 if mixed is None:
-                    loss = loss_fn(model(x), y)
+                    logits = model(x)
+                    loss = loss_fn(logits, y)
                 else:
                     logits = model(mixed.images)
                     loss = mixed.weight * loss_fn(logits, mixed.labels) + (
                         1.0 - mixed.weight
                     ) * loss_fn(logits, mixed.partner_labels)
+                    y = mixed.labels if mixed.weight >= 0.5 else mixed.partner_labels
             if not torch.isfinite(loss):
                 raise TrialFailed(
                     f"training loss became {loss.item()} at epoch {epoch}, step {step + 1} "
@@ -252,6 +259,7 @@ def fit(
             schedule.step_batch()
             total += loss.item() * len(y)
             count += len(y)
+            correct += (logits.detach().argmax(dim=1) == y).sum()
         if stopped_by == "deadline":
             break
         val_result = evaluate(model, val, preprocessing, device) if val is not None else None
@@ -259,7 +267,12 @@ def fit(
             raise TrialFailed(f"validation loss became {val_result.loss} at epoch {epoch}")
         schedule.end_epoch(val_result.loss if val_result is not None else None)
         result = EpochResult(
-            epoch, total / max(count, 1), val_result, lr, time.perf_counter() - started
+            epoch,
+            total / max(count, 1),
+            val_result,
+            lr,
+            time.perf_counter() - started,
+            correct.item() / max(count, 1),
         )
         history.append(result)
         monitored = val_result.loss if val_result is not None else -epoch  # no val: the last
@@ -304,7 +317,9 @@ def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _with_val(result: EpochResult, val: EvalResult) -> EpochResult:
-    return EpochResult(result.epoch, result.train_loss, val, result.lr, result.seconds)
+    return EpochResult(
+        result.epoch, result.train_loss, val, result.lr, result.seconds, result.train_accuracy
+    )
 
 
 def _epoch_to_dict(result: EpochResult) -> dict[str, Any]:
@@ -312,6 +327,7 @@ def _epoch_to_dict(result: EpochResult) -> dict[str, Any]:
     return {
         "epoch": result.epoch,
         "train_loss": result.train_loss,
+        "train_accuracy": result.train_accuracy,
         "lr": result.lr,
         "seconds": result.seconds,
         "val": None
@@ -326,7 +342,14 @@ def _epoch_from_dict(data: dict[str, Any]) -> EpochResult:
     if data["val"] is not None:
         empty = np.zeros((0, 0), dtype=np.float32)
         val = EvalResult(probabilities=empty, labels=np.zeros(0, dtype=np.int64), **data["val"])
-    return EpochResult(data["epoch"], data["train_loss"], val, data["lr"], data["seconds"])
+    return EpochResult(
+        data["epoch"],
+        data["train_loss"],
+        val,
+        data["lr"],
+        data["seconds"],
+        data.get("train_accuracy"),  # absent from checkpoints of earlier versions
+    )
 
 
 @torch.no_grad()
