@@ -43,7 +43,7 @@ from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.session import train_config
-from automl_clf.train.trainer import evaluate, resolve_device
+from automl_clf.train.trainer import EpochResult, evaluate, resolve_device
 from automl_clf.train.weights import RETRAIN_INSTEAD, load_weights, weights_problem
 
 
@@ -71,6 +71,7 @@ class Member:
     retrained: bool  # False: the trial's own best-epoch weights
     seed: int  # the chosen (exported) seed
     seed_runs: list[SeedRun]  # every seed trained, in order
+    history: list[EpochResult] = field(default_factory=list)  # the retrain's epochs (the report)
 
 
 @dataclass
@@ -292,6 +293,7 @@ def _retrained(spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dat
         retrained=True,
         seed=chosen[0].seed,
         seed_runs=runs,
+        history=trained.fit.history,
     )
 
 
