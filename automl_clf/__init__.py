@@ -1,12 +1,17 @@
 """autoclf: declarative hyperparameter search for CNN image classifiers.
 
 The path a spec takes: spec → data → model → trial → study → final model → report/export →
-predict. The public API mirrors the CLI:
+predict. The public API mirrors the CLI, one function per command:
 
-    spec = load_spec("specs/digits.yaml")
-    search(spec)                           # create or resume the study
-    export_best(spec, "exports/digits")    # retrain the best trial, test, export
-    load("exports/digits").predict(["some.png"])
+    from automl_clf import load_spec, run, load
+
+    spec = load_spec("specs/digits.yaml")                  # autoclf validate (the spec part)
+    run(spec, time="2m", export="exports/digits")          # autoclf run --time 2m --export …
+    load("exports/digits").predict(["data/digits/3/0003.png"])   # autoclf predict
+
+or step by step: `search(spec)` (autoclf search), then `export_best(spec, "exports/digits")`
+(autoclf best --export). Every error a user can cause is an `AutoclfError` with the CLI's
+one-line message.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import sys
+import types
+from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +42,14 @@ from automl_clf.errors import (
 
 if TYPE_CHECKING:
     from automl_clf.final.predictor import Predictor
+    from automl_clf.job import JobResult
     from automl_clf.search.run import SearchResult
     from automl_clf.spec.models import Spec
+
+try:
+    __version__ = metadata.version("autoclf")
+except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AutoclfError",
@@ -44,30 +59,82 @@ __all__ = [
     "StorageError",
     "StudyError",
     "TrialFailed",
+    "__version__",
     "export_best",
     "load",
     "load_spec",
+    "run",
     "search",
 ]
 
 
-def load_spec(path: str | Path, **overrides: Any) -> Spec:
-    """Read and validate a spec file (see `automl_clf.spec.load.load_spec`)."""
+def load_spec(
+    path: str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    budget: str | float | None = None,
+) -> Spec:
+    """Read and validate a spec file, as every command that takes a SPEC does.
+
+    Args:
+        overrides: spec values replaced before validation (the CLI's `--set`), by dotted path:
+            `{"train.epochs": 3, "train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}`.
+        storage, study_name: `study.storage` and `study.name` (`--storage`, `--study-name`).
+        budget: `study.budget`, e.g. "15m" (`--time`).
+
+    Raises:
+        SpecError: the file or an override breaks a rule of the spec; the message names the
+            field, the value and how to fix it.
+    """
     from automl_clf.spec.load import load_spec as _load_spec
 
-    return _load_spec(path, **overrides)
+    return _load_spec(
+        path, overrides=overrides, storage=storage, study_name=study_name, budget=budget
+    )
 
 
-def search(spec: Spec, **options: Any) -> SearchResult:
-    """Create or resume the spec's study (see `automl_clf.search.run.run_search`)."""
+def search(
+    spec: Spec,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+) -> SearchResult:
+    """Create or resume the spec's study and run trials until it holds `n_trials` finished
+    ones (`autoclf search`); calling it again resumes.
+
+    Args:
+        n_trials: finished trials the study should hold in all (default `study.n_trials`).
+        timeout: seconds for this call (default `study.timeout`).
+        force: resume even though the search space changed since the study was made.
+        jobs: trials at once on this machine (default: one per core under a time budget on
+            a CPU, else 1).
+
+    Returns:
+        The study (`.study`, an `optuna.Study`) and how the call went (`.n_ran`, `.complete`).
+
+    Raises:
+        DataError, StudyError, StorageError: as the CLI reports them; Ctrl-C raises
+            KeyboardInterrupt after recording the running trial as FAIL (interrupted).
+    """
     from automl_clf.search.run import run_search
 
-    return run_search(spec, **options)
+    return run_search(spec, n_trials=n_trials, timeout=timeout, force=force, jobs=jobs)
 
 
 def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Path:
-    """Retrain the best (or given) trial, evaluate on test, write the export; returns the report
-    folder."""
+    """Retrain the best trial (or trial number `trial`), test it once and write the export to
+    `out_dir` (`autoclf best --export`).
+
+    `out_dir` must be new, empty or an earlier autoclf export left as it was: anything else is
+    refused before the retrain (ExportError) and left untouched.
+
+    Returns:
+        The export's report folder (`metrics.json`, `index.html`, `report.md`).
+    """
     from automl_clf.final.export import write_export
     from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import retrain
@@ -80,8 +147,66 @@ def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Pa
     return write_export(final, Path(out_dir), spec, study).report
 
 
+def run(
+    spec: Spec,
+    *,
+    time: str | float | None = None,
+    export: str | Path | None = None,
+    n_trials: int | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+) -> JobResult:
+    """The whole job (`autoclf run`): search, retrain the best configuration, test it once and
+    export it, everything within `time` when given.
+
+    Args:
+        time: the budget, e.g. "15m", "1h30m" or seconds (default `study.budget`; none:
+            search `study.n_trials`, then export). It counts from this call.
+        export: the export folder (default `exports/<study name>`).
+        n_trials: cap the finished trials (under a budget, none unless given).
+
+    Returns:
+        `.export.folder` and `.export.report` (where it wrote), `.final.test` (the test
+        metrics), `.search.study`, and `.budget` (the planned and actual split of the time).
+
+    Raises:
+        SpecError: the budget cannot fit one epoch and the export; ExportError: `export` is
+            not new, empty or an unchanged autoclf export; as `search` raises otherwise.
+    """
+    from automl_clf.job import run_job
+    from automl_clf.spec.duration import parse_duration
+
+    if time is not None:
+        study = spec.study.model_copy(update={"budget": parse_duration(time)})
+        spec = spec.model_copy(update={"study": study})
+    out = Path(export) if export is not None else Path("exports") / str(spec.study.name)
+    return run_job(spec, out, n_trials=n_trials, force=force, jobs=jobs)
+
+
+class _PublicAPI(types.ModuleType):
+    """`automl_clf.search` is both the API function and the search room's package, and Python
+    binds a subpackage onto its parent when it is first imported, which replaced the function
+    after its first call (`automl_clf.search(spec)` then failed: 'module' object is not
+    callable). This module keeps the function; the package is `sys.modules["automl_clf.search"]`,
+    which `from automl_clf.search.run import …` reads."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "search" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _PublicAPI
+
+
 def load(export_dir: str | Path) -> Predictor:
-    """Load an exported model as a `Predictor` (predict / predict_proba / classes_)."""
+    """Load an export (`best --export`, `run`) as a `Predictor`: `predict(paths)` gives class
+    names, `predict_proba(paths)` probabilities in `classes_` order, with exactly the
+    training-time preprocessing. Loading reads tensors and JSON only: no code runs.
+
+    Raises:
+        ExportError: the folder is not a readable export; the message names the file.
+    """
     from automl_clf.final.predictor import load as _load
 
     return _load(export_dir)

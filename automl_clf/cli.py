@@ -9,16 +9,19 @@ Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 R = TypeVar("R")
 
@@ -44,18 +47,108 @@ if TYPE_CHECKING:
     from automl_clf.final.predictor import FilePrediction
     from automl_clf.spec.models import Spec
 
-app = typer.Typer(
+PIPED_WIDTH = 10_000  # columns of output that is not a terminal: a log line is never wrapped
+
+
+def _flowed(text: str | None) -> str | None:
+    """A docstring with each paragraph on one line, for rich to wrap at the terminal's width:
+    rich keeps a help text's line breaks, so the source's 99-column lines broke sentences in
+    the middle at 80 and 120 columns. List items (`- `) and click's `\\b` paragraphs keep
+    their lines."""
+    if text is None:
+        return None
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else re.sub(r"\n(?!\s*[-*] )\s*", " ", p) for p in paragraphs
+    )
+
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """A flag's help shows no `<bool>`: it takes no value, and `--force <bool>` made
+    `--force true` look valid (typer shows every parameter's type)."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    """Every autoclf command: help paragraphs flowed, flags without a type (see above)."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, help=_flowed(help), **kwargs)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Typer's own usage errors (an unknown option, a missing file, a bad choice) as one
+        line on stderr and exit 2, like autoclf's errors: typer draws them in a box, which in a
+        log wraps at 80 columns and splits the message."""
+
+        def call() -> Any:
+            return super(_Group, self).main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
+
+        if not standalone_mode:
+            return call()
+        try:
+            code = call()
+        except typer.TyperException as exc:  # click's ClickException and UsageError
+            if type(exc).__name__ != "NoArgsIsHelpError":  # the help is already printed
+                _print_usage_error(exc)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            _console(stderr=True).print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _print_usage_error(exc: typer.TyperException) -> None:
+    ctx = getattr(exc, "ctx", None)
+    message = exc.format_message().rstrip(".")
+    if ctx is not None:
+        message += f" (see {ctx.command_path} -h)"
+    _print_error(message)
+
+
+class _App(typer.Typer):
+    """The typer app whose commands are `_Command`s, so a command added later gets the same
+    habits without remembering them."""
+
+    def command(self, name: str | None = None, *, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(name, cls=cls or _Command, **kwargs)
+
+
+app = _App(
     name="autoclf",
     help="Declarative hyperparameter search for CNN image classifiers.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 SpecPath = Annotated[
     Path,
-    typer.Argument(exists=True, dir_okay=False, readable=True, help="The spec YAML file."),
+    # A folder is let through to `_load`, which says how to write a spec for it.
+    typer.Argument(exists=True, readable=True, help="The spec YAML file."),
 ]
 StorageOption = Annotated[
     str | None,
@@ -67,6 +160,16 @@ StorageOption = Annotated[
 StudyNameOption = Annotated[
     str | None,
     typer.Option("--study-name", help="Study name (default: study.name, else the spec's stem)."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a spec value before validation, written as in the file (YAML), e.g. "
+        "--set train.epochs=3 or --set 'train.lr={low: 1e-4, high: 1e-2, log: true}'; "
+        "repeatable.",
+    ),
 ]
 
 
@@ -81,8 +184,23 @@ JobsOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from automl_clf import __version__
+
+        typer.echo(f"autoclf {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _quiet_pillow() -> None:
+def _setup(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Images between Pillow's pixel limit and twice it are decoded quietly (autoclf only shrinks
     them to image_size), so Pillow's `DecompressionBombWarning` is not printed; larger ones are
     refused by the decoding itself and listed like corrupt files."""
@@ -94,14 +212,27 @@ def _quiet_pillow() -> None:
 
 
 def _console(stderr: bool = False) -> Console:
+    """Rich output; into a pipe or a file (a log), lines are not wrapped at 80 columns, so a
+    trial's parameters stay one line that grep finds (COLUMNS, when set, still rules)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def _fail(exc: BaseException, code: int) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+    _print_error(str(exc))
     return typer.Exit(code)
+
+
+def _print_error(message: str) -> None:
+    """`error: …` on stderr, never wrapped; the message is shown as written (a path such as
+    `data/[train]/` is not rich markup)."""
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 
 
 def _run(func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -116,18 +247,40 @@ def _run(func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
 
 def _load(
     spec: Path,
+    sets: list[str] | None = None,
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | None = None,
 ) -> Spec:
-    """The spec of a command that works on its study (all that take a SPEC). Optuna is quieted
-    here, per command, not at import (autoclf prints its own progress) nor in the app callback,
-    which runs before a command's --help, and importing the search room takes seconds."""
+    """The spec of a command that works on its study (all that take a SPEC), with its `--set`
+    overrides. Optuna is quieted here, per command, not at import (autoclf prints its own
+    progress) nor in the app callback, which runs before a command's --help, and importing the
+    search room takes seconds."""
     from automl_clf.search.optuna_compat import quiet_optuna
-    from automl_clf.spec.load import load_spec
+    from automl_clf.spec.load import load_spec, parse_override
 
+    if spec.is_dir():
+        raise _fail(ValueError(_folder_for_spec(spec)), 2)
     quiet_optuna()
-    return _run(load_spec, spec, storage=storage, study_name=study_name, budget=budget)
+    overrides = dict(_run(parse_override, text) for text in sets or ())
+    return _run(
+        load_spec,
+        spec,
+        overrides=overrides,
+        storage=storage,
+        study_name=study_name,
+        budget=budget,
+    )
+
+
+def _folder_for_spec(folder: Path) -> str:
+    """What to do when SPEC is a folder: pass a spec it holds, or write one for its images."""
+    specs = sorted(p.name for p in folder.glob("*.y*ml") if p.is_file())
+    held = f" (it holds {', '.join(specs[:3])}: pass one of those)" if specs else ""
+    return (
+        f"{folder} is a folder, not a spec file{held}; to write a spec for the images in it: "
+        f"autoclf init {folder}"
+    )
 
 
 @contextlib.contextmanager
@@ -176,13 +329,14 @@ def datasets(
 
 
 @app.command()
-def validate(spec: SpecPath) -> None:
+def validate(spec: SpecPath, sets: SetOption = None) -> None:
     """Check a spec and its data: print the data report and the search space.
 
     The report lists classes, images per split, skipped files, duplicates across splits and
-    imbalance; nothing is trained.
+    imbalance; nothing is trained. Nothing is written either, unless the data cache folder
+    exists already: then the decoded images go into it, as a search would put them.
     """
-    from automl_clf.data.dataset import load_dataset
+    from automl_clf.data.dataset import check_dataset
     from automl_clf.data.preprocess import Decoding
     from automl_clf.models.factory import check_backbones
     from automl_clf.search.samplers import search_warnings
@@ -190,11 +344,10 @@ def validate(spec: SpecPath) -> None:
     from automl_clf.spec.describe import describe_space
     from automl_clf.ui import print_data_report, print_warnings, space_table, study_lines
 
-    loaded = _load(spec)
+    loaded = _load(spec, sets)
     assert loaded.study.storage is not None
     _run(storage_scheme, loaded.study.storage)  # a study storage autoclf can open and lock
-    dataset = _run(load_dataset, loaded.data)
-    _run(dataset.arrays, Decoding.of(loaded.data))  # decodes every image once (and caches it)
+    dataset = _run(check_dataset, loaded.data, Decoding.of(loaded.data))  # creates no folder
     _run(check_backbones, loaded)
     console = _console()
     console.print(f"[green]spec OK[/green]: {spec}")
@@ -207,13 +360,65 @@ def validate(spec: SpecPath) -> None:
 
 
 @app.command()
-def schema() -> None:
-    """Print the spec's JSON Schema (for editor completion and validation)."""
-    import json
+def init(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="The image folder (<class>/<image>, or train/, val/, test/ of those), or a CSV "
+            "manifest (path,label[,split])."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write the spec (default: <folder name>.yaml here)."
+        ),
+    ] = None,
+    time_budget: Annotated[
+        str,
+        typer.Option("--time", help="The whole job's time budget (study.budget), e.g. 15m, 2h."),
+    ] = "15m",
+    force: Annotated[bool, typer.Option("--force", help="Replace the spec if it exists.")] = False,
+) -> None:
+    """Write a commented spec for a folder of images, ready for `autoclf run`.
 
-    from automl_clf.spec.models import Spec
+    Reads the layout, classes and counts, and a few hundred image headers (size, colour), then
+    chooses the image size, channels, split, backbones that fit that size, class weighting for
+    imbalance, and a search that fits --time. Each choice is explained in a comment.
+    """
+    from automl_clf.data.profile import describe_counts
+    from automl_clf.spec.init import init_spec
 
-    typer.echo(json.dumps(Spec.model_json_schema(), indent=2))
+    result = _run(init_spec, data, output, time=time_budget, force=force)
+    choices, console = result.choices, _console()
+    console.print(
+        f"wrote {result.path} for {data}: {describe_counts(result.profile)}; image_size "
+        f"{choices.image_size}, {choices.channels} channel(s), backbones "
+        f"{', '.join(choices.backbones)}, budget {choices.budget}"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"next: autoclf validate {result.path}, then autoclf run {result.path}")
+
+
+@app.command()
+def schema(
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="Print the reference page (docs/spec-reference.md) instead."
+        ),
+    ] = False,
+) -> None:
+    """Print the spec's JSON Schema, every field described (for editor completion)."""
+    if markdown:
+        from automl_clf.spec.reference import spec_reference_markdown
+
+        sys.stdout.write(spec_reference_markdown())
+    else:
+        from automl_clf.spec.schema import json_text
+
+        sys.stdout.write(json_text())
 
 
 @app.command()
@@ -279,6 +484,7 @@ def search(
         typer.Option("--force", help="Resume the study even though its search space changed."),
     ] = False,
     jobs: JobsOption = None,
+    sets: SetOption = None,
 ) -> None:
     """Create or resume the spec's study and run trials until it holds n_trials finished ones.
 
@@ -288,10 +494,10 @@ def search(
     once.
     """
     from automl_clf.search.run import run_search
-    from automl_clf.search.samplers import search_warnings
+    from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import SearchProgress, best_line, print_warnings, study_counts
 
-    loaded = _load(spec, storage, study_name)
+    loaded = _load(spec, sets, storage, study_name)
     console = _console()
     target = n_trials or loaded.study.trial_cap
     goals = ", ".join(
@@ -324,6 +530,7 @@ def search(
             f"{result.target}); raise --n-trials to extend it"
         )
     console.print(f"study {study.study_name!r}: {study_counts(study)}")
+    print_warnings(console, random_start_warnings(loaded, result.n_finished, result.target))
     if not result.complete and result.target is not None:
         why = "timeout" if result.timed_out else "stopped"
         console.print(
@@ -331,6 +538,20 @@ def search(
             "continue"
         )
     console.print(best_line(study, loaded.study.objectives))
+
+
+class ShowFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+FormatOption = Annotated[
+    ShowFormat,
+    typer.Option(
+        "--format",
+        help="table for people; json on stdout for scripts (messages go to stderr).",
+    ),
+]
 
 
 @app.command()
@@ -350,29 +571,51 @@ def best(
     ] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
+    sets: SetOption = None,
+    output_format: FormatOption = ShowFormat.table,
 ) -> None:
     """Show the best trial, or a multi-objective study's Pareto front; --export retrains one.
 
     With --export, retrain the best trial (or --trial N), evaluate it once on the test split and
     write the export.
+
+    With --format json, stdout is one JSON object: the study, its trials by state, best_trial
+    (or pareto_front), and with --export an export object (folder, report, test metrics,
+    formats).
     """
     from automl_clf.search.study import best_trial, load_existing_study, pareto_front
+    from automl_clf.search.summary import best_summary
     from automl_clf.ui import pareto_table, study_counts, trial_table
 
-    loaded = _load(spec, storage, study_name)
+    as_json = output_format == ShowFormat.json
+    loaded = _load(spec, sets, storage, study_name)
     assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
-    console = _console()
+    console = _console(stderr=as_json)
+    objectives = loaded.study.objectives
+    summary: dict[str, Any] = {}
     with _study_storage(loaded):
-        console.print(f"study {study.study_name!r}: {study_counts(study)}")
-        if len(study.directions) > 1:
-            console.print(pareto_table(pareto_front(study), loaded.study.objectives))
-            if export is not None and trial is None:
-                _run(best_trial, study)  # says: pick one from the front with --trial N
+        if as_json:
+            summary = _run(best_summary, study, objectives)
+        elif len(study.directions) > 1:
+            console.print(f"study {study.study_name!r}: {study_counts(study)}")
+            console.print(pareto_table(pareto_front(study), objectives))
         else:
+            console.print(f"study {study.study_name!r}: {study_counts(study)}")
             console.print(trial_table(_run(best_trial, study), loaded.study.metric))
-    if export is None:
-        return
+        if len(study.directions) > 1 and export is not None and trial is None:
+            _run(best_trial, study)  # says: pick one from the front with --trial N
+    if export is not None:
+        summary["export"] = _export(console, loaded, study, export, trial)
+    if as_json:
+        _print_json(summary)
+
+
+def _export(
+    console: Console, loaded: Spec, study: Any, export: Path, trial: int | None
+) -> dict[str, Any]:
+    """`best --export`: retrain (or not), test and write the export, printing what it does;
+    returns what `--format json` says of it."""
     from automl_clf.final.export import write_export
     from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import retrain
@@ -396,6 +639,27 @@ def best(
         f"exported to {written.folder}\nreport: {written.report / 'index.html'} "
         f"(and report.md beside it)"
     )
+    test = final.test
+    return {
+        "folder": str(written.folder),
+        "report": str(written.report),
+        "trials": [member.trial.number for member in final.members],
+        "test": {
+            "accuracy": test.accuracy,
+            "balanced_accuracy": test.balanced_accuracy,
+            "macro_f1": test.macro_f1,
+            "log_loss": test.loss,
+        },
+        "formats": {name: check.model_dump() for name, check in written.formats.items()},
+        "latency_ms": written.latency_ms,
+    }
+
+
+def _print_json(data: Any) -> None:
+    """One JSON document on stdout (NaN is already null: search/summary.py)."""
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 @app.command()
@@ -427,6 +691,7 @@ def run(
         typer.Option("--force", help="Resume the study even though its search space changed."),
     ] = False,
     jobs: JobsOption = None,
+    sets: SetOption = None,
 ) -> None:
     """Search, retrain the best configuration, test it once and export it: the whole job.
 
@@ -436,21 +701,24 @@ def run(
     resumes the study with a fresh budget.
     """
     from automl_clf.job import run_job
+    from automl_clf.search.samplers import random_start_warnings, search_warnings
     from automl_clf.ui import (
         SearchProgress,
         budget_table,
         final_plan_line,
         final_summary,
         formats_summary,
+        print_warnings,
     )
 
-    loaded = _load(spec, storage, study_name, time_budget)
+    loaded = _load(spec, sets, storage, study_name, time_budget)
     console = _console()
     out = export if export is not None else Path("exports") / str(loaded.study.name)
     total = loaded.study.budget
     aim = f"budget {total:g} s in all" if total is not None else "no time budget"
     console.print(f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, export to {out}")
     target = n_trials or loaded.study.trial_cap
+    print_warnings(console, search_warnings(loaded, target))
     status = console.status("")
 
     def final_started(retrains: int, estimate: Any) -> None:
@@ -474,6 +742,8 @@ def run(
             )
         finally:
             status.stop()
+    searched = job.search
+    print_warnings(console, random_start_warnings(loaded, searched.n_finished, searched.target))
     console.print(final_summary(job.final))
     console.print(formats_summary(job.export))
     if job.budget is not None:
@@ -489,14 +759,26 @@ def status(
     spec: SpecPath,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
+    sets: SetOption = None,
+    output_format: FormatOption = ShowFormat.table,
 ) -> None:
-    """Show the study's trials by state and per worker, the running ones and why any failed."""
+    """Show the study's trials by state and per worker, the running ones and why any failed.
+
+    With --format json, stdout is one JSON object: trials by state, workers, running, failed,
+    and best_trial (null until there is one) or pareto_front.
+    """
     from automl_clf.search.study import load_existing_study
+    from automl_clf.search.summary import status_summary
     from automl_clf.ui import best_line, status_tables
 
-    loaded = _load(spec, storage, study_name)
+    loaded = _load(spec, sets, storage, study_name)
     assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
+    if output_format == ShowFormat.json:
+        with _study_storage(loaded):
+            summary = status_summary(study, loaded.study.objectives)
+        _print_json(summary)
+        return
     console = _console()
     console.print(f"study {study.study_name!r} in {loaded.study.storage}")
     with _study_storage(loaded):
@@ -623,6 +905,7 @@ def dashboard(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
+    sets: SetOption = None,
 ) -> None:
     """Serve optuna-dashboard on the study: trials, plots, notes and confusion matrices.
 
@@ -635,7 +918,7 @@ def dashboard(
     from automl_clf.search.storage import open_storage
     from automl_clf.search.study import load_existing_study
 
-    loaded = _load(spec, storage, study_name)
+    loaded = _load(spec, sets, storage, study_name)
     assert loaded.study.storage is not None and loaded.study.name is not None
     assert loaded.study.artifacts is not None
     _run(load_existing_study, loaded.study.storage, loaded.study.name)
@@ -677,16 +960,21 @@ def visualize(
     image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="One image file.")],
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for the PNGs (default: DIR/visualize/<image name>)."),
+        typer.Option(help="Folder for the PNGs (default: ./visualize/<image name>)."),
     ] = None,
 ) -> None:
-    """Draw the first convolution's filters and the feature maps at each stage for IMAGE."""
+    """Draw the first convolution's filters and the feature maps at each stage for IMAGE.
+
+    The PNGs go to ./visualize/<image name>/ unless --out says otherwise: never into the export
+    folder, which stays exactly what the export wrote (a later export to it refuses a folder
+    with files it did not write).
+    """
     from automl_clf.final.predictor import load
     from automl_clf.report.network import write_network_figures
 
     predictor = _run(load, export_dir)
     pixels = _run(predictor.load, image)
-    folder = out or export_dir / "visualize" / image.stem
+    folder = out or Path("visualize") / image.stem
     figures = write_network_figures(
         predictor.model_, predictor.manifest_.preprocessing, predictor.classes_, pixels, folder
     )

@@ -422,10 +422,11 @@ def study_lines(spec: Spec) -> list[str]:
     )
     if first:
         lines.append("tried first: " + " then ".join(first))
-    budget = (
-        f"budget: {study.n_trials} finished trials across all workers, "
-        f"{spec.train.epochs} epochs per trial at most"
-    )
+    cap = study.trial_cap  # none under a time budget that does not give n_trials
+    trials = f"{cap} finished trials across all workers" if cap else "as many trials as fit"
+    budget = f"budget: {trials}, {spec.train.epochs} epochs per trial at most"
+    if study.budget is not None:
+        budget += f", {study.budget:g} s for the whole job (autoclf run)"
     if study.timeout is not None:
         budget += f", {study.timeout:g} s per command"
     lines.append(budget)

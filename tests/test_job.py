@@ -120,6 +120,8 @@ def test_run_without_a_budget_searches_n_trials_then_exports(
     path = write_spec(tmp_path / "spec.yaml", raw)
     result = runner.invoke(app, ["run", str(path), "--export", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    # `run` warns as `search` does: 2 trials never leave tpe's 10 random ones
+    assert "tpe never proposes one" in " ".join(result.output.split())
     assert (
         "no time budget" in result.output
         and "time budget" not in result.output.split("no time budget")[1]

@@ -187,3 +187,25 @@ def test_search_warns_when_its_sampler_would_never_leave_the_random_start_up(
         "warning: study.sampler.n_startup_trials is 10, but n_trials is 1: every trial is "
         "drawn at random and tpe never proposes one" in " ".join(result.output.split())
     )
+
+
+@pytest.mark.parametrize(
+    ("n_finished", "target", "warned"),
+    [(4, None, True), (5, None, True), (6, None, False), (4, 3, False), (4, 20, True)],
+)
+def test_after_a_search_that_never_left_the_random_start_up_it_says_so(
+    tmp_path: Path, digits_root: Path, n_finished: int, target: int | None, warned: bool
+) -> None:
+    """A time budget (target None) or a timeout short of n_trials can end a tpe search inside
+    its 5 random start-up trials; a target at or below the start-up was warned about before."""
+    from automl_clf.search.samplers import random_start_warnings
+
+    raw = tiny_spec(
+        digits_root, tmp_path, study={"sampler": {"kind": "tpe", "n_startup_trials": 5}}
+    )
+    spec = parse_spec(raw, base_dir=tmp_path)
+    lines = random_start_warnings(spec, n_finished, target)
+    assert bool(lines) is warned
+    if warned:
+        assert f"all {n_finished} finished trial(s) were drawn at random" in lines[0]
+        assert "study.sampler.n_startup_trials (5)" in lines[0]

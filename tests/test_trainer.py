@@ -228,3 +228,106 @@ def test_a_deadline_before_the_first_epoch_ends_leaves_nothing_to_keep(
     config, dataset = config_of(digits_root, tmp_path, train={"epochs": 5})
     with pytest.raises(DeadlineReached):
         train_config(config, dataset, deadline=StepDeadline(steps=1))
+
+
+class NaNAt(torch.nn.Module):
+    """A linear classifier whose training loss turns NaN at one step (counted across epochs,
+    1-based) and, its weights then NaN too, at every later one."""
+
+    def __init__(self, n_in: int, n_classes: int, bad_step: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(n_in, n_classes)
+        self.bad_step, self.steps = bad_step, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(x.flatten(1))
+        if self.training:
+            self.steps += 1
+            if self.steps == self.bad_step:
+                return logits * float("nan")
+        return logits
+
+
+def fit_nan_at(root: Path, tmp_path: Path, *, epoch: int, step: int, deadline: Any = None) -> Any:
+    """`fit` on the tiny digits with a model whose loss turns NaN at (epoch, step)."""
+    from automl_clf.data.batches import TrainBatches
+    from automl_clf.data.preprocess import Decoding
+    from automl_clf.train import fit
+
+    config, dataset = config_of(root, tmp_path, train={"epochs": 3}, augment={"policy": "none"})
+    splits = dataset.arrays(Decoding.of(config.data))
+    pre = train_config_preprocessing(config, dataset)
+    batches = TrainBatches(splits["train"], 16, pre, [], 0, n_classes=dataset.n_classes)
+    bad_step = (epoch - 1) * len(batches) + step
+    model = NaNAt(8 * 8, dataset.n_classes, bad_step)
+    return fit(model, batches, splits["val"], config.train, pre, deadline=deadline)
+
+
+def test_a_non_finite_loss_names_the_epoch_and_step_it_first_appeared(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    # Steps leave their losses on the device; the epoch's end reads them, and the step with them.
+    # The lr is that step's: cosine over 3 epochs of 4 steps is at half of 0.01 after 6 steps.
+    with pytest.raises(TrialFailed, match=r"loss became nan at epoch 2, step 3 \(lr 0\.005\)"):
+        fit_nan_at(digits_root, tmp_path, epoch=2, step=3)
+
+
+def test_a_non_finite_loss_before_the_deadline_still_fails_the_trial(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    # 4 steps an epoch: the deadline passes before epoch 2's fourth step, after its NaN
+    with pytest.raises(TrialFailed, match=r"at epoch 2, step 2"):
+        fit_nan_at(digits_root, tmp_path, epoch=2, step=2, deadline=StepDeadline(steps=7))
+
+
+def test_evaluation_on_the_cpu_is_float32_whatever_mixed_precision_says(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    from automl_clf.data.preprocess import Decoding
+    from automl_clf.train import evaluate
+
+    config, dataset = config_of(digits_root, tmp_path, train={"epochs": 1})
+    model = train_config(config, dataset).fit.model
+    val = dataset.arrays(Decoding.of(config.data))["val"]
+    pre = train_config_preprocessing(config, dataset)
+    mixed = evaluate(model, val, pre, "cpu", mixed_precision=True)
+    plain = evaluate(model, val, pre, "cpu")
+    assert mixed.loss == plain.loss
+    assert np.array_equal(mixed.probabilities, plain.probabilities)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_training_step_never_waits_for_the_cuda_device(
+    digits_root: Path, tmp_path: Path
+) -> None:
+    from automl_clf.data.batches import TrainBatches
+    from automl_clf.data.preprocess import Decoding
+    from automl_clf.models.factory import build_model
+    from automl_clf.train.mix import BatchMixer
+    from automl_clf.train.trainer import _Loop
+
+    config, dataset = config_of(
+        digits_root,
+        tmp_path,
+        train={"device": "cuda", "grad_clip": 1.0, "label_smoothing": 0.1},
+        augment={"mixup": 0.5, "cutmix": 0.5},
+    )
+    train = dataset.arrays(Decoding.of(config.data))["train"]
+    pre = train_config_preprocessing(config, dataset)
+    batches = TrainBatches(train, 16, pre, [], 0, n_classes=dataset.n_classes)
+    model = build_model(config.model, n_classes=dataset.n_classes, in_chans=1, image_size=8)
+    weights = class_weights(train.labels, dataset.n_classes, "balanced")
+    loop = _Loop.build(
+        model, batches, None, config.train, pre, None, weights, BatchMixer(config.augment), None
+    )
+    if loop.precision.dtype == torch.float16:
+        pytest.skip("float16 loss scaling reads the device at each step (GradScaler.step)")
+    on_device = [(x.cuda(), y.cuda()) for x, y in batches.epoch(1)]
+    loop.step(*on_device[0])  # lazy initialisation (cuDNN, optimizer state) may wait: once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in on_device[1:]:
+            loop.step(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

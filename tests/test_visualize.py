@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from automl_clf.cli import app
 from automl_clf.data.preprocess import Decoding, Preprocessing
+from automl_clf.final.folder import check_replaceable
 from automl_clf.models.stages import feature_maps, first_conv
 from automl_clf.report.network import write_network_figures
 from tests.conftest import Exported
@@ -46,11 +47,18 @@ def test_visualize_writes_filters_and_a_map_per_cnn_stage(
     assert all(_is_png(out / name) for name in written)
 
 
-def test_visualize_defaults_to_a_folder_in_the_export(exported: Exported) -> None:
+def test_visualize_defaults_to_a_folder_outside_the_export(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     image = _a_test_image(exported)
     result = runner.invoke(app, ["visualize", str(exported.folder), str(image)])
     assert result.exit_code == 0, result.output
-    assert (exported.folder / "visualize" / image.stem / "filters.png").is_file()
+    written = Path("visualize") / image.stem / "filters.png"
+    assert (tmp_path / written).is_file()
+    assert f"wrote {written}" in result.output
+    assert not (exported.folder / "visualize").exists()
+    check_replaceable(exported.folder)  # still exactly what the export wrote
 
 
 def test_visualize_refuses_an_unreadable_image(exported: Exported, tmp_path: Path) -> None:

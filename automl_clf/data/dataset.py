@@ -4,7 +4,9 @@ Decoding and resizing happen once per file content and decoding (size, channels,
 in this process (kept in memory for every trial) and across runs and workers (the on-disk store
 of data/cache.py). Normalisation and augmentation are cheap and happen per batch. A corrupt or
 truncated file is skipped and listed, never fatal. A data set whose decoded pixels would not fit
-comfortably in memory is streamed from the on-disk store instead (`data.loading`).
+comfortably in memory is streamed from the on-disk store instead (`data.loading`): memory-mapped
+while the page cache can hold it, else losslessly compressed (data/cache.py `ShardStore`, about
+half the bytes) and decoded again by the DataLoader workers; the same pixels bit for bit.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from automl_clf.data.cache import DecodedStore, HashIndex
+from automl_clf.data.cache import (
+    DecodedStore,
+    HashIndex,
+    LazyRows,
+    ShardRows,
+    ShardStore,
+    decode_files,
+)
 from automl_clf.data.discover import (
     Discovered,
     Sample,
@@ -33,41 +41,15 @@ from automl_clf.spec.data import DataSpec
 
 SPLITS = ("train", "val", "test")
 MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it
+# A streamed data set is memory-mapped raw below this share of memory (the page cache holds it),
+# and stored as lossless WebP shards above it (half the bytes to store and read, 0.3 ms of CPU an
+# image at 128 px to decode: bench/data_scale.py)
+RAW_SHARE = 1.0
 IMBALANCE_RATIO = 3.0  # largest / smallest class in train above this: warn
+CHECK_CHUNK = 1024  # images decoded at once by `check_decoding`, then dropped
 
 
-class LazyRows:
-    """Rows of an on-disk pixels store, read on demand: the `pixels` of a streamed split.
-
-    Indexes like an array (`rows[3]`, `rows[2:9]`, `rows[index_array]`) and pickles as its path
-    and row numbers, so DataLoader workers (spawned) open their own memory map.
-    """
-
-    def __init__(self, path: Path, rows: np.ndarray) -> None:
-        self.path = path
-        self.rows = rows
-        self._map: np.ndarray | None = None
-
-    def _pixels(self) -> np.ndarray:
-        if self._map is None:
-            self._map = np.load(self.path, mmap_mode="r")
-        return self._map
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.rows), *self._pixels().shape[1:])
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self._pixels()[self.rows[index]])
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "rows": self.rows, "_map": None}
-
-
-Pixels = np.ndarray | LazyRows
+Pixels = np.ndarray | LazyRows | ShardRows
 
 
 STATS_SAMPLE = 4096  # images a streamed split's mean/std is estimated from
@@ -94,7 +76,7 @@ class SplitArrays:
 
     @property
     def streamed(self) -> bool:
-        return isinstance(self.pixels, LazyRows)
+        return isinstance(self.pixels, LazyRows | ShardRows)
 
     @staticmethod
     def concat(*parts: SplitArrays) -> SplitArrays:
@@ -102,6 +84,10 @@ class SplitArrays:
             return parts[0]
         labels = np.concatenate([p.labels for p in parts])
         paths = tuple(path for p in parts for path in p.paths)
+        shards = [p.pixels for p in parts if isinstance(p.pixels, ShardRows)]
+        if shards:
+            assert len(shards) == len(parts)
+            return SplitArrays(ShardRows.concat(shards), labels, paths)
         lazy = [p.pixels for p in parts if isinstance(p.pixels, LazyRows)]
         if lazy:
             assert len(lazy) == len(parts) and len({r.path for r in lazy}) == 1
@@ -133,6 +119,7 @@ class Dataset:
     n_dropped: int  # val/test images dropped as duplicates of earlier splits
     hashes: dict[Path, str]
     _decoded: dict[Decoding, dict[str, SplitArrays]] = field(default_factory=dict)
+    _checked: set[Decoding] = field(default_factory=set)
 
     @property
     def n_classes(self) -> int:
@@ -163,14 +150,25 @@ class Dataset:
             notes.append(f"{n} image(s) appear in more than one split; {action}")
         return notes
 
+    def decoded_bytes(self, decoding: Decoding) -> int:
+        """What every split's decoded pixels take as uint8."""
+        n = sum(len(s) for s in self.splits.by_name().values())
+        return n * decoding.image_size**2 * decoding.channels
+
     def loading_mode(self, decoding: Decoding) -> str:
         """memory or stream, as `data.loading` says or (auto) by the decoded size."""
         if self.spec.loading != "auto":
             return self.spec.loading
-        n = sum(len(s) for s in self.splits.by_name().values())
-        size = n * decoding.image_size**2 * decoding.channels
-        fits = size < MEMORY_SHARE * _physical_memory()
+        fits = self.decoded_bytes(decoding) < MEMORY_SHARE * _physical_memory()
         return "memory" if fits or not self.spec.cache else "stream"
+
+    def storage(self, decoding: Decoding) -> str:
+        """How the decoded pixels are kept on disk: `raw` uint8 (loaded whole, or memory-mapped
+        while the page cache can hold them) or, for a streamed set larger than that, `shards`."""
+        if self.loading_mode(decoding) == "memory":
+            return "raw"
+        small = self.decoded_bytes(decoding) < RAW_SHARE * _physical_memory()
+        return "raw" if small else "shards"
 
     def arrays(self, decoding: Decoding) -> dict[str, SplitArrays]:
         """Every split decoded with `decoding`; computed once per process and decoding."""
@@ -178,34 +176,67 @@ class Dataset:
             self._decoded[decoding] = self._decode_all(decoding)
         return self._decoded[decoding]
 
+    def check_decoding(self, decoding: Decoding) -> None:
+        """Decode every image once, keeping no pixels and writing nothing, to list the
+        unreadable ones in `skipped` and refuse a split they would leave without a class: what
+        `autoclf validate` does before any cache exists, so checking a spec creates no folder
+        (and a data set larger than memory can be checked)."""
+        if decoding in self._decoded or decoding in self._checked:
+            return
+        paths = {
+            self.hashes[s.path]: s.path for part in self.splits.by_name().values() for s in part
+        }
+        digests = list(paths)
+        failed: dict[str, str] = {}
+        for start in range(0, len(digests), CHECK_CHUNK):
+            chunk = digests[start : start + CHECK_CHUNK]
+            results = decode_files(decoding, [paths[d] for d in chunk], os.cpu_count() or 1)
+            for digest, (pixels, error) in zip(chunk, results, strict=True):
+                if pixels is None:
+                    failed[digest] = error or "cannot decode"
+        self._decodable(failed)
+        self._checked.add(decoding)
+
     def _decode_all(self, decoding: Decoding) -> dict[str, SplitArrays]:
         cache_dir = self.spec.cache_dir if self.spec.cache else None
-        store = DecodedStore(cache_dir, decoding)
+        stream = self.loading_mode(decoding) == "stream"
+        store: DecodedStore | ShardStore
+        if self.storage(decoding) == "shards":
+            assert cache_dir is not None  # the spec refuses stream without cache; auto checks
+            store = ShardStore(cache_dir, decoding)
+        else:
+            store = DecodedStore(cache_dir, decoding)
         samples = self.splits.by_name()
         store.ensure(
             ((self.hashes[s.path], s.path) for part in samples.values() for s in part),
             n_threads=os.cpu_count() or 1,
         )
-        stream = self.loading_mode(decoding) == "stream"
         arrays = {}
-        for name, part in samples.items():
+        for name, kept in self._decodable(store.failed).items():
+            digests = [self.hashes[s.path] for s in kept]
+            if isinstance(store, ShardStore):
+                pixels: Pixels = store.take(digests)
+            else:
+                pixels = store.take(digests, mapped=stream)
+            labels = np.asarray([s.label for s in kept], dtype=np.int64)
+            arrays[name] = SplitArrays(pixels, labels, tuple(s.path for s in kept))
+        return arrays
+
+    def _decodable(self, failed: dict[str, str]) -> dict[str, list[Sample]]:
+        """Each split's samples whose content decoded; the others (`failed`: hash -> reason)
+        join `skipped`. Raises DataError if that leaves a split without a class."""
+        kept_by_split = {}
+        for name, part in self.splits.by_name().items():
             kept = []
             for sample in part:
                 digest = self.hashes[sample.path]
-                if digest in store.failed:
-                    self.skipped.append(SkippedFile(sample.path, store.failed[digest]))
+                if digest in failed:
+                    self.skipped.append(SkippedFile(sample.path, failed[digest]))
                 else:
                     kept.append(sample)
             self._check_every_class(name, kept)
-            rows = np.asarray([store.rows[self.hashes[s.path]] for s in kept], dtype=np.int64)
-            labels = np.asarray([s.label for s in kept], dtype=np.int64)
-            paths = tuple(s.path for s in kept)
-            if stream:
-                assert store.path is not None
-                arrays[name] = SplitArrays(LazyRows(store.path, rows), labels, paths)
-            else:
-                arrays[name] = SplitArrays(np.asarray(store.pixels[rows]), labels, paths)
-        return arrays
+            kept_by_split[name] = kept
+        return kept_by_split
 
     def _check_every_class(self, name: str, kept: list[Sample]) -> None:
         missing = sorted(set(range(self.n_classes)) - {s.label for s in kept})
@@ -251,6 +282,27 @@ def load_dataset(spec: DataSpec) -> Dataset:
         n_dropped=n_dropped,
         hashes=hashes,
     )
+
+
+def check_dataset(spec: DataSpec, decoding: Decoding) -> Dataset:
+    """`autoclf validate`'s data check: discover, hash, split and decode every image once.
+
+    With an existing cache folder it is used and filled as a search would (the search then
+    decodes nothing again); without one nothing is written, so validating a spec leaves no
+    `studies/` folder behind: the images are decoded in chunks and dropped.
+
+    Raises:
+        DataError: as `load_dataset` and `Dataset.arrays` raise it.
+    """
+    cached = spec.cache and spec.cache_dir is not None and spec.cache_dir.is_dir()
+    if not cached:
+        spec = spec.model_copy(update={"cache": False})  # no hashes.json either
+    dataset = load_dataset(spec)
+    if cached:
+        dataset.arrays(decoding)
+    else:
+        dataset.check_decoding(decoding)
+    return dataset
 
 
 def _root(spec: DataSpec) -> Path:

@@ -17,6 +17,10 @@ staging name then holds the old export, which is removed. Where the exchange is 
 `.<DIR>.replaced-<host>-<pid>`; an export killed between that and moving the new one in is
 undone by the next export to DIR, which moves the old one back before anything else.
 
+File modes. Every file of an export is 0666 and every folder 0777 less the umask (0644 and
+0755 usually), like any file the user writes, whatever mode its writer chose (safetensors writes
+0600): an export is meant to be copied and loaded elsewhere, often as another user.
+
 Cleaning up. Staging and set-aside folders are named by their writer's host and pid, so the
 next export to the same DIR removes those whose writer is gone (this host, a pid no longer
 running) and leaves alone those of running exports and of other hosts.
@@ -131,11 +135,36 @@ def staged_export(out_dir: Path) -> Iterator[Path]:
     staging.mkdir(parents=True)
     try:
         yield staging
+        _share(staging)
         _write_marker(staging)
         check_replaceable(out_dir)  # it may have changed while the export was written
         _swap(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # the unfinished export, or the old one
+
+
+def _share(folder: Path) -> None:
+    """Give every file of the export the mode a plain file gets (0644, folders 0755, under the
+    usual umask 022), so an export copied to a server that runs as another user can be loaded.
+    Writers that go through a temporary file (safetensors, `tempfile`) leave 0600 behind."""
+    mask = _umask()
+    folder.chmod(0o777 & ~mask)
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def _umask() -> int:
+    """This process's umask (Linux reads it from /proc: setting it to read it back races with
+    other threads creating files)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def sibling(out_dir: Path, kind: str, pid: int) -> Path:

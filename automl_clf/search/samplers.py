@@ -133,6 +133,24 @@ def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
     return warnings
 
 
+def random_start_warnings(spec: Spec, n_finished: int, target: int | None) -> list[str]:
+    """After a search: one line when the study's `n_finished` trials never got past the
+    sampler's random start-up, which a time budget or timeout (unlike n_trials, warned about
+    before the search by `search_warnings`) only shows once it has run out."""
+    sampler = spec.study.sampler
+    setting = sampler.random_start
+    if setting is None or n_finished == 0:
+        return []
+    start = getattr(sampler, setting)
+    if n_finished > start or (target is not None and start >= target):  # fine, or warned
+        return []
+    return [
+        f"all {n_finished} finished trial(s) were drawn at random or queued: {sampler.kind} "
+        f"proposes trials only after study.sampler.{setting} ({start}) have finished; give the "
+        f"search more time, or lower {setting}"
+    ]
+
+
 def fully_queued(spec: Spec) -> int:
     """Trials queued before the sampler with every value fixed (the defaults, complete
     warm-start entries): the sampler draws nothing for them."""

@@ -31,7 +31,7 @@ from automl_clf.data.dataset import Dataset
 from automl_clf.errors import StudyError
 from automl_clf.search.record import StudyRecord, TrialRecord
 from automl_clf.search.samplers import build_pruner, build_sampler
-from automl_clf.search.storage import StudyLock, open_storage, storage_faults
+from automl_clf.search.storage import StudyLock, open_storage, storage_faults, storage_file
 from automl_clf.spec.describe import describe_space, grid_points
 from automl_clf.spec.models import Spec
 from automl_clf.spec.warmstart import default_params, warm_start_params
@@ -212,7 +212,18 @@ def _queue_first_trials(
 
 def load_existing_study(storage_url: str, name: str) -> optuna.Study:
     """An existing study, or a StudyError that lists the studies the storage holds (a
-    StorageError when the storage is damaged or unreadable)."""
+    StorageError when the storage is damaged or unreadable).
+
+    A SQLite or journal file that does not exist holds no study: it is refused before opening,
+    which would create it (and its folder), leaving an empty database behind `best` or
+    `status` run before any `search`.
+    """
+    file = storage_file(storage_url)
+    if file is not None and not file.exists():
+        raise StudyError(
+            f"no study named {name!r}: {file} does not exist yet; run `autoclf search SPEC` "
+            "first (or give --storage / study.storage where the study is)"
+        )
     storage = open_storage(storage_url)
     try:
         with storage_faults(storage_url):

@@ -19,6 +19,8 @@ class TransformSpec(SpecModel):
     model_config = SpecModel.model_config | {"extra": "allow"}
 
     name: str
+    """The albumentations class name, e.g. Blur, Affine, GaussNoise; its arguments go beside
+    it (`p`: the probability it is applied)."""
 
 
 TransformList = list[TransformSpec]  # a custom albumentations pipeline, applied in order
@@ -41,15 +43,24 @@ class AugmentSpec(SpecModel):
     trials that pick a named policy.
     """
 
-    policy: Tunable[Policy] = "none"  # e.g. {choices: [none, light, [{name: Blur}]]}
-    magnitude: Tunable[Annotated[float, Field(gt=0, le=3)]] = 1.0  # × the policy's magnitudes
+    policy: Tunable[Policy] = "none"
+    """A named policy (none, light, medium, heavy) or a custom list of albumentations
+    transforms; search several with {choices: [none, light, [{name: Blur}]]}."""
+    magnitude: Tunable[Annotated[float, Field(gt=0, le=3)]] = 1.0
+    """Scales the named policy's magnitudes (shift, rotation, contrast …)."""
     hflip: Tunable[bool] = False
-    # Custom lists only (the same as giving them as policy), e.g. {choices: [[...], [...]]}.
+    """Random horizontal flips with a named policy: right for most photos, wrong for digits
+    and text."""
     transforms: Tunable[TransformList] | None = None
-    mixup: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0  # share of batches mixed up
-    mixup_alpha: Tunable[PositiveFloat] = 0.2  # Beta(α, α) mixing weights; only when mixup > 0
-    cutmix: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0  # share of batches cut-mixed
-    cutmix_alpha: Tunable[PositiveFloat] = 1.0  # only when cutmix > 0
+    """Custom lists only (the same as giving them as policy), e.g. {choices: [[...], [...]]}."""
+    mixup: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0
+    """Share of training batches mixed with MixUp."""
+    mixup_alpha: Tunable[PositiveFloat] = 0.2
+    """MixUp's Beta(α, α) mixing weights; used when mixup > 0."""
+    cutmix: Tunable[Annotated[float, Field(ge=0, le=1)]] = 0.0
+    """Share of training batches cut-mixed (mixup + cutmix ≤ 1)."""
+    cutmix_alpha: Tunable[PositiveFloat] = 1.0
+    """CutMix's Beta(α, α) area weights; used when cutmix > 0."""
 
     @field_validator("policy", "transforms", mode="after")
     @classmethod

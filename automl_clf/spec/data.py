@@ -17,8 +17,13 @@ class SplitSpec(SpecModel):
     """Fractions of a root without train/val/test folders; the split is stratified and seeded."""
 
     val: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    """Share of the images held out for validation (what trials are judged and pruned on);
+    used only when there is no val/ folder (or manifest split)."""
     test: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    """Share of the images held out for the final test, seen once by the exported model; used
+    only when there is no test/ folder (or manifest split)."""
     seed: Seed = 0
+    """The split's seed: the same seed and files always give the same split."""
 
     @model_validator(mode="after")
     def _leave_training_data(self) -> SplitSpec:
@@ -33,27 +38,41 @@ class SplitSpec(SpecModel):
 class DataSpec(SpecModel):
     """The images, and how every image is turned into a tensor (training and predict alike)."""
 
-    root: Path | None = None  # <root>/<class>/* or <root>/{train,val,test}/<class>/*
-    manifest: Path | None = None  # or a CSV with columns path,label[,split]
-    image_size: ImageSize = 32  # pixels, square
-    channels: Channels = 3  # 1 = grayscale, 3 = RGB; every image is converted to this
-    # squash: stretch to a square; letterbox: fit inside and pad with black; center_crop: resize
-    # the shorter side, then crop the centre
+    root: Path | None = None
+    """The image folder: <root>/<class>/* (split by `split`) or <root>/{train,val,test}/<class>/*
+    (used as given). Relative to the spec's folder. Give root or manifest."""
+    manifest: Path | None = None
+    """Or a CSV with a header and columns path,label[,split]; paths relative to the CSV's
+    folder."""
+    image_size: ImageSize = 32
+    """Side of the square images the network sees, pixels; every image is resized to it.
+    Training cost grows with its square."""
+    channels: Channels = 3
+    """1 = grayscale, 3 = RGB; every image is converted to this."""
     resize: Resize = "squash"
-    # imagenet: what pretrained weights expect (a timm backbone's own pretrained mean/std,
-    # ImageNet's for the CNN); dataset: the training split's; auto: imagenet for timm backbones,
-    # dataset for the plain CNN
+    """squash: stretch to a square; letterbox: fit inside and pad with black; center_crop:
+    resize the shorter side, then crop the centre."""
     normalize: Normalize = "auto"
+    """imagenet: what pretrained weights expect (a timm backbone's own pretrained mean/std,
+    ImageNet's for the CNN); dataset: the training split's; none; auto: imagenet for timm
+    backbones, dataset for the plain CNN."""
     split: SplitSpec = SplitSpec()
-    # drop: remove from val/test every image whose exact content is also in an earlier split
-    # (train, then val), so no score is inflated by leakage; keep: only report them
+    """How a root without train/val/test folders is split (stratified, seeded)."""
     duplicates: Literal["drop", "keep"] = "drop"
-    # memory: decoded images in RAM; stream: read from the on-disk cache by DataLoader workers;
-    # auto: memory when the decoded set takes under a quarter of the machine's memory
+    """drop: remove from val/test every image whose exact content is also in an earlier split
+    (train, then val), so no score is inflated by leakage; keep: only report them."""
     loading: Literal["auto", "memory", "stream"] = "auto"
-    workers: Annotated[int, Field(ge=0, le=64)] | None = None  # stream workers; default: cores
-    cache: bool = True  # keep decoded pixels on disk, keyed by file content and decoding
-    cache_dir: Path | None = None  # default: studies/cache/ beside the study databases
+    """memory: decoded images in RAM; stream: read from the on-disk cache by DataLoader
+    workers (memory-mapped below the machine's memory, else losslessly compressed WebP shards:
+    the same pixels); auto: memory when the decoded set takes under a quarter of the machine's
+    memory."""
+    workers: Annotated[int, Field(ge=0, le=64)] | None = None
+    """DataLoader workers when streaming; default: one per CPU core."""
+    cache: bool = True
+    """Keep decoded pixels on disk, keyed by file content and decoding, so each file is
+    decoded once per machine."""
+    cache_dir: Path | None = None
+    """Where decoded pixels are kept; default: studies/cache/ beside the study databases."""
 
     @field_validator("root", "manifest", mode="after")
     @classmethod

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, WithJsonSchema
 
 from automl_clf.errors import SpecError
 
@@ -34,6 +37,29 @@ def parse_duration(value: str | float | int) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise SpecError(f"a duration must be positive, got {value!r}")
     return seconds
+
+
+# What `parse_duration` reads, for the JSON Schema: editors then accept `budget: 15m` and flag
+# `budget: 15 minutes` as the loader would.
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*|(\d+(\.\d+)?\s*[smhdSMHD]\s*)+)$"
+
+# A spec field holding a duration: seconds as a number, or text such as 15m (stored as seconds).
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {
+                    "type": "string",
+                    "pattern": DURATION_PATTERN,
+                    "examples": ["90s", "15m", "2h", "1h30m"],
+                },
+            ]
+        }
+    ),
+]
 
 
 def format_duration(seconds: float) -> str:

@@ -15,27 +15,26 @@ class FinalSpec(SpecModel):
     """How `autoclf best --export` retrains the chosen configuration before the test split."""
 
     train_on: Literal["train", "train+val"] = "train+val"
-    # The retrain's class weighting: the mission retrains the best configuration with balanced
-    # class weights; `searched` keeps the trial's own train.class_weighting. The export records
-    # the value that ran (model.json's config, spec.yaml, the report).
+    """The splits the chosen configuration is retrained on, for the trial's best epoch count."""
     class_weighting: Literal["none", "balanced", "searched"] = "balanced"
-    seed: Seed = 0  # the first retrain's seed; further seeds count up from it
-    # Retrains with seeds seed, seed+1, …; the best on the validation split (by the study's
-    # objective) is exported and the spread across seeds is reported. Needs train_on: train.
+    """The retrain's class weighting: balanced, none, or `searched` (the trial's own
+    train.class_weighting). The export records the value that ran."""
+    seed: Seed = 0
+    """The first retrain's seed; further seeds count up from it."""
     seeds: PositiveInt = 1
-    # Test-time augmentation, reported beside the plain test result (the export predicts plainly):
-    # hflip averages with the mirrored image; crops with 4 corner and 1 centre crop of 7/8 of
-    # the image, each resized back.
+    """Retrain with seeds seed, seed+1, …; the best on the validation split (by the study's
+    objective) is exported and the spread across seeds is reported. Needs train_on: train."""
     tta: tuple[Literal["hflip", "crops"], ...] = ()
-    # Retrain the chosen trial(s) before the test (`always`), or export each trial's own
-    # best-epoch weights as searched (`never`: no training at all, the model val chose is the
-    # model tested; the search keeps those weights beside each complete trial). `auto` retrains
-    # unless the caller has no time left for it (`autoclf run` under study.budget).
+    """Test-time augmentation, reported beside the plain test result (the export predicts
+    plainly): hflip averages with the mirrored image; crops with 4 corner and 1 centre crop of
+    7/8 of the image, each resized back."""
     retrain: Literal["auto", "always", "never"] = "auto"
-    # Average the top-K complete trials of a single-objective study: the exported model returns
-    # the log of the mean of their softmax probabilities. Each member is retrained (or taken as
-    # searched, per `retrain`), so the final step takes about K times as long.
+    """always: retrain the chosen trial(s) before the test; never: export each trial's own
+    best-epoch weights as searched (nothing trains); auto: retrain unless the caller has no
+    time left for it (`autoclf run` under study.budget)."""
     ensemble: Annotated[int, Field(ge=1, le=10)] = 1
+    """Average the top K complete trials of a single-objective study (one exported model
+    returning the log of their mean softmax); the final step takes about K times as long."""
 
     @model_validator(mode="after")
     def _seeds_need_a_held_out_val(self) -> FinalSpec:

@@ -11,9 +11,11 @@ mapping is an error, where YAML would silently keep the last.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,20 +120,27 @@ def _check_unique_keys(node: yaml.MappingNode) -> None:
 def load_spec(
     path: str | Path,
     *,
+    overrides: Mapping[str, Any] | None = None,
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | float | None = None,
 ) -> Spec:
     """Load and validate a spec file; relative paths inside it resolve against its folder.
 
-    Fills the study name (`study_name`, else the spec's, else the file's stem) and storage
-    (`storage`, else the spec's, else SQLite `<name>.db` in the nearest `studies/` folder at or
-    above the spec's folder, else a new `studies/` beside it), so a rerun of the same command
-    from any working directory resumes the same study. `budget` (`--time`) replaces
-    `study.budget`.
+    `overrides` (`--set`) replace values of the file before validation, so each is checked like
+    the file's own: dotted paths to the value, e.g. `{"train.epochs": 3, "train.lr": {"low":
+    1e-4, "high": 1e-2, "log": True}}`. `storage`, `study_name` and `budget` (`--storage`,
+    `--study-name`, `--time`) are the same as overriding `study.storage`, `study.name` and
+    `study.budget`, applied after `overrides`.
+
+    Fills the study name (the spec's, else the file's stem) and storage (the spec's, else
+    SQLite `<name>.db` in the nearest `studies/` folder at or above the spec's folder, else a
+    new `studies/` beside it), so a rerun of the same command from any working directory
+    resumes the same study. Nothing is created on disk.
 
     Raises:
-        SpecError: the file is missing, is not YAML, or breaks a rule of the spec.
+        SpecError: the file is missing, is not YAML, or breaks a rule of the spec (an override
+            too: an unknown key is the same did-you-mean error as in the file).
     """
     path = Path(path)
     raw = read_yaml(path)
@@ -140,14 +149,70 @@ def load_spec(
             f"{path}: a spec must be a YAML mapping with sections such as data:, model:, "
             f"train:, got {type(raw).__name__}"
         )
-    # Command-line overrides go in before validation, so they are checked like the file's values.
-    given = (("storage", storage), ("name", study_name), ("budget", budget))
-    overrides = {k: v for k, v in given if v is not None}
-    section = raw.get("study") or {}
-    if overrides and isinstance(section, dict):
-        raw = {**raw, "study": {**section, **overrides}}
-    spec = parse_spec(raw, base_dir=path.resolve().parent)
+    given = {"study.storage": storage, "study.name": study_name, "study.budget": budget}
+    changes = {**(overrides or {}), **{k: v for k, v in given.items() if v is not None}}
+    spec = parse_spec(apply_overrides(raw, changes), base_dir=path.resolve().parent)
     return with_study_defaults(spec, spec_path=path)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`--set KEY=VALUE`: the dotted key and the value read as YAML (as the file's values are),
+    so `train.epochs=3` is the number 3 and `train.lr={low: 1e-4, high: 1e-2}` a range.
+
+    Raises:
+        SpecError: no `=`, an empty key part, or a value that is not YAML.
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SpecError(
+            f"--set takes KEY=VALUE with a dotted key, got {text!r}; e.g. --set train.epochs=3 "
+            "or --set 'train.lr={low: 1e-4, high: 1e-2, log: true}' (the keys: autoclf schema)"
+        )
+    try:
+        parsed = yaml.load(value, Loader=_SpecLoader) if value.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(
+            f"--set {key}: the value {value!r} is not valid YAML ({problem}); quote the whole "
+            "argument for the shell, e.g. --set 'train.lr={low: 1e-4, high: 1e-2}'"
+        ) from None
+    return key, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` with each dotted path set to its value (a copy; `raw` is left as it was).
+
+    A missing section or key along the path is created, so a misspelt one reaches validation
+    and gets its did-you-mean error there; a number indexes a list (`augment.custom.0.p`).
+
+    Raises:
+        SpecError: the path runs through a value that is neither a mapping nor a list.
+    """
+    result = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node: Any = result
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
+                if not last and node.get(part) is None:  # `final:` left empty is a mapping
+                    node[part] = {}
+            else:
+                where = ".".join(parts[:depth])
+                raise SpecError(
+                    f"--set {key}: {where} is {node!r}, which has no field {part!r}; set "
+                    f"{where} as a whole (--set '{where}=VALUE'; a range is written "
+                    "{low: 1e-4, high: 1e-2})"
+                )
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+    return result
 
 
 def read_yaml(path: Path) -> Any:

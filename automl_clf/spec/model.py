@@ -25,13 +25,21 @@ class CNNSpec(SpecModel):
     """
 
     filters: Tunable[Annotated[list[PositiveInt], Field(min_length=1, max_length=8)]] = Field(
-        default_factory=lambda: [32, 64]
+        default_factory=lambda: [32, 64], json_schema_extra={"default": [32, 64]}
     )
+    """Output channels of each conv block, one entry per block; each block halves the image
+    (until it is 1 px). Searched as choices of whole lists: {choices: [[16, 32], [32, 64]]}."""
     kernel_size: Tunable[OddKernel] = 3
+    """Convolution kernel side, odd (to keep 'same' padding)."""
     convs_per_block: Tunable[Annotated[int, Field(ge=1, le=4)]] = 1
+    """Convolutions (conv → BN → ReLU) in each block before its max-pool."""
     batch_norm: Tunable[bool] = True
-    global_pool: Tunable[bool] = False  # global average pool instead of flatten before the head
-    fc_width: Tunable[NonNegativeInt] = 128  # hidden units in the head; 0 = no hidden layer
+    """Batch normalisation after each convolution."""
+    global_pool: Tunable[bool] = False
+    """Global average pool instead of flatten before the head: far fewer head weights on large
+    images."""
+    fc_width: Tunable[NonNegativeInt] = 128
+    """Hidden units in the head; 0 = no hidden layer."""
 
     @field_validator("kernel_size", mode="after")
     @classmethod
@@ -46,17 +54,23 @@ class ModelSpec(SpecModel):
     """The network: the plain CNN (`cnn`) or any timm model by name, optionally pretrained."""
 
     backbone: Tunable[str] = PLAIN_CNN
-    dropout: Tunable[Fraction] = 0.2  # before the final layer
+    """`cnn` (the plain CNN of `model.cnn`) or a timm model name; `autoclf backbones
+    'resnet*'` lists them. Search several with {choices: [cnn, resnet18]}."""
+    dropout: Tunable[Fraction] = 0.2
+    """Dropout probability before the final layer."""
     cnn: CNNSpec = CNNSpec()
-    # A local weights file (.safetensors, or a torch checkpoint read with weights_only=True), or
-    # `cache`: timm's own pretrained weights from the local Hugging Face cache (never
-    # downloaded: a missing file is an error).
+    """The plain CNN's architecture, used by trials whose backbone is `cnn`."""
     pretrained: str | None = None
-    # With pretrained weights: finetune (train everything), freeze (train the head only) or
-    # partial (train the head and the last `unfreeze_stages` stages).
+    """A local weights file (.safetensors, or a torch checkpoint read with weights_only=True),
+    or `cache`: timm's own pretrained weights from the local Hugging Face cache (never
+    downloaded: a missing file is an error). timm backbones only."""
     transfer: Tunable[Transfer] = "finetune"
-    unfreeze_stages: Tunable[PositiveInt] = 1  # transfer: partial
-    backbone_lr_scale: Tunable[Annotated[float, Field(gt=0, le=1)]] = 1.0  # × lr, pretrained part
+    """With pretrained weights: finetune (train everything), freeze (train the head only) or
+    partial (train the head and the last `unfreeze_stages` stages)."""
+    unfreeze_stages: Tunable[PositiveInt] = 1
+    """Stages trained with transfer: partial, counted from the head."""
+    backbone_lr_scale: Tunable[Annotated[float, Field(gt=0, le=1)]] = 1.0
+    """The pretrained part's learning rate as a multiple of train.lr (the head gets lr)."""
 
     @field_validator("backbone", mode="after")
     @classmethod

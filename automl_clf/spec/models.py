@@ -46,11 +46,20 @@ class Spec(SpecModel):
     """A whole autoclf spec. `autoclf schema` prints its JSON Schema for editor completion."""
 
     study: StudySpec = StudySpec()
+    """The Optuna study: where it lives, what it optimises, how it samples and prunes, how long
+    it runs."""
     data: DataSpec
+    """The images and how each becomes a tensor (training and predict alike)."""
     model: ModelSpec = ModelSpec()
+    """The network: the plain CNN or timm backbones, optionally pretrained."""
     train: TrainSpec = TrainSpec()
+    """The trainer: epochs, batch size, optimizer, learning rate and schedule, class
+    weighting."""
     augment: AugmentSpec = AugmentSpec()
+    """Augmentation of the training split only: a named policy or a custom list, MixUp,
+    CutMix."""
     final: FinalSpec = FinalSpec()
+    """How the chosen trial(s) become the exported model: retrain, seeds, ensemble, TTA."""
 
     @model_validator(mode="after")
     def _study_fits_the_space(self) -> Spec:

@@ -46,9 +46,12 @@ PRUNERS: SpecKinds[type[PrunerSpec]] = SpecKinds("pruner")
 
 
 class _WarmupPrunerSpec(PrunerSpec):
-    n_startup_trials: NonNegativeInt = 5  # trials that are never pruned, to build a baseline
-    n_warmup_steps: NonNegativeInt = 2  # epochs of each trial that are never pruned
-    interval_steps: PositiveInt = 1  # consider pruning every this many epochs
+    n_startup_trials: NonNegativeInt = 5
+    """Trials that are never pruned, to build a baseline."""
+    n_warmup_steps: NonNegativeInt = 2
+    """Epochs of each trial that are never pruned."""
+    interval_steps: PositiveInt = 1
+    """Consider pruning every this many epochs."""
 
     def _warmup(self) -> dict[str, int]:
         # Optuna never prunes at step < n_warmup_steps; ours counts whole epochs.
@@ -80,6 +83,7 @@ class MedianPrunerSpec(_WarmupPrunerSpec):
     """Prune a trial whose objective at an epoch is worse than the median of earlier trials."""
 
     kind: Literal["median"] = "median"
+    """`median`: selects this pruner."""
 
     def build(self, epochs: int) -> BasePruner:
         import optuna
@@ -92,7 +96,9 @@ class PercentilePrunerSpec(_WarmupPrunerSpec):
     """Prune a trial outside the best `percentile` % of earlier trials at the same epoch."""
 
     kind: Literal["percentile"] = "percentile"
+    """`percentile`: selects this pruner."""
     percentile: Annotated[float, Field(gt=0, lt=100)] = 25.0
+    """Keep trials within the best this many percent at each epoch."""
 
     def build(self, epochs: int) -> BasePruner:
         import optuna
@@ -104,6 +110,7 @@ class _RungPrunerSpec(PrunerSpec):
     """A pruner whose first decision comes after `min_resource` epochs."""
 
     min_resource: PositiveInt = 1
+    """Epochs before the first pruning decision."""
 
     def _most_epochs(self, epochs: int) -> int:
         """The epochs a trial can train: what the first rung must fit in."""
@@ -124,9 +131,14 @@ class SuccessiveHalvingPrunerSpec(_RungPrunerSpec):
     of `min_resource` × reduction_factor^k epochs."""
 
     kind: Literal["successive_halving"] = "successive_halving"
-    min_resource: PositiveInt = 1  # epochs before the first rung (the warm-up)
+    """`successive_halving`: selects this pruner."""
+    min_resource: PositiveInt = 1
+    """Epochs before the first rung (the warm-up)."""
     reduction_factor: Annotated[int, Field(ge=2)] = 3
-    min_early_stopping_rate: NonNegativeInt = 0  # skip this many first rungs
+    """Each rung keeps the best 1/reduction_factor of the trials that reach it."""
+    min_early_stopping_rate: NonNegativeInt = 0
+    """Skip this many first rungs (the first decision after min_resource × factor^rate
+    epochs)."""
 
     def build(self, epochs: int) -> BasePruner:
         import optuna
@@ -143,9 +155,13 @@ class HyperbandPrunerSpec(_RungPrunerSpec):
     """Hyperband: several successive-halving brackets with different warm-ups."""
 
     kind: Literal["hyperband"] = "hyperband"
-    min_resource: PositiveInt = 1  # epochs of the most aggressive bracket's first rung
-    max_resource: PositiveInt | None = None  # epochs; default train.epochs
+    """`hyperband`: selects this pruner."""
+    min_resource: PositiveInt = 1
+    """Epochs of the most aggressive bracket's first rung."""
+    max_resource: PositiveInt | None = None
+    """Epochs of the longest trials; default: train.epochs."""
     reduction_factor: Annotated[int, Field(ge=2)] = 3
+    """Each rung keeps the best 1/reduction_factor of the trials that reach it."""
 
     def _most_epochs(self, epochs: int) -> int:
         return min(self.max_resource or epochs, epochs)
@@ -165,6 +181,7 @@ class NopPrunerSpec(PrunerSpec):
     """No pruning: every trial trains to its epoch cap or early stop."""
 
     kind: Literal["none"] = "none"
+    """`none`: selects this pruner."""
 
     def build(self, epochs: int) -> BasePruner:
         import optuna

@@ -54,8 +54,12 @@ class TPESamplerSpec(SamplerSpec):
     """Tree-structured Parzen estimator: Optuna's default, good for conditional spaces."""
 
     kind: Literal["tpe"] = "tpe"
-    n_startup_trials: NonNegativeInt = 10  # random trials before TPE models the results
-    multivariate: bool = True  # model parameters jointly (grouped by conditional branch)
+    """`tpe`: selects this sampler."""
+    n_startup_trials: NonNegativeInt = 10
+    """Trials drawn at random before TPE models the results; a search of fewer trials is a
+    random search."""
+    multivariate: bool = True
+    """Model parameters jointly (grouped by conditional branch), not one at a time."""
     random_start: ClassVar[str | None] = "n_startup_trials"
 
     def build(self, seed: int, *, study_seed: int) -> BaseSampler:
@@ -77,6 +81,7 @@ class RandomSamplerSpec(SamplerSpec):
     """Independent uniform (or log-uniform) draws: the baseline."""
 
     kind: Literal["random"] = "random"
+    """`random`: selects this sampler."""
 
     def build(self, seed: int, *, study_seed: int) -> BaseSampler:
         import optuna
@@ -89,7 +94,9 @@ class CmaEsSamplerSpec(SamplerSpec):
     """CMA-ES on the numeric parameters (categoricals are drawn at random); single objective."""
 
     kind: Literal["cmaes"] = "cmaes"
-    n_startup_trials: NonNegativeInt = 1  # random trials before CMA-ES starts
+    """`cmaes`: selects this sampler."""
+    n_startup_trials: NonNegativeInt = 1
+    """Trials drawn at random before CMA-ES starts."""
     random_start: ClassVar[str | None] = "n_startup_trials"
     single_objective: ClassVar[bool] = True
 
@@ -109,7 +116,9 @@ class GPSamplerSpec(SamplerSpec):
     """Gaussian-process Bayesian optimisation: sample-efficient for small budgets."""
 
     kind: Literal["gp"] = "gp"
-    n_startup_trials: NonNegativeInt = 10  # random trials before the GP is fitted
+    """`gp`: selects this sampler."""
+    n_startup_trials: NonNegativeInt = 10
+    """Trials drawn at random before the Gaussian process is fitted."""
     random_start: ClassVar[str | None] = "n_startup_trials"
 
     def build(self, seed: int, *, study_seed: int) -> BaseSampler:
@@ -125,8 +134,11 @@ class QMCSamplerSpec(SamplerSpec):
     """Quasi-Monte Carlo: low-discrepancy points that cover the space evenly."""
 
     kind: Literal["qmc"] = "qmc"
+    """`qmc`: selects this sampler."""
     qmc_type: Literal["sobol", "halton"] = "sobol"
-    scramble: bool = True  # randomised (seeded) sequence
+    """The low-discrepancy sequence: sobol or halton."""
+    scramble: bool = True
+    """Randomise the sequence (seeded by study.seed)."""
 
     def build(self, seed: int, *, study_seed: int) -> BaseSampler:
         import optuna
@@ -148,6 +160,7 @@ class GridSamplerSpec(SamplerSpec):
     """Every configuration of a finite space once, in a seeded random order."""
 
     kind: Literal["grid"] = "grid"
+    """`grid`: selects this sampler."""
 
     def build(self, seed: int, *, study_seed: int) -> BaseSampler:
         import optuna
@@ -162,7 +175,9 @@ class NSGAIISamplerSpec(SamplerSpec):
     """NSGA-II, the genetic algorithm for multi-objective studies (Pareto fronts)."""
 
     kind: Literal["nsga2"] = "nsga2"
-    population_size: Annotated[int, Field(ge=2)] = 20  # trials per generation
+    """`nsga2`: selects this sampler."""
+    population_size: Annotated[int, Field(ge=2)] = 20
+    """Trials per generation; the first generation is drawn at random."""
     random_start: ClassVar[str | None] = "population_size"
     # A generation counts only the trials the sampler drew from, not queued ones.
     queued_trials_start: ClassVar[bool] = False

@@ -38,16 +38,25 @@ CategoricalValue = None | bool | int | float | str
 
 class SpecModel(BaseModel):
     """Base of every spec model: unknown keys are errors, a loaded spec is immutable, and every
-    float is finite (`lr: .inf` or a NaN would only surface as a failed trial, or never)."""
+    float is finite (`lr: .inf` or a NaN would only surface as a failed trial, or never).
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    A field's docstring (the string literal under it) is its description in `autoclf schema`
+    and in docs/spec-reference.md, so editors show it on completion and hover.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
 
 def _short_type_name(tp: Any) -> str:
-    """'float' for `Annotated[float, ...]`, 'list[int]' for lists: readable schema titles."""
+    """'float > 0' for `Annotated[float, Field(gt=0)]`, 'list[int >= 1], 1 to 8 items' for a
+    bounded list: the readable titles (and, through spec/schema.py, `$defs` names) of the
+    range and choice models, which must still tell a `[0, 1]` range from a `[0, 1)` one."""
     origin = typing.get_origin(tp)
     if origin is Annotated:
-        return _short_type_name(typing.get_args(tp)[0])
+        inner, *metadata = typing.get_args(tp)
+        return " ".join([_short_type_name(inner), *_bounds(metadata)]).replace(" ,", ",")
     if origin in (list, tuple):
         return f"{origin.__name__}[{_short_type_name(typing.get_args(tp)[0])}]"
     if origin is typing.Literal:
@@ -55,6 +64,25 @@ def _short_type_name(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return "|".join(_short_type_name(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp))
+
+
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def _bounds(metadata: Sequence[Any]) -> list[str]:
+    """`>= 0, < 1` and `1 to 8 items` from an Annotated type's constraints (pydantic's
+    `FieldInfo` or annotated-types objects alike); tags and discriminators say nothing."""
+    items = [m for entry in metadata for m in (getattr(entry, "metadata", None) or [entry])]
+    limits = [
+        f"{op} {getattr(m, name)}" for m in items for name, op in _BOUNDS if hasattr(m, name)
+    ]
+    lengths = [getattr(m, n) for m in items for n in ("min_length", "max_length") if hasattr(m, n)]
+    parts = [", ".join(limits)] if limits else []
+    if len(lengths) == 2:
+        parts.append(f", {lengths[0]} to {lengths[1]} items")
+    elif lengths:
+        parts.append(f", {lengths[0]}+ items")
+    return parts
 
 
 class _SpaceModel(SpecModel):
@@ -67,9 +95,14 @@ class FloatRange(_SpaceModel, Generic[T]):
     """A float range, sampled uniformly (or log-uniformly with `log: true`)."""
 
     low: T
+    """The smallest value a trial can draw."""
     high: T
+    """The largest value a trial can draw (included)."""
     log: bool = False
+    """Draw log-uniformly: for scales such as learning rates, where 1e-4 to 1e-3 matters as
+    much as 1e-3 to 1e-2."""
     step: Annotated[float, Field(gt=0)] | None = None
+    """Draw only low, low + step, low + 2·step, …; none: any value in the range."""
 
     @model_validator(mode="after")
     def _check(self) -> FloatRange[T]:
@@ -81,9 +114,13 @@ class IntRange(_SpaceModel, Generic[T]):
     """An integer range, both ends included, every `step`-th value."""
 
     low: T
+    """The smallest value a trial can draw."""
     high: T
+    """The largest value a trial can draw (included)."""
     log: bool = False
+    """Draw log-uniformly (small values as likely as large ones, by ratio)."""
     step: Annotated[int, Field(ge=1)] = 1
+    """Draw only low, low + step, low + 2·step, … up to high."""
 
     @model_validator(mode="after")
     def _check(self) -> IntRange[T]:
@@ -95,6 +132,7 @@ class Choice(_SpaceModel, Generic[T]):
     """A categorical: one of `choices`, which may be any YAML values (numbers, strings, lists)."""
 
     choices: Annotated[list[T], Field(min_length=1)]
+    """The values a trial picks from, each a whole value of the field (a list is one choice)."""
 
     @model_validator(mode="after")
     def _check(self) -> Choice[T]:

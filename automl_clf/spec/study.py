@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
-    BeforeValidator,
     Discriminator,
     Field,
     Tag,
@@ -16,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from automl_clf.spec.duration import parse_duration
+from automl_clf.spec.duration import Duration
 from automl_clf.spec.fields import PositiveFloat, PositiveInt, Seed, resolve_path
 from automl_clf.spec.pruners import (
     PRUNERS,
@@ -55,8 +54,11 @@ class ConstraintsSpec(SpecModel):
     and can never be the best trial; constraint-aware samplers (tpe, gp, nsga2) learn to avoid
     such configurations."""
 
-    max_params: PositiveInt | None = None  # trainable parameters
-    max_latency_ms: PositiveFloat | None = None  # measured batch-1 forward time, milliseconds
+    max_params: PositiveInt | None = None
+    """Most trainable parameters a feasible trial's model may have."""
+    max_latency_ms: PositiveFloat | None = None
+    """Most milliseconds a feasible trial's model may take for one image (batch 1, measured on
+    the training device)."""
 
     def limits(self) -> dict[str, float]:
         """Constraint name (the trial's user attribute) -> limit, for the limits that are set."""
@@ -68,37 +70,60 @@ class StudySpec(SpecModel):
     """The Optuna study: where it lives, what it optimises, how it samples, how long it runs."""
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    # SQLAlchemy URL (sqlite:///…, postgresql://…) or journal:PATH (Optuna's journal file);
-    # default: sqlite in the nearest studies/ folder.
+    """The study's name in its storage (letters, digits, `_.-`); default: the spec file's name
+    without .yaml. `--study-name` overrides it."""
     storage: str | None = None
-    # Per-trial artifacts (checkpoints, figures); default: studies/<name>/ beside the database.
-    # Workers on several machines need a shared folder here to resume each other's trials.
+    """SQLAlchemy URL (sqlite:///…, postgresql://…) or journal:PATH (Optuna's journal file);
+    default: sqlite in the nearest studies/ folder at or above the spec."""
     artifacts: Path | None = None
-    # One metric, or a list for a multi-objective study (a Pareto front); n_params and
-    # latency_ms can only be further objectives of a list.
+    """Per-trial artifacts (checkpoints, figures); default: studies/<name>/ beside the
+    database. Workers on several machines need a shared folder here to resume each other's
+    trials."""
     objective: Annotated[
         Annotated[ObjectiveName, Tag("=one")]
         | Annotated[list[ObjectiveName], Field(min_length=2), Tag("=list")],
         Discriminator(lambda v: "=list" if isinstance(v, list) else "=one"),
     ] = "val_loss"
-    direction: Literal["minimize", "maximize"] | None = None  # implied by the objective
-    sampler: SamplerField = TPESamplerSpec()  # a kind of spec/samplers.py, or its name alone
-    pruner: PrunerField = MedianPrunerSpec()  # a kind of spec/pruners.py, or its name alone
-    n_trials: PositiveInt = 20  # finished (complete + pruned) trials, across all workers
-    timeout: PositiveFloat | None = None  # seconds of wall-clock per `autoclf search` command
-    # The whole job's wall-clock budget for `autoclf run` (search, final retrain, test, export,
-    # report), e.g. 90s, 15m, 2h; `--time` overrides it. With a budget, n_trials (unless given)
-    # no longer caps the search, and the pruner (unless given) is successive halving.
-    budget: Annotated[float, BeforeValidator(parse_duration)] | None = None
-    seed: Seed = 0  # the sampler's seed; trial n draws from seed + n
-    max_consecutive_failures: PositiveInt = 5  # stop the search when this many fail in a row
+    """What the search optimises: val_loss, accuracy, balanced_accuracy or macro_f1 (on the
+    validation split, reported each epoch), or a list for a multi-objective study (a Pareto
+    front) whose further entries may be n_params or latency_ms. The direction follows."""
+    direction: Literal["minimize", "maximize"] | None = None
+    """Implied by the objective; give it only to state it (a contradiction is an error)."""
+    sampler: SamplerField = TPESamplerSpec()
+    """How trials are proposed: a kind's name alone (`random`) or a mapping with its settings
+    (`{kind: gp, n_startup_trials: 5}`)."""
+    pruner: PrunerField = MedianPrunerSpec()
+    """How weak trials are stopped early, judged on the objective after each epoch: a kind's
+    name alone (`none`) or a mapping with its settings. Under a time budget, when not given:
+    successive_halving."""
+    n_trials: PositiveInt = 20
+    """Finished (complete + pruned) trials the study should hold, across every run and worker;
+    under a time budget it caps the search only when given."""
+    timeout: PositiveFloat | None = None
+    """Seconds of wall-clock per `autoclf search` command (`--timeout` overrides it)."""
+    budget: Duration | None = None
+    """The whole job's wall-clock budget for `autoclf run` (search, final retrain, test,
+    export, report): seconds, or e.g. 90s, 15m, 2h, 1h30m; `--time` overrides it. With a
+    budget, n_trials (unless given) no longer caps the search, and the pruner (unless given)
+    is successive halving."""
+    seed: Seed = 0
+    """The sampler's seed; trial n draws from seed + n."""
+    max_consecutive_failures: PositiveInt = 5
+    """Stop the search (exit 1) when this many trials fail in a row."""
     constraints: ConstraintsSpec = ConstraintsSpec()
-    try_defaults: bool = True  # trial 0 tries the defaults of every searched field
-    # Known-good configurations to try first: {param: value}, params as `autoclf validate`
-    # names them (train.lr, model.cnn.filters); a param left out is sampled.
-    warm_start: list[dict[str, Any]] = Field(default_factory=list)
-    heartbeat_interval: PositiveInt = 20  # seconds between a running trial's heartbeats
-    grace_period: PositiveInt = 90  # seconds without a heartbeat before a trial counts as dead
+    """Limits a trial must meet to be feasible (never the best otherwise)."""
+    try_defaults: bool = True
+    """Trial 0 tries the defaults of every searched field (each field's default where it lies
+    in the space, else the middle of the range or the first choice)."""
+    warm_start: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"default": []}
+    )
+    """Known-good configurations to try first: {param: value}, params as `autoclf validate`
+    names them (train.lr, model.cnn.filters); a param left out is sampled."""
+    heartbeat_interval: PositiveInt = 20
+    """Seconds between a running trial's heartbeats."""
+    grace_period: PositiveInt = 90
+    """Seconds without a heartbeat before a trial counts as dead and is retried."""
 
     @field_validator("artifacts", mode="after")
     @classmethod

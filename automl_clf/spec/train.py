@@ -14,31 +14,56 @@ from automl_clf.spec.space import SpecModel, Tunable, candidate_values
 class TrainSpec(SpecModel):
     """The trainer. `lr` is the optimizer's base learning rate at `batch_size` (no scaling)."""
 
-    epochs: PositiveInt = 20  # the most epochs a trial trains; early stopping may end it sooner
-    batch_size: Tunable[PositiveInt] = 64  # images per step
+    epochs: PositiveInt = 20
+    """The most epochs a trial trains; early stopping may end it sooner."""
+    batch_size: Tunable[PositiveInt] = 64
+    """Images per step."""
     optimizer: Tunable[Optimizer] = "adamw"
+    """adam, adamw (decoupled weight decay) or sgd (with momentum, nesterov)."""
     lr: Tunable[PositiveFloat] = 1e-3
+    """The optimizer's base learning rate at `batch_size` (no scaling); search it on a log
+    range: {low: 1.0e-4, high: 1.0e-2, log: true}."""
     weight_decay: Tunable[NonNegativeFloat] = 1e-4
-    momentum: Tunable[Fraction] = 0.9  # only searched in trials whose optimizer is sgd
-    nesterov: Tunable[bool] = False  # only searched in trials whose optimizer is sgd
+    """L2 penalty (decoupled for adamw)."""
+    momentum: Tunable[Fraction] = 0.9
+    """SGD momentum; only searched in trials whose optimizer is sgd."""
+    nesterov: Tunable[bool] = False
+    """Nesterov momentum; only searched in trials whose optimizer is sgd."""
     label_smoothing: Tunable[Fraction] = 0.0
-    # cosine: decays to 0 at `epochs`; onecycle: up then down (torch's OneCycleLR); step:
-    # × gamma every step_size epochs; plateau: × gamma after plateau_patience epochs without a
-    # better val loss; constant. All but onecycle start with `warmup_epochs` of linear warm-up.
+    """Label smoothing ε: each target becomes 1 − ε on its class plus ε spread evenly over all
+    classes."""
     schedule: Tunable[Schedule] = "cosine"
+    """cosine: decays to 0 at `epochs`; onecycle: up then down (torch's OneCycleLR); step:
+    × gamma every step_size epochs; plateau: × gamma after plateau_patience epochs without a
+    better val loss; constant. All but onecycle start with `warmup_epochs` of linear
+    warm-up."""
     warmup_epochs: Tunable[Annotated[float, Field(ge=0)]] = 0.0
-    step_size: PositiveInt = 10  # epochs between decays (schedule: step)
-    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.1  # decay factor (step, plateau)
-    plateau_patience: PositiveInt = 2  # epochs (schedule: plateau)
-    grad_clip: PositiveFloat | None = None  # clip the gradients' global L2 norm to this
-    early_stopping_patience: PositiveInt | None = 5  # epochs without a better val loss
-    # balanced: n / (k × count); effective_number: (1 − β) / (1 − β^count), β = 0.999
+    """Epochs of linear learning-rate warm-up, step by step (fractions allowed); below
+    `epochs`."""
+    step_size: PositiveInt = 10
+    """Epochs between decays (schedule: step)."""
+    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """Decay factor (schedule: step, plateau)."""
+    plateau_patience: PositiveInt = 2
+    """Epochs without a better val loss before a decay (schedule: plateau)."""
+    grad_clip: PositiveFloat | None = None
+    """Clip the gradients' global L2 norm to this; none: no clipping."""
+    early_stopping_patience: PositiveInt | None = 5
+    """End a trial after this many epochs without a better val loss (its best epoch is kept);
+    none: train every epoch."""
     class_weighting: Tunable[ClassWeighting] = "none"
-    sampling: Tunable[Sampling] = "shuffle"  # oversample: balanced draws
-    seed: Seed = 0  # weight initialisation, batch order, augmentation, dropout
-    device: Device = "auto"  # auto: CUDA when present, else CPU
-    mixed_precision: bool = True  # on CUDA: bf16 (or fp16 with loss scaling) and channels_last
-    threads: Annotated[int, Field(ge=1, le=256)] | None = None  # CPU threads; default: torch's
+    """Loss weights per class, for imbalanced data: balanced: n / (k × count);
+    effective_number: (1 − β) / (1 − β^count), β = 0.999; none."""
+    sampling: Tunable[Sampling] = "shuffle"
+    """shuffle: each image once per epoch; oversample: classes drawn equally often."""
+    seed: Seed = 0
+    """Seeds weight initialisation, batch order, augmentation and dropout."""
+    device: Device = "auto"
+    """auto: CUDA when present, else the CPU; cpu; cuda."""
+    mixed_precision: bool = True
+    """On CUDA: bf16 (or fp16 with loss scaling) and channels_last."""
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    """CPU threads for torch; default: torch's."""
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainSpec:

@@ -53,12 +53,14 @@ class BatchMixer:
             return self._cutmix(images, labels, cfg.cutmix_alpha)
         return None
 
-    def _partners(self, n: int) -> torch.Tensor:
-        return torch.from_numpy(self.rng.permutation(n))
+    def _partners(self, images: torch.Tensor) -> torch.Tensor:
+        """A shuffled order of the batch, on its device (copied there without waiting)."""
+        order = torch.from_numpy(self.rng.permutation(len(images)))
+        return order.to(images.device, non_blocking=True)
 
     def _mixup(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> MixedBatch:
         weight = float(self.rng.beta(alpha, alpha))
-        partner = self._partners(len(labels))
+        partner = self._partners(images)
         mixed = weight * images + (1.0 - weight) * images[partner]
         return MixedBatch(mixed, labels, labels[partner], weight)
 
@@ -69,7 +71,7 @@ class BatchMixer:
         cy, cx = int(self.rng.integers(height)), int(self.rng.integers(width))
         top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
         left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
-        partner = self._partners(len(labels))
+        partner = self._partners(images)
         mixed = images.clone()
         mixed[..., top:bottom, left:right] = images[partner][..., top:bottom, left:right]
         kept = 1.0 - (bottom - top) * (right - left) / (height * width)  # the box as cut

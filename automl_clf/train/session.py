@@ -30,7 +30,7 @@ from automl_clf.models.factory import (
     measure_latency_ms,
 )
 from automl_clf.models.transfer import plan_transfer
-from automl_clf.spec.config import TrialConfig
+from automl_clf.spec.config import TrainConfig, TrialConfig
 from automl_clf.train.checkpoint import Checkpoints, checkpoint_identity
 from automl_clf.train.mix import BatchMixer
 from automl_clf.train.trainer import (
@@ -84,16 +84,11 @@ def train_config(
         deadline: end early, keeping the best finished epoch, when time runs out (a budget).
     """
     train_cfg = config.train if seed is None else config.train.model_copy(update={"seed": seed})
-    checkpoints = None
-    if checkpoint_dir is not None:
-        ran = config.model_copy(update={"train": train_cfg}).model_dump_json()
-        checkpoints = Checkpoints(checkpoint_dir, checkpoint_identity(checkpoint_owner, ran))
     if train_cfg.threads is not None:
         torch.set_num_threads(train_cfg.threads)
     seed_everything(train_cfg.seed)
     splits = dataset.arrays(Decoding.of(config.data))
     train = SplitArrays.concat(*(splits[name] for name in train_on))
-    val = splits[validate_on] if validate_on is not None else None
     stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
     expected = backbone_mean_std(config.model.backbone)
     preprocessing = build_preprocessing(config.data, expected, stats)
@@ -104,27 +99,12 @@ def train_config(
         image_size=config.data.image_size,
     )
     augment = transform_list(config.augment)
-    device = resolve_device(train_cfg.device)
-    workers = 0
-    if train.streamed:
-        workers = dataset.spec.workers if dataset.spec.workers is not None else default_workers()
-    batches = TrainBatches(
-        train,
-        config.train.batch_size,
-        preprocessing,
-        augment,
-        train_cfg.seed,
-        n_classes=dataset.n_classes,
-        oversample=config.train.sampling == "oversample",
-        workers=workers,
-        batched=config.augment.transforms is None,  # named policies: batched, on the device
-        device=device,
-    )
+    batches = _train_batches(config, train_cfg, dataset, train, preprocessing, augment)
     try:
         result = fit(
             model,
             batches,
-            val,
+            splits[validate_on] if validate_on is not None else None,
             train_cfg,
             preprocessing,
             plan=plan_transfer(model, config.model),
@@ -133,7 +113,7 @@ def train_config(
             max_epochs=max_epochs,
             lr_replay=lr_replay,
             on_epoch=on_epoch,
-            checkpoints=checkpoints,
+            checkpoints=_checkpoints(config, train_cfg, checkpoint_dir, checkpoint_owner),
             deadline=deadline,
         )
     finally:
@@ -144,28 +124,78 @@ def train_config(
         config.data.image_size,
         resolve_device(train_cfg.device),
     )
-    serialised = None
-    if augment:
-        executor = "batched" if config.augment.transforms is None else "albumentations"
-        serialised = {
-            "albumentations": Augmenter(augment, train_cfg.seed).to_dict(),
-            "executor": executor,
-        }
+    serialised = _serialised_augmentation(config, augment, train_cfg.seed)
     return TrainedModel(result, preprocessing, serialised, count_parameters(model), latency)
+
+
+def _checkpoints(
+    config: TrialConfig, train_cfg: TrainConfig, folder: Path | None, owner: str
+) -> Checkpoints | None:
+    """The run's checkpoints in `folder`, owned by `owner` and the config as it runs."""
+    if folder is None:
+        return None
+    ran = config.model_copy(update={"train": train_cfg}).model_dump_json()
+    return Checkpoints(folder, checkpoint_identity(owner, ran))
+
+
+def _train_batches(
+    config: TrialConfig,
+    train_cfg: TrainConfig,
+    dataset: Dataset,
+    train: SplitArrays,
+    preprocessing: Preprocessing,
+    augment: list[dict[str, Any]],
+) -> TrainBatches:
+    """The training split's batches on the training device; a streamed split is read by
+    DataLoader workers, an in-memory one in this process."""
+    workers = 0
+    if train.streamed:
+        workers = dataset.spec.workers if dataset.spec.workers is not None else default_workers()
+    return TrainBatches(
+        train,
+        config.train.batch_size,
+        preprocessing,
+        augment,
+        train_cfg.seed,
+        n_classes=dataset.n_classes,
+        oversample=config.train.sampling == "oversample",
+        workers=workers,
+        batched=config.augment.transforms is None,  # named policies: batched, on the device
+        device=resolve_device(train_cfg.device),
+    )
+
+
+def _serialised_augmentation(
+    config: TrialConfig, augment: list[dict[str, Any]], seed: int
+) -> dict[str, Any] | None:
+    """The augmentation as `TrainedModel.augmentation` records it; None without any."""
+    if not augment:
+        return None
+    return {
+        "albumentations": Augmenter(augment, seed).to_dict(),
+        "executor": "batched" if config.augment.transforms is None else "albumentations",
+    }
 
 
 class _StepTimer:
     """A `Deadline` that times training steps and passes after `steps` of them: the probe's
-    way of running the real training path for a few steps only."""
+    way of running the real training path for a few steps only.
 
-    def __init__(self, steps: int) -> None:
+    A training step does not wait for a CUDA device to finish it, so the timer does, before
+    each stamp: the gaps are then the steps' device time, not the time to queue them.
+    """
+
+    def __init__(self, steps: int, device: torch.device) -> None:
         self.steps = steps
+        self.device = device
         self.stamps: list[float] = []  # time.perf_counter() before each step
 
     def fits(self, seconds: float) -> bool:
         return True
 
     def passed(self) -> bool:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         self.stamps.append(time.perf_counter())
         return len(self.stamps) > self.steps
 
@@ -177,7 +207,7 @@ def probe_epoch_seconds(config: TrialConfig, dataset: Dataset, *, steps: int = 4
     scaled to the training split's batches, plus a validation pass at a third of a step's cost
     per batch (forward only). What a time budget checks before its first trial.
     """
-    timer = _StepTimer(steps)
+    timer = _StepTimer(steps, resolve_device(config.train.device))
     with contextlib.suppress(DeadlineReached):  # the timer ends the run before its first epoch
         train_config(config, dataset, deadline=timer)
     gaps = [b - a for a, b in zip(timer.stamps[1:], timer.stamps[2:], strict=False)]
