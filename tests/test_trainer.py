@@ -127,6 +127,9 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(
     assert resumed.resumed_from_epoch == 2
     assert seen == [1, 2, 3, 4]  # epochs 1-2 are reported from the checkpoint, not re-run
     assert [e.train_loss for e in resumed.history] == [e.train_loss for e in whole.history]
+    accuracies = [e.train_accuracy for e in resumed.history]  # kept in the checkpoint too
+    assert accuracies == [e.train_accuracy for e in whole.history]
+    assert all(a is not None and 0.0 <= a <= 1.0 for a in accuracies)
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
 

@@ -48,6 +48,7 @@ from automl_clf.models.factory import LATENCY_THREADS, measure_latency_ms
 from automl_clf.report import (
     DataSummary,
     FinalSummary,
+    LearningCurve,
     MemberSummary,
     ReportContent,
     SeedSummary,
@@ -55,6 +56,7 @@ from automl_clf.report import (
     write_report,
 )
 from automl_clf.report.metrics import summary_metrics
+from automl_clf.report.preview import augmented_preview
 from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.trainer import EVAL_BATCH_SIZE
 
@@ -190,9 +192,26 @@ def _write(
         tta_views=result.tta,
         test_tta=result.test_tta,
         test_single=result.test_single,
+        curves=_learning_curves(first, spec.study.metric),
+        augmented=augmented_preview(
+            first.config,
+            dataset,
+            first.preprocessing,
+            train_on=tuple(first.train_on.split("+")),
+            seed=first.seed,
+        ),
     )
     write_report(content, folder / REPORT_DIR)
     return formats, latency
+
+
+def _learning_curves(member: Member, objective: str) -> list[LearningCurve]:
+    """The member's trial as it trained in the search, then its final retrain (if retrained)."""
+    curves = [LearningCurve.of_trial(member.trial, objective)]
+    if member.history:
+        label = f"final retrain ({member.train_on}, seed {member.seed})"
+        curves.append(LearningCurve.of_epochs(label, member.history))
+    return curves
 
 
 def _member_record(k: int, member: Member) -> MemberRecord:

@@ -98,6 +98,7 @@ class Member:
     retrained: bool  # False: the trial's own best-epoch weights
     seed: int  # the chosen (exported) seed
     seed_runs: list[SeedRun]  # every seed trained, in order
+    history: list[EpochResult] = field(default_factory=list)  # the retrain's epochs (the report)
 
 
 @dataclass
@@ -342,6 +343,7 @@ def _retrained(
         retrained=True,
         seed=chosen[0].seed,
         seed_runs=runs,
+        history=trained.fit.history,
     )
 
 

@@ -2,8 +2,10 @@
 summary read back from a study, and the per-trial notes and figures optuna-dashboard shows."""
 
 from automl_clf.report.content import (
+    AugmentedPreview,
     DataSummary,
     FinalSummary,
+    LearningCurve,
     MemberSummary,
     ReportContent,
     SeedSummary,
@@ -13,8 +15,10 @@ from automl_clf.report.search import SearchSummary, summarise_search
 from automl_clf.report.write import write_report
 
 __all__ = [
+    "AugmentedPreview",
     "DataSummary",
     "FinalSummary",
+    "LearningCurve",
     "MemberSummary",
     "ReportContent",
     "SearchSummary",

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Pixels
 from automl_clf.report.metrics import metrics_dict, summary_metrics
 from automl_clf.report.search import SearchSummary
+from automl_clf.search.record import TrialRecord
 from automl_clf.train.metrics import EvalResult
+from automl_clf.train.trainer import EpochResult
 
 N_MISTAKES = 16  # images in the gallery of most confident mistakes
 
@@ -77,6 +80,67 @@ class FinalSummary:
     notes: list[str] = field(default_factory=list)  # where the final model differs from the spec
 
 
+@dataclass(frozen=True)
+class LearningCurve:
+    """One training run's metrics per epoch, epoch 1 first: the exported trial's during the
+    search, or its final retrain's. An empty list was not measured (a retrain on train+val has
+    no validation split); a None, one epoch's value that was not (a checkpoint of an earlier
+    version)."""
+
+    label: str  # what ran, for the legend: "trial #3 (search)", "final retrain (train+val)"
+    train_loss: list[float | None]
+    train_accuracy: list[float | None]  # over the augmented batches, as they trained
+    val_loss: list[float | None]
+    val_accuracy: list[float | None]
+    best_epoch: int | None = None  # the epoch whose weights were kept
+
+    @classmethod
+    def of_trial(cls, trial: FrozenTrial, objective: str) -> LearningCurve:
+        """A trial's curves as it recorded them (search/objective.py). A trial of an earlier
+        version recorded only its objective per epoch (Optuna's intermediate values): that
+        one is drawn when it is the loss or the accuracy."""
+        record = TrialRecord.of(trial)
+        val_loss: list[float | None] = list(record.val_loss_history or [])
+        val_accuracy: list[float | None] = list(record.val_accuracy_history or [])
+        reported = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
+        if not val_loss and not val_accuracy and objective in ("val_loss", "accuracy"):
+            (val_loss if objective == "val_loss" else val_accuracy).extend(reported)
+        return cls(
+            label=f"trial #{trial.number} (search)",
+            train_loss=list(record.train_loss_history or []),
+            train_accuracy=list(record.train_accuracy_history or []),
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            best_epoch=record.best_epoch,
+        )
+
+    @classmethod
+    def of_epochs(cls, label: str, epochs: Sequence[EpochResult]) -> LearningCurve:
+        """A run's curves from its epochs (a final retrain's fit history)."""
+        return cls(
+            label=label,
+            train_loss=[e.train_loss for e in epochs],
+            train_accuracy=[e.train_accuracy for e in epochs],
+            val_loss=[e.val.loss for e in epochs if e.val is not None],
+            val_accuracy=[e.val.accuracy for e in epochs if e.val is not None],
+        )
+
+    @property
+    def n_epochs(self) -> int:
+        return max(map(len, (self.train_loss, self.val_loss, self.val_accuracy)))
+
+
+@dataclass(frozen=True)
+class AugmentedPreview:
+    """Training images beside what the augmentation made of them (report/preview.py)."""
+
+    originals: np.ndarray  # uint8 (N, H, W, C), as decoded
+    augmented: np.ndarray  # uint8 (N, H, W, C), as the network saw them (before normalising)
+    classes: list[str]  # each image's class
+    mixes: list[str]  # each augmented image's caption: "augmented", or its mixed classes
+    description: str  # which images, through which augmentation
+
+
 @dataclass
 class ReportContent:
     title: str  # the study name
@@ -90,6 +154,8 @@ class ReportContent:
     tta_views: tuple[str, ...] = ()
     test_tta: EvalResult | None = None
     test_single: EvalResult | None = None  # an ensemble's member 0 alone, beside the ensemble
+    curves: list[LearningCurve] = field(default_factory=list)  # the trial's, then its retrain's
+    augmented: AugmentedPreview | None = None  # None: the final model trained unaugmented
     metrics: dict[str, Any] = field(init=False)  # metrics.json, computed once
 
     def __post_init__(self) -> None:

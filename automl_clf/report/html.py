@@ -20,6 +20,10 @@ from automl_clf.report.content import ReportContent
 from automl_clf.report.tables import Table
 
 GALLERY_PX = 96  # side of a gallery thumbnail, pixels (nearest-neighbour upscaling)
+# Figures are drawn at report/plots.py's DPI (110): shown at this share of their pixels, 10 pt
+# text is 10 CSS pixels high, and two ordinary figures share a row.
+DISPLAY_SCALE = 0.65
+FULL_SIZE_PX = 900  # CSS pixels: a figure shown wider than this names its file
 
 STYLE = """
 :root { --ink: #111827; --muted: #6b7280; --line: #e5e7eb; --accent: #2563eb; --bg: #f9fafb; }
@@ -49,14 +53,16 @@ th, td { padding: 4px 12px 4px 0; text-align: left; border-bottom: 1px solid var
 th { color: var(--muted); font-weight: 600; }
 td.num { font-variant-numeric: tabular-nums; }
 .figures { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.figures figure { margin: 0; width: calc(50% - 8px); min-width: 320px; }
+.figures figure { margin: 0; max-width: 100%; }
 .figures img { width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
 .figures figcaption { color: var(--muted); font-size: 13px; margin-top: 2px; }
 .gallery { display: flex; flex-wrap: wrap; gap: 12px; }
 .gallery figure { margin: 0; width: 120px; text-align: center; font-size: 12px; }
 .gallery img { width: 96px; height: 96px; image-rendering: pixelated;
                border: 2px solid #dc2626; border-radius: 4px; }
+.gallery figcaption { overflow-wrap: anywhere; }
 .gallery .path { color: var(--muted); word-break: break-all; }
+.scroll { overflow-x: auto; max-width: 100%; }
 .muted { color: var(--muted); }
 .bad { color: #dc2626; font-weight: 600; }
 .bar { display: inline-block; height: 10px; background: var(--accent); border-radius: 2px;
@@ -70,6 +76,8 @@ footer { color: var(--muted); font-size: 13px; text-align: center; margin-top: 2
 CAPTIONS = {  # figure key (report/write.py FIGURES) -> caption
     "history": "Optimisation history: each trial's objective, the best so far as a line",
     "importances": "Parameter importances (fANOVA)",
+    "curves": "Loss and accuracy per epoch",
+    "augmented": "Training images (above) and what the augmentation made of them (below)",
     "confusion": "Counts (rows = true class)",
     "confusion_normalized": "Normalised by true class (the diagonal is each class's recall)",
     "reliability": "Reliability diagram: accuracy against confidence",
@@ -83,6 +91,7 @@ SECTIONS = (
     ("calibration", "Calibration"),
     ("mistakes", "Mistakes"),
     ("model", "Final model"),
+    ("training", "Training"),
     ("search", "Search"),
     ("data", "Data"),
 )
@@ -115,6 +124,7 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
             "confusion",
             "Confusion matrices",
             _figures(figures, "confusion", "confusion_normalized")
+            + _confused_pairs(content)
             + "<details><summary>the counts as a table</summary>"
             + html_table(tables.confusion_table(content))
             + "</details>",
@@ -130,6 +140,7 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
         ),
         _mistakes_section(content),
         _model_section(content),
+        _training_section(content, figures),
         _search_section(content, figures),
         _data_section(content),
         "</main>",
@@ -160,7 +171,8 @@ def html_table(table: Table, numeric_from: int = 1) -> str:
             for i, c in enumerate(row)
         )
         rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    markup = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="scroll">{markup}</div>'
 
 
 def data_uri(png: bytes) -> str:
@@ -172,12 +184,23 @@ def _section(key: str, title: str, inner: str) -> str:
 
 
 def _figures(figures: dict[str, Path], *keys: str) -> str:
-    items = [
-        f'<figure><img src="{data_uri(figures[key].read_bytes())}" alt="{escape(CAPTIONS[key])}">'
-        f"<figcaption>{escape(CAPTIONS[key])}</figcaption></figure>"
-        for key in keys
-        if key in figures
-    ]
+    """The figures present, each at DISPLAY_SCALE of its size (never wider than the page), as
+    many to a row as fit: the figures size themselves to what they show (report/plots.py)."""
+    items = []
+    for key in keys:
+        if key not in figures:
+            continue
+        png = figures[key].read_bytes()
+        with Image.open(io.BytesIO(png)) as image:
+            width = image.width
+        shown = round(width * DISPLAY_SCALE)
+        caption = escape(CAPTIONS[key])
+        if shown > FULL_SIZE_PX:  # too much detail for the page: say where the PNG is
+            caption += f" (full size: <code>{escape(figures[key].name)}</code> beside this page)"
+        items.append(
+            f'<figure style="width:{shown}px"><img src="{data_uri(png)}" '
+            f'alt="{escape(CAPTIONS[key])}"><figcaption>{caption}</figcaption></figure>'
+        )
     return f'<div class="figures">{"".join(items)}</div>' if items else ""
 
 
@@ -189,6 +212,13 @@ def _test_section(content: ReportContent) -> str:
             "report it).</p>"
         )
     return _section("test", "Test metrics (held-out split, evaluated once)", inner)
+
+
+def _confused_pairs(content: ReportContent) -> str:
+    table = tables.confused_pairs_table(content)
+    if table is None:
+        return ""
+    return "<h3>Most frequent confusions</h3>" + html_table(table, numeric_from=2)
 
 
 def _per_class_section(content: ReportContent) -> str:
@@ -265,14 +295,28 @@ def _model_section(content: ReportContent) -> str:
     return _section("model", "Final model", inner)
 
 
+def _training_section(content: ReportContent, figures: dict[str, Path]) -> str:
+    """How the exported model trained: its learning curves and its augmented images."""
+    inner = "".join(f"<p>{escape(s)}</p>" for s in tables.curve_sentences(content))
+    inner += _figures(figures, "curves")
+    preview = content.augmented
+    if preview is None:
+        inner += f"<p>{escape(tables.NO_AUGMENTATION)}</p>"
+    else:
+        inner += f"<h3>Augmentation</h3><p>{escape(preview.description)}</p>"
+        inner += _figures(figures, "augmented")
+    return _section("training", "Training: learning curves and augmentation", inner)
+
+
 def _search_section(content: ReportContent, figures: dict[str, Path]) -> str:
     search = content.search
     if search is None:
         return _section("search", "Search", "<p>No study was given.</p>")
     inner = "".join(f"<p>{escape(s)}</p>" for s in tables.search_sentences(search))
     inner += _figures(figures, "history", "importances")
-    if not search.importances:
-        inner += f'<p class="muted">Parameter importances: {escape(search.importance_note)}.</p>'
+    inner += "".join(
+        f'<p class="muted">{escape(s)}</p>' for s in tables.importance_sentences(search)
+    )
     comparison = tables.comparison_table(search)
     if comparison is not None:
         inner += "<h3>Best vs runner-up</h3>" + html_table(comparison)

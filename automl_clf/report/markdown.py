@@ -17,6 +17,7 @@ from automl_clf.report.tables import Table
 # Characters that Markdown (CommonMark, GitHub's tables, strikethrough and math) would read as
 # markup, or as raw HTML and entities. A backslash before any of them shows the character itself.
 _MARKUP = re.compile(r"([\\`*_\[\]<>&|~$])")
+MATRIX_TABLE_CLASSES = 12  # classes up to which report.md holds the whole confusion matrix
 
 
 def md_text(text: str) -> str:
@@ -43,10 +44,22 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
     lines += ["## Test metrics", "", *markdown_table(tables.test_metrics_table(content))]
     lines += ["## Per class", "", *markdown_table(tables.per_class_table(content.metrics))]
     lines += ["## Confusion matrix (rows = true, columns = predicted)", ""]
-    lines += markdown_table(tables.confusion_table(content))
+    if len(content.classes) <= MATRIX_TABLE_CLASSES:
+        lines += markdown_table(tables.confusion_table(content))
+    else:  # a table this wide is unreadable in a terminal
+        lines += [f"{len(content.classes)} classes: the counts are in metrics.json.", ""]
+    confused = tables.confused_pairs_table(content)
+    if confused is not None:
+        lines += ["### Most frequent confusions", "", *markdown_table(confused)]
     lines += figure("confusion", "confusion matrix")
     lines += figure("confusion_normalized", "normalised confusion matrix")
     lines += figure("reliability", "reliability diagram")
+    lines += ["## Training", "", *(f"- {md_text(s)}" for s in tables.curve_sentences(content))]
+    lines += [""]
+    lines += figure("curves", "loss and accuracy per epoch")
+    preview = content.augmented
+    lines += [md_text(preview.description if preview else tables.NO_AUGMENTATION), ""]
+    lines += figure("augmented", "training images before and after augmentation")
     mistakes = tables.mistakes_table(content)
     if mistakes.rows:
         lines += ["## Most confident mistakes", "", *markdown_table(mistakes)]
@@ -72,11 +85,10 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
         comparison = tables.comparison_table(search)
         if comparison is not None:
             lines += ["### Best vs runner-up", "", *markdown_table(comparison)]
+        lines += ["### Parameter importances", ""]
         if search.importances:
-            lines += ["### Parameter importances", ""]
             lines += markdown_table(tables.importances_table(search))
-        else:
-            lines += [f"Parameter importances: {md_text(search.importance_note)}.", ""]
+        lines += [*(md_text(s) for s in tables.importance_sentences(search)), ""]
         lines += figure("history", "optimisation history")
     data = content.data
     layout = "pre-split" if data.presplit else "split by autoclf"

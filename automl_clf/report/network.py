@@ -16,7 +16,7 @@ from torch import nn
 
 from automl_clf.data.preprocess import Preprocessing
 from automl_clf.models.stages import feature_maps, first_conv
-from automl_clf.report.plots import plot_image_grid
+from automl_clf.report.plots import draw_image_grid, save_figure
 
 MAX_FILTERS = 64  # kernels drawn from the first convolution
 MAX_CHANNELS = 15  # feature maps drawn per stage (the most active), beside the input image
@@ -68,13 +68,13 @@ def write_network_figures(
         channels, height, width = maps.shape
         order = torch.argsort(maps.mean(dim=(1, 2)), descending=True)[:MAX_CHANNELS]
         path = out_dir / f"stage_{i}_{_safe(stage.name)}.png"
-        plot_image_grid(
+        grid = draw_image_grid(
             [shown, *(maps[int(c)].numpy() for c in order)],
             [f"input → {predicted} ({probability:.2f})", *(f"channel {int(c)}" for c in order)],
-            path,
             title=f"Stage {i} ({stage.name}): {channels} channels of {height}×{width} px, "
             f"the {len(order)} most active",
         )
+        save_figure(grid, path)
         files.append(path)
     return NetworkFigures(files, predicted, probability, notes)
 
@@ -91,14 +91,14 @@ def _plot_filters(weight: torch.Tensor, path: Path) -> None:
             images.append((scaled.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
         else:
             images.append(kernel.mean(dim=0).numpy())
-    plot_image_grid(
+    grid = draw_image_grid(
         images,
         [f"filter {i}" for i in range(len(images))],
-        path,
         title=f"First convolution: {n_out} filters of {height}×{width} over {n_in} channel(s)"
         + (f", the first {MAX_FILTERS}" if n_out > MAX_FILTERS else ""),
         symmetric=n_in != 3,
     )
+    save_figure(grid, path)
 
 
 def _safe(name: str) -> str:

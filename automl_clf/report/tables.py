@@ -6,14 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from automl_clf.report.content import ReportContent
-from automl_clf.report.search import SearchSummary, TrialRow
+from automl_clf.report.search import IMPORTANCE_METHOD, SearchSummary, TrialRow
 
 METRICS = (  # label, metrics.json key
     ("accuracy", "accuracy"),
     ("balanced accuracy", "balanced_accuracy"),
     ("macro F1", "macro_f1"),
     ("log loss", "log_loss"),
+)
+N_CONFUSED = 10  # the most frequent confusions listed
+NO_AUGMENTATION = (
+    "The final model trained without augmentation (augment.policy none, no custom transforms, "
+    "no MixUp or CutMix)."
 )
 
 
@@ -305,6 +312,50 @@ def trials_table(search: SearchSummary) -> Table:
         for r in search.trials
     ]
     return Table(["trial", "state", search.objective, "epochs", "seconds", "params"], rows)
+
+
+def importance_sentences(search: SearchSummary) -> list[str]:
+    """Why there are no importances (when there are none), and how they are computed."""
+    why = [] if search.importances else [f"Parameter importances: {search.importance_note}."]
+    return [*why, f"Method: {IMPORTANCE_METHOD}."]
+
+
+def curve_sentences(content: ReportContent) -> list[str]:
+    """What the learning curves show, one sentence per run, and how to read train accuracy."""
+    sentences = []
+    for curve in content.curves:
+        if not curve.n_epochs:
+            sentences.append(
+                f"{curve.label}: no per-epoch history was recorded (an earlier autoclf)."
+            )
+            continue
+        kept = f"; its best epoch, {curve.best_epoch}, is the one kept" if curve.best_epoch else ""
+        checked = (
+            "validated on val" if curve.val_loss or curve.val_accuracy else "no validation split"
+        )
+        sentences.append(f"{curve.label}: {curve.n_epochs} epoch(s), {checked}{kept}.")
+    if any(curve.n_epochs for curve in content.curves):
+        sentences.append(
+            "Train loss and accuracy are averaged over each epoch's augmented (and mixed) batches "
+            "while the weights changed; validation is measured after the epoch, unaugmented. So "
+            "train can sit below validation when the augmentation is strong."
+        )
+    return sentences
+
+
+def confused_pairs_table(content: ReportContent, n: int = N_CONFUSED) -> Table | None:
+    """The `n` most frequent confusions (true class, predicted class), most images first; None
+    when no test image is misclassified. With many classes, what the matrix cannot show."""
+    matrix = np.asarray(content.metrics["confusion_matrix"])
+    off = [(int(matrix[i, j]), i, j) for i, j in zip(*np.nonzero(matrix), strict=True) if i != j]
+    if not off:
+        return None
+    totals = matrix.sum(axis=1)
+    rows = [
+        [content.classes[i], content.classes[j], str(count), f"{count / totals[i]:.1%}"]
+        for count, i, j in sorted(off, key=lambda t: (-t[0], t[1], t[2]))[:n]
+    ]
+    return Table(["true", "predicted as", "images", "share of the true class"], rows)
 
 
 def importances_table(search: SearchSummary) -> Table:

@@ -17,7 +17,7 @@ import optuna
 
 from automl_clf.report.markdown import markdown_table
 from automl_clf.report.metrics import confusion, metrics_dict
-from automl_clf.report.plots import plot_confusion_matrix
+from automl_clf.report.plots import draw_confusion_matrix, save_figure
 from automl_clf.report.tables import Table, per_class_table
 from automl_clf.train.metrics import EvalResult
 
@@ -50,7 +50,8 @@ def record_trial_report(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         figure = folder / CONFUSION_FILE
-        plot_confusion_matrix(confusion(metrics), classes, figure, split="validation, best epoch")
+        matrix = draw_confusion_matrix(confusion(metrics), classes, split="validation, best epoch")
+        save_figure(matrix, figure)
         optuna.artifacts.upload_artifact(
             artifact_store=artifact_store(artifacts_root),
             file_path=str(figure),

@@ -5,8 +5,10 @@ test_predictions.csv           path, true, predicted, probability of each test i
 confusion_matrix.png           counts (rows = true class)
 confusion_matrix_normalized.png  each row's shares
 reliability.png                calibration
+learning_curves.png            loss and accuracy per epoch: the trial's, then its retrain's
+augmented_images.png           training images before and after the augmentation (if any)
 optimization_history.png       the search (when a study was given)
-param_importances.png          (when they could be computed)
+param_importances.png          (from report/search.py's MIN_IMPORTANCE_TRIALS complete trials)
 mistakes.png                   the most confident mistakes (when there are any)
 report.md                      the essentials, for a terminal or a pull request
 index.html                     everything, one self-contained page (images embedded)
@@ -23,11 +25,14 @@ from automl_clf.report.html import render_html
 from automl_clf.report.markdown import render_markdown
 from automl_clf.report.metrics import confusion
 from automl_clf.report.plots import (
-    plot_confusion_matrix,
-    plot_history,
-    plot_image_grid,
-    plot_importances,
-    plot_reliability,
+    draw_augmented,
+    draw_confusion_matrix,
+    draw_history,
+    draw_image_grid,
+    draw_importances,
+    draw_learning_curves,
+    draw_reliability,
+    save_figure,
 )
 
 # figure key -> file name; the renderers show the figures present, in this order
@@ -37,6 +42,8 @@ FIGURES = {
     "confusion": "confusion_matrix.png",
     "confusion_normalized": "confusion_matrix_normalized.png",
     "reliability": "reliability.png",
+    "curves": "learning_curves.png",
+    "augmented": "augmented_images.png",
     "mistakes": "mistakes.png",
 }
 
@@ -67,26 +74,28 @@ def _write_predictions(content: ReportContent, path: Path) -> None:
 def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
     figures = {key: folder / name for key, name in FIGURES.items()}
     matrix = confusion(content.metrics)
-    plot_confusion_matrix(matrix, content.classes, figures["confusion"])
-    plot_confusion_matrix(
-        matrix, content.classes, figures["confusion_normalized"], normalized=True
-    )
-    plot_reliability(
-        content.metrics["calibration"],
-        content.metrics["expected_calibration_error"],
-        figures["reliability"],
-    )
+    save_figure(draw_confusion_matrix(matrix, content.classes), figures["confusion"])
+    normalized = draw_confusion_matrix(matrix, content.classes, normalized=True)
+    save_figure(normalized, figures["confusion_normalized"])
+    metrics = content.metrics
+    reliability = draw_reliability(metrics["calibration"], metrics["expected_calibration_error"])
+    save_figure(reliability, figures["reliability"])
+    if any(curve.n_epochs for curve in content.curves):
+        save_figure(draw_learning_curves(content.curves), figures["curves"])
+    if content.augmented is not None:
+        save_figure(draw_augmented(content.augmented), figures["augmented"])
     search = content.search
     if search is not None and search.trials:
-        plot_history(search, figures["history"])
+        save_figure(draw_history(search), figures["history"])
     if search is not None and search.importances:
-        plot_importances(search.importances, figures["importances"])
+        importances = draw_importances(search.importances, len(search.ranked))
+        save_figure(importances, figures["importances"])
     mistakes = content.mistakes()
     if mistakes:
-        plot_image_grid(
+        grid = draw_image_grid(
             [content.image(i) for i in mistakes],
             [content.mistake_caption(i) for i in mistakes],
-            figures["mistakes"],
             title="Most confident mistakes (test split)",
         )
+        save_figure(grid, figures["mistakes"])
     return {key: path for key, path in figures.items() if path.is_file()}

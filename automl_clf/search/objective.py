@@ -280,6 +280,10 @@ def epochs_record(history: list[EpochResult]) -> TrialRecord:
         epochs_run=len(history),
         train_seconds=round(sum(e.seconds for e in history), 3),
         lr_history=[e.lr for e in history],
+        train_loss_history=[e.train_loss for e in history],
+        train_accuracy_history=[e.train_accuracy for e in history],
+        val_loss_history=[e.val.loss for e in history if e.val is not None],
+        val_accuracy_history=[e.val.accuracy for e in history if e.val is not None],
     )
 
 

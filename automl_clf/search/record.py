@@ -111,6 +111,12 @@ class TrialRecord(UserAttrs):
     epochs_run: int | None = None
     train_seconds: float | None = None  # training + validation, all epochs run
     lr_history: list[float] | None = None  # each epoch's learning rate, in order
+    # each epoch's metrics, in order (the report's learning curves); train accuracy is over the
+    # augmented batches as they trained (train/trainer.py), None where it was not recorded
+    train_loss_history: list[float] | None = None
+    train_accuracy_history: list[float | None] | None = None
+    val_loss_history: list[float] | None = None
+    val_accuracy_history: list[float] | None = None
     resumed_from_epoch: int | None = None  # the checkpoint's epoch it went on from (0: none)
 
     # The trained model (a finished trial)

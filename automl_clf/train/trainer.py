@@ -29,7 +29,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -72,6 +72,10 @@ class EpochResult:
     val: EvalResult | None
     lr: float  # the head's learning rate at the start of the epoch
     seconds: float
+    # share of training images whose top class was their label, over the epoch's augmented
+    # batches as the weights changed (a mixed batch: the label with the larger share); None in
+    # an epoch restored from a checkpoint written before it was recorded
+    train_accuracy: float | None = None
 
 
 class Deadline(Protocol):
@@ -250,14 +254,16 @@ class _Loop:
         """
         started = time.perf_counter()
         lr = self._start(epoch)
-        train_loss = self._train(epoch, deadline)
-        if train_loss is None:
+        trained = self._train(epoch, deadline)
+        if trained is None:
             return None
+        train_loss, train_accuracy = trained
         val = self.evaluate(self.val) if self.val is not None else None
         if val is not None and not math.isfinite(val.loss):
             raise TrialFailed(f"validation loss became {val.loss} at epoch {epoch}")
         self.schedule.end_epoch(val.loss if val is not None else None)
-        return EpochResult(epoch, train_loss, val, lr, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return EpochResult(epoch, train_loss, val, lr, seconds, train_accuracy)
 
     def _start(self, epoch: int) -> float:
         """Seed `epoch`'s random streams from (seed, epoch), set its learning rate and the
@@ -271,24 +277,31 @@ class _Loop:
         self.plan.keep_frozen_norms_in_eval()
         return self.schedule.lr
 
-    def _train(self, epoch: int, deadline: Deadline | None) -> float | None:
-        """One epoch's steps; the mean training loss per image, or None when `deadline` passed
-        before the last step (checked before each step, without waiting for the device)."""
+    def _train(self, epoch: int, deadline: Deadline | None) -> tuple[float, float] | None:
+        """One epoch's steps; the mean training loss per image and the training accuracy, or
+        None when `deadline` passed before the last step (checked before each step, without
+        waiting for the device)."""
         losses = _EpochLosses()
         for x, y in self.batches.epoch(epoch):
             if deadline is not None and deadline.passed():
                 losses.mean(epoch)  # a loss that went non-finite before still fails the trial
                 return None
             lr = self.schedule.lr
-            losses.add(self.step(x, y), len(y), lr)
-        return losses.mean(epoch)
+            loss, correct = self.step(x, y)
+            losses.add(loss, correct, len(y), lr)
+        return losses.mean(epoch), losses.accuracy()
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One forward-backward-update on a batch; returns its loss, left on the device."""
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward-backward-update on a batch; returns its loss and how many of its images
+        the model got right (of a mixed batch: the label with the larger share), both left on
+        the device."""
         x, y = self.precision.inputs(x, y)
         mixed = self.mixer(x, y) if self.mixer is not None else None
         with self.precision.autocast():
-            loss = self._loss(x, y, mixed)
+            loss, logits = self._loss(x, y, mixed)
+        if mixed is not None:
+            y = mixed.labels if mixed.weight >= 0.5 else mixed.partner_labels
+        correct = (logits.detach().argmax(dim=1) == y).sum()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip is not None:
@@ -297,17 +310,21 @@ class _Loop:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step_batch()
-        return loss.detach()
+        return loss.detach(), correct
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor, mixed: MixedBatch | None) -> torch.Tensor:
-        """Cross-entropy of the batch; of a mixed batch, both labels' losses mixed as the
-        images were (so class weights and label smoothing apply unchanged)."""
+    def _loss(
+        self, x: torch.Tensor, y: torch.Tensor, mixed: MixedBatch | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the batch, and the logits; of a mixed batch, both labels' losses
+        mixed as the images were (so class weights and label smoothing apply unchanged)."""
         if mixed is None:
-            return self.loss_fn(self.model(x), y)
+            logits = self.model(x)
+            return self.loss_fn(logits, y), logits
         logits = self.model(mixed.images)
-        return mixed.weight * self.loss_fn(logits, mixed.labels) + (
+        loss = mixed.weight * self.loss_fn(logits, mixed.labels) + (
             1.0 - mixed.weight
         ) * self.loss_fn(logits, mixed.partner_labels)
+        return loss, logits
 
     def evaluate(self, data: SplitArrays) -> EvalResult:
         """`data` evaluated as the model trains (the same precision and memory layout)."""
@@ -330,18 +347,26 @@ class _Loop:
 
 
 class _EpochLosses:
-    """An epoch's training losses, left on the device by each step and read once, at the
-    epoch's end: reading one per step would make the host wait for the device at every step."""
+    """An epoch's training losses and right answers, left on the device by each step and read
+    once, at the epoch's end: reading one per step would make the host wait for the device at
+    every step."""
 
     def __init__(self) -> None:
         self.losses: list[torch.Tensor] = []  # per step, 0-d, on the device
+        self.correct: list[torch.Tensor] = []  # per step, 0-d, on the device
         self.sizes: list[int] = []  # images per step
         self.lrs: list[float] = []  # the head's learning rate at each step
 
-    def add(self, loss: torch.Tensor, size: int, lr: float) -> None:
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, size: int, lr: float) -> None:
         self.losses.append(loss)
+        self.correct.append(correct)
         self.sizes.append(size)
         self.lrs.append(lr)
+
+    def accuracy(self) -> float:
+        """The share of the epoch's training images the model got right as it trained."""
+        right = int(torch.stack(self.correct).sum().item()) if self.correct else 0
+        return right / max(sum(self.sizes), 1)
 
     def mean(self, epoch: int) -> float:
         """The mean loss per image, summed in step order.
@@ -434,9 +459,7 @@ def _result(
         model.load_state_dict(progress.best_state)
     if loop.val is not None and best_epoch:
         best = history[best_epoch - 1]
-        history[best_epoch - 1] = EpochResult(
-            best.epoch, best.train_loss, loop.evaluate(loop.val), best.lr, best.seconds
-        )
+        history[best_epoch - 1] = replace(best, val=loop.evaluate(loop.val))
     return FitResult(model, history, best_epoch, resumed_from, stopped_by)
 
 
@@ -445,6 +468,7 @@ def _epoch_to_dict(result: EpochResult) -> dict[str, Any]:
     return {
         "epoch": result.epoch,
         "train_loss": result.train_loss,
+        "train_accuracy": result.train_accuracy,
         "lr": result.lr,
         "seconds": result.seconds,
         "val": None
@@ -459,7 +483,14 @@ def _epoch_from_dict(data: dict[str, Any]) -> EpochResult:
     if data["val"] is not None:
         empty = np.zeros((0, 0), dtype=np.float32)
         val = EvalResult(probabilities=empty, labels=np.zeros(0, dtype=np.int64), **data["val"])
-    return EpochResult(data["epoch"], data["train_loss"], val, data["lr"], data["seconds"])
+    return EpochResult(
+        data["epoch"],
+        data["train_loss"],
+        val,
+        data["lr"],
+        data["seconds"],
+        data.get("train_accuracy"),  # absent from checkpoints of earlier versions
+    )
 
 
 def evaluate(
