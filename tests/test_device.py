@@ -49,6 +49,18 @@ def test_cpu_and_auto_resolve_here() -> None:
     assert helper_device("cpu", 3) == "cpu"  # an explicit device is every process's
 
 
+def test_the_cpu_computes_subnormals_as_zero() -> None:
+    """A subnormal float32 (below 1.2e-38) costs x86 a microcode assist per operation; a
+    network that reaches them trains 10-100x slower (a retrain measured 223 s against 14 s).
+    Resolving the CPU as a run's device flushes them on the training thread."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    assert (tiny * 1.5).item() != 0.0  # without the mode, subnormals are computed
+    resolve_device("cpu")
+    assert (tiny * 1.5).item() == 0.0
+
+
 @no_cuda
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_cuda_without_cuda_says_why_and_what_to_use(device: str) -> None:
