@@ -139,7 +139,14 @@ def final_summary(final: FinalResult) -> str:
     source = weights_source(first.trial.number, first.retrained, first.train_on, first.epochs)
     if final.is_ensemble:
         numbers = ", ".join(f"#{m.trial.number}" for m in final.members)
-        how = "not retrained" if not first.retrained else f"each retrained on {first.train_on}"
+        n_retrained = sum(m.retrained for m in final.members)
+        how = (
+            "not retrained"
+            if not n_retrained
+            else f"each retrained on {first.train_on}"
+            if n_retrained == len(final.members)
+            else f"the best {n_retrained} retrained on {first.train_on}, the rest as searched"
+        )
         lines = [
             f"ensemble of {len(final.members)} (trials {numbers}, mean of probabilities, {how}): "
             f"test {scores(test, bold=True)} ({len(test.labels)} test images)"
