@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from automl_clf.final.predictor import Predictor
     from automl_clf.job import JobResult
     from automl_clf.search.run import SearchResult
-    from automl_clf.spec.models import Spec
+    from automl_clf.spec.models import ResolvedSpec
 
 try:
     __version__ = metadata.version("autoclf")
@@ -75,7 +75,7 @@ def load_spec(
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | float | None = None,
-) -> Spec:
+) -> ResolvedSpec:
     """Read and validate a spec file, as every command that takes a SPEC does.
 
     Args:
@@ -96,7 +96,7 @@ def load_spec(
 
 
 def search(
-    spec: Spec,
+    spec: ResolvedSpec,
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
@@ -125,7 +125,7 @@ def search(
     return run_search(spec, n_trials=n_trials, timeout=timeout, force=force, jobs=jobs)
 
 
-def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Path:
+def export_best(spec: ResolvedSpec, out_dir: str | Path, trial: int | None = None) -> Path:
     """Retrain the best trial (or trial number `trial`), test it once and write the export to
     `out_dir` (`autoclf best --export`).
 
@@ -140,7 +140,6 @@ def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Pa
     from automl_clf.final.retrain import retrain
     from automl_clf.search.study import load_existing_study
 
-    assert spec.study.storage is not None and spec.study.name is not None
     check_replaceable(Path(out_dir).resolve())  # refuse before the retrain, not after it
     study = load_existing_study(spec.study.storage, spec.study.name)
     final = retrain(spec, study, trial)
@@ -148,7 +147,7 @@ def export_best(spec: Spec, out_dir: str | Path, trial: int | None = None) -> Pa
 
 
 def run(
-    spec: Spec,
+    spec: ResolvedSpec,
     *,
     time: str | float | None = None,
     export: str | Path | None = None,

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from automl_clf.final.predictor import FilePrediction
-    from automl_clf.spec.models import Spec
+    from automl_clf.spec.models import ResolvedSpec
 
 PIPED_WIDTH = 10_000  # columns of output that is not a terminal: a log line is never wrapped
 
@@ -259,7 +259,7 @@ def _load(
     study_name: str | None = None,
     budget: str | None = None,
     device: str | None = None,
-) -> Spec:
+) -> ResolvedSpec:
     """The spec of a command that works on its study (all that take a SPEC), with its `--set`
     overrides. Optuna is quieted here, per command, not at import (autoclf prints its own
     progress) nor in the app callback, which runs before a command's --help, and importing the
@@ -304,13 +304,12 @@ def _folder_for_spec(folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def _study_storage(loaded: Spec) -> Iterator[None]:
+def _study_storage(loaded: ResolvedSpec) -> Iterator[None]:
     """Reading the study: a storage that fails underneath (a damaged database, a read-only
     folder) is its one-line StorageError and exit 2, not a traceback from SQLAlchemy."""
     from automl_clf.errors import StorageError
     from automl_clf.search.storage import storage_faults
 
-    assert loaded.study.storage is not None
     try:
         with storage_faults(loaded.study.storage):
             yield
@@ -368,7 +367,6 @@ def validate(spec: SpecPath, sets: SetOption = None) -> None:
     from automl_clf.ui import print_data_report, print_warnings, space_table, study_lines
 
     loaded = _load(spec, sets)
-    assert loaded.study.storage is not None
     _run(storage_scheme, loaded.study.storage)  # a study storage autoclf can open and lock
     _run(resolve_device, loaded.train.device)
     dataset = _run(check_dataset, loaded.data, Decoding.of(loaded.data))  # creates no folder
@@ -624,7 +622,6 @@ def best(
 
     as_json = output_format == ShowFormat.json
     loaded = _load(spec, sets, storage, study_name, device=device)
-    assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console(stderr=as_json)
     objectives = loaded.study.objectives
@@ -647,7 +644,7 @@ def best(
 
 
 def _export(
-    console: Console, loaded: Spec, study: Any, export: Path, trial: int | None
+    console: Console, loaded: ResolvedSpec, study: Any, export: Path, trial: int | None
 ) -> dict[str, Any]:
     """`best --export`: retrain (or not), test and write the export, printing what it does;
     returns what `--format json` says of it."""
@@ -806,7 +803,6 @@ def status(
     from automl_clf.ui import best_line, status_tables
 
     loaded = _load(spec, sets, storage, study_name)
-    assert loaded.study.storage is not None and loaded.study.name is not None
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     if output_format == ShowFormat.json:
         with _study_storage(loaded):
@@ -954,8 +950,6 @@ def dashboard(
     from automl_clf.search.study import load_existing_study
 
     loaded = _load(spec, sets, storage, study_name)
-    assert loaded.study.storage is not None and loaded.study.name is not None
-    assert loaded.study.artifacts is not None
     _run(load_existing_study, loaded.study.storage, loaded.study.name)
     from optuna_dashboard import run_server
 

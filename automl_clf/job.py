@@ -44,7 +44,7 @@ from automl_clf.search.budget import (
 from automl_clf.search.objective import SearchObserver
 from automl_clf.search.record import StudyRecord
 from automl_clf.search.run import SearchResult, run_search
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import ResolvedSpec, Spec
 from automl_clf.spec.resolve import resolve
 from automl_clf.spec.space import FixedParams
 from automl_clf.spec.warmstart import default_params
@@ -62,7 +62,7 @@ class JobResult:
 
 
 def run_job(
-    spec: Spec,
+    spec: ResolvedSpec,
     export_dir: str | Path,
     *,
     n_trials: int | None = None,

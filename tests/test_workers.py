@@ -187,8 +187,13 @@ def test_a_journal_file_study_runs_and_resumes(tmp_path: Path, digits_root: Path
 def test_jobs_run_trials_in_helper_processes_and_add_up_exactly(
     tmp_path: Path, digits_root: Path
 ) -> None:
-    """`--jobs 2`: one command, two processes on one study; n_trials holds across them."""
-    path = write_spec(tmp_path / "spec.yaml", worker_spec(digits_root, tmp_path, n_trials=6))
+    """`--jobs 2`: one command, two processes on one study; n_trials holds across them.
+
+    Each trial trains long enough (12 epochs, about a second) that the helper, which takes a
+    few seconds to start (spawn, import torch), joins before this process has run all six."""
+    spec = worker_spec(digits_root, tmp_path, n_trials=6)
+    spec["train"]["epochs"] = 12
+    path = write_spec(tmp_path / "spec.yaml", spec)
     result = runner.invoke(app, ["search", str(path), "--jobs", "2"])
     assert result.exit_code == 0, result.output
     assert "other workers share this SQLite study" not in result.output  # they are its own

@@ -53,7 +53,7 @@ from automl_clf.search.record import (
 )
 from automl_clf.search.storage import trial_artifacts_dir
 from automl_clf.spec.config import TrialConfig
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import ResolvedSpec
 from automl_clf.spec.resolve import resolve
 from automl_clf.train.checkpoint import Checkpoints
 from automl_clf.train.session import TrainedModel, train_config
@@ -119,7 +119,7 @@ class QuietObserver:
 class Objective:
     def __init__(
         self,
-        spec: Spec,
+        spec: ResolvedSpec,
         dataset: Dataset,
         observer: SearchObserver | None,
         *,
@@ -146,7 +146,6 @@ class Objective:
             n for n in (stored.retry_of, stored.checkpoint_of, trial.number) if n is not None
         )
         TrialRecord(checkpoint_of=origin).save(trial)
-        assert self.spec.study.artifacts is not None
         checkpoints = Checkpoints(trial_artifacts_dir(self.spec.study.artifacts, origin))
         try:
             config = resolve(self.spec, trial)
@@ -287,7 +286,9 @@ def epochs_record(history: list[EpochResult]) -> TrialRecord:
     )
 
 
-def _record(trial: optuna.Trial, trained: TrainedModel, spec: Spec, dataset: Dataset) -> None:
+def _record(
+    trial: optuna.Trial, trained: TrainedModel, spec: ResolvedSpec, dataset: Dataset
+) -> None:
     """The finished trial's record: its epochs, its model, its best-epoch weights (so the final
     step can export it as searched, `final.retrain: never`) and its dashboard report."""
     from automl_clf.models.factory import LATENCY_THREADS
@@ -304,8 +305,6 @@ def _record(trial: optuna.Trial, trained: TrainedModel, spec: Spec, dataset: Dat
         augmentation=trained.augmentation,
     ).save(trial)
     root, val = spec.study.artifacts, trained.fit.best.val
-    if root is None:  # load_spec always sets study.artifacts
-        return
     folder = trial_artifacts_dir(root, trial.number)
     TrialRecord(weights=save_weights(trained.fit.model, folder / WEIGHTS_FILE)).save(trial)
     if val is not None:  # optuna-dashboard shows the per-class note and confusion matrix

@@ -61,7 +61,7 @@ from automl_clf.search.workers import (
     stop_helpers,
     threads_split,
 )
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import ResolvedSpec
 from automl_clf.train.device import resolve_device
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # `TrialRecord.worker` of this process's trials
@@ -92,7 +92,7 @@ PlanFinal = Callable[[optuna.Study], FinalEstimate]  # the final step's cost, fr
 
 
 def run_search(
-    spec: Spec,
+    spec: ResolvedSpec,
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
@@ -123,7 +123,6 @@ def run_search(
             the study's storage, or the disk under its checkpoints, failed.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the running trial is already FAIL (interrupted).
     """
-    assert spec.study.storage is not None
     if budget is None:  # a search alone: its own timeout, else the job's budget as one
         seconds = next(
             (s for s in (timeout, spec.study.timeout, spec.study.budget) if s is not None), None
@@ -136,7 +135,7 @@ def run_search(
 
 
 def _search(
-    spec: Spec,
+    spec: ResolvedSpec,
     n_trials: int | None,
     budget: Budget | None,
     plan_final: PlanFinal | None,

@@ -35,7 +35,7 @@ from automl_clf.search.record import StudyRecord, TrialRecord
 from automl_clf.search.samplers import build_pruner, build_sampler
 from automl_clf.search.storage import StudyLock, open_storage, storage_faults, storage_file
 from automl_clf.spec.describe import describe_space, grid_points
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import ResolvedSpec, Spec
 from automl_clf.spec.warmstart import default_params, warm_start_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -54,7 +54,7 @@ class OpenedStudy:
     n_grid_points: int | None  # a grid study's size, else None
 
 
-def open_study(spec: Spec, dataset: Dataset, *, force: bool = False) -> OpenedStudy:
+def open_study(spec: ResolvedSpec, dataset: Dataset, *, force: bool = False) -> OpenedStudy:
     """Create the spec's study, or resume it after checking it is the same experiment.
 
     Raises:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import ResolvedSpec, Spec
 
 STOP_SECONDS = 60  # how long a stopped helper may take to end its trial before it is killed
 
@@ -69,7 +69,7 @@ def threads_split(spec: Spec, jobs: int) -> Iterator[None]:
 
 
 def start_helpers(
-    spec: Spec,
+    spec: ResolvedSpec,
     n: int,
     n_trials: int | None,
     budget: Any,
@@ -141,7 +141,7 @@ def _helper_main(
     quiet_optuna()  # a fresh process: Optuna's log would speak for it
     if threads is not None:
         torch.set_num_threads(threads)
-    spec = Spec.model_validate(spec_data)
+    spec = ResolvedSpec.model_validate(spec_data)  # already resolved by the parent
     code = 0
     try:
         run_search(spec, n_trials=n_trials, budget=budget, plan_final=plan_final, jobs=1)

@@ -17,19 +17,20 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from automl_clf.errors import SpecError
-from automl_clf.spec.models import Spec
+from automl_clf.spec.models import ResolvedDataSpec, ResolvedSpec, ResolvedStudySpec, Spec
 from automl_clf.spec.space import CHOICES_TAG, RANGE_TAG, TAGS, VALUE_TAG, Choice, FloatRange
 
 STUDIES_DIR = "studies"
 MAX_SPEC_BYTES = 1_000_000  # a real spec is a few KB
 MAX_SPEC_VALUES = 100_000  # scalars, lists and mappings once every alias is expanded
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+M = TypeVar("M", bound=BaseModel)
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -125,7 +126,7 @@ def load_spec(
     study_name: str | None = None,
     budget: str | float | None = None,
     device: str | None = None,
-) -> Spec:
+) -> ResolvedSpec:
     """Load and validate a spec file; relative paths inside it resolve against its folder.
 
     `overrides` (`--set`) replace values of the file before validation, so each is checked like
@@ -265,18 +266,28 @@ def parse_spec(raw: dict[str, Any], *, base_dir: Path) -> Spec:
         raise SpecError(format_validation_error(exc)) from None
 
 
-def with_study_defaults(spec: Spec, *, spec_path: Path) -> Spec:
+def with_study_defaults(spec: Spec, *, spec_path: Path) -> ResolvedSpec:
     """The spec with `study.name`, `.storage`, `.artifacts` and `data.cache_dir` filled in
-    where the file left them out."""
+    where the file left them out, typed as filled (`ResolvedSpec`)."""
     name = spec.study.name or spec_path.stem
     studies = default_studies_dir(spec_path)
-    storage = spec.study.storage or f"sqlite:///{studies / name}.db"
-    artifacts = spec.study.artifacts or studies / name
-    study = spec.study.model_copy(
-        update={"name": name, "storage": storage, "artifacts": artifacts}
+    filled = {
+        "name": name,
+        "storage": spec.study.storage or f"sqlite:///{studies / name}.db",
+        "artifacts": spec.study.artifacts or studies / name,
+    }
+    study = _construct(ResolvedStudySpec, spec.study, filled)
+    data = _construct(
+        ResolvedDataSpec, spec.data, {"cache_dir": spec.data.cache_dir or studies / "cache"}
     )
-    data = spec.data.model_copy(update={"cache_dir": spec.data.cache_dir or studies / "cache"})
-    return spec.model_copy(update={"study": study, "data": data})
+    return _construct(ResolvedSpec, spec, {"study": study, "data": data})
+
+
+def _construct(cls: type[M], model: BaseModel, update: dict[str, Any]) -> M:
+    """`model` as its subclass `cls` with `update` applied, without validating again (every
+    value was validated as `model`'s; `update` holds what this module derived from them)."""
+    values = {**{name: getattr(model, name) for name in type(model).model_fields}, **update}
+    return cls.model_construct(_fields_set=model.model_fields_set | set(update), **values)
 
 
 def default_studies_dir(spec_path: Path) -> Path:

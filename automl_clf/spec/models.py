@@ -15,6 +15,8 @@ folder as validation context (`base_dir`). The section models are re-exported he
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import model_validator
 
 from automl_clf.spec.augment import AugmentSpec, TransformSpec
@@ -34,6 +36,9 @@ __all__ = [
     "DataSpec",
     "FinalSpec",
     "ModelSpec",
+    "ResolvedDataSpec",
+    "ResolvedSpec",
+    "ResolvedStudySpec",
     "Spec",
     "SplitSpec",
     "StudySpec",
@@ -73,3 +78,27 @@ class Spec(SpecModel):
                 "final.ensemble: 1 and export a trial of the Pareto front with --trial N"
             )
         return self
+
+
+class ResolvedStudySpec(StudySpec):
+    """`study` as `load_spec` returns it: the name, storage URL and artifacts folder that
+    default from where the spec file lives are filled in."""
+
+    name: str
+    storage: str
+    artifacts: Path
+
+
+class ResolvedDataSpec(DataSpec):
+    """`data` as `load_spec` returns it: the decode cache's folder filled in."""
+
+    cache_dir: Path
+
+
+class ResolvedSpec(Spec):
+    """A spec as `load_spec` returns it, every default that depends on the file's place filled
+    in: what opening the study, its artifacts and the decode cache takes, typed as present.
+    Built from an already validated `Spec` (spec/load.py::with_study_defaults), never parsed."""
+
+    study: ResolvedStudySpec
+    data: ResolvedDataSpec
