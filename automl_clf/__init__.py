@@ -138,12 +138,13 @@ def export_best(spec: ResolvedSpec, out_dir: str | Path, trial: int | None = Non
     from automl_clf.final.export import write_export
     from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import retrain
+    from automl_clf.report.final import final_report
     from automl_clf.search.study import load_existing_study
 
     check_replaceable(Path(out_dir).resolve())  # refuse before the retrain, not after it
     study = load_existing_study(spec.study.storage, spec.study.name)
     final = retrain(spec, study, trial)
-    return write_export(final, Path(out_dir), spec, study).report
+    return write_export(final, Path(out_dir), spec, report=final_report(final, spec, study)).report
 
 
 def run(

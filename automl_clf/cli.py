@@ -652,6 +652,7 @@ def _export(
     from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import RetrainProgress, retrain
     from automl_clf.progress import FinalProgress
+    from automl_clf.report.final import final_report
     from automl_clf.ui import final_summary, formats_summary
 
     _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
@@ -666,7 +667,8 @@ def _export(
     with FinalProgress(console) as progress:
         final = _run(retrain, loaded, study, trial, on_progress=progress)
         progress(RetrainProgress("export"))
-        written = _run(write_export, final, export, loaded, study)
+        report = final_report(final, loaded, study)
+        written = _run(write_export, final, export, loaded, report=report)
     console.print(final_summary(final))
     console.print(formats_summary(written))
     console.print(

@@ -31,6 +31,7 @@ from automl_clf.final.export import ExportResult, write_export
 from automl_clf.final.folder import check_replaceable
 from automl_clf.final.retrain import FinalResult, OnProgress, RetrainProgress, retrain
 from automl_clf.models.factory import check_backbones
+from automl_clf.report.final import final_report
 from automl_clf.search.budget import (
     Budget,
     Clock,
@@ -131,7 +132,7 @@ def run_job(
     if on_final is not None:
         on_final(RetrainProgress("export"))
     export_from = clock()
-    written = write_export(final, out, spec, study)
+    written = write_export(final, out, spec, report=final_report(final, spec, study))
     final_s = clock() - final_from
     # what the next plan calls the export: all but the training (as estimated), at least the
     # writing itself

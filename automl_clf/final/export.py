@@ -11,7 +11,8 @@
                                   graph), for runtimes without autoclf (final/formats.py)
     DIR/model.onnx                ONNX, likewise
     DIR/spec.yaml                 the spec fixed to the exported trial (final/provenance.py)
-    DIR/report/                   metrics.json, index.html, report.md, figures (report/write.py)
+    DIR/report/                   metrics.json, index.html, report.md, figures, written by
+                                  the report room (report/final.py) from model.json
     DIR/autoclf_export.json       what autoclf wrote, written last (final/folder.py)
 
 The directory is built beside DIR and swapped into place at the end (final/folder.py): DIR is
@@ -21,10 +22,10 @@ previous one whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import torch
 from safetensors.torch import save_model
 from torch import nn
@@ -43,21 +44,9 @@ from automl_clf.final.manifest import (
     member_file,
 )
 from automl_clf.final.provenance import SPEC_FILE, data_fingerprint
-from automl_clf.final.retrain import FinalResult, Member, trial_config
+from automl_clf.final.retrain import FinalResult, Member
 from automl_clf.models.factory import LATENCY_THREADS, measure_latency_ms
-from automl_clf.report import (
-    DataSummary,
-    FinalSummary,
-    LearningCurve,
-    MemberSummary,
-    ReportContent,
-    SeedSummary,
-    summarise_search,
-    write_report,
-)
-from automl_clf.report.metrics import summary_metrics
-from automl_clf.report.preview import augmented_preview
-from automl_clf.spec.models import FinalSpec, Spec
+from automl_clf.spec.models import Spec
 from automl_clf.train.trainer import EVAL_BATCH_SIZE
 
 
@@ -73,14 +62,20 @@ class ExportResult:
         return self.latency.ms
 
 
+# Writes the report into the folder given, from the export's manifest (report/final.py). A
+# parameter, not an import: the report room reads the final room's results, not the reverse.
+ReportWriter = Callable[[ExportManifest, Path], None]
+
+
 def write_export(
-    result: FinalResult, out_dir: Path, spec: Spec, study: optuna.Study | None = None
+    result: FinalResult, out_dir: Path, spec: Spec, *, report: ReportWriter | None = None
 ) -> ExportResult:
     """Write `out_dir` (replacing an earlier, unchanged autoclf export there); see the module
     docstring.
 
     Args:
-        study: the study the trial came from, summarised in the report (optional).
+        report: writes `DIR/report/` inside the staged export, so the report is swapped into
+            place with the model it describes (`report.final.final_report`).
 
     Raises:
         ExportError: `out_dir` holds anything but an unchanged autoclf export (it is left as it
@@ -89,7 +84,7 @@ def write_export(
     out_dir = out_dir.resolve()
     with staged_export(out_dir) as staging:
         (staging / REPORT_DIR).mkdir()
-        formats, latency = _write(result, staging, spec, study)
+        formats, latency = _write(result, staging, spec, report)
     return ExportResult(out_dir, out_dir / REPORT_DIR, formats, latency)
 
 
@@ -106,7 +101,7 @@ def cpu_latency(model: nn.Module, channels: int, size: int) -> LatencyRecord:
 
 
 def _write(
-    result: FinalResult, folder: Path, spec: Spec, study: optuna.Study | None
+    result: FinalResult, folder: Path, spec: Spec, report: ReportWriter | None
 ) -> tuple[dict[str, FormatCheck], LatencyRecord]:
     model = result.model.cpu().eval()
     for k, member in enumerate(result.members):  # member 0's weights are model.safetensors
@@ -147,71 +142,9 @@ def _write(
     )
     (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     (folder / SPEC_FILE).write_text(result.spec_yaml)
-    dataset = result.dataset
-    content = ReportContent(
-        title=study_name,
-        classes=classes,
-        data=DataSummary(
-            root=str(dataset.root),
-            presplit=dataset.presplit,
-            counts=dataset.counts(),
-            skipped=[(str(s.path), s.reason) for s in dataset.skipped],
-            fingerprint=fingerprint.sha256,
-            n_files=fingerprint.n_files,
-        ),
-        search=summarise_search(study) if study is not None else None,
-        final=FinalSummary(
-            trial=first.trial.number,
-            objective=spec.study.metric,
-            objective_value=first.trial.values[0],  # the first objective of several
-            params=dict(first.trial.params),
-            config=first.config.model_dump(mode="json"),
-            backbone=first.config.model.backbone,
-            n_params=first.n_params,
-            latency_ms=latency.ms,
-            epochs=first.epochs,
-            train_on=first.train_on,
-            class_weighting=_class_weighting(first, spec.final),
-            seed=first.seed,
-            seeds=[
-                SeedSummary(run.seed, summary_metrics(run.val) if run.val is not None else None)
-                for run in first.seed_runs
-            ],
-            preprocessing=pre.model_dump(mode="json"),
-            formats={name: check.model_dump() for name, check in formats.items()},
-            retrained=first.retrained,
-            latency_threads=latency.threads,
-            members=[_member_summary(m, spec.final) for m in result.members]
-            if result.is_ensemble
-            else [],
-            notes=list(result.notes),
-        ),
-        test=result.test,
-        test_paths=result.test_data.paths,
-        test_pixels=result.test_data.pixels,
-        tta_views=result.tta,
-        test_tta=result.test_tta,
-        test_single=result.test_single,
-        curves=_learning_curves(first, spec.study.metric),
-        augmented=augmented_preview(
-            first.config,
-            dataset,
-            first.preprocessing,
-            train_on=tuple(first.train_on.split("+")),
-            seed=first.seed,
-        ),
-    )
-    write_report(content, folder / REPORT_DIR)
+    if report is not None:
+        report(manifest, folder / REPORT_DIR)
     return formats, latency
-
-
-def _learning_curves(member: Member, objective: str) -> list[LearningCurve]:
-    """The member's trial as it trained in the search, then its final retrain (if retrained)."""
-    curves = [LearningCurve.of_trial(member.trial, objective)]
-    if member.history:
-        label = f"final retrain ({member.train_on}, seed {member.seed})"
-        curves.append(LearningCurve.of_epochs(label, member.history))
-    return curves
 
 
 def _member_record(k: int, member: Member) -> MemberRecord:
@@ -228,36 +161,3 @@ def _member_record(k: int, member: Member) -> MemberRecord:
         n_params=member.n_params,
         objective_value=member.trial.values[0],
     )
-
-
-def _member_summary(member: Member, final: FinalSpec) -> MemberSummary:
-    return MemberSummary(
-        trial=member.trial.number,
-        backbone=member.config.model.backbone,
-        n_params=member.n_params,
-        objective_value=member.trial.values[0],
-        retrained=member.retrained,
-        train_on=member.train_on,
-        epochs=member.epochs,
-        class_weighting=_class_weighting(member, final),
-        mean=list(member.preprocessing.mean),
-        std=list(member.preprocessing.std),
-    )
-
-
-def _class_weighting(member: Member, final: FinalSpec) -> str:
-    """The class weighting these weights trained with, and why when it is not the final
-    section's."""
-    ran = member.config.train.class_weighting
-    number = member.trial.number
-    if not member.retrained:
-        if final.class_weighting in ("searched", ran):
-            return ran
-        return (
-            f"{ran} (as trial #{number} trained; not retrained, so final.class_weighting "
-            f"{final.class_weighting} did not apply)"
-        )
-    searched = trial_config(member.trial).train.class_weighting
-    if ran == searched:
-        return ran
-    return f"{ran} (final.class_weighting; trial #{number} trained with {searched})"

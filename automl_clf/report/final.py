@@ -1,0 +1,149 @@
+"""The export's report, assembled from the final result and the manifest the export wrote.
+
+The final room trains and writes the model; this module turns what it produced (the
+`FinalResult`, the export's `ExportManifest`: formats, latency, data fingerprint) and the study
+into a `ReportContent` and writes it. `final_report` is what `final.export.write_export` is
+given as its `report` writer, so the report lands in the staged export with its model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from automl_clf.final.export import ReportWriter
+from automl_clf.final.manifest import ExportManifest
+from automl_clf.final.retrain import FinalResult, Member, trial_config
+from automl_clf.report.content import (
+    DataSummary,
+    FinalSummary,
+    LearningCurve,
+    MemberSummary,
+    ReportContent,
+    SeedSummary,
+)
+from automl_clf.report.metrics import summary_metrics
+from automl_clf.report.preview import augmented_preview
+from automl_clf.report.search import summarise_search
+from automl_clf.report.write import write_report
+from automl_clf.spec.models import FinalSpec, Spec
+
+
+def final_report(result: FinalResult, spec: Spec, study: optuna.Study | None) -> ReportWriter:
+    """The writer of `result`'s report (`study`, when given, is summarised in it too)."""
+
+    def write(manifest: ExportManifest, folder: Path) -> None:
+        write_report(report_content(result, spec, study, manifest), folder)
+
+    return write
+
+
+def report_content(
+    result: FinalResult, spec: Spec, study: optuna.Study | None, manifest: ExportManifest
+) -> ReportContent:
+    """Everything the report shows, gathered from the final step and the export's record."""
+    first, pre, dataset = result.first, result.preprocessing, result.dataset
+    fingerprint = manifest.data_fingerprint
+    assert fingerprint is not None  # write_export records it; only older manifests lack it
+    return ReportContent(
+        title=manifest.study,
+        classes=manifest.classes,
+        data=DataSummary(
+            root=str(dataset.root),
+            presplit=dataset.presplit,
+            counts=dataset.counts(),
+            skipped=[(str(s.path), s.reason) for s in dataset.skipped],
+            fingerprint=fingerprint.sha256,
+            n_files=fingerprint.n_files,
+        ),
+        search=summarise_search(study) if study is not None else None,
+        final=_final_summary(result, spec, manifest),
+        test=result.test,
+        test_paths=result.test_data.paths,
+        test_pixels=result.test_data.pixels,
+        tta_views=result.tta,
+        test_tta=result.test_tta,
+        test_single=result.test_single,
+        curves=_learning_curves(first, spec.study.metric),
+        augmented=augmented_preview(
+            first.config,
+            dataset,
+            pre,
+            train_on=tuple(first.train_on.split("+")),
+            seed=first.seed,
+        ),
+    )
+
+
+def _final_summary(result: FinalResult, spec: Spec, manifest: ExportManifest) -> FinalSummary:
+    first, latency = result.first, manifest.latency
+    assert latency is not None  # write_export measures it before writing the manifest
+    return FinalSummary(
+        trial=first.trial.number,
+        objective=spec.study.metric,
+        objective_value=first.trial.values[0],  # the first objective of several
+        params=dict(first.trial.params),
+        config=first.config.model_dump(mode="json"),
+        backbone=first.config.model.backbone,
+        n_params=first.n_params,
+        latency_ms=latency.ms,
+        epochs=first.epochs,
+        train_on=first.train_on,
+        class_weighting=_class_weighting(first, spec.final),
+        seed=first.seed,
+        seeds=[
+            SeedSummary(run.seed, summary_metrics(run.val) if run.val is not None else None)
+            for run in first.seed_runs
+        ],
+        preprocessing=result.preprocessing.model_dump(mode="json"),
+        formats={name: check.model_dump() for name, check in manifest.formats.items()},
+        retrained=first.retrained,
+        latency_threads=latency.threads,
+        members=[_member_summary(m, spec.final) for m in result.members]
+        if result.is_ensemble
+        else [],
+        notes=list(result.notes),
+    )
+
+
+def _learning_curves(member: Member, objective: str) -> list[LearningCurve]:
+    """The member's trial as it trained in the search, then its final retrain (if retrained)."""
+    curves = [LearningCurve.of_trial(member.trial, objective)]
+    if member.history:
+        label = f"final retrain ({member.train_on}, seed {member.seed})"
+        curves.append(LearningCurve.of_epochs(label, member.history))
+    return curves
+
+
+def _member_summary(member: Member, final: FinalSpec) -> MemberSummary:
+    return MemberSummary(
+        trial=member.trial.number,
+        backbone=member.config.model.backbone,
+        n_params=member.n_params,
+        objective_value=member.trial.values[0],
+        retrained=member.retrained,
+        train_on=member.train_on,
+        epochs=member.epochs,
+        class_weighting=_class_weighting(member, final),
+        mean=list(member.preprocessing.mean),
+        std=list(member.preprocessing.std),
+    )
+
+
+def _class_weighting(member: Member, final: FinalSpec) -> str:
+    """The class weighting these weights trained with, and why when it is not the final
+    section's."""
+    ran = member.config.train.class_weighting
+    number = member.trial.number
+    if not member.retrained:
+        if final.class_weighting in ("searched", ran):
+            return ran
+        return (
+            f"{ran} (as trial #{number} trained; not retrained, so final.class_weighting "
+            f"{final.class_weighting} did not apply)"
+        )
+    searched = trial_config(member.trial).train.class_weighting
+    if ran == searched:
+        return ran
+    return f"{ran} (final.class_weighting; trial #{number} trained with {searched})"
