@@ -1,7 +1,7 @@
 """How long the search, a trial, or the final retrain still has to go.
 
 Arithmetic over measured seconds and an injected clock, no I/O, so the live display's ETA is
-tested without training or waiting (automl_clf/progress.py renders it):
+tested without training or waiting (automl_clf/cli/progress.py renders it):
 
 - a training run (a trial, the final retrain) is paced by its own finished epochs, and before
   its first epoch ends by the batches it has done so far (`RunPace`);

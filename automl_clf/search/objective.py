@@ -69,7 +69,7 @@ class StoppedByDeadline(optuna.TrialPruned):
 
 
 class SearchObserver(Protocol):
-    """What a progress display hears about (automl_clf/progress.py), all in the searching
+    """What a progress display hears about (automl_clf/cli/progress.py), all in the searching
     process; `QuietObserver` hears it and does nothing, to build on."""
 
     def search_started(

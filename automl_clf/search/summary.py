@@ -1,7 +1,7 @@
 """A study as plain JSON-ready data: what `autoclf status --format json` and `autoclf best
 --format json` print, for scripts and CI (as Optuna's own CLI offers `--format json`).
 
-The tables of ui.py show the same facts to people; these dicts are their contract with
+The tables of cli/tables.py show the same facts to people; these dicts are their contract with
 programs: keys are stable, times are ISO 8601, durations in seconds, and a value that is not a
 finite number (a diverged loss) is null, since JSON has no NaN.
 """

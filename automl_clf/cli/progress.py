@@ -44,6 +44,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from automl_clf.cli.tables import STATE_STYLE, format_params
 from automl_clf.final.retrain import RetrainProgress
 from automl_clf.search.budget import Budget
 from automl_clf.search.eta import Eta, RunPace, search_eta, typical_trial_s
@@ -53,7 +54,6 @@ from automl_clf.search.study import FINISHED, fail_reason
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.duration import format_duration
 from automl_clf.train.trainer import EpochResult
-from automl_clf.ui import STATE_STYLE, format_params
 
 Clock = Callable[[], float]
 POLL_S = 5.0  # how often the display reads the study for other workers' trials

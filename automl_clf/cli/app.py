@@ -357,6 +357,7 @@ def validate(spec: SpecPath, sets: SetOption = None) -> None:
     must be on this machine, and every backbone must build for the images, with its pretrained
     weights (downloaded into the Hugging Face cache if missing, as a search would).
     """
+    from automl_clf.cli.tables import print_data_report, print_warnings, space_table, study_lines
     from automl_clf.data.dataset import check_dataset
     from automl_clf.data.preprocess import Decoding
     from automl_clf.models.factory import check_backbones
@@ -364,7 +365,6 @@ def validate(spec: SpecPath, sets: SetOption = None) -> None:
     from automl_clf.search.storage import storage_scheme
     from automl_clf.spec.describe import describe_space
     from automl_clf.train.device import resolve_device
-    from automl_clf.ui import print_data_report, print_warnings, space_table, study_lines
 
     loaded = _load(spec, sets)
     _run(storage_scheme, loaded.study.storage)  # a study storage autoclf can open and lock
@@ -524,10 +524,10 @@ def search(
     trial as FAIL (interrupted) and the next run retries it first; a second Ctrl-C exits at
     once.
     """
-    from automl_clf.progress import SearchProgress
+    from automl_clf.cli.progress import SearchProgress
+    from automl_clf.cli.tables import best_line, print_warnings, study_counts
     from automl_clf.search.run import run_search
     from automl_clf.search.samplers import random_start_warnings, search_warnings
-    from automl_clf.ui import best_line, print_warnings, study_counts
 
     loaded = _load(spec, sets, storage, study_name, device=device)
     console = _console()
@@ -616,9 +616,9 @@ def best(
     (or pareto_front), and with --export an export object (folder, report, test metrics,
     formats).
     """
+    from automl_clf.cli.tables import pareto_table, study_counts, trial_table
     from automl_clf.search.study import best_trial, load_existing_study, pareto_front
     from automl_clf.search.summary import best_summary
-    from automl_clf.ui import pareto_table, study_counts, trial_table
 
     as_json = output_format == ShowFormat.json
     loaded = _load(spec, sets, storage, study_name, device=device)
@@ -648,12 +648,12 @@ def _export(
 ) -> dict[str, Any]:
     """`best --export`: retrain (or not), test and write the export, printing what it does;
     returns what `--format json` says of it."""
+    from automl_clf.cli.progress import FinalProgress
+    from automl_clf.cli.tables import final_summary, formats_summary
     from automl_clf.final.export import write_export
     from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import RetrainProgress, retrain
-    from automl_clf.progress import FinalProgress
     from automl_clf.report.final import final_report
-    from automl_clf.ui import final_summary, formats_summary
 
     _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
     final_spec = loaded.final
@@ -737,16 +737,16 @@ def run(
     the final model is the best trial's own weights when a retrain no longer fits. Rerunning
     resumes the study with a fresh budget.
     """
-    from automl_clf.job import run_job
-    from automl_clf.progress import FinalProgress, SearchProgress
-    from automl_clf.search.samplers import random_start_warnings, search_warnings
-    from automl_clf.ui import (
+    from automl_clf.cli.progress import FinalProgress, SearchProgress
+    from automl_clf.cli.tables import (
         budget_table,
         final_plan_line,
         final_summary,
         formats_summary,
         print_warnings,
     )
+    from automl_clf.job import run_job
+    from automl_clf.search.samplers import random_start_warnings, search_warnings
 
     loaded = _load(spec, sets, storage, study_name, time_budget, device)
     console = _console()
@@ -800,9 +800,9 @@ def status(
     With --format json, stdout is one JSON object: trials by state, workers, running, failed,
     and best_trial (null until there is one) or pareto_front.
     """
+    from automl_clf.cli.tables import best_line, status_tables
     from automl_clf.search.study import load_existing_study
     from automl_clf.search.summary import status_summary
-    from automl_clf.ui import best_line, status_tables
 
     loaded = _load(spec, sets, storage, study_name)
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
@@ -1039,7 +1039,3 @@ def main() -> None:
         print(code, file=sys.stderr, flush=True)
         code = 1
     os._exit(code)
-
-
-if __name__ == "__main__":
-    main()
