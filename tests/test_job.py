@@ -19,7 +19,7 @@ from automl_clf.search.objective import QuietObserver
 from automl_clf.spec import load_spec
 from automl_clf.train.session import probe_epoch_seconds
 from tests.conftest import tiny_spec, write_spec
-from tests.test_budgets import SteppedClock
+from tests.search.test_limits import SteppedClock
 
 runner = CliRunner()
 

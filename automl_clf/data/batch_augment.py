@@ -1,8 +1,8 @@
 """The named augmentation policies, applied to a whole batch at once with tensor operations.
 
 Each albumentations transform a policy (spec/policies.py) uses has a kernel here, registered
-under its albumentations name in `KERNELS`; tests/test_augment.py runs every policy batched and
-checks every kernel against albumentations.
+under its albumentations name in `KERNELS`; tests/data/test_augment.py runs every policy batched
+and checks every kernel against albumentations.
 
 Why hand-written: albumentations transforms one image per Python call; at the 8–64 px images
 this tool searches on, its per-call overhead (~100 µs) costs more than the network's own step,
@@ -12,7 +12,7 @@ it). The four transforms the named policies use (albumentations' `Affine`,
 same parameters and the same geometry (albumentations' affine matrix about the image centre,
 bilinear sampling, black borders), for a whole batch in a few tensor operations, on whatever
 device the batch is on. Custom transform lists still run through albumentations itself;
-tests/test_augment.py checks both give the same images for the same parameters.
+tests/data/test_augment.py checks both give the same images for the same parameters.
 
 Input and output: float images in [0, 1], shape (N, C, H, W), before normalisation.
 """

@@ -15,7 +15,7 @@ reason in `model.json` and reported; the safetensors export is complete without 
 
 Each format is one class registered in `FORMATS` (its file name, how to write it, how to load
 it back as images -> logits); every registered format is written, checked and recorded. To add
-one: a class below, decorated `@FORMATS.register("name")`; tests/test_formats.py checks every
+one: a class below, decorated `@FORMATS.register("name")`; tests/final/test_formats.py checks every
 registered format against the eager model.
 """
 

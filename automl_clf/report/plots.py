@@ -7,7 +7,7 @@ Figures size themselves to what they hold: the text is measured (`text_size`, ma
 font metrics) and the figure made large enough for it, then matplotlib's constrained layout places
 titles, labels and colour bars inside the canvas, so nothing is clipped. Class names, parameter
 names and captions too long for their place are wrapped or shortened (with "…"); the report's
-tables carry them in full. tests/test_report_figures.py draws every figure for 2, 4 long-named
+tables carry them in full. tests/report/test_plots.py draws every figure for 2, 4 long-named
 and 100 classes and checks that no two texts overlap and none leaves the canvas.
 
 Figures are made with `Figure`, not pyplot: nothing is kept in pyplot's global list of open

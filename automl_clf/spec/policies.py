@@ -3,7 +3,7 @@
 A policy is one function of `magnitude`, registered here once: the spec accepts its name
 (`spec/config.py`'s `PolicyName` and the JSON Schema list every registered one), the training
 batches run it batched on the device (`data/batch_augment.py` implements each transform it
-uses), and the tests check each policy both ways (`tests/test_augment.py`).
+uses), and the tests check each policy both ways (`tests/data/test_augment.py`).
 
 At `magnitude: 1` (shifts relative to the image size; p = probability per image); `magnitude`
 multiplies every shift, scale range, angle, brightness/contrast limit and hole size, never a

@@ -6,7 +6,7 @@ the Optuna pruner they describe (`build`, which imports Optuna only when called)
 1-based epochs: the trial reports its objective after every epoch.
 
 To add a pruner: one class below, decorated `@PRUNERS.add`, with `kind: Literal["name"] =
-"name"`, its settings and `build`; then its row in `tests/test_pruners.py`'s table.
+"name"`, its settings and `build`; then its row in `tests/search/test_pruners.py`'s table.
 """
 
 from __future__ import annotations

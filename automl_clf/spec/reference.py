@@ -31,7 +31,7 @@ _INTRO = f"""\
 # Spec reference
 
 <!-- Written by `autoclf schema --markdown > {REFERENCE_PAGE}` from automl_clf/spec/;
-tests/test_schema.py fails when it is older than the code. Edit the docstrings, not this. -->
+tests/spec/test_schema.py fails when it is older than the code. Edit the docstrings, not this. -->
 
 A spec is a YAML file of six sections; only `data` is required, every other field has the
 default shown. Unknown keys are errors. Relative paths resolve against the spec file's folder.

@@ -4,10 +4,10 @@ A class holds the sampler's settings (what the spec accepts under its `kind`) an
 Optuna sampler they describe (`build`, which imports Optuna only when called). The spec's
 `study.sampler` accepts exactly the registered kinds, the JSON Schema and `autoclf validate`
 list them, `search/samplers.py` builds whichever the spec names, and the tests run every one
-(`tests/test_samplers.py`).
+(`tests/search/test_samplers.py`).
 
 To add a sampler: one class below, decorated `@SAMPLERS.add`, with `kind: Literal["name"] =
-"name"`, its settings, and `build`; then its row in `tests/test_samplers.py`'s table.
+"name"`, its settings, and `build`; then its row in `tests/search/test_samplers.py`'s table.
 """
 
 from __future__ import annotations

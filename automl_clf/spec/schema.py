@@ -2,7 +2,7 @@
 --markdown` (docs/spec-reference.md, for people), both read from the pydantic models.
 
 Each field's description is its docstring in spec/*.py (see `SpecModel`), so the code, the
-JSON Schema and the reference page cannot disagree; tests/test_schema.py fails when the
+JSON Schema and the reference page cannot disagree; tests/spec/test_schema.py fails when the
 committed page is older than the code. Pydantic names the `$defs` of a searchable field's
 range and choice models after their type arguments' reprs
 (`Choice_Annotated_float__FieldInfo_…`); they are renamed here after their titles

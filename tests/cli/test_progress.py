@@ -1,4 +1,4 @@
-"""The live displays (automl_clf/progress.py), driven event by event on a recording rich
+"""The live displays (automl_clf/cli/progress.py), driven event by event on a recording rich
 Console and a clock the test moves: what a terminal shows under the trial lines, and what a
 piped log gets instead. One real search and one real export through the CLI show the lines
 arrive from real training."""
@@ -16,9 +16,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from automl_clf.cli import app
+from automl_clf.cli.progress import POLL_S, FinalProgress, SearchProgress
 from automl_clf.data import batches
 from automl_clf.final.retrain import RetrainProgress
-from automl_clf.progress import POLL_S, FinalProgress, SearchProgress
 from automl_clf.search.budget import Budget
 from automl_clf.spec import load_spec
 from automl_clf.spec.config import TrialConfig
@@ -28,7 +28,7 @@ from automl_clf.spec.warmstart import default_params
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.trainer import EpochResult
 from tests.conftest import Ensembled, tiny_spec, write_spec
-from tests.test_eta import Clock
+from tests.search.test_eta import Clock
 
 runner = CliRunner()
 PARAMS = {"model.dropout": 0.125, "train.lr": 0.0032, "augment.policy": "light"}

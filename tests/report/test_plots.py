@@ -37,8 +37,8 @@ from automl_clf.search.record import TrialRecord
 from automl_clf.spec import FixedParams, parse_spec, resolve
 from automl_clf.train.metrics import summarise
 from tests.conftest import Exported, tiny_spec
+from tests.report.test_write import HOSTILE_CLASSES, hostile_content
 from tests.report_helpers import LONG_NAMES, synthetic_class_names, text_problems
-from tests.test_report import HOSTILE_CLASSES, hostile_content
 
 CLASS_SETS = {
     "2 classes": ["three", "eight"],

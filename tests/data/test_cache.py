@@ -21,7 +21,7 @@ from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import build_preprocessing
 from automl_clf.spec.config import DataConfig
 from automl_clf.spec.models import DataSpec
-from tests.test_data import _locked_by_another_process, data_spec, write_images
+from tests.data.test_dataset import _locked_by_another_process, data_spec, write_images
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ import sys
 from pathlib import Path
 from automl_clf.data import Decoding, load_dataset
 from automl_clf.data import cache, dataset
-from tests.test_data import data_spec
+from tests.data.test_dataset import data_spec
 dataset.RAW_SHARE = 0.0  # stored as shards
 cache.ENCODE_CHUNK, cache.INDEX_EVERY_S, cache.SHARD_BYTES = 4, 0.0, 200
 spec = data_spec(Path(sys.argv[1]), loading="stream", cache_dir=sys.argv[2])
@@ -213,7 +213,7 @@ def test_concurrent_writers_leave_one_consistent_store_and_no_stale_shard(
             [sys.executable, "-c", WRITER, str(root), str(cache)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         )
         for _ in range(2)
     ]
