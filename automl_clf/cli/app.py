@@ -180,6 +180,10 @@ DeviceOption = Annotated[
 ]
 
 
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="Resume the study even though its search space changed."),
+]
 JobsOption = Annotated[
     int | None,
     typer.Option(
@@ -509,10 +513,7 @@ def search(
     ] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Resume the study even though its search space changed."),
-    ] = False,
+    force: ForceOption = False,
     jobs: JobsOption = None,
     sets: SetOption = None,
     device: DeviceOption = None,
@@ -722,10 +723,7 @@ def run(
     ] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Resume the study even though its search space changed."),
-    ] = False,
+    force: ForceOption = False,
     jobs: JobsOption = None,
     sets: SetOption = None,
     device: DeviceOption = None,

@@ -191,14 +191,7 @@ def retrain(
         retrain_members = spec.final.retrain != "never"
     n_again = len(trials) if retrain_members is True else int(retrain_members)
     again = [i < n_again for i in range(len(trials))]
-    for trial, fresh in zip(trials, again, strict=True):
-        if not fresh:  # before anything slow: a missing file must fail in seconds
-            problem = weights_problem(TrialRecord.of(trial).weights)
-            if problem is not None:
-                raise StudyError(
-                    f"cannot export trial #{trial.number} as searched (final.retrain: "
-                    f"{spec.final.retrain}): {problem}; {RETRAIN_INSTEAD}"
-                )
+    _check_weights_kept([t for t, fresh in zip(trials, again, strict=True) if not fresh], spec)
     # this command's device (--device), not where the trials ran: checked before any training
     device = resolve_device(spec.train.device)
     configs = [
@@ -249,6 +242,18 @@ def retrain(
         test_single=single,
         notes=notes,
     )
+
+
+def _check_weights_kept(as_searched: list[FrozenTrial], spec: Spec) -> None:
+    """Before anything slow: a member taken as searched whose best-epoch weights are missing
+    or changed fails in seconds, not after the other members' retrains."""
+    for trial in as_searched:
+        problem = weights_problem(TrialRecord.of(trial).weights)
+        if problem is not None:
+            raise StudyError(
+                f"cannot export trial #{trial.number} as searched (final.retrain: "
+                f"{spec.final.retrain}): {problem}; {RETRAIN_INSTEAD}"
+            )
 
 
 def choose_members(

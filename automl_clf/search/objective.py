@@ -26,7 +26,7 @@ the next run retries it first from its checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
@@ -137,41 +137,22 @@ class Objective:
         self.deadline = deadline
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        """One trial: resolve its config, train it (resuming its checkpoint), record it; a
+        failure is recorded as failed or fatal (errors.py), an interruption keeps the
+        checkpoint for the rerun."""
         history: list[EpochResult] = []
-        # A retried trial (interrupted, timed out, or its worker died) resumes from its
-        # original's checkpoint: `retry_of` names the original when run.py re-queues a trial;
-        # Optuna's heartbeat retry copies the dead trial's user attributes, `checkpoint_of` too.
-        stored = TrialRecord.of(trial)
-        origin = next(
-            n for n in (stored.retry_of, stored.checkpoint_of, trial.number) if n is not None
-        )
-        TrialRecord(checkpoint_of=origin).save(trial)
-        checkpoints = Checkpoints(trial_artifacts_dir(self.spec.study.artifacts, origin))
+        checkpoints = self._checkpoints(trial)
         try:
             config = resolve(self.spec, trial)
             TrialRecord(config=config.model_dump(mode="json")).save(trial)
             if self.observer is not None:
                 self.observer.trial_started(trial.number, trial.params, config)
-
-            def on_epoch(epoch: EpochResult) -> None:
-                raise_if_interrupted()  # a signal Python swallowed (search/interrupts.py)
-                history.append(epoch)
-                assert epoch.val is not None
-                value = epoch.val.metric(self.metric)
-                if not self.multi:
-                    trial.report(value, step=epoch.epoch)
-                if self.observer is not None:
-                    self.observer.epoch_done(trial.number, epoch, config.train.epochs)
-                if not self.multi and trial.should_prune():
-                    epochs_record(history).save(trial)
-                    raise optuna.TrialPruned(f"epoch {epoch.epoch}: {self.metric} {value:.4g}")
-
             trained = train_config(
                 config,
                 self.dataset,
                 checkpoint_dir=checkpoints.folder,
                 checkpoint_owner=self.study_uid,
-                on_epoch=on_epoch,
+                on_epoch=self._on_epoch(trial, config, history),
                 on_step=self._on_step(trial.number),
                 deadline=self.deadline,
             )
@@ -197,6 +178,43 @@ class Objective:
                 raise
             raise fatal from exc
         checkpoints.clear()
+        return self._values(trial, trained)
+
+    def _checkpoints(self, trial: optuna.Trial) -> Checkpoints:
+        """The trial's checkpoint folder. A retried trial (interrupted, timed out, or its worker
+        died) resumes from its original's checkpoint: `retry_of` names the original when run.py
+        re-queues a trial; Optuna's heartbeat retry copies the dead trial's user attributes,
+        `checkpoint_of` too."""
+        stored = TrialRecord.of(trial)
+        origin = next(
+            n for n in (stored.retry_of, stored.checkpoint_of, trial.number) if n is not None
+        )
+        TrialRecord(checkpoint_of=origin).save(trial)
+        return Checkpoints(trial_artifacts_dir(self.spec.study.artifacts, origin))
+
+    def _on_epoch(
+        self, trial: optuna.Trial, config: TrialConfig, history: list[EpochResult]
+    ) -> Callable[[EpochResult], None]:
+        """The trainer's epoch hook: report to Optuna, tell the observer, prune."""
+
+        def on_epoch(epoch: EpochResult) -> None:
+            raise_if_interrupted()  # a signal Python swallowed (search/interrupts.py)
+            history.append(epoch)
+            assert epoch.val is not None
+            value = epoch.val.metric(self.metric)
+            if not self.multi:
+                trial.report(value, step=epoch.epoch)
+            if self.observer is not None:
+                self.observer.epoch_done(trial.number, epoch, config.train.epochs)
+            if not self.multi and trial.should_prune():
+                epochs_record(history).save(trial)
+                raise optuna.TrialPruned(f"epoch {epoch.epoch}: {self.metric} {value:.4g}")
+
+        return on_epoch
+
+    def _values(self, trial: optuna.Trial, trained: TrainedModel) -> float | list[float]:
+        """The objective values of a trained trial. One the deadline cut keeps its best epoch:
+        PRUNED with its value recorded (single objective), COMPLETE and marked (several)."""
         values = objective_values(trained, self.spec.study.objectives)
         if trained.fit.stopped_by == DEADLINE:
             if self.multi:  # Optuna cannot hold it as PRUNED: COMPLETE, marked
