@@ -39,7 +39,6 @@ from automl_clf.data.split import Splits, split
 from automl_clf.errors import DataError
 from automl_clf.spec.data import DataSpec
 
-SPLITS = ("train", "val", "test")
 MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it
 # A streamed data set is memory-mapped raw below this share of memory (the page cache holds it),
 # and stored as lossless WebP shards above it (half the bytes to store and read, 0.3 ms of CPU an

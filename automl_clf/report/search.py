@@ -83,10 +83,6 @@ class SearchSummary:
     def best(self) -> TrialRow | None:
         return self.ranked[0] if self.ranked else None
 
-    @property
-    def runner_up(self) -> TrialRow | None:
-        return self.ranked[1] if len(self.ranked) > 1 else None
-
 
 def summarise_search(study: optuna.Study) -> SearchSummary:
     """Read `study` into a `SearchSummary`; see the module docstring."""
