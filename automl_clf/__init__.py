@@ -75,6 +75,7 @@ def load_spec(
     storage: str | None = None,
     study_name: str | None = None,
     budget: str | float | None = None,
+    device: str | None = None,
 ) -> ResolvedSpec:
     """Read and validate a spec file, as every command that takes a SPEC does.
 
@@ -83,6 +84,7 @@ def load_spec(
             `{"train.epochs": 3, "train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}`.
         storage, study_name: `study.storage` and `study.name` (`--storage`, `--study-name`).
         budget: `study.budget`, e.g. "15m" (`--time`).
+        device: `train.device`, e.g. "cuda:1" (`--device`): where training runs.
 
     Raises:
         SpecError: the file or an override breaks a rule of the spec; the message names the
@@ -91,7 +93,12 @@ def load_spec(
     from automl_clf.spec.load import load_spec as _load_spec
 
     return _load_spec(
-        path, overrides=overrides, storage=storage, study_name=study_name, budget=budget
+        path,
+        overrides=overrides,
+        storage=storage,
+        study_name=study_name,
+        budget=budget,
+        device=device,
     )
 
 

@@ -158,3 +158,15 @@ def test_a_checkpoint_resumes_on_another_device(digits_root: Path, tmp_path: Pat
     moved = config.model_copy(update={"train": config.train.model_copy(update={"device": "auto"})})
     resumed = train_config(moved, dataset, checkpoint_dir=folder).fit
     assert resumed.resumed_from_epoch == 1 and resumed.epochs_run == 2
+
+
+def test_the_api_load_spec_takes_the_device_as_the_cli_does(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    import automl_clf
+
+    raw = tiny_spec(digits_root, tmp_path, train={"device": "cuda:7"})
+    spec = automl_clf.load_spec(write_spec(tmp_path / "spec.yaml", raw), device="cpu")
+    assert spec.train.device == "cpu"
+    with pytest.raises(SpecError, match="device"):
+        automl_clf.load_spec(tmp_path / "spec.yaml", device="gpu")
