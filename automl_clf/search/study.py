@@ -62,7 +62,6 @@ def open_study(spec: ResolvedSpec, dataset: Dataset, *, force: bool = False) -> 
             data, or (without `force`) another search space.
     """
     name, url = spec.study.name, spec.study.storage
-    assert name is not None and url is not None
     lock = StudyLock(url, name)
     points = _grid_order(spec) if spec.study.sampler.kind == "grid" else None
     with lock.held():

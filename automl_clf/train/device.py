@@ -20,7 +20,9 @@ def resolve_device(name: str) -> torch.device:
 
     A CUDA device with an index also becomes the process's current CUDA device: torch's calls
     that take no device (`is_bf16_supported`, `empty_cache`, autocast's and the grad scaler's
-    defaults) then act on the GPU the model is on, not on GPU 0.
+    defaults) then act on the GPU the model is on, not on GPU 0. The CPU also computes
+    subnormal floats as zero from then on (`flush_subnormals`): every path that trains or
+    predicts resolves its device here first.
 
     Raises:
         DeviceError: CUDA asked for on a machine (or a torch build) without it, or a GPU index
