@@ -140,13 +140,12 @@ def final_summary(final: FinalResult) -> str:
     if final.is_ensemble:
         numbers = ", ".join(f"#{m.trial.number}" for m in final.members)
         n_retrained = sum(m.retrained for m in final.members)
-        how = (
-            "not retrained"
-            if not n_retrained
-            else f"each retrained on {first.train_on}"
-            if n_retrained == len(final.members)
-            else f"the best {n_retrained} retrained on {first.train_on}, the rest as searched"
-        )
+        if n_retrained == 0:
+            how = "not retrained"
+        elif n_retrained == len(final.members):
+            how = f"each retrained on {first.train_on}"
+        else:  # final.retrain auto under a budget: the best that fitted
+            how = f"the best {n_retrained} retrained on {first.train_on}, the rest as searched"
         lines = [
             f"ensemble of {len(final.members)} (trials {numbers}, mean of probabilities, {how}): "
             f"test {scores(test, bold=True)} ({len(test.labels)} test images)"
