@@ -1,13 +1,14 @@
 """What the augmentation did to the final model's training images: the first images of its first
 training batch, before and after.
 
-The batches are made as the training made them: the same `TrainBatches` (the same splits, batch
-size, seed, class-balanced sampling and transforms, batched for the named policies or through
-albumentations for a custom list) and the same `BatchMixer` draw for MixUp/CutMix, so the preview
-shows the very images the training's first step saw (on the CPU rather than the training device:
-the same random draws, rounded alike). One difference: a streamed split with a custom transform
-list is augmented by DataLoader workers that seed each image on its own (data/batches.py); here
-it is augmented in this process, so its images are drawn the same way but not the same ones.
+The batches are made as the training made them, by the same function (train/session.py's
+`training_batches`: the same splits, batch size, seed, class-balanced sampling and transforms,
+batched for the named policies or through albumentations for a custom list) and the same
+`BatchMixer` draw for MixUp/CutMix, so the preview shows the very images the training's first
+step saw (on the CPU rather than the training device: the same random draws, rounded alike). One
+difference: a streamed split with a custom transform list is augmented by DataLoader workers
+that seed each image on its own (data/batches.py); here it is augmented in this process, so its
+images are drawn the same way but not the same ones.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import numpy as np
 import torch
 
 from automl_clf.data.augment import transform_list
-from automl_clf.data.batches import TrainBatches
 from automl_clf.data.dataset import Dataset, SplitArrays
 from automl_clf.data.preprocess import Decoding, Preprocessing
 from automl_clf.report.content import AugmentedPreview
 from automl_clf.spec.config import AugmentConfig, TrialConfig
 from automl_clf.train.mix import BatchMixer, MixedBatch
+from automl_clf.train.session import training_batches
 
 N_PREVIEW = 16  # images in the preview
 
@@ -48,16 +49,8 @@ def augmented_preview(
         return None
     splits = dataset.arrays(Decoding.of(config.data))
     train = SplitArrays.concat(*(splits[name] for name in train_on))
-    batches = TrainBatches(
-        train,
-        config.train.batch_size,
-        preprocessing,
-        entries,
-        seed,
-        n_classes=dataset.n_classes,
-        oversample=config.train.sampling == "oversample",
-        batched=config.augment.transforms is None,  # as train/session.py: policies batched
-        device=torch.device("cpu"),
+    batches = training_batches(
+        config, dataset, train, preprocessing, entries, seed=seed, device=torch.device("cpu")
     )
     mixer.reseed(batches.epoch_seed(1))  # as the trainer does at the start of each epoch
     first = np.concatenate(batches.order(1))[:n]  # the images of the batches below

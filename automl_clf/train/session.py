@@ -159,17 +159,44 @@ def _train_batches(
     workers = 0
     if train.streamed:
         workers = dataset.spec.workers if dataset.spec.workers is not None else default_workers()
+    return training_batches(
+        config,
+        dataset,
+        train,
+        preprocessing,
+        augment,
+        seed=train_cfg.seed,
+        device=resolve_device(train_cfg.device),
+        workers=workers,
+    )
+
+
+def training_batches(
+    config: TrialConfig,
+    dataset: Dataset,
+    train: SplitArrays,
+    preprocessing: Preprocessing,
+    augment: list[dict[str, Any]],
+    *,
+    seed: int,
+    device: torch.device,
+    workers: int = 0,
+) -> TrainBatches:
+    """The batches a run of `config` draws from `train`: its batch size, seed, class-balanced
+    sampling and transforms (named policies batched on the device, a custom list through
+    albumentations). Training and the report's augmented preview both build them here, so the
+    preview shows what training saw."""
     return TrainBatches(
         train,
         config.train.batch_size,
         preprocessing,
         augment,
-        train_cfg.seed,
+        seed,
         n_classes=dataset.n_classes,
         oversample=config.train.sampling == "oversample",
         workers=workers,
         batched=config.augment.transforms is None,  # named policies: batched, on the device
-        device=resolve_device(train_cfg.device),
+        device=device,
     )
 
 
