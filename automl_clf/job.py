@@ -9,11 +9,13 @@ included). The order of work:
    and the export, saying how much is needed.
 3. Search until the search deadline (search/budget.py), which leaves the final step what the
    study's own measurements say it needs; trials cut by it keep their best epoch.
-4. The final step: retrain the chosen configuration when it still fits (`final.retrain:
-   auto`; of an ensemble, as many members as fit, best first), else export the trial's own
-   best-epoch weights; test once; write the export. Its
-   measured cost is stored with the study (`StudyRecord.export_seconds`, user attribute
-   `export_seconds`), so the next run on this study plans with it instead of the prior.
+4. The final step, anytime under the same deadline (final/allowance.py): choose the members on
+   validation (final/selection.py); retrain each when it still fits (`final.retrain: auto`),
+   else — or when its retrain turns out unable to finish — export the trial's own best-epoch
+   weights; test once; write the export, its optional parts (member 0's own test, test-time
+   augmentation, TorchScript, ONNX, the report's figures) only as time allows, naming what was
+   left out. What each part took is stored with the study (`StudyRecord.final_costs`), so the
+   next run on this study plans with it instead of the priors.
 
 Without a budget it is simply `search` then `best --export` in one command.
 """
@@ -27,9 +29,12 @@ from pathlib import Path
 
 from automl_clf.data.dataset import Dataset, load_dataset
 from automl_clf.data.preprocess import Decoding
+from automl_clf.final.allowance import Allowance
 from automl_clf.final.export import ExportResult, write_export
 from automl_clf.final.folder import check_replaceable
+from automl_clf.final.plan import FinalPlanner
 from automl_clf.final.retrain import FinalResult, OnProgress, RetrainProgress, retrain
+from automl_clf.final.tta import n_tta_views
 from automl_clf.models.factory import check_backbones
 from automl_clf.report.final import final_report
 from automl_clf.search.budget import (
@@ -37,7 +42,6 @@ from automl_clf.search.budget import (
     Clock,
     DataSizes,
     FinalEstimate,
-    FinalPlanner,
     check_budget_covers_one_epoch,
     estimate_export_s,
     members_to_retrain,
@@ -106,7 +110,15 @@ def run_job(
         budget.record("start", actual_s=budget.elapsed_s)
         _check_budget(spec, dataset, sizes, budget)
 
-    plan_final = FinalPlanner(spec.final, sizes)
+    plan_final = FinalPlanner(
+        spec.final,
+        sizes,
+        val_labels=tuple(int(y) for y in decoded["val"].labels),
+        n_classes=dataset.n_classes,
+        objective=spec.study.metric,
+        direction=spec.study.resolved_direction,
+        budget_s=budget.total_s if budget is not None else None,
+    )
     search_from = clock()
     if budget is not None:
         budget.record("search", planned_s=budget.search_deadline - search_from)
@@ -128,20 +140,35 @@ def run_job(
     if final_started is not None:
         final_started(n_retrain, estimate)
     final_from = clock()
-    final = retrain(spec, study, retrain_members=n_retrain, on_progress=on_final)
+    costs = StudyRecord.of(study).final_costs or {}
+    allowance = (
+        Allowance(budget.deadline, clock, costs) if budget is not None else Allowance(None, clock)
+    )
+    final = retrain(spec, study, on_progress=on_final, allowance=allowance)
     if on_final is not None:
         on_final(RetrainProgress("export"))
-    export_from = clock()
-    written = write_export(final, out, spec, report=final_report(final, spec, study))
-    final_s = clock() - final_from
-    # what the next plan calls the export: all but the training (as estimated), at least the
-    # writing itself
-    trained_s = sum(estimate.retrain_each_s[:n_retrain])
-    overhead = max(clock() - export_from, final_s - trained_s)
-    StudyRecord(export_seconds=round(overhead, 3)).save(study)
+    report = final_report(final, spec, study)
+    written = write_export(final, out, spec, report=report, allowance=allowance)
+    StudyRecord(final_costs=_measured_costs(costs, allowance, len(final.members))).save(study)
     if budget is not None:
-        budget.record("final", actual_s=final_s)
-    return JobResult(searched, final, written, budget, n_retrain)
+        budget.record("final", actual_s=clock() - final_from)
+    retrained = sum(member.retrained for member in final.members)
+    return JobResult(searched, final, written, budget, retrained)
+
+
+def _measured_costs(
+    before: dict[str, float], allowance: Allowance, members: int
+) -> dict[str, float]:
+    """What the next plan of this study calls each part of the final step: measured now where
+    it ran (the test-time augmentation per view, the test per member), else as before."""
+    costs = dict(before)
+    for part, seconds in allowance.measured.items():
+        if part == "retrain":
+            continue
+        costs[part] = round(seconds, 3)
+    if "test" in allowance.measured:
+        costs["test"] = round(allowance.measured["test"] / max(members, 1), 3)
+    return costs
 
 
 def _check_budget(spec: Spec, dataset: Dataset, sizes: DataSizes, budget: Budget) -> None:
@@ -150,7 +177,8 @@ def _check_budget(spec: Spec, dataset: Dataset, sizes: DataSizes, budget: Budget
     config = resolve(spec, FixedParams(default_params(spec), strict=False))
     epoch_s = probe_epoch_seconds(config, dataset)
     budget.epoch_estimate_s = epoch_s
-    export_s = estimate_export_s(sizes, None, spec.final.ensemble)
+    views = n_tta_views(spec.final.tta) if spec.final.tta else 0
+    export_s = estimate_export_s(None, members=1, tta_views=views, budget_s=budget.total_s)
     check_budget_covers_one_epoch(
         budget.total_s, elapsed_s=budget.elapsed_s, epoch_s=epoch_s, export_s=export_s
     )

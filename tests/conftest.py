@@ -277,7 +277,8 @@ class Ensembled:
 @pytest.fixture(scope="session")
 def ensembled(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Ensembled:
     """Three complete trials (trial 1 a `test_resnet`, the others the plain CNN), exported with
-    `final.ensemble: 4` (one more than there are) as searched (`retrain: never`), with TTA."""
+    `final.ensemble: 4` (one more than there are) with equal weights, as searched (`retrain:
+    never`), with TTA."""
     from typer.testing import CliRunner
 
     from automl_clf.cli import app
@@ -294,7 +295,14 @@ def ensembled(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> En
                 "warm_start": [{"model.backbone": "test_resnet"}],  # trial 1, after the defaults
             },
             model={"backbone": {"choices": ["cnn", "test_resnet"]}},
-            final={"ensemble": 4, "retrain": "never", "tta": ["hflip"]},
+            # equal weights: all three members whatever the selection would choose, so the
+            # ensemble's mechanics are tested on three (tests/final/test_selection.py: selected)
+            final={
+                "ensemble": 4,
+                "ensemble_weights": "equal",
+                "retrain": "never",
+                "tta": ["hflip"],
+            },
         ),
     )
     runner = CliRunner()

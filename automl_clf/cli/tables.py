@@ -146,8 +146,12 @@ def final_summary(final: FinalResult) -> str:
             how = f"each retrained on {first.train_on}"
         else:  # final.retrain auto under a budget: the best that fitted
             how = f"the best {n_retrained} retrained on {first.train_on}, the rest as searched"
+        mix = "mean of probabilities"
+        if final.selection is not None:
+            shares = [w for w in final.selection.weights if w > 0]
+            mix = f"probabilities weighted {'/'.join(f'{w:.2f}' for w in shares)}"
         lines = [
-            f"ensemble of {len(final.members)} (trials {numbers}, mean of probabilities, {how}): "
+            f"ensemble of {len(final.members)} (trials {numbers}, {mix}, {how}): "
             f"test {scores(test, bold=True)} ({len(test.labels)} test images)"
         ]
         if final.test_single is not None:
@@ -171,6 +175,10 @@ def final_summary(final: FinalResult) -> str:
             f"{statistics.pstdev(accuracies):.4f}; exported seed {first.seed} (best on val)"
         )
     lines += [f"[yellow]note[/yellow]: {note}" for note in final.notes]
+    if final.skipped:
+        lines.append(
+            "[yellow]left out to keep the time budget[/yellow]: " + "; ".join(final.skipped)
+        )
     return "\n".join(lines)
 
 
@@ -184,7 +192,7 @@ def final_plan_line(spec: Spec, retrains: int, estimate: FinalEstimate | None) -
     else:
         what = f"retraining the best {retrains} on {spec.final.train_on}, the rest as searched"
     if members > 1:
-        what = f"an ensemble of the best {members} trials, {what}"
+        what = f"up to {members} trials weighed on the validation split, {what}"
     expected = ""
     if estimate is not None:
         expected = f" (about {format_duration(estimate.with_margin(retrains))})"

@@ -37,6 +37,12 @@ def oversampling_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return 1.0 / np.maximum(counts[labels], 1.0)
 
 
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Training batches per epoch: a last batch of one image is dropped (batch norm cannot
+    train on it)."""
+    return max(1, n_images // batch_size + (n_images % batch_size > 1))
+
+
 class TrainBatches:
     """Epochs of shuffled (or class-balanced oversampled), augmented, normalised batches.
 
@@ -99,8 +105,7 @@ class TrainBatches:
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n, b = len(self.data), self.batch_size
-        return max(1, n // b + (n % b > 1))
+        return steps_per_epoch(len(self.data), self.batch_size)
 
     def epoch_seed(self, epoch: int) -> int:
         """Each epoch's order and augmentation depend on (seed, epoch) only, so a run resumed

@@ -31,6 +31,7 @@ from safetensors.torch import save_model
 from torch import nn
 
 from automl_clf.data.batches import eval_batches
+from automl_clf.final.allowance import Allowance
 from automl_clf.final.folder import staged_export
 from automl_clf.final.formats import FormatCheck, write_formats
 from automl_clf.final.manifest import (
@@ -40,6 +41,7 @@ from automl_clf.final.manifest import (
     ExportManifest,
     LatencyRecord,
     MemberRecord,
+    SelectionRecord,
     library_versions,
     member_file,
 )
@@ -62,13 +64,19 @@ class ExportResult:
         return self.latency.ms
 
 
-# Writes the report into the folder given, from the export's manifest (report/final.py). A
-# parameter, not an import: the report room reads the final room's results, not the reverse.
-ReportWriter = Callable[[ExportManifest, Path], None]
+# Writes the report into the folder given, from the export's manifest (report/final.py), with
+# its figures or (short of time) without them. A parameter, not an import: the report room reads
+# the final room's results, not the reverse.
+ReportWriter = Callable[[ExportManifest, Path, bool], None]
 
 
 def write_export(
-    result: FinalResult, out_dir: Path, spec: Spec, *, report: ReportWriter | None = None
+    result: FinalResult,
+    out_dir: Path,
+    spec: Spec,
+    *,
+    report: ReportWriter | None = None,
+    allowance: Allowance | None = None,
 ) -> ExportResult:
     """Write `out_dir` (replacing an earlier, unchanged autoclf export there); see the module
     docstring.
@@ -76,15 +84,19 @@ def write_export(
     Args:
         report: writes `DIR/report/` inside the staged export, so the report is swapped into
             place with the model it describes (`report.final.final_report`).
+        allowance: the time left under a budget (final/allowance.py): the extra formats and the
+            report's figures are written only when they fit, and what is left out is added to
+            `result.skipped`. None: everything is written.
 
     Raises:
         ExportError: `out_dir` holds anything but an unchanged autoclf export (it is left as it
             is; `final.folder.check_replaceable` says so before the retrain).
     """
     out_dir = out_dir.resolve()
+    allowance = allowance if allowance is not None else Allowance.unlimited()
     with staged_export(out_dir) as staging:
         (staging / REPORT_DIR).mkdir()
-        formats, latency = _write(result, staging, spec, report)
+        formats, latency = _write(result, staging, spec, report, allowance)
     return ExportResult(out_dir, out_dir / REPORT_DIR, formats, latency)
 
 
@@ -101,21 +113,39 @@ def cpu_latency(model: nn.Module, channels: int, size: int) -> LatencyRecord:
 
 
 def _write(
-    result: FinalResult, folder: Path, spec: Spec, report: ReportWriter | None
+    result: FinalResult,
+    folder: Path,
+    spec: Spec,
+    report: ReportWriter | None,
+    allowance: Allowance,
 ) -> tuple[dict[str, FormatCheck], LatencyRecord]:
     model = result.model.cpu().eval()
-    for k, member in enumerate(result.members):  # member 0's weights are model.safetensors
-        path = folder / member_file(k)
-        path.parent.mkdir(exist_ok=True)
-        save_model(member.model, str(path))
+    skipped_before = len(allowance.skipped)
+    with allowance.timed("write"):
+        for k, member in enumerate(result.members):  # member 0's weights are model.safetensors
+            path = folder / member_file(k)
+            path.parent.mkdir(exist_ok=True)
+            save_model(member.model, str(path))
     first, pre = result.first, result.preprocessing
     classes = result.dataset.classes
     channels, size = pre.decoding.channels, pre.decoding.image_size
-    latency = cpu_latency(model, channels, size)  # before the formats run onnxruntime
+    with allowance.timed("latency"):
+        latency = cpu_latency(model, channels, size)  # before the formats run onnxruntime
     formats = write_formats(
-        model, lambda: (x for x, _ in eval_batches(result.test_data, EVAL_BATCH_SIZE, pre)), folder
+        model,
+        lambda: (x for x, _ in eval_batches(result.test_data, EVAL_BATCH_SIZE, pre)),
+        folder,
+        allowance=allowance,
+        reserve_s=allowance.reserve_s("write", "figures"),
     )
+    figures = report is not None and allowance.allows(
+        "the report's figures",
+        allowance.estimate("figures"),
+        reserve_s=allowance.reserve_s("write"),
+    )
+    result.skipped.extend(allowance.skipped[skipped_before:])  # the report names them
     fingerprint = data_fingerprint(result.dataset)
+    weights = getattr(result.model, "weights", None)  # an Ensemble's, normalised
     study_name = spec.study.name or "study"
     manifest = ExportManifest(
         format_version=FORMAT_VERSION,
@@ -136,19 +166,26 @@ def _write(
         formats=formats,
         retrained=first.retrained,
         latency=latency,
-        members=[_member_record(k, m) for k, m in enumerate(result.members)]
+        members=[
+            _member_record(k, m, None if weights is None else weights[k])
+            for k, m in enumerate(result.members)
+        ]
         if result.is_ensemble
         else [],
+        selection=SelectionRecord.of(result.selection) if result.selection else None,
     )
-    (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-    (folder / SPEC_FILE).write_text(result.spec_yaml)
+    with allowance.timed("write"):
+        (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+        (folder / SPEC_FILE).write_text(result.spec_yaml)
     if report is not None:
-        report(manifest, folder / REPORT_DIR)
+        with allowance.timed("figures" if figures else "write"):
+            report(manifest, folder / REPORT_DIR, figures)
     return formats, latency
 
 
-def _member_record(k: int, member: Member) -> MemberRecord:
+def _member_record(k: int, member: Member, weight: float | None) -> MemberRecord:
     return MemberRecord(
+        weight=weight,
         file=member_file(k),
         trial=member.trial.number,
         architecture=member.config.model.backbone,

@@ -27,7 +27,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from automl_clf.spec.registry import Registry
+
+if TYPE_CHECKING:
+    from automl_clf.final.allowance import Allowance
 
 PARITY_TOLERANCE = 1e-4  # max abs difference of logits from the eager model, on the CPU
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -147,11 +150,18 @@ class ONNX(ExportFormat):
 
 
 def write_formats(
-    model: nn.Module, batches: Callable[[], Iterable[torch.Tensor]], folder: Path
+    model: nn.Module,
+    batches: Callable[[], Iterable[torch.Tensor]],
+    folder: Path,
+    *,
+    allowance: Allowance | None = None,
+    reserve_s: float = 0.0,
 ) -> dict[str, FormatCheck]:
     """Write every registered format (`model.pt`, `model.onnx`) into `folder`, load each back
     and compare its logits with the eager model's on every batch `batches()` yields (the
-    preprocessed test images); format name -> its check."""
+    preprocessed test images); format name -> its check. Under a time `allowance`, a format
+    whose estimate does not fit before the deadline with `reserve_s` left after it is not
+    written (its check says so)."""
     model = model.cpu().eval()
     example = next(iter(batches()))[:2]
     if len(example) < 2:  # trace and export with a batch of 2: batch norm folds the same way
@@ -160,30 +170,51 @@ def write_formats(
     for name, form in FORMATS.items():
         filename = form.file
         path = folder / filename
-        try:
-            form.write(model, example, path)
-            run = form.load(path)
-            diff, n_images = 0.0, 0
-            for images in batches():
-                with torch.no_grad():
-                    reference = model(images).float().numpy()
-                diff = max(diff, float(np.abs(run(images) - reference).max()))
-                n_images += len(images)
-        except Exception as exc:  # exporters raise many kinds; the reason is what matters
-            path.unlink(missing_ok=True)
-            checks[name] = FormatCheck(file=filename, ok=False, error=_reason(exc))
+        if allowance is not None and not allowance.allows(
+            f"{name} ({filename})", allowance.estimate(name), reserve_s=reserve_s
+        ):
+            checks[name] = FormatCheck(file=filename, ok=False, error=NOT_WRITTEN)
             continue
-        error = None
-        if not diff <= PARITY_TOLERANCE:  # also catches NaN
-            path.unlink()  # a file that gives other answers must not be picked up by mistake
-            error = (
-                f"logits differ from the eager model by {diff:.3g} > {PARITY_TOLERANCE:g}; "
-                "file removed"
-            )
-        checks[name] = FormatCheck(
-            file=filename, ok=error is None, max_abs_diff=diff, n_images=n_images, error=error
-        )
+        timed = allowance.timed(name) if allowance is not None else contextlib.nullcontext()
+        with timed:
+            checks[name] = _write_checked(form, model, example, batches, path)
     return checks
+
+
+NOT_WRITTEN = "not written: the time budget had no room left for it"
+
+
+def _write_checked(
+    form: type[ExportFormat],
+    model: nn.Module,
+    example: torch.Tensor,
+    batches: Callable[[], Iterable[torch.Tensor]],
+    path: Path,
+) -> FormatCheck:
+    """Write one format to `path`, load it back and compare it with the eager model."""
+    filename = form.file
+    try:
+        form.write(model, example, path)
+        run = form.load(path)
+        diff, n_images = 0.0, 0
+        for images in batches():
+            with torch.no_grad():
+                reference = model(images).float().numpy()
+            diff = max(diff, float(np.abs(run(images) - reference).max()))
+            n_images += len(images)
+    except Exception as exc:  # exporters raise many kinds; the reason is what matters
+        path.unlink(missing_ok=True)
+        return FormatCheck(file=filename, ok=False, error=_reason(exc))
+    error = None
+    if not diff <= PARITY_TOLERANCE:  # also catches NaN
+        path.unlink()  # a file that gives other answers must not be picked up by mistake
+        error = (
+            f"logits differ from the eager model by {diff:.3g} > {PARITY_TOLERANCE:g}; "
+            "file removed"
+        )
+    return FormatCheck(
+        file=filename, ok=error is None, max_abs_diff=diff, n_images=n_images, error=error
+    )
 
 
 def _reason(exc: Exception) -> str:

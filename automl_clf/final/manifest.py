@@ -14,7 +14,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -22,6 +22,7 @@ from automl_clf.data.preprocess import Preprocessing
 from automl_clf.errors import ExportError
 from automl_clf.final.formats import FormatCheck
 from automl_clf.final.provenance import DataFingerprint
+from automl_clf.final.selection import Selection
 from automl_clf.spec.config import TrialConfig
 
 FORMAT_VERSION = 1
@@ -53,6 +54,33 @@ class MemberRecord(BaseModel):
     seed: int | None = None
     n_params: int
     objective_value: float | None = None  # the trial's objective during the search
+    # its share of the averaged probability, chosen on validation (final/selection.py); None in
+    # exports made before the selection, whose members count equally
+    weight: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class SelectionRecord(BaseModel):
+    """How an ensemble's members and weights were chosen on the validation split
+    (final/selection.py): every candidate trial with its weight (0: left out), and the numbers
+    the choice was made on. Kept also when the best trial alone won (no `members` then)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    objective: str
+    trials: list[int]  # the candidates, best first
+    weights: list[float]  # one per candidate, summing to 1
+    val_single: dict[str, float]  # the best trial alone
+    val_ensemble: dict[str, float]  # the chosen mix (== val_single when it is alone)
+
+    @classmethod
+    def of(cls, selection: Selection) -> SelectionRecord:
+        return cls(
+            objective=selection.objective,
+            trials=list(selection.trials),
+            weights=list(selection.weights),
+            val_single=selection.val_single,
+            val_ensemble=selection.val_ensemble,
+        )
 
 
 class LatencyRecord(BaseModel):
@@ -93,6 +121,7 @@ class ExportManifest(BaseModel):
     # An ensemble (final.ensemble > 1): every member, member 0 first (the fields above are its);
     # the model is the mean of their probabilities (final/ensemble.py). Empty for one model.
     members: list[MemberRecord] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    selection: SelectionRecord | None = None  # how the members were chosen (final.ensemble > 1)
 
     @model_validator(mode="after")
     def _parts_agree(self) -> ExportManifest:

@@ -124,7 +124,12 @@ def load(export_dir: str | Path, device: str = "cpu") -> Predictor:
         _load_member(member.config, folder / member.file, manifest_path, manifest)
         for member in manifest.members
     ]
-    ensemble = Ensemble(members, [member.preprocessing for member in manifest.members])
+    shares = [member.weight for member in manifest.members]
+    ensemble = Ensemble(
+        members,
+        [member.preprocessing for member in manifest.members],
+        None if None in shares else [w for w in shares if w is not None],  # older: equal
+    )
     return Predictor(model_=ensemble.to(on).eval(), manifest_=manifest)
 
 

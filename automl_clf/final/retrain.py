@@ -28,18 +28,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial
 from torch import nn
 
-from automl_clf.data.batches import OnStep
+from automl_clf.data.batches import OnStep, steps_per_epoch
 from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
 from automl_clf.data.preprocess import Decoding, Preprocessing
-from automl_clf.errors import SpecError, StudyError
-from automl_clf.final.ensemble import Ensemble, check_same_decoding
+from automl_clf.errors import DeadlineReached, SpecError, StudyError
+from automl_clf.final.allowance import Allowance
+from automl_clf.final.ensemble import Ensemble
 from automl_clf.final.provenance import resolved_spec_yaml
-from automl_clf.final.tta import evaluate_tta
+from automl_clf.final.selection import Candidate, Selection, select_ensemble
+from automl_clf.final.tta import evaluate_tta, n_tta_views
 from automl_clf.models.factory import build_model, count_parameters
-from automl_clf.search.record import TrialRecord
+from automl_clf.search.budget import DataSizes, TrialTiming, estimate_retrain_s
+from automl_clf.search.record import DEADLINE, TrialRecord
 from automl_clf.search.study import best_trial, check_compatible, ranked_trials
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
@@ -47,7 +51,12 @@ from automl_clf.train.device import resolve_device
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.session import train_config
 from automl_clf.train.trainer import EpochResult, evaluate
-from automl_clf.train.weights import RETRAIN_INSTEAD, load_weights, weights_problem
+from automl_clf.train.weights import (
+    RETRAIN_INSTEAD,
+    load_probabilities,
+    load_weights,
+    weights_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,9 @@ class FinalResult:
     test_tta: EvalResult | None = None
     test_single: EvalResult | None = None  # member 0 alone, beside an ensemble's result
     notes: list[str] = field(default_factory=list)  # what differs from what the spec asked
+    selection: Selection | None = None  # how an ensemble's members and weights were chosen
+    # what the time budget left out (final/allowance.py), added to by the export too
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> Member:
@@ -170,66 +182,93 @@ def retrain(
     *,
     retrain_members: bool | int | None = None,
     on_progress: OnProgress | None = None,
+    allowance: Allowance | None = None,
 ) -> FinalResult:
     """Make the final model (see the module docstring) and evaluate it on the test split.
 
     Args:
         trial_number: export this complete trial instead of the best (needs final.ensemble 1).
-        retrain_members: whether to retrain, or how many members (best first; the others as
-            searched); None follows `final.retrain` (`auto` retrains). A caller that knows how
-            much time is left (a budget planner) passes what fits for `auto`.
+        retrain_members: whether to retrain, or at most how many members (best first; the
+            others as searched); None follows `final.retrain` (`auto` and `always` retrain).
         on_progress: told each run's start, each epoch's end, the batches inside a long
             epoch, and the test (`RetrainProgress`): a display's bar and ETA.
+        allowance: the time left under a budget (final/allowance.py): a member is retrained
+            only when its retrain fits (planned from its trial's pace, corrected by the
+            retrains before it), one that cannot finish in time is exported as searched, and
+            member 0's own test and the test-time augmentation run only when they fit. None:
+            no deadline, nothing is skipped.
 
     Raises:
         SpecError: --trial with final.ensemble > 1.
-        StudyError: no complete trial; not retraining and a member's best-epoch weights are
-            missing or changed (the message says to retrain instead).
+        StudyError: no complete trial; a member that is not retrained (or may fall back to
+            its trial's weights) has its best-epoch weights missing or changed.
     """
-    trials, notes = choose_members(study, spec, trial_number)
+    allowance = allowance if allowance is not None else Allowance.unlimited()
+    pool, notes = choose_members(study, spec, trial_number)
     if retrain_members is None:
         retrain_members = spec.final.retrain != "never"
-    n_again = len(trials) if retrain_members is True else int(retrain_members)
-    again = [i < n_again for i in range(len(trials))]
-    _check_weights_kept([t for t, fresh in zip(trials, again, strict=True) if not fresh], spec)
     # this command's device (--device), not where the trials ran: checked before any training
     device = resolve_device(spec.train.device)
-    configs = [
-        on_device(final_config(trial_config(t), spec.final), spec.train.device)
-        if fresh
-        else trial_config(t)
-        for t, fresh in zip(trials, again, strict=True)
-    ]
-    try:
-        check_same_decoding([Decoding.of(config.data) for config in configs])
-    except ValueError as exc:
-        raise StudyError(
-            f"final.ensemble: the top {len(trials)} trials cannot be averaged: {exc}"
-        ) from None
-    spec_yaml = _spec_yaml(spec, configs[0], trials)
     dataset = load_dataset(spec.data)
     check_compatible(study, spec, dataset)
-    retrained = [(t, c) for t, c, fresh in zip(trials, configs, again, strict=True) if fresh]
-    n_epochs = sum(_best_epoch(TrialRecord.of(t), c) for t, c in retrained) * spec.final.seeds
-    told = _Told(on_progress, total=n_epochs)  # the display's count over every run
-    members = [
-        _retrained(spec, trial, config, dataset, told)
+    pool = _sharing_decoding(pool, notes)
+    selection = None
+    if len(pool) > 1 and spec.final.ensemble_weights == "selected":
+        pool, selection = _select_members(spec, pool, dataset, device, notes)
+    n_again = len(pool) if retrain_members is True else min(int(retrain_members), len(pool))
+    again = [k < n_again for k in range(len(pool))]
+    _check_weights_kept([t for t, fresh in zip(pool, again, strict=True) if not fresh], spec)
+    planned_config = _member_config(pool[0], again[0], spec)
+    spec_yaml = _spec_yaml(spec, planned_config, pool)  # a spec that cannot be written fails now
+    n_epochs = sum(
+        _best_epoch(TrialRecord.of(t), trial_config(t))
+        for t, fresh in zip(pool, again, strict=True)
         if fresh
-        else _as_searched(trial, config, dataset)
-        for trial, config, fresh in zip(trials, configs, again, strict=True)
-    ]
+    )
+    told = _Told(on_progress, total=n_epochs * spec.final.seeds)
+    members = _make_members(spec, pool, again, dataset, told, allowance, notes)
+    if members[0].config != planned_config:  # member 0 fell back to its trial's weights
+        spec_yaml = _spec_yaml(spec, members[0].config, pool)
     told.stage("test")
+    weights = None if selection is None else [selection.weights[i] for i in selection.chosen]
+    return _tested(spec, members, weights, dataset, device, allowance, spec_yaml, notes, selection)
+
+
+def _tested(
+    spec: Spec,
+    members: list[Member],
+    weights: list[float] | None,
+    dataset: Dataset,
+    device: torch.device,
+    allowance: Allowance,
+    spec_yaml: str,
+    notes: list[str],
+    selection: Selection | None,
+) -> FinalResult:
+    """The final model of `members` (weighted when an ensemble), tested once; member 0 alone
+    and the test-time augmentation as time allows."""
     first = members[0]
     model: nn.Module = first.model
     if len(members) > 1:
-        model = Ensemble([m.model for m in members], [m.preprocessing for m in members])
+        model = Ensemble([m.model for m in members], [m.preprocessing for m in members], weights)
     model.to(device)
-    test_data = dataset.arrays(Decoding.of(configs[0].data))["test"]
+    test_data = dataset.arrays(Decoding.of(first.config.data))["test"]
     pre = first.preprocessing
-    test = evaluate(model, test_data, pre, device)
-    single = evaluate(first.model, test_data, pre, device) if len(members) > 1 else None
+    with allowance.timed("test"):
+        test = evaluate(model, test_data, pre, device)
+    after = allowance.reserve_s("write", "latency")
+    single = None
+    alone = f"trial #{first.trial.number} alone on the test split"
+    if len(members) > 1 and allowance.allows(
+        alone, allowance.estimate("test") / len(members), reserve_s=after
+    ):
+        single = evaluate(first.model, test_data, pre, device)
     tta = tuple(spec.final.tta)
-    test_tta = evaluate_tta(model, test_data, pre, device, tta) if tta else None
+    test_tta = None
+    n_views = n_tta_views(tta)
+    what = f"test-time augmentation ({n_views} views)"
+    if tta and allowance.allows(what, allowance.estimate("test") * n_views, reserve_s=after):
+        test_tta = evaluate_tta(model, test_data, pre, device, tta)
     return FinalResult(
         members,
         model,
@@ -237,11 +276,142 @@ def retrain(
         test_data,
         dataset,
         spec_yaml=spec_yaml,
-        tta=tta,
+        tta=tta if test_tta is not None else (),
         test_tta=test_tta,
         test_single=single,
         notes=notes,
+        selection=selection,
+        skipped=list(allowance.skipped),
     )
+
+
+def _make_members(
+    spec: Spec,
+    pool: list[FrozenTrial],
+    again: list[bool],
+    dataset: Dataset,
+    told: _Told,
+    allowance: Allowance,
+    notes: list[str],
+) -> list[Member]:
+    """Each member, best first: retrained when asked and it fits, else as searched.
+
+    A retrain's plan is its trial's measured pace scaled to the retrain's data and epochs
+    (search/budget.py), multiplied by how the retrains so far compared with their plans (a
+    retrain on a busy machine, or on more threads than the trial, is not a trial)."""
+    sizes = _data_sizes(dataset, Decoding.of(trial_config(pool[0]).data))
+    spent = planned_so_far = 0.0
+    members = []
+    for trial, fresh in zip(pool, again, strict=True):
+        member = None
+        if fresh:
+            plan = _planned_retrain_s(trial, spec, sizes)
+            pace = spent / planned_so_far if planned_so_far > 0 else 1.0
+            what = f"retraining trial #{trial.number}"
+            # `always` retrains whatever the time; without kept weights there is nothing to fall
+            # back to, so such a member retrains regardless too
+            kept = weights_problem(TrialRecord.of(trial).weights) is None
+            timed = kept and spec.final.retrain == "auto"
+            limit = allowance if timed else Allowance.unlimited()
+            if limit.allows(what, plan * pace, reserve_s=allowance.reserve_s()):
+                config = _member_config(trial, True, spec)
+                started = allowance.clock()
+                member = _retrained(spec, trial, config, dataset, told, limit, sizes)
+                spent += allowance.clock() - started
+                planned_so_far += plan
+                if member is None:
+                    notes.append(
+                        f"the retrain of trial #{trial.number} could not finish before the "
+                        "time budget's deadline: it is exported as searched (its best-epoch "
+                        "weights)"
+                    )
+        if member is None:
+            member = _as_searched(trial, trial_config(trial), dataset)
+        members.append(member)
+    return members
+
+
+def _member_config(trial: FrozenTrial, retrained: bool, spec: Spec) -> TrialConfig:
+    """What trains a member: the final configuration on this command's device when it is
+    retrained, the trial's own when it is taken as searched."""
+    if not retrained:
+        return trial_config(trial)
+    return on_device(final_config(trial_config(trial), spec.final), spec.train.device)
+
+
+def _data_sizes(dataset: Dataset, decoding: Decoding) -> DataSizes:
+    splits = dataset.arrays(decoding)
+    return DataSizes(len(splits["train"]), len(splits["val"]), len(splits["test"]))
+
+
+def _planned_retrain_s(trial: FrozenTrial, spec: Spec, sizes: DataSizes) -> float:
+    """Seconds a retrain of `trial` is planned to take (all its seeds): its trial's measured
+    pace scaled to the retrain's data and epochs; 0 when the trial measured none."""
+    timing = TrialTiming.of(TrialRecord.of(trial))
+    if timing is None:
+        return 0.0
+    once = estimate_retrain_s(timing, sizes, train_on=spec.final.train_on)
+    return once * spec.final.seeds
+
+
+def _sharing_decoding(pool: list[FrozenTrial], notes: list[str]) -> list[FrozenTrial]:
+    """The trials of `pool` that decode images as the best one does (one input feeds every
+    member of an ensemble); the others are left out, and a note says so."""
+    first = Decoding.of(trial_config(pool[0]).data)
+    kept = [t for t in pool if Decoding.of(trial_config(t).data) == first]
+    left = [t for t in pool if t not in kept]
+    if left:
+        numbers = ", ".join(f"#{t.number}" for t in left)
+        notes.append(
+            f"trial(s) {numbers} decode images otherwise than trial #{pool[0].number} (image "
+            "size, channels or resize), so they cannot share its input: left out of the ensemble"
+        )
+    return kept
+
+
+def _select_members(
+    spec: Spec,
+    pool: list[FrozenTrial],
+    dataset: Dataset,
+    device: torch.device,
+    notes: list[str],
+) -> tuple[list[FrozenTrial], Selection | None]:
+    """The members of the ensemble and their weights, chosen on the validation split
+    (final/selection.py); the pool's trials with weight 0 are left out. Probabilities come from
+    what each trial kept, else from its best-epoch weights; a trial with neither is left out."""
+    val = dataset.arrays(Decoding.of(trial_config(pool[0]).data))["val"]
+    shape = (len(val), dataset.n_classes)
+    candidates, usable = [], []
+    for trial in pool:
+        record = TrialRecord.of(trial)
+        probabilities = load_probabilities(record.val_probabilities, shape)
+        if probabilities is None and weights_problem(record.weights) is None:
+            member = _as_searched(trial, trial_config(trial), dataset)
+            model = member.model.to(device)
+            probabilities = evaluate(model, val, member.preprocessing, device).probabilities
+        if probabilities is None:
+            notes.append(
+                f"trial #{trial.number} kept neither its validation probabilities nor its "
+                "weights, so the ensemble selection could not weigh it: left out"
+            )
+            continue
+        size = record.n_params * 4 / 1e6 if record.n_params is not None else None
+        candidates.append(Candidate(trial.number, probabilities, record.latency_ms, size))
+        usable.append(trial)
+    if len(candidates) < 2:
+        return usable[:1], None
+    final = spec.final
+    selection = select_ensemble(
+        candidates,
+        val.labels,
+        objective=spec.study.metric,
+        direction=spec.study.resolved_direction,
+        max_latency_ms=final.max_latency_ms,
+        max_size_mb=final.max_size_mb,
+    )
+    notes.append(selection.summary())
+    chosen = [usable[i] for i in selection.chosen]
+    return chosen, selection
 
 
 def _check_weights_kept(as_searched: list[FrozenTrial], spec: Spec) -> None:
@@ -309,32 +479,50 @@ def _spec_yaml(spec: Spec, config: TrialConfig, trials: list[FrozenTrial]) -> st
 
 
 def _retrained(
-    spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dataset, told: _Told
-) -> Member:
-    """Retrain `config` for the trial's best epoch count, over `final.seeds` (module docstring)."""
+    spec: Spec,
+    trial: FrozenTrial,
+    config: TrialConfig,
+    dataset: Dataset,
+    told: _Told,
+    allowance: Allowance,
+    sizes: DataSizes,
+) -> Member | None:
+    """Retrain `config` for the trial's best epoch count, over `final.seeds` (module
+    docstring); None when the allowance's deadline cut every run (the caller exports the trial
+    as searched). A run the deadline cuts is dropped: a retrain is worth something only whole."""
     record = TrialRecord.of(trial)
     epochs = _best_epoch(record, config)
     both = spec.final.train_on == "train+val"
     replay = record.lr_history if config.train.schedule == "plateau" else None
+    n_images = sizes.n_train + (sizes.n_val if both else 0)
+    steps = epochs * steps_per_epoch(n_images, config.train.batch_size)
     runs: list[SeedRun] = []
     chosen = None  # (run, trained): only the best model is kept in memory
     for seed in range(spec.final.seed, spec.final.seed + spec.final.seeds):
         on_epoch, on_step = told.run(trial.number, seed, epochs)
-        trained = train_config(
-            config,
-            dataset,
-            train_on=("train", "val") if both else ("train",),
-            validate_on=None if both else "val",
-            max_epochs=epochs,
-            lr_replay=replay,
-            seed=seed,
-            on_epoch=on_epoch,
-            on_step=on_step,
-        )
+        deadline = allowance.retrain_deadline(steps, reserve_s=allowance.reserve_s())
+        try:
+            trained = train_config(
+                config,
+                dataset,
+                train_on=("train", "val") if both else ("train",),
+                validate_on=None if both else "val",
+                max_epochs=epochs,
+                lr_replay=replay,
+                seed=seed,
+                on_epoch=on_epoch,
+                on_step=on_step,
+                deadline=deadline,
+            )
+        except DeadlineReached:  # cut inside its first epoch
+            break
+        if trained.fit.stopped_by == DEADLINE:
+            break
         runs.append(SeedRun(seed, trained.fit.best.val))
         if chosen is None or _better_on_val(runs[-1], chosen[0], spec):
             chosen = (runs[-1], trained)
-    assert chosen is not None, "final.seeds is at least 1"
+    if chosen is None:
+        return None
     trained = chosen[1]
     return Member(
         trial,

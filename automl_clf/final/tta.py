@@ -27,6 +27,13 @@ from automl_clf.train.trainer import EVAL_BATCH_SIZE
 CROP_FRACTION = 0.875  # side of a crop, as a share of the image side
 
 
+def n_tta_views(views: Sequence[str]) -> int:
+    """How many views `tta_views` makes (the plain one included): a pass over the test split
+    each."""
+    n = 1 + 5 * ("crops" in views)
+    return n * 2 if "hflip" in views else n
+
+
 def tta_views(x: torch.Tensor, views: Sequence[str]) -> list[torch.Tensor]:
     """The views of a batch (N, C, H, W), the plain batch first; see the module docstring."""
     out = [x]

@@ -55,6 +55,7 @@ class MemberSummary:
     class_weighting: str
     mean: list[float]  # its normalisation (the ensemble re-normalises its input to it)
     std: list[float]
+    weight: float | None = None  # its share of the mixed probability (None: equal shares)
 
 
 @dataclass

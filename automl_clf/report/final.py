@@ -33,8 +33,8 @@ from automl_clf.spec.models import FinalSpec, Spec
 def final_report(result: FinalResult, spec: Spec, study: optuna.Study | None) -> ReportWriter:
     """The writer of `result`'s report (`study`, when given, is summarised in it too)."""
 
-    def write(manifest: ExportManifest, folder: Path) -> None:
-        write_report(report_content(result, spec, study, manifest), folder)
+    def write(manifest: ExportManifest, folder: Path, figures: bool) -> None:
+        write_report(report_content(result, spec, study, manifest), folder, figures=figures)
 
     return write
 
@@ -100,10 +100,13 @@ def _final_summary(result: FinalResult, spec: Spec, manifest: ExportManifest) ->
         formats={name: check.model_dump() for name, check in manifest.formats.items()},
         retrained=first.retrained,
         latency_threads=latency.threads,
-        members=[_member_summary(m, spec.final) for m in result.members]
+        members=[
+            _member_summary(m, spec.final, weight)
+            for m, weight in zip(result.members, _shares(manifest), strict=True)
+        ]
         if result.is_ensemble
         else [],
-        notes=list(result.notes),
+        notes=[*result.notes, *_skipped(result.skipped)],
     )
 
 
@@ -116,8 +119,18 @@ def _learning_curves(member: Member, objective: str) -> list[LearningCurve]:
     return curves
 
 
-def _member_summary(member: Member, final: FinalSpec) -> MemberSummary:
+def _shares(manifest: ExportManifest) -> list[float | None]:
+    return [member.weight for member in manifest.members]
+
+
+def _skipped(skipped: list[str]) -> list[str]:
+    """The report's note on what the time budget left out of the final step, if anything."""
+    return [f"left out to keep the time budget: {'; '.join(skipped)}"] if skipped else []
+
+
+def _member_summary(member: Member, final: FinalSpec, weight: float | None) -> MemberSummary:
     return MemberSummary(
+        weight=weight,
         trial=member.trial.number,
         backbone=member.config.model.backbone,
         n_params=member.n_params,

@@ -209,11 +209,12 @@ def members_table(content: ReportContent) -> Table | None:
             weights_source(m.trial, m.retrained, m.train_on, m.epochs),
             m.class_weighting,
             f"mean {_floats(m.mean)}, std {_floats(m.std)}",
+            "equal" if m.weight is None else f"{m.weight:.2f}",
         ]
         for k, m in enumerate(final.members)
     ]
     header = ["member", "trial", "backbone", "parameters", f"{final.objective} (val)"]
-    return Table([*header, "weights", "class weighting", "normalisation"], rows)
+    return Table([*header, "weights", "class weighting", "normalisation", "share"], rows)
 
 
 def params_table(content: ReportContent) -> Table:

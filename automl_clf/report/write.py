@@ -48,15 +48,16 @@ FIGURES = {
 }
 
 
-def write_report(content: ReportContent, folder: Path) -> dict[str, Path]:
-    """Write every file of the module docstring into `folder`; returns the figures written."""
+def write_report(content: ReportContent, folder: Path, *, figures: bool = True) -> dict[str, Path]:
+    """Write every file of the module docstring into `folder`; returns the figures written.
+    `figures=False` (a time budget had no room for them) writes the text and tables only."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(content.metrics, indent=2) + "\n")
     _write_predictions(content, folder / "test_predictions.csv")
-    figures = _draw_figures(content, folder)
-    (folder / "report.md").write_text(render_markdown(content, figures))
-    (folder / "index.html").write_text(render_html(content, figures), encoding="utf-8")
-    return figures
+    drawn = _draw_figures(content, folder) if figures else {}
+    (folder / "report.md").write_text(render_markdown(content, drawn))
+    (folder / "index.html").write_text(render_html(content, drawn), encoding="utf-8")
+    return drawn
 
 
 def _write_predictions(content: ReportContent, path: Path) -> None:

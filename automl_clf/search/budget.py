@@ -7,10 +7,13 @@ the study measures itself:
     search  until  deadline − final step × (1 + margin)
     final   retrain the best configuration (when it fits), test it, write the export
 
-The final step is estimated from the study's own measurements — the best trial's measured
-seconds per epoch, scaled to the retrain's data (train+val) and epoch count — plus the export's
-cost (formats, parity checks, report), which is measured on the first export of a study and
-stored with it (a prior before that). Trials stop at the search deadline: an epoch that would
+The final step is estimated from the study's own measurements — the chosen members' measured
+seconds per epoch, scaled to the retrain's data (train+val) and epoch count — plus the cost of
+each part of the export (test, weights and report text, latency; then, as far as
+`OPTIONAL_SHARE` of the budget allows, the report's figures, TorchScript, test-time augmentation
+and ONNX), measured on the first final step of a study and stored with it (`FINAL_PRIORS`
+before that). The final step itself is anytime too (final/allowance.py): what does not fit when
+it gets there is skipped and named. Trials stop at the search deadline: an epoch that would
 end past it is not started, and one running past it is abandoned; the trial keeps its best
 finished epoch (`search/objective.py`). If, at the end, a retrain no longer fits, the best
 trial's own best-epoch weights are exported instead (`final.retrain: auto`).
@@ -22,22 +25,30 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import optuna
-
 from automl_clf.errors import SpecError
-from automl_clf.search.record import StudyRecord, TrialRecord
+from automl_clf.search.record import TrialRecord
 from automl_clf.spec.duration import format_duration
-from automl_clf.spec.models import FinalSpec
 
 Clock = Callable[[], float]  # seconds, monotonic
 
-# Seconds the export takes before a study has measured one (formats with their parity checks,
-# report figures), on the small models of a first search; replaced by the study's own
-# measurement (`StudyRecord.export_seconds`) once it has one.
-EXPORT_PRIOR_S = 4.5
+# Seconds each part of the final step takes before a study has measured its own (measured on
+# the small models of a first search on 2 busy CPU cores); replaced by the study's measurements
+# (`StudyRecord.final_costs`) once it has them. `tta` is per view.
+FINAL_PRIORS: dict[str, float] = {
+    "test": 0.5,  # the final model on the test split, per member
+    "write": 1.0,  # weights, model.json, spec.yaml, the report's text
+    "latency": 0.5,  # batch-1 CPU latency (bounded inside, models/factory.py)
+    "figures": 3.0,  # matplotlib: confusion matrices, curves, previews, mistakes
+    "torchscript": 1.5,  # trace, save, load back, parity on the test split
+    "tta": 0.5,  # one test-time augmentation view over the test split
+    "onnx": 6.0,  # torch.export + onnxscript dominate, whatever the model's size
+}
+REQUIRED_PARTS = ("test", "write", "latency")  # the export is not an export without them
+OPTIONAL_PARTS = ("figures", "torchscript", "tta", "onnx")  # planned in this order …
+OPTIONAL_SHARE = 0.10  # … while they add up to at most this share of the whole budget
 MARGIN = 0.15  # the final step's estimate is inflated by this share …
 SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)
 
@@ -103,11 +114,35 @@ def estimate_retrain_s(
     return members * timing.best_epoch * timing.seconds_per_epoch * scale
 
 
-def estimate_export_s(sizes: DataSizes, measured: float | None, members: int = 1) -> float:
-    """The export's seconds: the study's last measured export, else the prior; scaled for the
-    members of an ensemble (each is evaluated and written)."""
-    base = measured if measured is not None and measured > 0 else EXPORT_PRIOR_S
-    return base * (1.0 + 0.25 * (members - 1))
+def part_cost(costs: Mapping[str, float] | None, part: str) -> float:
+    """Seconds one part of the final step takes: as the study measured it, else the prior."""
+    value = (costs or {}).get(part)
+    return value if value is not None and value >= 0 else FINAL_PRIORS.get(part, 1.0)
+
+
+def estimate_export_s(
+    costs: Mapping[str, float] | None,
+    *,
+    members: int = 1,
+    tta_views: int = 0,
+    budget_s: float | None = None,
+) -> float:
+    """Seconds of the final step beyond the retrain: the required parts, then the optional ones
+    in `OPTIONAL_PARTS` order while they add up to `OPTIONAL_SHARE` of `budget_s` (all of them
+    without a budget). A part measured by this study is taken as measured; a prior per member
+    (the test) or per view (tta) is scaled."""
+    measured = costs or {}
+    test = part_cost(costs, "test") * (1 if "test" in measured else members)
+    scale = {"test": test, "tta": test * tta_views if tta_views else 0.0}
+    required = sum(scale.get(p, part_cost(costs, p)) for p in REQUIRED_PARTS)
+    room = math.inf if budget_s is None else OPTIONAL_SHARE * budget_s
+    optional = 0.0
+    for part in OPTIONAL_PARTS:
+        seconds = scale.get(part, part_cost(costs, part))
+        if optional + seconds > room:
+            break
+        optional += seconds
+    return required + optional
 
 
 @dataclass
@@ -198,47 +233,23 @@ def plan_final_estimate(
     train_on: str,
     retrain: str,
     members: int = 1,
-    export_measured: float | None = None,
+    costs: Mapping[str, float] | None = None,
+    tta_views: int = 0,
+    budget_s: float | None = None,
 ) -> FinalEstimate:
     """The final step's cost for the study so far.
 
-    `timings` are the trials the final step would use, best first (the top `members` of an
-    ensemble); before any trial has finished, the reserve is the export's alone and the first
-    trial's epochs are checked against the budget as they run. `retrain: never` reserves no
-    retrain; `auto` and `always` reserve one, so that `auto` retrains whenever the plan held.
+    `timings` are the trials the final step would use, best first (the members an ensemble
+    selection would choose); before any trial has finished, the reserve is the export's alone
+    and the first trial's epochs are checked against the budget as they run. `retrain: never`
+    reserves no retrain; `auto` and `always` reserve one, so that `auto` retrains whenever the
+    plan held. `costs`: the study's measured final step (`StudyRecord.final_costs`).
     """
-    export_s = estimate_export_s(sizes, export_measured, members)
+    export_s = estimate_export_s(costs, members=members, tta_views=tta_views, budget_s=budget_s)
     if retrain == "never" or not timings:
         return FinalEstimate((), export_s)
     each = tuple(estimate_retrain_s(t, sizes, train_on=train_on) for t in timings[:members])
     return FinalEstimate(each, export_s)
-
-
-@dataclass(frozen=True)
-class FinalPlanner:
-    """The final step's cost for a study as it stands: its best trials' measured pace, scaled
-    to the retrain's data, plus the export (the study's last measured export, else the prior).
-
-    A picklable callable, so the search workers of `--jobs` plan exactly as the main one does.
-    """
-
-    final: FinalSpec
-    sizes: DataSizes
-
-    def __call__(self, study: optuna.Study) -> FinalEstimate:
-        from automl_clf.search.study import ranked_trials
-
-        members = self.final.ensemble
-        ranked = ranked_trials(study)[:members]
-        timings = [t for t in (TrialTiming.of(TrialRecord.of(r)) for r in ranked) if t]
-        return plan_final_estimate(
-            timings,
-            self.sizes,
-            train_on=self.final.train_on,
-            retrain=self.final.retrain,
-            members=members,
-            export_measured=StudyRecord.of(study).export_seconds,
-        )
 
 
 def members_to_retrain(

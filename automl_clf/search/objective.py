@@ -308,10 +308,16 @@ def _record(
     trial: optuna.Trial, trained: TrainedModel, spec: ResolvedSpec, dataset: Dataset
 ) -> None:
     """The finished trial's record: its epochs, its model, its best-epoch weights (so the final
-    step can export it as searched, `final.retrain: never`) and its dashboard report."""
+    step can export it as searched, `final.retrain: never`) and validation probabilities (what
+    the final step selects an ensemble on), and its dashboard report."""
     from automl_clf.models.factory import LATENCY_THREADS
     from automl_clf.report.trial import record_trial_report  # the report room reads our records
-    from automl_clf.train.weights import WEIGHTS_FILE, save_weights
+    from automl_clf.train.weights import (
+        PROBABILITIES_FILE,
+        WEIGHTS_FILE,
+        save_probabilities,
+        save_weights,
+    )
 
     epochs_record(trained.fit.history).save(trial)
     TrialRecord(
@@ -325,7 +331,10 @@ def _record(
     root, val = spec.study.artifacts, trained.fit.best.val
     folder = trial_artifacts_dir(root, trial.number)
     TrialRecord(weights=save_weights(trained.fit.model, folder / WEIGHTS_FILE)).save(trial)
-    if val is not None:  # optuna-dashboard shows the per-class note and confusion matrix
+    if val is not None:
+        kept = save_probabilities(val.probabilities, folder / PROBABILITIES_FILE)
+        TrialRecord(val_probabilities=kept).save(trial)
+        # optuna-dashboard shows the per-class note and confusion matrix
         problem = record_trial_report(trial, val, dataset.classes, root, folder)
         if problem is not None:
             TrialRecord(report_error=problem).save(trial)

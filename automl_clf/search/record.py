@@ -88,7 +88,10 @@ class StudyRecord(UserAttrs):
     data_root: str | None = None
     space: list[str] | None = None  # the search space, one line per param
     space_hash: str | None = None  # a hash of `space`
-    export_seconds: float | None = None  # the last export's cost beyond its training
+    export_seconds: float | None = None  # the last export's cost beyond its training (older)
+    # seconds each part of the last final step took (search/budget.py FINAL_PRIORS' keys): what
+    # the next run of this study plans its final step with
+    final_costs: dict[str, float] | None = None
 
 
 class TrialRecord(UserAttrs):
@@ -126,6 +129,8 @@ class TrialRecord(UserAttrs):
     preprocessing: dict[str, Any] | None = None  # data/preprocess.py's Preprocessing, as JSON
     augmentation: dict[str, Any] | None = None  # the training augmentation (train/session.py)
     weights: dict[str, str] | None = None  # best epoch's {file, sha256} (train/weights.py)
+    # the best epoch's validation softmax, {file, sha256}: the final step's ensemble selection
+    val_probabilities: dict[str, str] | None = None
     feasible: bool = True  # within study.constraints (written only when there are some)
     stopped_by: str | None = None  # DEADLINE: the time budget cut it after an epoch
     objective_value: float | None = None  # such a trial's best-epoch objective (Optuna: PRUNED)

@@ -33,8 +33,18 @@ class FinalSpec(SpecModel):
     best-epoch weights as searched (nothing trains); auto: retrain unless the caller has no
     time left for it (`autoclf run` under study.budget)."""
     ensemble: Annotated[int, Field(ge=1, le=10)] = 1
-    """Average the top K complete trials of a single-objective study (one exported model
-    returning the log of their mean softmax); the final step takes about K times as long."""
+    """At most K members: the top K trials of a single-objective study are weighed on the
+    validation split (greedy ensemble selection, Caruana et al. 2004); members that do not help
+    get weight 0, and the best trial alone is exported unless a weighted mix beats it on the
+    study's objective. One exported model returns the log of the weighted mean softmax."""
+    ensemble_weights: Literal["selected", "equal"] = "selected"
+    """selected: the members and their weights chosen on validation (see ensemble); equal: the
+    top K trials averaged with equal weights, whether or not each helps."""
+    max_latency_ms: Annotated[float, Field(gt=0)] | None = None
+    """An ensemble's members together may take at most this many ms per image (batch 1, as the
+    trials measured it); a member that would break it is not added."""
+    max_size_mb: Annotated[float, Field(gt=0)] | None = None
+    """An ensemble's members' weights together may take at most this many MB (float32)."""
 
     @model_validator(mode="after")
     def _seeds_need_a_held_out_val(self) -> FinalSpec:

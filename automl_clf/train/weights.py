@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -28,6 +29,9 @@ from torch import nn
 from automl_clf.errors import StudyError
 
 WEIGHTS_FILE = "best.safetensors"  # in the trial's artifacts folder
+# the best epoch's softmax on the validation split, rows in the split's order: what the final
+# step chooses an ensemble's members and weights on (final/selection.py) without loading models
+PROBABILITIES_FILE = "val_probabilities.safetensors"
 WEIGHTS_ATTR = "weights"  # the trial's user attribute holding the record
 RETRAIN_INSTEAD = "set final.retrain: always to retrain the trial instead"
 
@@ -39,12 +43,37 @@ def save_weights(model: nn.Module, path: Path) -> dict[str, str]:
     a file. Tensors are copied to contiguous CPU memory first (a CUDA or channels-last model
     saves the same file as its CPU twin).
     """
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         name: tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
         for name, tensor in model.state_dict().items()
     }
+    return _save_tensors(state, path)
+
+
+def save_probabilities(probabilities: np.ndarray, path: Path) -> dict[str, str]:
+    """Write a trial's best-epoch validation probabilities (float32) to `path`, as
+    `save_weights` writes weights; returns the record (`file`, `sha256`)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))
+    return _save_tensors({"probabilities": tensor}, path)
+
+
+def load_probabilities(record: Any, shape: tuple[int, int]) -> np.ndarray | None:
+    """The probabilities `record` names, when the file is there, unchanged and of `shape`
+    (validation images, classes); None otherwise (a study from before they were kept, a
+    cleaned artifacts folder): the caller then computes them from the weights."""
+    if weights_problem(record) is not None:
+        return None
+    try:
+        array = load_file(record["file"])["probabilities"].numpy().astype(np.float64)
+    except (KeyError, SafetensorError, OSError):
+        return None
+    return array if array.shape == shape else None
+
+
+def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> dict[str, str]:
+    """Write `state` to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:

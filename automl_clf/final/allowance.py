@@ -1,0 +1,133 @@
+"""The final step's time: how much of a budget is left, what each part of the final step is
+expected to cost, and what was skipped to keep the deadline.
+
+Under `autoclf run --time` the final step is anytime, like a trial: it stops at the job's
+deadline. Its parts, in the order they run:
+
+    required   choose members · test the final model · write the weights, model.json,
+               spec.yaml and the report's text (metrics.json, report.md, index.html)
+    optional   retrain each member (else its best-epoch weights as searched) · test member 0
+               alone beside an ensemble · test-time augmentation · TorchScript and ONNX with
+               their parity checks · the report's figures
+
+An optional part runs only when its estimate, with the margin, still fits before the deadline
+with the required parts after it (`reserve_s`); a skipped one is named in `skipped`, which the
+summary and the report show. A retrain that turns out slower than planned stops as soon as its
+pace says it cannot end in time (`RetrainDeadline`), and the member is exported as searched.
+
+Estimates: what this study's last final step measured (`StudyRecord.final_costs`), else
+search/budget.py's `FINAL_PRIORS`; each part measured now (`timed`) replaces its prior for the
+rest of this step and is stored for the next one. Without a budget nothing is ever skipped
+(`Allowance.unlimited()`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from automl_clf.search.budget import MARGIN, REQUIRED_PARTS, Clock, part_cost
+from automl_clf.spec.duration import format_duration
+
+
+@dataclass
+class Allowance:
+    """What is left of the final step's time, and what each part costs (module docstring)."""
+
+    until: float | None  # the deadline on `clock`; None: no budget, nothing is skipped
+    clock: Clock = time.monotonic
+    costs: Mapping[str, float] = field(default_factory=dict)  # the study's last final step
+    measured: dict[str, float] = field(default_factory=dict)  # this final step, so far
+    skipped: list[str] = field(default_factory=list)  # what was left out, for the summary
+
+    @classmethod
+    def unlimited(cls) -> Allowance:
+        return cls(until=None)
+
+    @property
+    def limited(self) -> bool:
+        return self.until is not None
+
+    def left_s(self) -> float:
+        return math.inf if self.until is None else self.until - self.clock()
+
+    def estimate(self, part: str) -> float:
+        """Seconds `part` is expected to take: measured now, else by this study before, else
+        the prior."""
+        return part_cost({**self.costs, **self.measured}, part)
+
+    def reserve_s(self, *parts: str) -> float:
+        """What `parts` (default: the required ones) are expected to take, with the margin."""
+        return sum(self.estimate(p) for p in parts or REQUIRED_PARTS) * (1.0 + MARGIN)
+
+    def fits(self, seconds: float, *, reserve_s: float = 0.0) -> bool:
+        """Whether `seconds` of work (with the margin) started now ends before the deadline
+        with `reserve_s` still left after it."""
+        return seconds * (1.0 + MARGIN) + reserve_s <= self.left_s()
+
+    def allows(self, what: str, seconds: float, *, reserve_s: float = 0.0) -> bool:
+        """`fits`, and when not, `what` is noted as skipped with the reason."""
+        if self.fits(seconds, reserve_s=reserve_s):
+            return True
+        left = max(self.left_s() - reserve_s, 0.0)
+        self.skipped.append(
+            f"{what} (about {format_duration(seconds)}; {format_duration(left)} left of the "
+            "time budget)"
+        )
+        return False
+
+    @contextlib.contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        """Measure `part` (added up when it runs several times) for the rest of this step's
+        estimates and the next final step's (`StudyRecord.final_costs`)."""
+        started = self.clock()
+        try:
+            yield
+        finally:
+            self.measured[part] = self.measured.get(part, 0.0) + self.clock() - started
+
+    def retrain_deadline(self, steps: int, *, reserve_s: float) -> RetrainDeadline | None:
+        """The deadline of one retrain of `steps` training steps that must leave `reserve_s`;
+        None without a budget."""
+        if self.until is None:
+            return None
+        return RetrainDeadline(self.until - reserve_s, steps, self.clock)
+
+
+class RetrainDeadline:
+    """A trainer `Deadline` (train/trainer.py) for a retrain that is worth something only
+    whole: it passes at `until`, and as soon as the pace so far says the remaining steps
+    cannot end by then (after at least `MIN_STEPS` steps and `MIN_SECONDS`), so a retrain that
+    cannot finish stops early and leaves its time to the rest of the final step."""
+
+    MIN_STEPS = 5
+    MIN_SECONDS = 0.5
+
+    def __init__(self, until: float, steps: int, clock: Clock = time.monotonic) -> None:
+        self.until = until
+        self.steps = max(steps, 1)
+        self.clock = clock
+        self.started = clock()
+        self.done = 0  # steps started so far (`passed` is asked before each)
+        self.hopeless = False  # the pace said it could not finish in time
+
+    def fits(self, seconds: float) -> bool:
+        return self.clock() + seconds <= self.until
+
+    def passed(self) -> bool:
+        now = self.clock()
+        if self.done == 0:
+            self.started = now  # the pace counts from the first step, not the model's building
+        if now > self.until:
+            return True
+        spent = now - self.started
+        if self.done >= self.MIN_STEPS and spent >= self.MIN_SECONDS:
+            projected = now + spent / self.done * (self.steps - self.done)
+            if projected > self.until:
+                self.hopeless = True
+                return True
+        self.done += 1
+        return False

@@ -1,0 +1,80 @@
+"""The final step's cost for a study as it stands, for the time budget's search deadline
+(search/budget.py): what the members an ensemble selection would choose now take to retrain,
+plus the export's parts.
+
+Members are chosen as the final step will choose them (final/selection.py, on the validation
+probabilities the trials kept), so a study whose ensemble would be its best trial alone does not
+hold back time for retraining two more. A picklable callable: the search workers of `--jobs`
+plan exactly as the main one does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial
+
+from automl_clf.final.selection import Candidate, select_ensemble
+from automl_clf.final.tta import n_tta_views
+from automl_clf.search.budget import DataSizes, FinalEstimate, TrialTiming, plan_final_estimate
+from automl_clf.search.record import StudyRecord, TrialRecord
+from automl_clf.search.study import ranked_trials
+from automl_clf.spec.models import FinalSpec
+from automl_clf.train.weights import load_probabilities
+
+
+@dataclass(frozen=True)
+class FinalPlanner:
+    """The final step's cost for a study (module docstring).
+
+    `val_labels`: the validation split's labels, in its order (what the selection scores on);
+    `budget_s`: the whole budget, which bounds the optional export parts planned."""
+
+    final: FinalSpec
+    sizes: DataSizes
+    val_labels: tuple[int, ...]
+    n_classes: int
+    objective: str
+    direction: str
+    budget_s: float | None = None
+
+    def __call__(self, study: optuna.Study) -> FinalEstimate:
+        members = self.members(ranked_trials(study)[: self.final.ensemble])
+        timings = [t for t in (TrialTiming.of(TrialRecord.of(m)) for m in members) if t]
+        return plan_final_estimate(
+            timings,
+            self.sizes,
+            train_on=self.final.train_on,
+            retrain=self.final.retrain,
+            members=max(len(members), 1),
+            costs=StudyRecord.of(study).final_costs,
+            tta_views=n_tta_views(self.final.tta) if self.final.tta else 0,
+            budget_s=self.budget_s,
+        )
+
+    def members(self, pool: list[FrozenTrial]) -> list[FrozenTrial]:
+        """The trials of `pool` (best first) the ensemble selection would keep now; the whole
+        pool when some trial's probabilities are not at hand (then the plan errs long)."""
+        if len(pool) < 2 or self.final.ensemble_weights == "equal":
+            return pool
+        labels = np.asarray(self.val_labels)
+        shape = (len(labels), self.n_classes)
+        candidates = []
+        for trial in pool:
+            record = TrialRecord.of(trial)
+            probabilities = load_probabilities(record.val_probabilities, shape)
+            if probabilities is None:
+                return pool
+            size = record.n_params * 4 / 1e6 if record.n_params is not None else None
+            candidates.append(Candidate(trial.number, probabilities, record.latency_ms, size))
+        selection = select_ensemble(
+            candidates,
+            labels,
+            objective=self.objective,
+            direction=self.direction,
+            max_latency_ms=self.final.max_latency_ms,
+            max_size_mb=self.final.max_size_mb,
+        )
+        return [pool[i] for i in selection.chosen]

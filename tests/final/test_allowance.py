@@ -1,0 +1,61 @@
+"""The final step's time (final/allowance.py): what fits, what is skipped and named, and a
+retrain deadline that gives up as soon as its pace says it cannot finish. Fake clocks only."""
+
+from __future__ import annotations
+
+import pytest
+
+from automl_clf.final.allowance import Allowance, RetrainDeadline
+from automl_clf.search.budget import FINAL_PRIORS, MARGIN
+from tests.search.test_limits import SteppedClock
+
+
+def test_without_a_budget_everything_fits_and_nothing_is_skipped() -> None:
+    allowance = Allowance.unlimited()
+    assert allowance.allows("anything", 1e12, reserve_s=1e12)
+    assert allowance.skipped == [] and allowance.retrain_deadline(10, reserve_s=0) is None
+
+
+def test_a_part_runs_only_when_it_fits_before_the_reserve_and_is_named_when_not() -> None:
+    clock = SteppedClock()
+    allowance = Allowance(until=10.0, clock=clock)
+    assert allowance.allows("onnx (model.onnx)", 4.0, reserve_s=5.0)  # 4.6 + 5 <= 10
+    assert not allowance.allows("onnx (model.onnx)", 5.0, reserve_s=5.0)  # 5.75 + 5 > 10
+    assert allowance.skipped == ["onnx (model.onnx) (about 5.0 s; 5.0 s left of the time budget)"]
+    clock.now = 20.0  # past the deadline
+    assert not allowance.allows("the report's figures", 0.1)
+    assert "0.0 s left" in allowance.skipped[-1]
+
+
+def test_estimates_come_from_this_step_then_the_study_then_the_priors() -> None:
+    clock = SteppedClock()
+    allowance = Allowance(until=100.0, clock=clock, costs={"onnx": 2.0})
+    assert allowance.estimate("figures") == FINAL_PRIORS["figures"]
+    assert allowance.estimate("onnx") == 2.0
+    with allowance.timed("onnx"):
+        clock.now += 0.5
+    with allowance.timed("onnx"):  # a part that runs twice adds up
+        clock.now += 0.25
+    assert allowance.estimate("onnx") == pytest.approx(0.75)
+    required = FINAL_PRIORS["test"] + FINAL_PRIORS["write"] + FINAL_PRIORS["latency"]
+    assert allowance.reserve_s() == pytest.approx(required * (1 + MARGIN))
+
+
+def test_a_retrain_deadline_gives_up_when_its_pace_cannot_finish_in_time() -> None:
+    clock = SteppedClock()
+    deadline = RetrainDeadline(until=10.0, steps=100, clock=clock)
+    clock.now = 3.0  # building the model does not count towards the pace
+    for _ in range(RetrainDeadline.MIN_STEPS):
+        assert not deadline.passed()
+        clock.now += 0.05  # 0.05 s a step: 100 steps take 5 s, well within 7 s left
+    assert not deadline.passed()
+    clock.now += 1.0  # one slow step: 0.2 s a step now, 94 steps left take 19 s
+    assert deadline.passed() and deadline.hopeless
+
+
+def test_a_retrain_deadline_passes_at_its_time_whatever_the_pace() -> None:
+    clock = SteppedClock()
+    deadline = RetrainDeadline(until=1.0, steps=1, clock=clock)
+    assert not deadline.passed() and deadline.fits(0.5) and not deadline.fits(2.0)
+    clock.now = 1.5
+    assert deadline.passed() and not deadline.hopeless

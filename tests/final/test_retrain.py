@@ -1,0 +1,113 @@
+"""The final retrain and the export under an injected deadline (final/retrain.py,
+final/export.py with final/allowance.py): a member whose retrain cannot finish is exported as
+searched, and the export's optional parts are left out, and named, when there is no time for
+them. The clocks are fake: no test waits on, or asserts, wall-clock time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import automl_clf
+from automl_clf.cli import app
+from automl_clf.final.allowance import Allowance
+from automl_clf.final.export import write_export
+from automl_clf.final.formats import NOT_WRITTEN
+from automl_clf.final.retrain import retrain
+from automl_clf.report.final import final_report
+from automl_clf.search.record import TrialRecord
+from automl_clf.spec import load_spec
+from automl_clf.spec.models import ResolvedSpec
+from tests.conftest import tiny_spec, write_spec
+from tests.search.test_limits import SteppedClock
+
+runner = CliRunner()
+
+
+class TickingClock(SteppedClock):
+    """A clock that moves `tick` seconds each time it is read: the later a retrain's step, the
+    later the time, as on a machine far slower than the trials measured."""
+
+    def __init__(self, tick: float) -> None:
+        super().__init__()
+        self.tick = tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> ResolvedSpec:
+    folder = tmp_path_factory.mktemp("searched")
+    raw = tiny_spec(digits_root, folder, study={"n_trials": 2, "pruner": "none"})
+    raw["train"]["epochs"] = 4
+    path = write_spec(folder / "spec.yaml", raw)
+    result = runner.invoke(app, ["search", str(path)])
+    assert result.exit_code == 0, result.output
+    return load_spec(path)
+
+
+def study_of(spec: ResolvedSpec) -> optuna.Study:
+    return optuna.load_study(study_name=str(spec.study.name), storage=str(spec.study.storage))
+
+
+def test_a_retrain_that_cannot_finish_before_the_deadline_is_exported_as_searched(
+    searched: ResolvedSpec,
+) -> None:
+    study = study_of(searched)
+    clock = TickingClock(tick=0.5)  # each read of the clock: half a second
+    allowance = Allowance(until=clock.now + 10.0, clock=clock)  # the plan fits, the pace not
+    final = retrain(searched, study, allowance=allowance)
+    member = final.first
+    assert member.retrained is False and member.train_on == "train"
+    assert any("could not finish" in note and "as searched" in note for note in final.notes)
+    kept = load_file(TrialRecord.of(member.trial).weights["file"])  # type: ignore[index]
+    mine = member.model.state_dict()
+    assert all(torch.equal(kept[name], mine[name].cpu()) for name in kept)
+    assert final.test.accuracy >= 0  # tested all the same
+
+
+def test_without_time_for_a_retrain_it_is_not_started(searched: ResolvedSpec) -> None:
+    clock = SteppedClock()
+    allowance = Allowance(until=0.5, clock=clock)  # less than the test and export need
+    final = retrain(searched, study_of(searched), allowance=allowance)
+    assert final.first.retrained is False
+    assert any(s.startswith(f"retraining trial #{final.trial.number}") for s in final.skipped)
+
+
+def test_with_time_the_retrain_runs_and_nothing_is_skipped(searched: ResolvedSpec) -> None:
+    clock = SteppedClock()  # stands still: all the time in the world
+    final = retrain(searched, study_of(searched), allowance=Allowance(until=100.0, clock=clock))
+    assert final.first.retrained is True and final.skipped == []
+
+
+def test_the_export_leaves_out_what_does_not_fit_and_says_so(
+    searched: ResolvedSpec, tmp_path: Path
+) -> None:
+    study = study_of(searched)
+    final = retrain(searched, study, retrain_members=False)
+    clock = SteppedClock()
+    clock.now = 10.0
+    allowance = Allowance(until=10.0, clock=clock)  # the deadline is now
+    out = tmp_path / "export"
+    report = final_report(final, searched, study)
+    written = write_export(final, out, searched, report=report, allowance=allowance)
+    assert {name: check.error for name, check in written.formats.items()} == {
+        "torchscript": NOT_WRITTEN,
+        "onnx": NOT_WRITTEN,
+    }
+    assert not (out / "model.pt").exists() and not (out / "model.onnx").exists()
+    assert not list((out / "report").glob("*.png"))  # no figures …
+    text = (out / "report" / "report.md").read_text()
+    assert "left out to keep the time budget" in text and "onnx (model.onnx)" in text
+    for part in ("torchscript (model.pt)", "onnx (model.onnx)", "the report's figures"):
+        assert any(s.startswith(part) for s in final.skipped)
+    model = automl_clf.load(out)  # … and still a whole export that predicts
+    paths = [str(p) for p in final.test_data.paths[:3]]
+    assert len(model.predict(paths)) == 3
