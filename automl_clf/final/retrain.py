@@ -39,7 +39,7 @@ from automl_clf.final.ensemble import Ensemble, check_same_decoding
 from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.tta import evaluate_tta
 from automl_clf.models.factory import build_model, count_parameters
-from automl_clf.search.record import TrialRecord
+from automl_clf.search.record import USABLE, TrialRecord
 from automl_clf.search.study import best_trial, check_compatible, ranked_trials
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
@@ -287,7 +287,7 @@ def choose_members(
         )
         notes.append(
             f"final.ensemble is {k}, but study {study.study_name!r} holds only {len(trials)} "
-            f"complete feasible trial(s): {what}"
+            f"usable trial(s) ({USABLE}, feasible): {what}"
         )
     return trials, notes
 
