@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from automl_clf.datasets import write_digits
 from automl_clf.search import run_search
 from automl_clf.search.optuna_compat import quiet_optuna
-from automl_clf.search.record import TrialRecord
+from automl_clf.search.record import TrialRecord, trial_state
 from automl_clf.spec.load import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def run_arm(root: Path, work: Path, jobs: int, budget: float, index: int) -> dic
         "jobs": jobs,
         "seconds": seconds,
         "finished": len(finished),
-        "pruned": sum(t.state == TrialState.PRUNED for t in finished),
+        "pruned": sum(trial_state(t) == "pruned" for t in finished),  # the pruner's stops
         "epochs": epochs,
         "epochs_per_s": epochs / seconds,
         "best_val_loss": min(losses) if losses else float("nan"),

@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from automl_clf.search.storage import STORAGES
 from tests import postgres
+
+if TYPE_CHECKING:
+    from automl_clf.search.objective import QuietObserver
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -311,3 +314,72 @@ def ensembled(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> En
     result = runner.invoke(app, ["best", str(spec), "--export", str(folder / "model")])
     assert result.exit_code == 0, result.output
     return Ensembled(spec, folder / "model", result.output)
+
+
+class SteppedClock:
+    """A clock that only moves when told: `jump()` puts it past any deadline."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def jump(self) -> None:
+        self.now += 10**6
+
+
+def jump_at(clock: SteppedClock, *, epoch: int | None = None) -> QuietObserver:
+    """A search observer that moves `clock` past the deadline at one moment of a trial: when
+    it starts (`epoch` None) or once `epoch` (1-based) is done."""
+    from automl_clf.search.objective import QuietObserver
+
+    class JumpAt(QuietObserver):
+        def trial_started(self, number: int, params: dict[str, Any], config: Any) -> None:
+            if epoch is None:
+                clock.jump()
+
+        def epoch_done(self, number: int, result: Any, max_epochs: int) -> None:
+            if result.epoch == epoch:
+                clock.jump()
+
+    return JumpAt()
+
+
+CUT_EPOCHS = 2  # epochs `deadline_study`'s cut trial ran, of DEADLINE_STUDY_EPOCHS
+DEADLINE_STUDY_EPOCHS = 5
+
+
+@pytest.fixture(scope="session")
+def deadline_study(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Path:
+    """The spec of a SQLite study as a time budget leaves it (what issue 17 saw): trial #0 cut
+    by the budget's deadline after CUT_EPOCHS of DEADLINE_STUDY_EPOCHS epochs (a real search
+    on a clock the test moves), trial #1 stopped by the pruner after its first epoch, worse
+    (written through Optuna's API, as the objective writes a pruned trial). No trial is
+    complete, and no trial must be called pruned but #1."""
+    import optuna
+
+    from automl_clf.search.budget import Budget
+    from automl_clf.search.run import run_search
+    from automl_clf.spec import load_spec
+
+    folder = tmp_path_factory.mktemp("deadline")
+    raw = tiny_spec(digits_root, folder, train={"epochs": DEADLINE_STUDY_EPOCHS})
+    path = write_spec(folder / "spec.yaml", raw)
+    clock = SteppedClock()
+    observer = jump_at(clock, epoch=CUT_EPOCHS)
+    result = run_search(load_spec(path), budget=Budget.start(60, clock), observer=observer, jobs=1)
+    (cut,) = result.study.trials
+    assert cut.state == optuna.trial.TrialState.PRUNED
+    assert cut.user_attrs["stopped_by"] == "deadline"
+    worse = max(cut.intermediate_values.values()) + 1.0
+    attrs = {k: cut.user_attrs[k] for k in ("config", "worker")}
+    pruned = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        params=cut.params,
+        distributions=cut.distributions,
+        intermediate_values={1: worse},
+        user_attrs={**attrs, "val_loss": worse, "epochs_run": 1, "train_seconds": 3.0},
+    )
+    result.study.add_trial(pruned)
+    return path

@@ -795,8 +795,11 @@ def status(
 ) -> None:
     """Show the study's trials by state and per worker, the running ones and why any failed.
 
-    With --format json, stdout is one JSON object: trials by state, workers, running, failed,
-    and best_trial (null until there is one) or pareto_front.
+    A trial a time budget stopped after an epoch is "cut at the deadline", not pruned: it keeps
+    its best epoch and counts as a usable result, as complete trials do.
+
+    With --format json, stdout is one JSON object: trials by state, usable, workers, running,
+    failed, and best_trial (null until there is one) or pareto_front.
     """
     from automl_clf.cli.tables import best_line, status_tables
     from automl_clf.search.study import load_existing_study

@@ -49,7 +49,7 @@ from automl_clf.final.retrain import RetrainProgress
 from automl_clf.search.budget import Budget
 from automl_clf.search.eta import Eta, RunPace, search_eta, typical_trial_s
 from automl_clf.search.objective import QuietObserver
-from automl_clf.search.record import TrialRecord
+from automl_clf.search.record import STATES, TrialRecord, trial_state
 from automl_clf.search.study import FINISHED, fail_reason
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.duration import format_duration
@@ -390,7 +390,7 @@ class SearchProgress(QuietObserver):
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     """An ended trial: its state, metrics (or why it failed), the best so far; then its
     parameters on a second line."""
-    state = trial.state.name
+    state = trial_state(trial)
     record = TrialRecord.of(trial)
     if trial.state == TrialState.FAIL:
         detail = f"[red]{fail_reason(trial)}[/red]"
@@ -405,9 +405,9 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     best = ""
     with contextlib.suppress(ValueError, RuntimeError):  # none yet; multi-objective
         best = f"  best #{study.best_trial.number} {study.best_value:.4g}"
-    style = STATE_STYLE.get(state, "white")
+    style = STATE_STYLE[state]
     return (
-        f"#{trial.number:<3} [{style}]{state:<8}[/{style}] {detail}{best}\n"
+        f"#{trial.number:<3} [{style}]{STATES[state]:<8}[/{style}] {detail}{best}\n"
         f"     [dim]{format_params(trial.params)}[/dim]"
     )
 

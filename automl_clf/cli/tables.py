@@ -11,8 +11,18 @@ from rich.console import Console
 from rich.table import Table
 
 from automl_clf.data.dataset import Dataset
-from automl_clf.search.record import TrialRecord
-from automl_clf.search.study import fail_reason
+from automl_clf.search.record import (
+    CUT_AT_DEADLINE,
+    STATES,
+    USABLE,
+    TrialRecord,
+    count_states,
+    counts_text,
+    n_usable,
+    state_name,
+    trial_state,
+)
+from automl_clf.search.study import fail_reason, ranked_trials, trial_value
 from automl_clf.spec.describe import SpaceDescription
 from automl_clf.spec.duration import format_duration
 from automl_clf.spec.models import Spec
@@ -23,12 +33,13 @@ if TYPE_CHECKING:
     from automl_clf.search.budget import Budget, FinalEstimate
     from automl_clf.train.metrics import EvalResult
 
-STATE_STYLE = {
-    "COMPLETE": "green",
-    "PRUNED": "yellow",
-    "FAIL": "red",
-    "RUNNING": "cyan",
-    "WAITING": "blue",
+STATE_STYLE = {  # by trial_state (search/record.py)
+    "complete": "green",
+    CUT_AT_DEADLINE: "green",
+    "pruned": "yellow",
+    "fail": "red",
+    "running": "cyan",
+    "waiting": "blue",
 }
 SUMMARY_ATTRS = (  # TrialRecord fields, shown under their names
     "val_loss",
@@ -102,10 +113,13 @@ def counts_table(classes: list[str], counts: dict[str, list[int]]) -> Table:
 
 
 def trial_table(trial: FrozenTrial, objective: str) -> Table:
+    """A single-objective study's best trial: its state, value (a trial the deadline cut: its
+    best epoch's), metrics and params."""
     table = Table(title=f"Best trial #{trial.number}", title_justify="left", show_header=False)
     table.add_column("key")
     table.add_column("value")
-    table.add_row(objective, format_value(trial.value))
+    table.add_row("state", state_name(trial))
+    table.add_row(objective, format_value(trial_value(trial)))
     record = TrialRecord.of(trial)
     for key in SUMMARY_ATTRS:
         value = getattr(record, key)
@@ -117,10 +131,13 @@ def trial_table(trial: FrozenTrial, objective: str) -> Table:
 
 
 def study_counts(study: optuna.Study) -> str:
-    counts = {state: 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state] += 1
-    return ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n) or "no trials"
+    """`3 complete, 1 cut at the deadline, 2 pruned`."""
+    return counts_text(count_states(study.get_trials(deepcopy=False)))
+
+
+def _unless_complete(trial: FrozenTrial) -> str:
+    """` (cut at the deadline)` after a trial's number, nothing for a complete one."""
+    return "" if trial_state(trial) == "complete" else f" ({state_name(trial)})"
 
 
 def final_summary(final: FinalResult) -> str:
@@ -250,26 +267,30 @@ def pareto_table(front: list[FrozenTrial], objectives: tuple[str, ...]) -> Table
     table.add_column("params")
     for trial in front:
         values = [format_value(v) for v in trial.values]
-        table.add_row(f"#{trial.number}", *values, format_params(trial.params))
+        number = f"#{trial.number}{_unless_complete(trial)}"
+        table.add_row(number, *values, format_params(trial.params))
     return table
 
 
 def status_tables(study: optuna.Study) -> list[Table]:
-    """`autoclf status`: trials by state, then per worker, then the running ones."""
+    """`autoclf status`: trials by state (and how many are usable results), then per worker,
+    then the running ones."""
     trials = study.get_trials(deepcopy=False)
-    states = [s.name for s in TrialState]
+    counts = count_states(trials)
+    usable = n_usable(counts)
     by_state = Table(
-        title=f"Study {study.study_name!r}: {len(trials)} trials", title_justify="left"
+        title=f"Study {study.study_name!r}: {len(trials)} trials, {usable} usable ({USABLE})",
+        title_justify="left",
     )
-    for name in states:
-        by_state.add_column(name.lower(), justify="right")
-    by_state.add_row(*(str(sum(t.state.name == s for t in trials)) for s in states))
+    for state in counts:
+        by_state.add_column(STATES[state], justify="right")
+    by_state.add_row(*(str(n) for n in counts.values()))
 
     per_worker = Table(title="Per worker", title_justify="left")
     per_worker.add_column("worker")
-    shown = [s for s in states if s != "WAITING"]
-    for name in shown:
-        per_worker.add_column(name.lower(), justify="right")
+    shown = [s for s in STATES if s != "waiting"]
+    for state in shown:
+        per_worker.add_column(STATES[state], justify="right")
     per_worker.add_column("last trial started")
     workers: dict[str, list[FrozenTrial]] = {}
     for trial in trials:
@@ -278,8 +299,8 @@ def status_tables(study: optuna.Study) -> list[Table]:
     for worker, own in sorted(workers.items()):
         starts = [t.datetime_start for t in own if t.datetime_start is not None]
         last = max(starts).strftime("%Y-%m-%d %H:%M:%S") if starts else "-"
-        counts = [str(sum(t.state.name == s for t in own)) for s in shown]
-        per_worker.add_row(worker, *counts, last)
+        own_counts = count_states(own)
+        per_worker.add_row(worker, *(str(own_counts[s]) for s in shown), last)
 
     running = Table(title="Running trials", title_justify="left")
     for column in ("trial", "worker", "started", "epochs reported", "params"):
@@ -309,16 +330,18 @@ def _worker(trial: FrozenTrial) -> str:
 
 
 def best_line(study: optuna.Study, objectives: tuple[str, ...]) -> str:
-    """`best trial #3: val_loss 0.2134`, or the Pareto front's size for several objectives."""
+    """`best trial #3: val_loss 0.2134` (the best usable trial: complete or cut at the deadline,
+    as `best` ranks them), or the Pareto front's size for several objectives."""
     if len(study.directions) > 1:
         front = study.best_trials
         numbers = ", ".join(f"#{t.number}" for t in sorted(front, key=lambda t: t.number))
         return f"Pareto front: {len(front)} trial(s) {numbers}".rstrip()
-    try:
-        best = study.best_trial
-    except ValueError:
-        return "no complete (feasible) trial yet"
-    return f"best trial #{best.number}: {objectives[0]} {format_value(best.value)}"
+    ranked = ranked_trials(study)
+    if not ranked:
+        return f"no usable trial yet ({USABLE}, within study.constraints)"
+    best = ranked[0]
+    value = format_value(trial_value(best))
+    return f"best trial #{best.number}{_unless_complete(best)}: {objectives[0]} {value}"
 
 
 def _settings(model: Any) -> str:

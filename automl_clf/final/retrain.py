@@ -43,7 +43,14 @@ from automl_clf.final.selection import Candidate, Selection, select_ensemble
 from automl_clf.final.tta import evaluate_tta, n_tta_views
 from automl_clf.models.factory import build_model, count_parameters
 from automl_clf.search.budget import DataSizes, TrialTiming, estimate_retrain_s
-from automl_clf.search.record import DEADLINE, TrialRecord
+from automl_clf.search.record import (
+    DEADLINE,
+    STATES,
+    USABLE,
+    USABLE_STATES,
+    TrialRecord,
+    trial_state,
+)
 from automl_clf.search.study import best_trial, check_compatible, ranked_trials
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
@@ -457,7 +464,7 @@ def choose_members(
         )
         notes.append(
             f"final.ensemble is {k}, but study {study.study_name!r} holds only {len(trials)} "
-            f"complete feasible trial(s): {what}"
+            f"usable trial(s) ({USABLE}, feasible): {what}"
         )
     return trials, notes
 
@@ -628,9 +635,10 @@ def _complete_trial(study: optuna.Study, number: int) -> FrozenTrial:
         raise StudyError(
             f"study {study.study_name!r} has no trial #{number} (it has #0–#{len(trials) - 1})"
         )
-    if match[0].state != optuna.trial.TrialState.COMPLETE:
+    state = trial_state(match[0])
+    if state not in USABLE_STATES:
         raise StudyError(
-            f"trial #{number} is {match[0].state.name}, not COMPLETE; `autoclf best SPEC` lists "
-            "the complete ones"
+            f"trial #{number} is {STATES[state]}, not a usable result ({USABLE}); `autoclf "
+            "status SPEC` lists the trials"
         )
     return match[0]

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 
+from automl_clf.search.record import CUT_AT_DEADLINE, STATES, USABLE_STATES
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -38,7 +40,12 @@ DPI = 110
 # would otherwise typeset `$…$` in them as mathematics (or fail on bad TeX). Matplotlib reads
 # these when it makes a text, and it makes tick labels while saving, so both run under them.
 PLAIN_TEXT: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}
-STATE_COLOURS = {"COMPLETE": "#2563eb", "PRUNED": "#f59e0b", "FAIL": "#dc2626"}
+STATE_COLOURS = {  # by trial_state (search/record.py)
+    "complete": "#2563eb",
+    CUT_AT_DEADLINE: "#0d9488",
+    "pruned": "#f59e0b",
+    "fail": "#dc2626",
+}
 TRAIN_COLOUR, VAL_COLOUR = "#2563eb", "#ea580c"
 
 # Confusion matrices
@@ -306,12 +313,13 @@ def draw_reliability(bins: list[dict[str, float]], ece: float) -> Figure:
 
 
 def _best_so_far(summary: SearchSummary) -> tuple[list[int], list[float]]:
-    """The best complete value up to each trial number (from the first complete one on)."""
+    """The best usable value (complete or cut at the deadline) up to each trial number (from
+    the first usable one on)."""
     xs: list[int] = []
     ys: list[float] = []
     best: float | None = None
     for row in summary.trials:
-        if row.state == "COMPLETE" and row.value is not None:
+        if row.state in USABLE_STATES and row.value is not None:
             better = best is None or (
                 row.value < best if summary.direction == "minimize" else row.value > best
             )
@@ -324,13 +332,14 @@ def _best_so_far(summary: SearchSummary) -> tuple[list[int], list[float]]:
 
 @_plain_text
 def draw_history(summary: SearchSummary) -> Figure:
-    """Each trial's objective by trial number, the best so far as a line; a pruned trial at the
-    last value it reported, a failed one on the axis."""
+    """Each trial's objective by trial number, the best so far as a line; a trial the deadline
+    cut at its best epoch's value, a pruned one at the last value it reported, a failed one on
+    the axis."""
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = _new_figure((6.4, 3.9))
     ax = axes[0, 0]
-    for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
+    for state, marker in (("complete", "o"), (CUT_AT_DEADLINE, "s"), ("pruned", "x")):
         points = [
             (r.number, r.value) for r in summary.trials if r.state == state and r.value is not None
         ]
@@ -341,17 +350,17 @@ def draw_history(summary: SearchSummary) -> Figure:
             [y for _, y in points],
             marker=marker,
             color=STATE_COLOURS[state],
-            label=state.lower(),
+            label=STATES[state],
             zorder=3,
         )
-    failed = [r.number for r in summary.trials if r.state == "FAIL"]
+    failed = [r.number for r in summary.trials if r.state == "fail"]
     if failed:
         ax.scatter(
             failed,
             [0] * len(failed),
             marker="v",
-            color=STATE_COLOURS["FAIL"],
-            label="failed",
+            color=STATE_COLOURS["fail"],
+            label=STATES["fail"],
             transform=ax.get_xaxis_transform(),
         )
     best_x, best_y = _best_so_far(summary)

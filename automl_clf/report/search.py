@@ -1,6 +1,10 @@
 """What the search did, read back from the Optuna study: trials by state, the optimisation
-history, parameter importances, the best and runner-up configurations, time spent, and what
-pruning saved.
+history, parameter importances, the best and runner-up configurations, time spent, what
+pruning saved and what the time budget cut.
+
+States are search/record.py's `trial_state`: a trial the time budget cut after an epoch is
+"cut at the deadline", not pruned (it keeps its best epoch and can be the final model), so
+what pruning saved counts the pruner's stops only.
 
 Everything comes from what each trial stored (see search/objective.py), so a report can be made
 from any study, finished or not, on any machine that can open its storage.
@@ -13,11 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-from automl_clf.search.record import StudyRecord, TrialRecord
+from automl_clf.search.record import (
+    CUT_AT_DEADLINE,
+    STATES,
+    USABLE_STATES,
+    StudyRecord,
+    TrialRecord,
+    count_states,
+    trial_state,
+)
+from automl_clf.search.study import trial_values
 
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 # Complete trials below which parameter importances are not shown. Measured (bench/importances.py:
 # random search, one parameter explaining 90 % of the objective's variance among 3, 6 or 10):
 # with 5 complete trials fANOVA ranks it first in only 22-78 % of studies; with 10 in
@@ -36,24 +48,32 @@ IMPORTANCE_METHOD = (
 @dataclass(frozen=True)
 class TrialRow:
     number: int
-    state: str
-    value: float | None  # the (first) objective; the last reported value for a pruned trial
+    state: str  # trial_state: "complete", "cut_at_deadline", "pruned", "fail", …
+    # the (first) objective: a trial the deadline cut, its best epoch's; a pruned trial, the
+    # last value it reported
+    value: float | None
     params: dict[str, Any]
     seconds: float  # wall-clock duration (0 while running)
     epochs_run: int | None
     max_epochs: int | None  # the trial's train.epochs
     record: TrialRecord  # val metrics, n_params, latency_ms, fail_reason, …
 
+    @property
+    def state_name(self) -> str:
+        """The state for people: `complete`, `cut at the deadline`, `pruned`, `failed`, …"""
+        return STATES[self.state]
+
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRow:
-        value = trial.values[0] if trial.values else None  # the first objective of several
+        values = trial_values(trial)
+        value = values[0] if values else None  # the first objective of several
         if value is None and trial.intermediate_values:
             value = trial.intermediate_values[max(trial.intermediate_values)]
         record = TrialRecord.of(trial)
         config = record.config or {}
         return cls(
             number=trial.number,
-            state=trial.state.name,
+            state=trial_state(trial),
             value=value,
             params=dict(trial.params),
             seconds=trial.duration.total_seconds() if trial.duration is not None else 0.0,
@@ -68,16 +88,18 @@ class SearchSummary:
     study_name: str
     objective: str
     direction: str  # "minimize" or "maximize"
-    counts: dict[str, int]  # trials per state, in STATES order
+    counts: dict[str, int]  # trials per state held (trial_state), in STATES order
     trials: list[TrialRow]  # in trial-number order
-    ranked: list[TrialRow]  # complete trials, best first
+    ranked: list[TrialRow]  # usable trials (complete or cut at the deadline), best first
+    n_complete: int  # trials Optuna holds as COMPLETE: what the importances are computed on
     seconds_by_state: dict[str, float]
     wall_seconds: float  # first trial's start to the last one's end
     importances: dict[str, float] = field(default_factory=dict)  # param -> share, summing to 1
     importance_note: str = ""  # why there are none, when there are none
-    pruned_epochs_run: int = 0
+    pruned_epochs_run: int = 0  # trials the pruner stopped (never those the deadline cut)
     pruned_epochs_saved: int = 0  # epochs the pruned trials did not run (at most)
     pruned_seconds_saved: float = 0.0  # those epochs at each pruned trial's own pace
+    cut_epochs_run: int = 0  # epochs the trials the time budget cut ran, in all
 
     @property
     def best(self) -> TrialRow | None:
@@ -89,10 +111,14 @@ def summarise_search(study: optuna.Study) -> SearchSummary:
     frozen = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     rows = [TrialRow.of(t) for t in frozen]
     direction = study.directions[0].name.lower()  # a multi-objective study: the first
-    complete = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
+    usable = [
+        r
+        for r in rows
+        if r.state in USABLE_STATES and r.value is not None and math.isfinite(r.value)
+    ]
     sign = 1.0 if direction == "minimize" else -1.0
-    ranked = sorted(complete, key=lambda r: sign * (r.value or 0.0))
-    counts = {s: sum(1 for r in rows if r.state == s) for s in STATES}
+    ranked = sorted(usable, key=lambda r: (sign * (r.value or 0.0), r.number))
+    counts = count_states(frozen)
     seconds = {s: sum(r.seconds for r in rows if r.state == s) for s in STATES}
     starts = [t.datetime_start for t in frozen if t.datetime_start is not None]
     ends = [t.datetime_complete for t in frozen if t.datetime_complete is not None]
@@ -104,6 +130,7 @@ def summarise_search(study: optuna.Study) -> SearchSummary:
         counts={s: n for s, n in counts.items() if n},
         trials=rows,
         ranked=ranked,
+        n_complete=sum(t.state == TrialState.COMPLETE for t in frozen),
         seconds_by_state={s: v for s, v in seconds.items() if counts[s]},
         wall_seconds=wall,
     )
@@ -118,8 +145,11 @@ def _first(objective: Any) -> str:
 
 
 def _add_pruning_savings(summary: SearchSummary) -> None:
+    """What the pruner saved (its stops only), and the epochs the deadline's cuts ran."""
     for row in summary.trials:
-        if row.state != "PRUNED" or not row.epochs_run or not row.max_epochs:
+        if row.state == CUT_AT_DEADLINE:
+            summary.cut_epochs_run += row.epochs_run or 0
+        if row.state != "pruned" or not row.epochs_run or not row.max_epochs:
             continue
         saved = max(0, row.max_epochs - row.epochs_run)
         pace = (row.record.train_seconds or 0.0) / row.epochs_run
@@ -131,7 +161,7 @@ def _add_pruning_savings(summary: SearchSummary) -> None:
 def _add_importances(summary: SearchSummary, study: optuna.Study) -> None:
     """fANOVA importances of the params every complete trial shares (seeded: reproducible),
     from MIN_IMPORTANCE_TRIALS complete trials on; below, the note says why there are none."""
-    n = len(summary.ranked)
+    n = summary.n_complete
     if n < MIN_IMPORTANCE_TRIALS:
         summary.importance_note = (
             f"not shown below {MIN_IMPORTANCE_TRIALS} complete trials (this study has {n}): "

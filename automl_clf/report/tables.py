@@ -10,6 +10,7 @@ import numpy as np
 
 from automl_clf.report.content import ReportContent
 from automl_clf.report.search import IMPORTANCE_METHOD, SearchSummary, TrialRow
+from automl_clf.search.record import CUT_AT_DEADLINE, STATES, counts_text
 
 METRICS = (  # label, metrics.json key
     ("accuracy", "accuracy"),
@@ -256,23 +257,30 @@ def formats_table(content: ReportContent) -> Table:
 
 
 def search_sentences(search: SearchSummary) -> list[str]:
-    """Trials by state, time spent and what pruning saved, one sentence each."""
-    states = ", ".join(f"{n} {s.lower()}" for s, n in search.counts.items())
-    time = ", ".join(f"{s.lower()} {duration(v)}" for s, v in search.seconds_by_state.items())
+    """Trials by state, time spent, what pruning saved (the pruner's stops only) and what the
+    time budget cut, one sentence each."""
+    states = counts_text(search.counts)
+    time = ", ".join(f"{STATES[s]} {duration(v)}" for s, v in search.seconds_by_state.items())
     sentences = [
         f"{len(search.trials)} trials ({states}), optimising {search.objective} "
         f"({search.direction}).",
         f"Time: {duration(search.wall_seconds)} from the first trial's start to the last one's "
         f"end; trial time by state: {time}.",
     ]
-    n_pruned = search.counts.get("PRUNED", 0)
+    n_pruned = search.counts.get("pruned", 0)
     if n_pruned:
         sentences.append(
             f"Pruning stopped {n_pruned} trial(s) after {search.pruned_epochs_run} epochs in "
             f"all, saving up to {search.pruned_epochs_saved} epochs (about "
             f"{duration(search.pruned_seconds_saved)} at those trials' own pace)."
         )
-    failed = [r for r in search.trials if r.state == "FAIL"]
+    n_cut = search.counts.get(CUT_AT_DEADLINE, 0)
+    if n_cut:
+        sentences.append(
+            f"The time budget cut {n_cut} trial(s) after {search.cut_epochs_run} epochs in all; "
+            "each keeps its best epoch and can be the final model."
+        )
+    failed = [r for r in search.trials if r.state == "fail"]
     if failed:
         reasons = "; ".join(f"#{r.number}: {_fail_reason(r)}" for r in failed[:5])
         sentences.append(f"Failed: {reasons}" + (" …" if len(failed) > 5 else "."))
@@ -280,7 +288,7 @@ def search_sentences(search: SearchSummary) -> list[str]:
 
 
 def comparison_table(search: SearchSummary) -> Table | None:
-    """The best and runner-up complete trials side by side."""
+    """The best and runner-up usable trials (complete or cut at the deadline) side by side."""
     ranked = search.ranked[:2]
     if not ranked:
         return None
@@ -304,7 +312,7 @@ def trials_table(search: SearchSummary) -> Table:
     rows = [
         [
             f"#{r.number}",
-            r.state.lower(),
+            r.state_name,
             number(r.value),
             _epochs(r),
             f"{r.seconds:.1f}",

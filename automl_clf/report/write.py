@@ -89,7 +89,7 @@ def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
     if search is not None and search.trials:
         save_figure(draw_history(search), figures["history"])
     if search is not None and search.importances:
-        importances = draw_importances(search.importances, len(search.ranked))
+        importances = draw_importances(search.importances, search.n_complete)
         save_figure(importances, figures["importances"])
     mistakes = content.mistakes()
     if mistakes:

@@ -17,12 +17,18 @@ read the same thing.
 
 The values of `fail_reason` that mean "not the configuration's fault", and of `stopped_by`, are
 the constants below; errors.py says which failures stop a search and which fail their trial.
+
+A trial's state, as every command, display and report names it, is `trial_state`: Optuna's, but
+for a trial the time budget cut after an epoch (`stopped_by: deadline`), which Optuna holds as
+PRUNED (one objective: samplers rank it below complete trials) or COMPLETE (several) and which
+keeps its best epoch like a complete one: "cut at the deadline". `STATES` gives each state's
+name for people; JSON carries the key.
 """
 
 from __future__ import annotations
 
 import traceback as tracebacks
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,6 +40,19 @@ OUT_OF_MEMORY = "out of memory"  # how an out-of-memory fail_reason begins
 DEADLINE = "deadline"  # stopped_by: the time budget stopped it after an epoch (kept, PRUNED)
 FAIL_REASON_CHARS = 500  # an out-of-memory message is cut to this many characters
 TRACEBACK_CHARS = 4000  # a stored traceback keeps its last this many characters
+
+
+CUT_AT_DEADLINE = "cut_at_deadline"  # trial_state: the time budget cut it after an epoch
+STATES = {  # trial_state -> its name for people, in the order counts are listed
+    "complete": "complete",
+    CUT_AT_DEADLINE: "cut at the deadline",
+    "pruned": "pruned",  # by the pruner only
+    "fail": "failed",
+    "running": "running",
+    "waiting": "waiting",
+}
+USABLE_STATES = ("complete", CUT_AT_DEADLINE)  # a result the final model can be made of
+USABLE = "complete or cut at the deadline"  # how messages say which trials are usable
 
 
 class _Owner(Protocol):
@@ -152,6 +171,51 @@ class TrialRecord(UserAttrs):
     def stopped_by_deadline(self) -> bool:
         """Whether the time budget stopped it after an epoch: its best epoch counts."""
         return self.stopped_by == DEADLINE
+
+
+class _Trial(Protocol):
+    """An Optuna trial, frozen or running: a state and user attributes."""
+
+    @property
+    def state(self) -> Any: ...  # an optuna.trial.TrialState
+
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+def trial_state(trial: _Trial) -> str:
+    """`trial`'s state as autoclf names it (a key of `STATES`; see the module docstring): Optuna's
+    in lower case, or CUT_AT_DEADLINE for a finished trial the time budget cut after an epoch."""
+    state = str(trial.state.name).lower()
+    if (
+        state in ("complete", "pruned")
+        and TrialRecord.from_attrs(trial.user_attrs).stopped_by_deadline
+    ):
+        return CUT_AT_DEADLINE
+    return state
+
+
+def state_name(trial: _Trial) -> str:
+    """`trial`'s state for people: `complete`, `cut at the deadline`, `pruned`, `failed`, …"""
+    return STATES[trial_state(trial)]
+
+
+def count_states(trials: Iterable[_Trial]) -> dict[str, int]:
+    """Trials per `trial_state`, every state listed, in `STATES` order."""
+    counts = dict.fromkeys(STATES, 0)
+    for trial in trials:
+        counts[trial_state(trial)] += 1
+    return counts
+
+
+def n_usable(counts: Mapping[str, int]) -> int:
+    """Of `count_states`' counts, the usable results: complete or cut at the deadline."""
+    return sum(counts.get(state, 0) for state in USABLE_STATES)
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """`3 complete, 2 cut at the deadline, 1 pruned`: the states held, by their names."""
+    return ", ".join(f"{n} {STATES[s]}" for s, n in counts.items() if n) or "no trials"
 
 
 def short_traceback(exc: BaseException) -> str:

@@ -31,7 +31,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_clf.data.dataset import Dataset
 from automl_clf.errors import StudyError
-from automl_clf.search.record import StudyRecord, TrialRecord
+from automl_clf.search.record import (
+    USABLE,
+    USABLE_STATES,
+    StudyRecord,
+    TrialRecord,
+    count_states,
+    counts_text,
+    trial_state,
+)
 from automl_clf.search.samplers import build_pruner, build_sampler
 from automl_clf.search.storage import StudyLock, open_storage, storage_faults, storage_file
 from automl_clf.spec.describe import describe_space, grid_points
@@ -260,9 +268,8 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=FINISHED)
 
 
-def _no_complete_trial(study: optuna.Study, what: str) -> StudyError:
-    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
-    held = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no trials"
+def _no_usable_trial(study: optuna.Study, what: str) -> StudyError:
+    held = counts_text(count_states(study.get_trials(deepcopy=False)))
     return StudyError(
         f"study {study.study_name!r} has no {what} yet ({held}); run `autoclf search SPEC` to "
         "finish some"
@@ -281,10 +288,9 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
     ranked = ranked_trials(study)
     if ranked:
         return ranked[0]
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise _no_complete_trial(study, "complete trial")
-    what = "feasible complete trial (within study.constraints)"
-    raise _no_complete_trial(study, what)
+    if not any(trial_state(t) in USABLE_STATES for t in study.get_trials(deepcopy=False)):
+        raise _no_usable_trial(study, f"usable trial ({USABLE})")
+    raise _no_usable_trial(study, f"usable trial ({USABLE}) within study.constraints")
 
 
 def trial_value(trial: FrozenTrial) -> float:
@@ -297,6 +303,16 @@ def trial_value(trial: FrozenTrial) -> float:
     return float(value) if value is not None else math.nan
 
 
+def trial_values(trial: FrozenTrial) -> list[float] | None:
+    """A trial's objective values as autoclf ranks them: Optuna's, but for a trial a time
+    budget cut (PRUNED, one objective) its best epoch's (`objective_value`), not the last
+    epoch's that Optuna holds for it. A pruned trial's are its last reported value."""
+    record = TrialRecord.of(trial)
+    if trial.state == TrialState.PRUNED and record.stopped_by_deadline:
+        return None if record.objective_value is None else [record.objective_value]
+    return trial.values
+
+
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """A single-objective study's candidates for the final model, best first: its COMPLETE
     trials and those a time budget cut after an epoch (user attribute `stopped_by: deadline`,
@@ -306,9 +322,7 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     candidates = [
         t
         for t, record in records
-        if (t.state == TrialState.COMPLETE or record.stopped_by_deadline)
-        and record.feasible
-        and math.isfinite(trial_value(t))
+        if trial_state(t) in USABLE_STATES and record.feasible and math.isfinite(trial_value(t))
     ]
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     return sorted(candidates, key=lambda t: (sign * trial_value(t), t.number))

@@ -3,7 +3,10 @@
 
 The tables of cli/tables.py show the same facts to people; these dicts are their contract with
 programs: keys are stable, times are ISO 8601, durations in seconds, and a value that is not a
-finite number (a diverged loss) is null, since JSON has no NaN.
+finite number (a diverged loss) is null, since JSON has no NaN. A trial's `state` is
+search/record.py's `trial_state` (`complete`, `cut_at_deadline`, `pruned`, `fail`, `running`,
+`waiting`), the keys the counts use; `optuna_state` is what Optuna holds (PRUNED for a trial
+the time budget cut after an epoch, COMPLETE in a multi-objective study).
 """
 
 from __future__ import annotations
@@ -15,8 +18,19 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_clf.search.record import TrialRecord
-from automl_clf.search.study import best_trial, fail_reason, pareto_front, ranked_trials
+from automl_clf.search.record import (
+    TrialRecord,
+    count_states,
+    n_usable,
+    trial_state,
+)
+from automl_clf.search.study import (
+    best_trial,
+    fail_reason,
+    pareto_front,
+    ranked_trials,
+    trial_values,
+)
 
 METRIC_FIELDS = (  # TrialRecord fields a trial summary lists under "metrics", when measured
     "val_loss",
@@ -32,14 +46,16 @@ METRIC_FIELDS = (  # TrialRecord fields a trial summary lists under "metrics", w
 
 
 def trial_summary(trial: FrozenTrial, objectives: tuple[str, ...]) -> dict[str, Any]:
-    """One trial: number, state, objective values by name (null unless COMPLETE), params, its
-    best epoch's metrics, who ran it and when; why it failed, or how far a running one got."""
+    """One trial: number, state (and Optuna's), objective values by name (a trial the
+    deadline cut: its best epoch's; a pruned one: its last reported), params, its best epoch's
+    metrics, who ran it and when; why it failed, or how far a running one got."""
     record = TrialRecord.of(trial)
     metrics = {name: getattr(record, name) for name in METRIC_FIELDS}
     summary: dict[str, Any] = {
         "number": trial.number,
-        "state": trial.state.name,
-        "values": _named(trial.values, objectives),
+        "state": trial_state(trial),
+        "optuna_state": trial.state.name,
+        "values": _named(trial_values(trial), objectives),
         "params": dict(trial.params),
         "metrics": {name: value for name, value in metrics.items() if value is not None},
         "worker": record.worker,
@@ -55,11 +71,6 @@ def trial_summary(trial: FrozenTrial, objectives: tuple[str, ...]) -> dict[str, 
     if trial.state == TrialState.RUNNING:
         summary["epochs_reported"] = len(trial.intermediate_values)
     return _json_safe(summary)
-
-
-def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Trials per state, every state listed (lower-case names, as the tables show them)."""
-    return {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
 
 
 def best_summary(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, Any]:
@@ -108,7 +119,7 @@ def worker_summaries(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
     summaries = []
     for worker, own in sorted(workers.items()):
         starts = [t.datetime_start for t in own if t.datetime_start is not None]
-        counts = state_counts(own)
+        counts = count_states(own)
         del counts["waiting"]
         last = _iso(max(starts)) if starts else None
         summaries.append({"worker": worker, "trials": counts, "last_started": last})
@@ -116,11 +127,15 @@ def worker_summaries(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
 
 
 def _study_head(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, Any]:
+    """The study, its trials by state, and how many are usable results (complete or cut at
+    the deadline: what the final model can be made of)."""
+    counts = count_states(study.get_trials(deepcopy=False))
     return {
         "study": study.study_name,
         "objectives": list(objectives),
         "directions": [d.name.lower() for d in study.directions],
-        "trials": state_counts(study.get_trials(deepcopy=False)),
+        "trials": counts,
+        "usable": n_usable(counts),
     }
 
 

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 import automl_clf
 from automl_clf.cli import app
 from automl_clf.errors import SpecError
+from automl_clf.search.study import load_existing_study
 from automl_clf.spec.load import apply_overrides, load_spec, parse_override
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import CUT_EPOCHS, tiny_spec, write_spec
 
 runner = CliRunner()
 COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
@@ -166,12 +167,68 @@ def test_best_json_parses_and_names_the_best_trial(searched: Path) -> None:
     assert result.exit_code == 0, result.output
     best = json.loads(result.stdout)
     trial = best["best_trial"]
-    assert trial["state"] == "COMPLETE"
+    assert trial["state"] == "complete" and trial["optuna_state"] == "COMPLETE"
     assert set(trial["params"]) >= {"train.lr", "model.dropout"}
     assert trial["metrics"]["val_loss"] == trial["values"]["val_loss"]
     assert trial["metrics"]["best_epoch"] >= 1
     table = runner.invoke(app, ["best", str(searched)])
     assert f"Best trial #{trial['number']}" in table.output
+
+
+def test_status_and_best_name_a_trial_cut_at_the_deadline_and_count_it_usable(
+    deadline_study: Path,
+) -> None:
+    """Issue 17: a trial the time budget cut (Optuna: PRUNED) was 'pruned' and `status` said
+    'no complete (feasible) trial yet'. It is 'cut at the deadline', usable, and the best."""
+    status = runner.invoke(app, ["status", str(deadline_study)])
+    assert status.exit_code == 0, status.output
+    text = " ".join(status.output.split())
+    assert "2 trials, 1 usable (complete or cut at the deadline)" in text
+    assert "no usable trial" not in text and "no complete" not in text
+    assert "best trial #0 (cut at the deadline): val_loss" in text
+    header, counts = [line.split("┃" if "┃" in line else "│") for line in _table_rows(status)]
+    by_state = dict(zip([h.strip() for h in header], [c.strip() for c in counts], strict=True))
+    assert by_state["cut at the deadline"] == "1" and by_state["pruned"] == "1"
+    assert by_state["complete"] == "0"
+
+    best = runner.invoke(app, ["best", str(deadline_study)])
+    assert best.exit_code == 0, best.output
+    text = " ".join(best.output.split())
+    assert "1 cut at the deadline, 1 pruned" in text
+    assert "Best trial #0" in text and "│ state │ cut at the deadline │" in text
+
+
+def _table_rows(result: Any) -> list[str]:
+    """The header and the one row of `status`'s first table (trials by state)."""
+    lines = result.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "usable" in line)
+    return [line for line in lines[start:] if "┃" in line or "│" in line][:2]
+
+
+def test_status_and_best_json_give_a_cut_trial_its_own_state_and_best_epoch_value(
+    deadline_study: Path,
+) -> None:
+    spec = load_spec(deadline_study)
+    study = load_existing_study(spec.study.storage, spec.study.name)
+    cut = study.trials[0]
+    for command in ("status", "best"):
+        result = runner.invoke(app, [command, str(deadline_study), "--format", "json"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["trials"]["cut_at_deadline"] == 1 and summary["trials"]["pruned"] == 1
+        assert summary["trials"]["complete"] == 0 and summary["usable"] == 1
+        trial = summary["best_trial"]
+        assert trial["number"] == 0
+        assert trial["state"] == "cut_at_deadline" and trial["optuna_state"] == "PRUNED"
+        assert trial["stopped_by"] == "deadline"
+        # the best epoch's value, not the last epoch's that Optuna holds for a pruned trial
+        assert trial["values"]["val_loss"] == cut.user_attrs["objective_value"]
+        assert trial["metrics"]["epochs_run"] == CUT_EPOCHS
+    status = json.loads(
+        runner.invoke(app, ["status", str(deadline_study), "--format", "json"]).stdout
+    )
+    (worker,) = status["workers"]
+    assert worker["trials"]["cut_at_deadline"] == 1 and worker["trials"]["pruned"] == 1
 
 
 def test_best_export_json_reports_the_export(searched: Path, tmp_path: Path) -> None:

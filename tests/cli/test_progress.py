@@ -27,7 +27,7 @@ from automl_clf.spec.space import FixedParams
 from automl_clf.spec.warmstart import default_params
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.trainer import EpochResult
-from tests.conftest import Ensembled, tiny_spec, write_spec
+from tests.conftest import CUT_EPOCHS, Ensembled, tiny_spec, write_spec
 from tests.search.test_eta import Clock
 
 runner = CliRunner()
@@ -100,7 +100,7 @@ def test_the_running_trial_shows_its_backbone_params_and_own_elapsed(
     clock.now += 5
     display.trial_started(1, PARAMS, config)
     clock.now += 7
-    second = shown(display).split("#0   COMPLETE")[-1]
+    second = shown(display).split("#0   complete")[-1]
     assert "#1 cnn" in second
     assert "0:00:07" in second  # trial #1's own time, not trial #0's 1:30 nor the search's
     assert "0:01:42" in second  # the search's, on the trials' row
@@ -169,7 +169,7 @@ def test_piped_lines_are_never_wrapped(config: TrialConfig) -> None:
     assert len(started) == 1 and len(started[0]) > 80
     assert "param_0=0" in started[0] and "param_11=0.011" in started[0]
     assert "[0/2 finished, ETA ?]" in started[0]
-    (ended,) = [line for line in lines if line.startswith("#0   COMPLETE")]
+    (ended,) = [line for line in lines if line.startswith("#0   complete")]
     assert "[1/2 finished" in ended
 
 
@@ -206,9 +206,30 @@ def test_other_workers_trials_are_read_from_the_study(config: TrialConfig) -> No
     display.epoch_done(1, epoch(1, seconds=5.0), max_epochs=3)
     lines = console.export_text().splitlines()
     (line,) = [line for line in lines if line.startswith("#2 ")]
-    assert "COMPLETE" in line and "(worker elsewhere:42)" in line and "[2/3 finished" in line
+    assert "complete" in line and "(worker elsewhere:42)" in line and "[2/3 finished" in line
     assert not [line for line in lines if line.startswith("#0 ")]
     assert display.finished == {0, 2}
+
+
+def test_a_trial_cut_at_the_deadline_is_not_shown_as_pruned(deadline_study: Path) -> None:
+    """Issue 17: the live line said PRUNED for a trial the time budget cut, which keeps its best
+    epoch; only the pruner's stop is 'pruned'."""
+    spec = load_spec(deadline_study)
+    stored = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage).trials
+    clock, console = Clock(), piped()
+    study = optuna.create_study()
+    display = SearchProgress(console, target=None, clock=clock)
+    display.search_started(study, None, budget=None, workers=2)
+    study.add_trials(stored)  # ended in another worker as the display watched
+    clock.now += POLL_S
+    display.poll()
+    lines = console.export_text().splitlines()
+    (cut,) = [line for line in lines if line.startswith("#0 ")]
+    (pruned,) = [line for line in lines if line.startswith("#1 ")]
+    assert cut.startswith("#0   cut at the deadline val loss") and "pruned" not in cut
+    assert f"({CUT_EPOCHS} ep," in cut
+    assert pruned.startswith("#1   pruned   val loss")
+    assert display.finished == {0, 1}
 
 
 def test_the_final_retrain_shows_its_epochs_over_every_run_with_an_eta() -> None:

@@ -34,7 +34,7 @@ from automl_clf.final.folder import (
     staged_export,
 )
 from automl_clf.final.predictor import BATCH_SIZE, predict_files
-from automl_clf.final.retrain import retrain
+from automl_clf.final.retrain import choose_members, retrain
 from automl_clf.final.tta import evaluate_tta, tta_views
 from automl_clf.models.factory import build_model
 from automl_clf.search.storage import trial_artifacts_dir
@@ -863,9 +863,31 @@ def test_an_ensemble_export_is_one_folder_that_lists_its_members(
 
 
 def test_fewer_trials_than_the_ensemble_asks_for_is_said(ensembled: Ensembled) -> None:
-    said = "final.ensemble is 4, but study 'tiny' holds only 3 complete feasible trial(s)"
+    said = (
+        "final.ensemble is 4, but study 'tiny' holds only 3 usable trial(s) (complete or cut "
+        "at the deadline, feasible)"
+    )
     assert said in one_line(ensembled.output)
     assert said in (ensembled.folder / "report" / "report.md").read_text().replace("\\", "")
+
+
+def test_trials_cut_at_the_deadline_count_toward_the_ensemble_and_are_said_to(
+    deadline_study: Path,
+) -> None:
+    """Issue 17: two trials a time budget cut were 'only 2 complete feasible trial(s)'. The note
+    counts usable trials, complete or cut at the deadline, and says so."""
+    spec = automl_clf.load_spec(deadline_study, overrides={"final.ensemble": 3})
+    stored = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
+    study = optuna.create_study(study_name=spec.study.name)
+    study.add_trials(stored.trials)  # #0 cut at the deadline, #1 pruned
+    cut_value = stored.trials[0].user_attrs["objective_value"]
+    study.add_trial(optuna.trial.create_trial(value=cut_value + 1.0))  # #2 complete, worse
+    members, notes = choose_members(study, spec)
+    assert [t.number for t in members] == [0, 2]
+    assert notes == [
+        "final.ensemble is 3, but study 'tiny' holds only 2 usable trial(s) (complete or cut at "
+        "the deadline, feasible): the ensemble averages those 2"
+    ]
 
 
 def test_an_ensemble_retrains_each_member(ensembled: Ensembled, tmp_path: Path) -> None:

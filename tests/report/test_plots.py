@@ -141,7 +141,7 @@ def preview(n: int = 16) -> AugmentedPreview:
 
 def searched(n_complete: int, name: str = "model.cnn.filters") -> optuna.Study:
     """A study of `n_complete` complete trials over two parameters (the first with a long
-    name), one pruned and one failed trial."""
+    name), one cut at the deadline, one pruned and one failed trial."""
     study = optuna.create_study()
     rng = np.random.default_rng(0)
     lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
@@ -153,11 +153,15 @@ def searched(n_complete: int, name: str = "model.cnn.filters") -> optuna.Study:
             params=params, distributions={"train.lr": lr, name: width}, value=value
         )
         study.add_trial(trial)
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.PRUNED, intermediate_values={1: 1.0}
+    cut = {"stopped_by": "deadline", "objective_value": 0.8}  # as the objective writes it
+    for attrs in (cut, {}):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.PRUNED,
+                intermediate_values={1: 0.8, 2: 0.9} if attrs else {1: 1.0},
+                user_attrs=attrs,
+            )
         )
-    )
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     return study
 

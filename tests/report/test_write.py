@@ -23,6 +23,7 @@ from automl_clf.report.metrics import (
 )
 from automl_clf.report.search import MIN_IMPORTANCE_TRIALS, summarise_search
 from automl_clf.report.write import FIGURES, write_report
+from automl_clf.search.record import trial_state
 from automl_clf.spec import load_spec
 from automl_clf.train.metrics import summarise
 from tests.conftest import Ensembled, Exported
@@ -145,7 +146,7 @@ def test_search_summary_reads_the_study(exported: Exported) -> None:
     assert spec.study.storage is not None and spec.study.name is not None
     study = optuna.load_study(study_name=spec.study.name, storage=spec.study.storage)
     summary = summarise_search(study)
-    states = [t.state.name for t in study.trials]
+    states = [trial_state(t) for t in study.trials]
     assert sum(summary.counts.values()) == len(states) == 3
     assert summary.counts == {s: states.count(s) for s in summary.counts}
     assert summary.best is not None and summary.best.number == study.best_trial.number
@@ -153,7 +154,7 @@ def test_search_summary_reads_the_study(exported: Exported) -> None:
     assert values == sorted(values)  # best first: the tiny spec minimises val_loss
     assert summary.importances == {}  # 3 trials: too few to rank parameters
     assert f"below {MIN_IMPORTANCE_TRIALS} complete trials" in summary.importance_note
-    pruned = [r for r in summary.trials if r.state == "PRUNED"]
+    pruned = [r for r in summary.trials if r.state == "pruned"]
     assert summary.pruned_epochs_saved == sum(3 - (r.epochs_run or 0) for r in pruned)
 
 

@@ -5,7 +5,6 @@ retried first), epochs per trial."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
@@ -14,11 +13,10 @@ from typer.testing import CliRunner
 
 from automl_clf.cli import app
 from automl_clf.search.budget import Budget
-from automl_clf.search.objective import QuietObserver
 from automl_clf.search.run import run_search
 from automl_clf.search.study import best_trial, ranked_trials
 from automl_clf.spec import load_spec
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import SteppedClock, jump_at, tiny_spec, write_spec
 
 runner = CliRunner()
 
@@ -46,34 +44,6 @@ def test_timeout_ends_the_command_with_the_running_trial_finished_or_failed(
         assert cut.state == TrialState.FAIL and cut.user_attrs["fail_reason"] == "timeout"
 
 
-class SteppedClock:
-    """A clock that only moves when told: `jump()` puts it past any deadline."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def jump(self) -> None:
-        self.now += 10**6
-
-
-class JumpAt(QuietObserver):
-    """A search observer that moves the clock past the deadline at one moment of a trial."""
-
-    def __init__(self, clock: SteppedClock, *, epoch: int | None = None) -> None:
-        self.clock, self.epoch = clock, epoch
-
-    def trial_started(self, number: int, params: dict[str, Any], config: Any) -> None:
-        if self.epoch is None:
-            self.clock.jump()
-
-    def epoch_done(self, number: int, epoch: Any, max_epochs: int) -> None:
-        if epoch.epoch == self.epoch:
-            self.clock.jump()
-
-
 def test_a_deadline_after_an_epoch_keeps_the_best_one_as_a_pruned_trial(
     tmp_path: Path, digits_root: Path
 ) -> None:
@@ -81,7 +51,7 @@ def test_a_deadline_after_an_epoch_keeps_the_best_one_as_a_pruned_trial(
     spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
     clock = SteppedClock()
     result = run_search(
-        spec, budget=Budget.start(60, clock), observer=JumpAt(clock, epoch=2), jobs=1
+        spec, budget=Budget.start(60, clock), observer=jump_at(clock, epoch=2), jobs=1
     )
     assert result.timed_out and result.n_ran == 1
     (cut,) = result.study.trials
@@ -100,7 +70,7 @@ def test_a_deadline_in_the_first_epoch_fails_the_trial_and_the_rerun_retries_it(
     raw = tiny_spec(digits_root, tmp_path, study={"n_trials": 2}, train={"epochs": 2})
     spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
     clock = SteppedClock()
-    result = run_search(spec, budget=Budget.start(60, clock), observer=JumpAt(clock), jobs=1)
+    result = run_search(spec, budget=Budget.start(60, clock), observer=jump_at(clock), jobs=1)
     (cut,) = result.study.trials
     assert cut.state == TrialState.FAIL and cut.user_attrs["fail_reason"] == "timeout"
 

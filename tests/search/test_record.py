@@ -10,10 +10,17 @@ from pydantic import ValidationError
 
 from automl_clf.search import run_search
 from automl_clf.search.record import (
+    CUT_AT_DEADLINE,
+    STATES,
     TRACEBACK_CHARS,
     StudyRecord,
     TrialRecord,
+    count_states,
+    counts_text,
+    n_usable,
     short_traceback,
+    state_name,
+    trial_state,
 )
 from automl_clf.spec import load_spec
 from tests.conftest import tiny_spec, write_spec
@@ -93,6 +100,59 @@ def test_a_trial_is_retried_first_when_it_failed_through_no_fault_of_its_own(
     attrs: dict[str, object], retried: bool
 ) -> None:
     assert TrialRecord.from_attrs(attrs).retried_first is retried
+
+
+DEADLINE_CUT = {"stopped_by": "deadline", "objective_value": 0.5}  # as the objective writes it
+TrialState = optuna.trial.TrialState
+
+
+@pytest.mark.parametrize(
+    ("state", "values", "attrs", "expected"),
+    [
+        (TrialState.COMPLETE, [0.5], {}, "complete"),
+        (TrialState.PRUNED, None, {}, "pruned"),  # the pruner stopped it
+        (TrialState.PRUNED, None, DEADLINE_CUT, CUT_AT_DEADLINE),  # one objective
+        (TrialState.COMPLETE, [0.5, 3.0], {"stopped_by": "deadline"}, CUT_AT_DEADLINE),  # several
+        (TrialState.FAIL, None, {"fail_reason": "timeout"}, "fail"),
+        (TrialState.RUNNING, None, {}, "running"),
+        (TrialState.WAITING, None, {}, "waiting"),
+    ],
+)
+def test_a_trial_the_deadline_cut_is_named_so_whatever_optuna_holds_it_as(
+    state: TrialState, values: list[float] | None, attrs: dict[str, object], expected: str
+) -> None:
+    directions = ["minimize"] * (len(values) if values else 1)
+    study = optuna.create_study(directions=directions)
+    study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=attrs))
+    (trial,) = study.trials  # as stored and read back
+    assert trial_state(trial) == expected
+    assert state_name(trial) == STATES[expected]
+
+
+def test_counts_list_every_state_and_usable_ones_are_complete_or_cut() -> None:
+    study = optuna.create_study()
+    for state, attrs in [
+        (TrialState.COMPLETE, {}),
+        (TrialState.PRUNED, DEADLINE_CUT),
+        (TrialState.PRUNED, DEADLINE_CUT),
+        (TrialState.PRUNED, {}),
+        (TrialState.FAIL, {}),
+    ]:
+        value = 0.5 if state == TrialState.COMPLETE else None
+        study.add_trial(optuna.trial.create_trial(state=state, value=value, user_attrs=attrs))
+    counts = count_states(study.trials)
+    assert list(counts) == list(STATES)
+    assert counts == {
+        "complete": 1,
+        CUT_AT_DEADLINE: 2,
+        "pruned": 1,
+        "fail": 1,
+        "running": 0,
+        "waiting": 0,
+    }
+    assert n_usable(counts) == 3
+    assert counts_text(counts) == "1 complete, 2 cut at the deadline, 1 pruned, 1 failed"
+    assert counts_text(count_states([])) == "no trials"
 
 
 def _raise_nested(depth: int, message: str) -> None:
