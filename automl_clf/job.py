@@ -26,9 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from automl_clf.budget_plan import BudgetPlan, plan_budget, probe_with
 from automl_clf.data.dataset import Dataset, load_dataset
 from automl_clf.data.preprocess import Decoding
+from automl_clf.errors import StudyError
 from automl_clf.final.allowance import Allowance
 from automl_clf.final.export import ExportResult, write_export
 from automl_clf.final.folder import check_replaceable
@@ -49,10 +52,10 @@ from automl_clf.search.budget import (
 from automl_clf.search.objective import SearchObserver
 from automl_clf.search.record import StudyRecord
 from automl_clf.search.run import SearchResult, run_search
-from automl_clf.spec.models import ResolvedSpec, Spec
-from automl_clf.spec.resolve import resolve
-from automl_clf.spec.space import FixedParams
-from automl_clf.spec.warmstart import default_params
+from automl_clf.search.storage import storage_faults
+from automl_clf.search.study import load_existing_study, open_study
+from automl_clf.search.workers import default_jobs, threads_split
+from automl_clf.spec.models import ResolvedSpec
 from automl_clf.train.device import resolve_device
 from automl_clf.train.session import probe_epoch_seconds
 
@@ -72,6 +75,7 @@ def run_job(
     *,
     n_trials: int | None = None,
     observer: SearchObserver | None = None,
+    planned: Callable[[BudgetPlan], None] | None = None,
     final_started: Callable[[int, FinalEstimate | None], None] | None = None,
     on_final: OnProgress | None = None,
     force: bool = False,
@@ -84,6 +88,8 @@ def run_job(
 
     Args:
         observer: hears about the search (the CLI's live display).
+        planned: told, before the first trial, what the budget buys and what
+            `study.fit_budget` changed to make the spec fit it (budget_plan.py).
         final_started: told when the final step starts: how many members it retrains (best
             first), and its estimate.
         on_final: told how the final step goes: the retrain's epochs, the test, the export
@@ -108,7 +114,9 @@ def run_job(
     sizes = DataSizes(len(decoded["train"]), len(decoded["val"]), len(decoded["test"]))
     if budget is not None:
         budget.record("start", actual_s=budget.elapsed_s)
-        _check_budget(spec, dataset, sizes, budget)
+        spec, plan = _fit_budget(spec, dataset, sizes, budget, jobs)
+        if planned is not None:
+            planned(plan)
 
     plan_final = FinalPlanner(
         spec.final,
@@ -171,14 +179,44 @@ def _measured_costs(
     return costs
 
 
-def _check_budget(spec: Spec, dataset: Dataset, sizes: DataSizes, budget: Budget) -> None:
-    """Probe the first trial's epoch time; refuse a budget that cannot fit one epoch and the
-    export; keep the probe as the budget's epoch estimate until trials measure their own."""
-    config = resolve(spec, FixedParams(default_params(spec), strict=False))
-    epoch_s = probe_epoch_seconds(config, dataset)
-    budget.epoch_estimate_s = epoch_s
+def _fit_budget(
+    spec: ResolvedSpec, dataset: Dataset, sizes: DataSizes, budget: Budget, jobs: int | None
+) -> tuple[ResolvedSpec, BudgetPlan]:
+    """Probe the first trial's epoch time, fit the spec to the budget (budget_plan.py) and
+    refuse, before any trial, a budget that cannot fit one epoch and the export; the probe is
+    the budget's epoch estimate until trials measure their own. A new fit is stored with the
+    study, created here with the fitted space, before any trial."""
+    stored, new_study = _stored_fit(spec)
+    workers = jobs if jobs is not None else default_jobs(timed=True)
+    with threads_split(spec, workers):  # probed on a trial's share of the CPU, as it runs
+        spec, plan = plan_budget(
+            spec,
+            dataset,
+            sizes,
+            budget,
+            workers=workers,
+            probe=probe_with(dataset, probe_epoch_seconds),
+            stored=stored,
+            new_study=new_study,
+        )
+    budget.epoch_estimate_s = plan.epoch_s
     views = n_tta_views(spec.final.tta) if spec.final.tta else 0
     export_s = estimate_export_s(None, members=1, tta_views=views, budget_s=budget.total_s)
     check_budget_covers_one_epoch(
-        budget.total_s, elapsed_s=budget.elapsed_s, epoch_s=epoch_s, export_s=export_s
+        budget.total_s, elapsed_s=budget.elapsed_s, epoch_s=plan.epoch_s, export_s=export_s
     )
+    if plan.overrides and not stored:
+        with storage_faults(str(spec.study.storage)):
+            opened = open_study(spec, dataset)
+            StudyRecord(budget_fit=plan.overrides).save(opened.study)
+    return spec, plan
+
+
+def _stored_fit(spec: ResolvedSpec) -> tuple[dict[str, Any] | None, bool]:
+    """The fit an earlier run stored with this study, and whether the study is new (absent,
+    or without a trial yet)."""
+    try:
+        study = load_existing_study(str(spec.study.storage), str(spec.study.name))
+    except StudyError:
+        return None, True
+    return StudyRecord.of(study).budget_fit, not study.get_trials(deepcopy=False)

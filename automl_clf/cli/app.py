@@ -737,6 +737,7 @@ def run(
     """
     from automl_clf.cli.progress import FinalProgress, SearchProgress
     from automl_clf.cli.tables import (
+        budget_plan_lines,
         budget_table,
         final_plan_line,
         final_summary,
@@ -758,7 +759,14 @@ def run(
 
     def final_started(retrains: int, estimate: Any) -> None:
         searching.close()  # one live display at a time: the final step's comes next
-        console.print(final_plan_line(loaded, retrains, estimate))
+        console.print(final_plan_line(fitted[0], retrains, estimate))
+
+    fitted = [loaded]  # the spec as study.fit_budget fitted it (the plan says what changed)
+
+    def planned(plan: Any) -> None:
+        fitted[0] = plan.spec
+        for line in budget_plan_lines(plan, loaded.study.sampler.kind):
+            console.print(line)
 
     with searching, FinalProgress(console) as finishing:
         job = _run(
@@ -767,6 +775,7 @@ def run(
             out,
             n_trials=n_trials,
             observer=searching,
+            planned=planned,
             final_started=final_started,
             on_final=finishing,
             force=force,
@@ -774,7 +783,7 @@ def run(
             started=_process_started,
         )
     searched = job.search
-    print_warnings(console, random_start_warnings(loaded, searched.n_finished, searched.target))
+    print_warnings(console, random_start_warnings(fitted[0], searched.n_finished, searched.target))
     console.print(final_summary(job.final))
     console.print(formats_summary(job.export))
     if job.budget is not None:

@@ -28,6 +28,7 @@ from automl_clf.spec.duration import format_duration
 from automl_clf.spec.models import Spec
 
 if TYPE_CHECKING:
+    from automl_clf.budget_plan import BudgetPlan
     from automl_clf.final.export import ExportResult
     from automl_clf.final.retrain import FinalResult
     from automl_clf.search.budget import Budget, FinalEstimate
@@ -199,10 +200,45 @@ def final_summary(final: FinalResult) -> str:
     return "\n".join(lines)
 
 
+def budget_plan_lines(plan: BudgetPlan, sampler: str) -> list[str]:
+    """What the budget buys, before the first trial, and what study.fit_budget changed."""
+    from automl_clf.budget_plan import MIN_TRIALS
+
+    lines = [
+        f"plan: {format_duration(max(plan.search_s, 0))} of search, {plan.workers} trial(s) at "
+        f"once, an epoch about {format_duration(plan.epoch_s)} here: about {plan.trials} "
+        f"complete trial(s) of up to {plan.epochs} epochs (pruned ones end sooner)"
+    ]
+    if plan.leaves_startup is True:
+        lines.append(
+            f"{sampler} draws its first {plan.startup} trials at random, then models the rest"
+        )
+    elif plan.leaves_startup is False:
+        lines.append(
+            f"[yellow]note[/yellow]: {sampler} draws its first {plan.startup} trials at random: "
+            "at this pace every trial will be random (more time, or a smaller spec, helps)"
+        )
+    if plan.changes:
+        how = (
+            "as when this study was first fitted to its budget"
+            if plan.refitted
+            else "fitted to the budget (study.fit_budget: auto; off keeps the spec as written)"
+        )
+        lines.append(f"{how}: " + "; ".join(plan.changes))
+    elif plan.trials < MIN_TRIALS:
+        lines.append(
+            f"[yellow]note[/yellow]: about {plan.trials} complete trial(s) is few for a search; "
+            "a new study with study.fit_budget: auto shrinks the spec to fit, or give more time"
+        )
+    return lines
+
+
 def final_plan_line(spec: Spec, retrains: int, estimate: FinalEstimate | None) -> str:
     """What the final step will do (how many members it retrains), and what it should take."""
     members = spec.final.ensemble
-    if retrains == 0:
+    if retrains == 0 and spec.final.retrain == "auto":
+        what = "the trial's own best-epoch weights, unless a retrain still fits when it gets there"
+    elif retrains == 0:
         what = "the trial's own best-epoch weights (not retrained)"
     elif retrains >= members:
         what = f"retraining on {spec.final.train_on}"

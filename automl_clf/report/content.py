@@ -172,9 +172,11 @@ class ReportContent:
                 "trial": self.final.trial,
                 **summary_metrics(self.test_single),
             }
+            members = self.final.members
             self.metrics["ensemble"] = {
-                "members": [member.trial for member in self.final.members],
-                "averaging": "mean of the members' softmax probabilities",
+                "members": [member.trial for member in members],
+                "averaging": "weighted mean of the members' softmax probabilities",
+                "weights": [member.weight for member in members],  # None: equal shares
             }
         self.metrics["seeds"] = seed_spread(self.final)
 

@@ -111,6 +111,9 @@ class StudyRecord(UserAttrs):
     # seconds each part of the last final step took (search/budget.py FINAL_PRIORS' keys): what
     # the next run of this study plans its final step with
     final_costs: dict[str, float] | None = None
+    # what `study.fit_budget: auto` changed when the study was created (dotted path -> value,
+    # as --set): reapplied by every later run, so the search space stays the same
+    budget_fit: dict[str, Any] | None = None
 
 
 class TrialRecord(UserAttrs):

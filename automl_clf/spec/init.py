@@ -488,8 +488,8 @@ def _final(out: _Text) -> None:
     out.field(
         "ensemble",
         str(ENSEMBLE),
-        f"one exported model averaging the best {ENSEMBLE} trials; the final step takes about "
-        f"{ENSEMBLE}× one retrain (1: leave that time to the search)",
+        f"one exported model of up to {ENSEMBLE} trials weighed on validation (the best alone "
+        "when no mix beats it); each member retrains (1: leave that time to the search)",
     )
     out.field(
         "retrain",

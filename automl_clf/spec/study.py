@@ -106,6 +106,10 @@ class StudySpec(SpecModel):
     export, report): seconds, or e.g. 90s, 15m, 2h, 1h30m; `--time` overrides it. With a
     budget, n_trials (unless given) no longer caps the search, and the pruner (unless given)
     is successive halving."""
+    fit_budget: Literal["auto", "off"] = "auto"
+    """Under a budget, when it buys fewer than 8 complete trials: auto shrinks what a new
+    study searches (the slowest backbones, train.epochs, data.image_size, TPE's random
+    start-up, final.ensemble) and says what it changed; off keeps the spec as written."""
     seed: Seed = 0
     """The sampler's seed; trial n draws from seed + n."""
     max_consecutive_failures: PositiveInt = 5

@@ -1,0 +1,236 @@
+"""What a time budget buys, told before the first trial, and a spec fitted to it
+(`study.fit_budget`).
+
+After the probe (a few real training steps of the first trial, train/session.py) the job knows
+what an epoch costs here, now. From that and the final step's reserve it works out how many
+complete trials the search can afford on its workers, and whether the sampler will get past its
+random start-up. Five minutes for 128 px photos fit about four epochs per worker: a search that
+cannot finish a handful of trials is a random guess, and its ensemble a lottery.
+
+So with `study.fit_budget: auto` (the default) a new study whose budget buys fewer than
+`MIN_TRIALS` complete trials gets a spec that fits, as AutoGluon's presets shrink what they
+try under a short `time_limit`. In this order, each step only while still short:
+
+1. backbones whose trial alone would take more than the search can give `MIN_TRIALS` of, and
+   that are markedly slower than the fastest, are dropped from `model.backbone`'s choices (each
+   choice is probed; the fastest always stays);
+2. `train.epochs` shrinks, to no fewer than `MIN_EPOCHS`;
+3. `data.image_size` shrinks (a step costs about its square), to no less than `MIN_SIZE`, and
+   never above `autoclf init`'s cap for the budget (128 px under 30 minutes), so that `init
+   --time` and `run --time` agree;
+4. TPE's random start-up (when the spec leaves it unset) is 5 under 30 minutes, as `init`
+   writes it, and no more than half the trials;
+5. `final.ensemble` is at most a quarter of the trials.
+
+Every change is said, field by field, and stored with the study (`StudyRecord.budget_fit`):
+a rerun resumes the same search space instead of fitting anew. `off` keeps the spec as written,
+and an existing study keeps the space it was created with.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from automl_clf.data.dataset import Dataset
+from automl_clf.search.budget import MARGIN, SLACK_S, Budget, DataSizes, estimate_export_s
+from automl_clf.spec.load import apply_overrides
+from automl_clf.spec.models import ResolvedSpec
+from automl_clf.spec.resolve import resolve
+from automl_clf.spec.space import Choice, FixedParams
+from automl_clf.spec.warmstart import default_params
+
+MIN_TRIALS = 8  # complete trials a search needs before its choice means much
+MIN_EPOCHS = 4
+MIN_STARTUP = 3  # random trials TPE starts from, at the least
+SLOWER = 1.5  # a backbone this much slower than the fastest may be dropped
+MIN_SIZE = 32  # pixels: below this, photos lose what tells classes apart
+SHORT_BUDGET_S = 30 * 60  # `autoclf init`'s line between a short and a long budget
+SHORT_CAP = 128  # … and its image-size cap under it
+SHORT_STARTUP = 5  # … and TPE's random start-up under it
+
+Probe = Callable[[ResolvedSpec, dict[str, Any]], float]  # seconds per epoch of those params
+
+
+@dataclass
+class BudgetPlan:
+    """What the budget buys (module docstring): the numbers behind the plan line."""
+
+    budget_s: float
+    search_s: float  # what the search can use, after the start and the final step's reserve
+    workers: int
+    epoch_s: float  # one epoch of the first trial, as probed
+    epochs: int  # the most a trial trains
+    startup: int | None  # the sampler's random start-up, when it has one
+    changes: list[str] = field(default_factory=list)  # what fit_budget changed, field by field
+    overrides: dict[str, Any] = field(default_factory=dict)  # the same, as `--set` would say
+    refitted: bool = False  # the changes are this study's stored fit, reapplied
+    spec: ResolvedSpec | None = None  # the spec the search runs: as fitted (or as written)
+
+    @property
+    def trials(self) -> int:
+        """About how many complete trials the search can afford on its workers."""
+        trial_s = max(self.epoch_s * self.epochs, 1e-9)
+        return int(self.workers * max(self.search_s, 0.0) / trial_s)
+
+    @property
+    def leaves_startup(self) -> bool | None:
+        """Whether the sampler gets past its random start-up (None: it has none)."""
+        return None if self.startup is None else self.trials > self.startup
+
+
+def plan_budget(
+    spec: ResolvedSpec,
+    dataset: Dataset,
+    sizes: DataSizes,
+    budget: Budget,
+    *,
+    workers: int,
+    probe: Probe,
+    stored: dict[str, Any] | None,
+    new_study: bool,
+) -> tuple[ResolvedSpec, BudgetPlan]:
+    """The spec to search under `budget` and its plan (module docstring).
+
+    Args:
+        probe: seconds per epoch of the spec with some params fixed (train/session.py's probe).
+        stored: the fit an earlier run of this study made (`StudyRecord.budget_fit`), applied
+            as it was; None when it made none.
+        new_study: whether the study has no trials yet (only then is a new fit made).
+    """
+    if stored:
+        spec = refit(spec, stored)
+    paces = _paces(spec, probe)
+    plan = _plan(spec, sizes, budget, workers, statistics.mean(paces.values()))
+    plan.spec = spec
+    if stored:
+        plan.overrides, plan.refitted = dict(stored), True
+        plan.changes = [f"{key}: {value}" for key, value in stored.items()]
+        return spec, plan
+    if spec.study.fit_budget == "off" or not new_study or plan.trials >= MIN_TRIALS:
+        return spec, plan
+    overrides, changes = _fit(spec, plan, budget, paces)
+    if not overrides:
+        return spec, plan
+    spec = refit(spec, overrides)
+    plan = _plan(spec, sizes, budget, workers, statistics.mean(_paces(spec, probe).values()))
+    plan.overrides, plan.changes, plan.spec = overrides, changes, spec
+    return spec, plan
+
+
+def refit(spec: ResolvedSpec, overrides: dict[str, Any]) -> ResolvedSpec:
+    """`spec` with `overrides` (dotted paths, as `--set`) applied and validated again."""
+    raw = spec.model_dump(mode="json", exclude_unset=True)
+    return ResolvedSpec.model_validate(apply_overrides(raw, overrides))
+
+
+def _plan(
+    spec: ResolvedSpec, sizes: DataSizes, budget: Budget, workers: int, epoch_s: float
+) -> BudgetPlan:
+    epochs = spec.train.epochs
+    final = spec.final
+    scale = (sizes.n_train + sizes.n_val) / max(sizes.n_train, 1)
+    retrain_s = epochs * epoch_s * scale if final.retrain != "never" else 0.0
+    export_s = estimate_export_s(None, members=final.ensemble, budget_s=budget.total_s)
+    reserve = (retrain_s + export_s) * (1.0 + MARGIN) + SLACK_S
+    sampler = spec.study.sampler
+    setting = sampler.random_start
+    return BudgetPlan(
+        budget_s=budget.total_s,
+        search_s=budget.left_s - reserve,
+        workers=workers,
+        epoch_s=epoch_s,
+        epochs=epochs,
+        startup=getattr(sampler, setting) if setting is not None else None,
+    )
+
+
+def _paces(spec: ResolvedSpec, probe: Probe) -> dict[str, float]:
+    """Seconds per epoch of each backbone the spec searches (the first trial's alone when it
+    searches one): the sampler draws each about as often at first."""
+    backbone = spec.model.backbone
+    if isinstance(backbone, Choice) and len(backbone.choices) > 1:
+        return {str(b): probe(spec, {"model.backbone": b}) for b in backbone.choices}
+    return {str(backbone): probe(spec, {})}
+
+
+def _fit(
+    spec: ResolvedSpec, plan: BudgetPlan, budget: Budget, paces: dict[str, float]
+) -> tuple[dict[str, Any], list[str]]:
+    """The overrides that bring the plan towards `MIN_TRIALS` complete trials, and what each
+    one changes, in words."""
+    overrides: dict[str, Any] = {}
+    changes: list[str] = []
+    workers = plan.workers
+    share = workers * max(plan.search_s, 0.0) / MIN_TRIALS  # seconds a trial may take
+    epoch_s = plan.epoch_s
+
+    backbone = spec.model.backbone
+    if isinstance(backbone, Choice) and len(backbone.choices) > 1:
+        fastest = min(paces.values())
+        kept = [
+            b
+            for b in backbone.choices
+            if paces[b] <= SLOWER * fastest or paces[b] * MIN_EPOCHS <= share
+        ]
+        if len(kept) < len(backbone.choices):
+            left = [b for b in backbone.choices if b not in kept]
+            overrides["model.backbone"] = {"choices": kept} if len(kept) > 1 else kept[0]
+            changes.append(
+                f"model.backbone: dropped {', '.join(left)} (an epoch takes "
+                f"{', '.join(f'{paces[b]:.1f} s' for b in left)}; "
+                f"{', '.join(kept)} {max(paces[b] for b in kept):.1f} s at most)"
+            )
+        epoch_s = statistics.mean(paces[b] for b in kept)
+
+    epochs = spec.train.epochs
+    fit_epochs = max(MIN_EPOCHS, math.floor(share / max(epoch_s, 1e-9)))
+    if fit_epochs < epochs:
+        overrides["train.epochs"] = fit_epochs
+        changes.append(f"train.epochs: {epochs} → {fit_epochs}")
+        epochs = fit_epochs
+
+    size = spec.data.image_size
+    cap = SHORT_CAP if budget.total_s < SHORT_BUDGET_S else size
+    wanted = size * math.sqrt(min(1.0, share / max(epoch_s * epochs, 1e-9)))
+    fit_size = max(MIN_SIZE, min(cap, _multiple_of_8(wanted)))
+    if fit_size < size:
+        overrides["data.image_size"] = fit_size
+        changes.append(f"data.image_size: {size} → {fit_size} px (a step costs about its square)")
+        epoch_s *= (fit_size / size) ** 2
+
+    trials = int(workers * max(plan.search_s, 0.0) / max(epoch_s * epochs, 1e-9))
+    sampler = spec.study.sampler
+    setting = sampler.random_start
+    if setting is not None and setting not in sampler.model_fields_set:
+        start = getattr(sampler, setting)
+        fit_start = min(start, SHORT_STARTUP if budget.total_s < SHORT_BUDGET_S else start)
+        fit_start = max(MIN_STARTUP, min(fit_start, trials // 2))
+        if fit_start < start:
+            overrides["study.sampler"] = {"kind": sampler.kind, setting: fit_start}
+            changes.append(f"study.sampler.{setting}: {start} → {fit_start}")
+
+    members = spec.final.ensemble
+    fit_members = max(1, min(members, trials // 4))
+    if fit_members < members:
+        overrides["final.ensemble"] = fit_members
+        changes.append(f"final.ensemble: {members} → {fit_members}")
+    return overrides, changes
+
+
+def _multiple_of_8(pixels: float) -> int:
+    return max(8, int(pixels) // 8 * 8)
+
+
+def probe_with(dataset: Dataset, epoch_seconds: Callable[..., float]) -> Probe:
+    """A `Probe` over `dataset` from train/session.py's `probe_epoch_seconds`: the spec's first
+    trial (its defaults) with `fixed` params replacing some of them."""
+
+    def probe(spec: ResolvedSpec, fixed: dict[str, Any]) -> float:
+        params = {**default_params(spec), **fixed}
+        return float(epoch_seconds(resolve(spec, FixedParams(params, strict=False)), dataset))
+
+    return probe

@@ -1,0 +1,106 @@
+"""What a budget buys, and a spec fitted to it (budget_plan.py): the plan's arithmetic, each
+fitting step said field by field, a stored fit reapplied as it was, and `off`. The probe is
+injected (seconds per epoch for given params), so nothing trains and no clock is real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automl_clf.budget_plan import MIN_EPOCHS, MIN_TRIALS, plan_budget
+from automl_clf.data import load_dataset
+from automl_clf.search.budget import Budget, DataSizes
+from automl_clf.spec import load_spec
+from automl_clf.spec.models import ResolvedSpec
+from tests.conftest import tiny_spec, write_spec
+from tests.search.test_limits import SteppedClock
+
+SIZES = DataSizes(600, 100, 100)
+
+
+def spec_of(tmp_path: Path, digits_root: Path, **sections: dict[str, Any]) -> ResolvedSpec:
+    raw = tiny_spec(digits_root, tmp_path, **sections)
+    raw["model"]["backbone"] = {"choices": ["cnn", "test_resnet"]}
+    raw["data"]["image_size"] = sections.get("data", {}).get("image_size", 128)
+    raw["train"]["epochs"] = 20
+    raw["final"] = {"ensemble": 3, **raw.get("final", {})}
+    return load_spec(write_spec(tmp_path / "spec.yaml", raw))
+
+
+def paces(cnn: float, resnet: float) -> Any:
+    """A probe: seconds per epoch by backbone (the first trial's is cnn's)."""
+
+    def probe(spec: ResolvedSpec, fixed: dict[str, Any]) -> float:
+        backbone = fixed.get("model.backbone", "cnn")
+        scale = (spec.data.image_size / 128) ** 2  # a step costs about its square
+        return (cnn if backbone == "cnn" else resnet) * scale
+
+    return probe
+
+
+def plan(spec: ResolvedSpec, seconds: float, probe: Any, **kwargs: Any) -> Any:
+    budget = Budget.start(seconds, SteppedClock())
+    dataset = load_dataset(spec.data)
+    options = {"workers": 2, "stored": None, "new_study": True, **kwargs}
+    return plan_budget(spec, dataset, SIZES, budget, probe=probe, **options)
+
+
+def test_a_budget_that_buys_enough_trials_keeps_the_spec(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = spec_of(tmp_path, digits_root)
+    fitted, buys = plan(spec, 3600.0, paces(0.5, 0.6))
+    assert fitted == spec and buys.changes == [] and buys.overrides == {}
+    assert buys.trials >= MIN_TRIALS and buys.epochs == 20 and buys.workers == 2
+    assert buys.leaves_startup is True  # tpe's 10 random trials, then modelled ones
+
+
+def test_a_short_budget_shrinks_the_spec_and_says_what_changed(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = spec_of(tmp_path, digits_root)
+    fitted, buys = plan(spec, 300.0, paces(2.0, 30.0))
+    assert buys.overrides["model.backbone"] == "cnn"  # 15x slower: dropped
+    assert MIN_EPOCHS <= buys.overrides["train.epochs"] < 20
+    assert buys.overrides["final.ensemble"] < 3
+    assert fitted.train.epochs == buys.overrides["train.epochs"] == buys.epochs
+    text = " ".join(buys.changes)
+    assert "model.backbone: dropped test_resnet" in text and "train.epochs: 20 →" in text
+    assert buys.spec == fitted and buys.trials > 0
+
+
+def test_image_size_shrinks_last_and_to_init_s_cap_under_30_minutes(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = spec_of(tmp_path, digits_root, data={"image_size": 224})
+    fitted, buys = plan(spec, 120.0, paces(20.0, 25.0))
+    assert fitted.data.image_size <= 128 and fitted.data.image_size % 8 == 0
+    assert "data.image_size: 224 →" in " ".join(buys.changes)
+    assert fitted.train.epochs == MIN_EPOCHS  # epochs went first, as far as they go
+
+
+def test_a_stored_fit_is_reapplied_as_it_was_and_off_or_an_old_study_keeps_the_spec(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = spec_of(tmp_path, digits_root)
+    stored = {"train.epochs": 6, "final.ensemble": 1}
+    fitted, buys = plan(spec, 300.0, paces(2.0, 30.0), stored=stored)
+    assert fitted.train.epochs == 6 and fitted.final.ensemble == 1 and buys.refitted
+    assert fitted.model.backbone == spec.model.backbone  # nothing fitted anew
+    off = spec_of(tmp_path, digits_root, study={"fit_budget": "off"})
+    kept, said = plan(off, 300.0, paces(2.0, 30.0))
+    assert kept == off and said.changes == [] and said.trials < MIN_TRIALS
+    old, said = plan(spec, 300.0, paces(2.0, 30.0), new_study=False)
+    assert old == spec and said.changes == []
+
+
+def test_the_plan_counts_trials_from_the_search_s_share_of_the_budget(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    spec = spec_of(tmp_path, digits_root, study={"fit_budget": "off"})
+    _, buys = plan(spec, 1000.0, paces(1.0, 1.0))
+    assert buys.search_s < 1000.0  # the final step's reserve comes first
+    assert buys.trials == int(2 * buys.search_s / (1.0 * 20))
+    assert buys.trials == pytest.approx(2 * buys.search_s / 20, abs=1)
