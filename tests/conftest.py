@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import subprocess
+import sys
 import tempfile
 import uuid
 import zlib
@@ -46,6 +48,15 @@ def _no_network() -> None:
 _no_network()
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def fresh_python(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in a new interpreter, importing this checkout's automl_clf: for what must be
+    seen from a process's start (which modules an error path imports)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    command = [sys.executable, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def tiny_spec(root: Path, storage_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:

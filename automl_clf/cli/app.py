@@ -265,17 +265,17 @@ def _load(
     device: str | None = None,
 ) -> ResolvedSpec:
     """The spec of a command that works on its study (all that take a SPEC), with its `--set`
-    overrides. Optuna is quieted here, per command, not at import (autoclf prints its own
-    progress) nor in the app callback, which runs before a command's --help, and importing the
-    search room takes seconds."""
-    from automl_clf.search.optuna_compat import quiet_optuna
+    overrides. Each command calls it before its own imports, and it imports nothing heavy before
+    the spec's structure is checked, so a mistake in the spec is printed in a fraction of a
+    second rather than after seconds of importing torch and timm. Optuna is quieted here, per
+    command, not at import (autoclf prints its own progress) nor in the app callback, which
+    runs before a command's --help, and importing the search room takes seconds."""
     from automl_clf.spec.load import load_spec, parse_override
 
     if spec.is_dir():
         raise _fail(ValueError(_folder_for_spec(spec)), 2)
-    quiet_optuna()
     overrides = dict(_run(parse_override, text) for text in sets or ())
-    return _run(
+    loaded = _run(
         load_spec,
         spec,
         overrides=overrides,
@@ -284,6 +284,10 @@ def _load(
         budget=budget,
         device=_device(device),
     )
+    from automl_clf.search.optuna_compat import quiet_optuna
+
+    quiet_optuna()
+    return loaded
 
 
 def _device(value: str | None) -> str | None:
@@ -361,6 +365,8 @@ def validate(spec: SpecPath, sets: SetOption = None) -> None:
     must be on this machine, and every backbone must build for the images, with its pretrained
     weights (downloaded into the Hugging Face cache if missing, as a search would).
     """
+    loaded = _load(spec, sets)
+
     from automl_clf.cli.tables import print_data_report, print_warnings, space_table, study_lines
     from automl_clf.data.dataset import check_dataset
     from automl_clf.data.preprocess import Decoding
@@ -370,7 +376,6 @@ def validate(spec: SpecPath, sets: SetOption = None) -> None:
     from automl_clf.spec.describe import describe_space
     from automl_clf.train.device import resolve_device
 
-    loaded = _load(spec, sets)
     _run(storage_scheme, loaded.study.storage)  # a study storage autoclf can open and lock
     _run(resolve_device, loaded.train.device)
     dataset = _run(check_dataset, loaded.data, Decoding.of(loaded.data))  # creates no folder
@@ -460,7 +465,7 @@ def backbones(
     ] = False,
 ) -> None:
     """List the backbones a spec can name: `cnn` and timm models matching PATTERN."""
-    from automl_clf.models.factory import list_backbones
+    from automl_clf.models.names import list_backbones
 
     names = list_backbones(pattern, pretrained=pretrained)
     if not names:
@@ -525,12 +530,13 @@ def search(
     trial as FAIL (interrupted) and the next run retries it first; a second Ctrl-C exits at
     once.
     """
+    loaded = _load(spec, sets, storage, study_name, device=device)
+
     from automl_clf.cli.progress import SearchProgress
     from automl_clf.cli.tables import best_line, print_warnings, study_counts
     from automl_clf.search.run import run_search
     from automl_clf.search.samplers import random_start_warnings, search_warnings
 
-    loaded = _load(spec, sets, storage, study_name, device=device)
     console = _console()
     target = n_trials or loaded.study.trial_cap
     goals = ", ".join(
@@ -617,12 +623,13 @@ def best(
     (or pareto_front), and with --export an export object (folder, report, test metrics,
     formats).
     """
+    loaded = _load(spec, sets, storage, study_name, device=device)
+
     from automl_clf.cli.tables import pareto_table, study_counts, trial_table
     from automl_clf.search.study import best_trial, load_existing_study, pareto_front
     from automl_clf.search.summary import best_summary
 
     as_json = output_format == ShowFormat.json
-    loaded = _load(spec, sets, storage, study_name, device=device)
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     console = _console(stderr=as_json)
     objectives = loaded.study.objectives
@@ -735,6 +742,8 @@ def run(
     the final model is the best trial's own weights when a retrain no longer fits. Rerunning
     resumes the study with a fresh budget.
     """
+    loaded = _load(spec, sets, storage, study_name, time_budget, device)
+
     from automl_clf.cli.progress import FinalProgress, SearchProgress
     from automl_clf.cli.tables import (
         budget_plan_lines,
@@ -747,7 +756,6 @@ def run(
     from automl_clf.job import run_job
     from automl_clf.search.samplers import random_start_warnings, search_warnings
 
-    loaded = _load(spec, sets, storage, study_name, time_budget, device)
     console = _console()
     out = export if export is not None else Path("exports") / str(loaded.study.name)
     total = loaded.study.budget
@@ -810,11 +818,12 @@ def status(
     With --format json, stdout is one JSON object: trials by state, usable, workers, running,
     failed, and best_trial (null until there is one) or pareto_front.
     """
+    loaded = _load(spec, sets, storage, study_name)
+
     from automl_clf.cli.tables import best_line, status_tables
     from automl_clf.search.study import load_existing_study
     from automl_clf.search.summary import status_summary
 
-    loaded = _load(spec, sets, storage, study_name)
     study = _run(load_existing_study, loaded.study.storage, loaded.study.name)
     if output_format == ShowFormat.json:
         with _study_storage(loaded):
@@ -958,10 +967,11 @@ def dashboard(
 
     It has no login, so binding any other address prints a warning. Ctrl-C stops it.
     """
+    loaded = _load(spec, sets, storage, study_name)
+
     from automl_clf.search.storage import open_storage
     from automl_clf.search.study import load_existing_study
 
-    loaded = _load(spec, sets, storage, study_name)
     _run(load_existing_study, loaded.study.storage, loaded.study.name)
     from optuna_dashboard import run_server
 

@@ -10,6 +10,7 @@ backbone a spec can pick before the first trial, pretrained weights included.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import statistics
 import time
@@ -20,12 +21,14 @@ import torch
 from torch import nn
 
 from automl_clf.errors import SpecError, TrialFailed, WeightsUnavailable
-from automl_clf.models import cnn as _cnn  # noqa: F401  (registers the backbone `cnn`)
 from automl_clf.models.pretrained import Weights, find_weights, first_line
-from automl_clf.models.registry import BACKBONES
+from automl_clf.models.registry import BACKBONES, OWN_BACKBONES
 from automl_clf.spec.config import ModelConfig
 from automl_clf.spec.models import Spec
 from automl_clf.spec.space import candidate_values
+
+for _module in OWN_BACKBONES.values():  # each registers its backbone (`cnn`: models/cnn.py)
+    importlib.import_module(_module)
 
 
 def build_model(
@@ -293,26 +296,3 @@ def measure_latency_ms(
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def is_backbone(name: str) -> bool:
-    """Whether `name` is one of our backbones or a timm model."""
-    if name in BACKBONES:
-        return True
-    import timm
-
-    return bool(timm.is_model(name))
-
-
-def list_backbones(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
-    """Our backbones (`cnn`), then every timm model, whose names match the shell-style
-    pattern; with `pretrained`, timm's pretrained weights instead, as `<model>.<tag>` (each a
-    backbone name, and `timm/<model>.<tag>` its Hub repository)."""
-    import fnmatch
-
-    import timm
-
-    if pretrained:
-        return list(timm.list_pretrained(pattern))
-    own = [name for name in BACKBONES if fnmatch.fnmatch(name, pattern)]
-    return own + list(timm.list_models(pattern))

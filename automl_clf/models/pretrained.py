@@ -37,10 +37,13 @@ import logging
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl_clf.errors import TrialFailed, WeightsUnavailable
 from automl_clf.spec.model import PRETRAINED_CACHE, TIMM_HUB_ORG, hub_repo
+
+if TYPE_CHECKING:
+    from automl_clf.models.names import TimmNames
 
 # What timm looks for in a Hub repository when its pretrained config names no file: the
 # safetensors file first, then the pickled one (timm/models/_hub.py, load_state_dict_from_hf).
@@ -267,12 +270,10 @@ def _url_file(backbone: str, url: str, cache_only: bool) -> Path:
     )
 
 
-def check_has_pretrained(backbone: str) -> None:
+def check_has_pretrained(backbone: str, names: TimmNames) -> None:
     """Raise a ValueError when timm has no pretrained weights for `backbone`
     (`model.pretrained: true` would have nothing to load)."""
-    from timm.models import is_model_pretrained
-
-    if not is_model_pretrained(backbone):
+    if not names.is_pretrained(backbone):
         raise ValueError(
             f"pretrained: timm has no pretrained weights for {backbone!r}; list the models "
             f"that have with: autoclf backbones --pretrained '{_stem(backbone)}*'"
@@ -288,12 +289,10 @@ def check_repo_architecture(pretrained: str, backbone: str) -> None:
         raise ValueError(_other_architecture(pretrained, _stem(name), backbone))
 
 
-def check_tag(name: str) -> None:
+def check_tag(name: str, names: TimmNames) -> None:
     """Raise a ValueError when `name` (`<model>.<tag>`) names a tag timm does not have."""
-    import timm
-
     model = _stem(name)
-    tags = timm.list_pretrained(f"{model}.*")
+    tags = names.list_pretrained(f"{model}.*")
     if name in tags:
         return
     close = difflib.get_close_matches(name, tags, n=3, cutoff=0.5)

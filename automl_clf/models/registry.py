@@ -10,7 +10,8 @@ and `timm.create_model`, so a name is special-cased nowhere else; timm is import
 timm model is named.
 
 To add a backbone: a module in models/ whose entrypoint is decorated `@register_backbone()`,
-imported in `models/factory.py` like `models/cnn.py`.
+and its name and module in `OWN_BACKBONES` below (`models/factory.py` imports those modules; the
+spec knows the names from there without importing torch).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from automl_clf.spec.model import PLAIN_CNN
 from automl_clf.spec.registry import Registry
 
 if TYPE_CHECKING:
@@ -38,6 +40,9 @@ class Backbone:
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
+# Our backbones by name -> the module that registers it (importing one imports torch):
+# models/factory.py imports each, and the spec checks names against these without importing.
+OWN_BACKBONES = {PLAIN_CNN: "automl_clf.models.cnn"}
 
 
 def register_backbone(

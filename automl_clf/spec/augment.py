@@ -6,10 +6,10 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from automl_clf.spec.config import PolicyName
-from automl_clf.spec.fields import PositiveFloat
+from automl_clf.spec.fields import PositiveFloat, library_checks
 from automl_clf.spec.space import Choice, SpecModel, Tunable, candidate_values
 
 
@@ -64,9 +64,12 @@ class AugmentSpec(SpecModel):
 
     @field_validator("policy", "transforms", mode="after")
     @classmethod
-    def _lists_build(cls, value: Any) -> Any:
+    def _lists_build(cls, value: Any, info: ValidationInfo) -> Any:
         """Build every custom list the space holds once, so a bad transform name or argument is
-        a spec error before any training, not a failed trial."""
+        a spec error before any training, not a failed trial (in the pass with library
+        checks: albumentations takes seconds to import)."""
+        if not library_checks(info):
+            return value
         from automl_clf.data.augment import check_transforms
 
         searched = isinstance(value, Choice)

@@ -1,4 +1,5 @@
-"""Value types shared by the spec's sections: bounded numbers, seeds, paths.
+"""Value types shared by the spec's sections: bounded numbers, seeds, paths; and which pass of
+validation is running (`library_checks`).
 
 A bound here holds for a literal, both ends of a range and every choice alike (see
 `spec/space.py`'s `Tunable`).
@@ -29,3 +30,16 @@ def resolve_path(value: Path | str, info: ValidationInfo) -> Path:
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
     return path.resolve()
+
+
+# Validation context key: True in parse_spec's first pass (spec/load.py), which checks the
+# structure only (fields, types, ranges, choices, cross-field rules, names) without importing
+# torch, timm, albumentations or scikit-learn, so a typo is reported at once.
+STRUCTURE_ONLY = "structure_only"
+
+
+def library_checks(info: ValidationInfo) -> bool:
+    """Whether this validation runs the checks that need a library imported (seconds): an
+    albumentations list built, a Hub repository's architecture read from timm. parse_spec's
+    second pass does, as does any validation without its `STRUCTURE_ONLY` context."""
+    return not (info.context or {}).get(STRUCTURE_ONLY, False)

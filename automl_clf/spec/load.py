@@ -7,6 +7,10 @@ The file itself is untrusted input too, so reading it is bounded: at most `MAX_S
 UTF-8 only, and YAML aliases may not expand the document beyond `MAX_SPEC_VALUES` values (a
 "billion laughs" file is a few hundred bytes that expand to gigabytes). A key written twice in one
 mapping is an error, where YAML would silently keep the last.
+
+Validation runs twice (`parse_spec`): the structure first, importing nothing heavy, so a typo,
+a value out of range or an unknown backbone is reported at once; then, once that holds, the
+checks that need albumentations or timm imported (seconds).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from automl_clf.errors import SpecError
+from automl_clf.spec.fields import STRUCTURE_ONLY
 from automl_clf.spec.models import ResolvedDataSpec, ResolvedSpec, ResolvedStudySpec, Spec
 from automl_clf.spec.space import CHOICES_TAG, RANGE_TAG, TAGS, VALUE_TAG, Choice, FloatRange
 
@@ -259,8 +264,15 @@ def read_yaml(path: Path) -> Any:
 
 
 def parse_spec(raw: dict[str, Any], *, base_dir: Path) -> Spec:
-    """Validate an already-parsed spec mapping; `base_dir` anchors its relative paths."""
+    """Validate an already-parsed spec mapping; `base_dir` anchors its relative paths.
+
+    Two passes: the structure first (every field, type, range, choice, cross-field rule and
+    name) with nothing heavy imported, so a mistake there is reported in a fraction of a
+    second; then, only once that holds, again with the checks that import a library (seconds:
+    timm, albumentations; see `library_checks` in spec/fields.py).
+    """
     try:
+        Spec.model_validate(raw, context={"base_dir": base_dir, STRUCTURE_ONLY: True})
         return Spec.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc)) from None

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from automl_clf.spec.config import Transfer
-from automl_clf.spec.fields import Fraction, NonNegativeInt, OddKernel, PositiveInt, resolve_path
+from automl_clf.spec.fields import (
+    Fraction,
+    NonNegativeInt,
+    OddKernel,
+    PositiveInt,
+    library_checks,
+    resolve_path,
+)
 from automl_clf.spec.space import SpecModel, Tunable, candidate_values
 
 # The default backbone, and the one whose architecture the `model.cnn` section describes.
@@ -78,9 +85,9 @@ class ModelSpec(SpecModel):
 
     @field_validator("backbone", mode="after")
     @classmethod
-    def _known_backbone(cls, value: Any) -> Any:
+    def _known_backbone(cls, value: Any, info: ValidationInfo) -> Any:
         for name in candidate_values(value):
-            check_backbone_name(name)
+            check_backbone_name(name, import_timm=library_checks(info))
         return value
 
     @field_validator("pretrained", mode="after")
@@ -102,22 +109,25 @@ class ModelSpec(SpecModel):
         )
 
     @model_validator(mode="after")
-    def _pretrained_fits_backbones(self) -> ModelSpec:
+    def _pretrained_fits_backbones(self, info: ValidationInfo) -> ModelSpec:
         if self.pretrained is None:
             return self
         names = [str(name) for name in candidate_values(self.backbone)]
-        timm_names = [name for name in names if name != PLAIN_CNN]
+        timm_backbones = [name for name in names if name != PLAIN_CNN]
         if self.pretrained is True or self.pretrained == PRETRAINED_CACHE:
-            if not timm_names:
+            if not timm_backbones:
                 raise ValueError(
                     f"pretrained: {self.pretrained!r} loads a timm backbone's weights, but the "
                     "only backbone is the plain CNN, which has none; remove pretrained, or "
                     "name a timm backbone (autoclf backbones --pretrained 'resnet*')"
                 )
-            from automl_clf.models.pretrained import check_has_pretrained  # heavy: timm
+            from automl_clf.models.names import timm_names
+            from automl_clf.models.pretrained import check_has_pretrained
 
-            for name in timm_names:
-                check_has_pretrained(name)
+            known = timm_names(import_timm=library_checks(info))
+            if known is not None:  # else the pass with library checks does it
+                for name in timm_backbones:
+                    check_has_pretrained(name, known)
             return self
         if PLAIN_CNN in names:
             raise ValueError(
@@ -126,9 +136,11 @@ class ModelSpec(SpecModel):
                 "model.backbone, or use pretrained: true (each timm backbone starts from its "
                 "own pretrained weights, the plain CNN from scratch)"
             )
+        if not library_checks(info):
+            return self
         from automl_clf.models.pretrained import check_repo_architecture  # heavy: timm
 
-        for name in timm_names:
+        for name in timm_backbones:
             check_repo_architecture(str(self.pretrained), name)
         return self
 
@@ -167,21 +179,29 @@ def hub_repo(value: str) -> tuple[str, str | None] | None:
     return match["repo"], match["revision"]
 
 
-def check_backbone_name(name: str) -> None:
+def check_backbone_name(name: str, *, import_timm: bool = True) -> None:
     """Raise a ValueError naming close matches when `name` is neither one of our backbones
-    (models/registry.py) nor a timm model."""
-    if name == PLAIN_CNN:
-        return  # the default: known without importing torch and timm
-    # Heavy (torch, timm): only imported when a spec names another backbone.
-    from automl_clf.models.factory import is_backbone, list_backbones
+    (models/registry.py) nor a timm model (nor `<model>.<tag>` of timm's pretrained weights).
 
-    if is_backbone(name):
+    Reads the names without importing torch or timm (models/names.py); where they can only come
+    from importing timm (another timm version than the shipped names') and `import_timm` is
+    False, the name is left for the next pass to check.
+    """
+    from automl_clf.models.names import own_backbones, timm_names
+
+    own = own_backbones()
+    if name in own:
+        return
+    names = timm_names(import_timm=import_timm)
+    if names is None:
+        return
+    if names.is_model(name):
         if "." in name:  # `<model>.<tag>`: timm's pretrained weights of that name
             from automl_clf.models.pretrained import check_tag
 
-            check_tag(name)
+            check_tag(name, names)
         return
-    close = difflib.get_close_matches(name, list_backbones(), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, [*own, *names.models], n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     prefix = re.match(r"[A-Za-z_]*", name)
     pattern = f"{prefix.group(0) if prefix else ''}*"

@@ -86,23 +86,39 @@ def _bounds(metadata: Sequence[Any]) -> list[str]:
 
 
 class _SpaceModel(SpecModel):
+    # The field descriptions are given as `Field(description=...)`, not as docstrings: on
+    # Python < 3.13 pydantic looks for a class's source by walking the call stack, which for
+    # each `Tunable[X]` parametrisation (dozens, at import) finds nothing and costs seconds in
+    # all; the parametrised classes take the descriptions from these.
+    model_config = SpecModel.model_config | {"use_attribute_docstrings": False}
+
     @classmethod
     def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
         return f"{cls.__name__}[{', '.join(_short_type_name(p) for p in params)}]"
 
 
+_LOW = "The smallest value a trial can draw."
+_HIGH = "The largest value a trial can draw (included)."
+
+
 class FloatRange(_SpaceModel, Generic[T]):
     """A float range, sampled uniformly (or log-uniformly with `log: true`)."""
 
-    low: T
-    """The smallest value a trial can draw."""
-    high: T
-    """The largest value a trial can draw (included)."""
-    log: bool = False
-    """Draw log-uniformly: for scales such as learning rates, where 1e-4 to 1e-3 matters as
-    much as 1e-3 to 1e-2."""
-    step: Annotated[float, Field(gt=0)] | None = None
-    """Draw only low, low + step, low + 2·step, …; none: any value in the range."""
+    low: Annotated[T, Field(description=_LOW)]
+    high: Annotated[T, Field(description=_HIGH)]
+    log: Annotated[
+        bool,
+        Field(
+            description="Draw log-uniformly: for scales such as learning rates, where 1e-4 to "
+            "1e-3 matters as much as 1e-3 to 1e-2."
+        ),
+    ] = False
+    step: Annotated[
+        Annotated[float, Field(gt=0)] | None,
+        Field(
+            description="Draw only low, low + step, low + 2·step, …; none: any value in the range."
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _check(self) -> FloatRange[T]:
@@ -113,14 +129,15 @@ class FloatRange(_SpaceModel, Generic[T]):
 class IntRange(_SpaceModel, Generic[T]):
     """An integer range, both ends included, every `step`-th value."""
 
-    low: T
-    """The smallest value a trial can draw."""
-    high: T
-    """The largest value a trial can draw (included)."""
-    log: bool = False
-    """Draw log-uniformly (small values as likely as large ones, by ratio)."""
-    step: Annotated[int, Field(ge=1)] = 1
-    """Draw only low, low + step, low + 2·step, … up to high."""
+    low: Annotated[T, Field(description=_LOW)]
+    high: Annotated[T, Field(description=_HIGH)]
+    log: Annotated[
+        bool,
+        Field(description="Draw log-uniformly (small values as likely as large ones, by ratio)."),
+    ] = False
+    step: Annotated[
+        int, Field(ge=1, description="Draw only low, low + step, low + 2·step, … up to high.")
+    ] = 1
 
     @model_validator(mode="after")
     def _check(self) -> IntRange[T]:
@@ -131,8 +148,14 @@ class IntRange(_SpaceModel, Generic[T]):
 class Choice(_SpaceModel, Generic[T]):
     """A categorical: one of `choices`, which may be any YAML values (numbers, strings, lists)."""
 
-    choices: Annotated[list[T], Field(min_length=1)]
-    """The values a trial picks from, each a whole value of the field (a list is one choice)."""
+    choices: Annotated[
+        list[T],
+        Field(
+            min_length=1,
+            description="The values a trial picks from, each a whole value of the field (a list "
+            "is one choice).",
+        ),
+    ]
 
     @model_validator(mode="after")
     def _check(self) -> Choice[T]:

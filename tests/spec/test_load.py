@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from automl_clf.errors import SpecError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.samplers import search_warnings
 from automl_clf.spec import load_spec, parse_spec
-from tests.conftest import REPO, make_checkpoint, tiny_spec, write_spec
+from tests.conftest import REPO, fresh_python, make_checkpoint, tiny_spec, write_spec
 from tests.hub import with_stand_ins
 
 runner = CliRunner()
@@ -115,6 +116,68 @@ def test_bad_spec_exits_2_naming_the_field(
     assert result.exit_code == 2
     assert expected in result.output
     assert "Traceback" not in result.output
+
+
+# What the structural pass must never import: each takes seconds (spec/load.py parse_spec).
+HEAVY = ("torch", "timm", "sklearn", "albumentations", "numpy", "optuna")
+# A spec with a custom augmentation list and a timm backbone: the two checks that used to import
+# albumentations and timm; each case below breaks one rule of its structure.
+STRUCTURE_ERRORS = [
+    ("train", {"epocs": 3}, "train.epocs: unknown field (did you mean 'epochs'?"),
+    (
+        "model",
+        {"backbone": {"choices": ["test_resnet", "resnet5O"]}},
+        "model.backbone: Unknown backbone 'resnet5O'. Did you mean 'resnet50' or 'resnet51q' or "
+        "'resnet50t'? List them with: autoclf backbones 'resnet*'",
+    ),
+    ("train", {"lr": {"low": -1e-3, "high": 1e-2}}, "train.lr.low: must be > 0.0, got -0.001"),
+]
+
+
+def _with_library_checks(digits_root: Path, tmp_path: Path, section: str, values: Any) -> Path:
+    spec = tiny_spec(digits_root, tmp_path)
+    spec["model"]["backbone"] = {"choices": ["cnn", "test_resnet"]}
+    spec["augment"] = {"policy": {"choices": ["light", [{"name": "Affine", "p": 0.5}]]}}
+    spec[section] = {**spec[section], **values}
+    return write_spec(tmp_path / "bad.yaml", spec)
+
+
+@pytest.mark.parametrize(("section", "values", "expected"), STRUCTURE_ERRORS)
+def test_a_structure_error_is_raised_before_any_heavy_import(
+    tmp_path: Path, digits_root: Path, section: str, values: Any, expected: str
+) -> None:
+    path = _with_library_checks(digits_root, tmp_path, section, values)
+    code = (
+        "import json, sys\n"
+        "from automl_clf import SpecError, load_spec\n"
+        "try:\n"
+        f"    load_spec({str(path)!r})\n"
+        "except SpecError as exc:\n"
+        f"    print(json.dumps([str(exc), [m for m in {HEAVY!r} if m in sys.modules]]))\n"
+    )
+    done = fresh_python("-c", code)
+    assert done.returncode == 0, done.stderr
+    message, imported = json.loads(done.stdout)
+    assert expected in message
+    assert imported == []
+
+
+@pytest.mark.parametrize(("section", "values", "expected"), STRUCTURE_ERRORS)
+def test_validate_prints_a_structure_error_before_any_heavy_import(
+    tmp_path: Path, digits_root: Path, section: str, values: Any, expected: str
+) -> None:
+    path = _with_library_checks(digits_root, tmp_path, section, values)
+    # -X importtime writes each module to stderr as it is imported, up to the exit.
+    done = fresh_python("-X", "importtime", "-m", "automl_clf.cli", "validate", str(path))
+    assert done.returncode == 2
+    assert expected in done.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "automl_clf" in imported  # the listing is read right
+    assert imported.isdisjoint(HEAVY)
 
 
 def test_unknown_key_suggests_the_close_field(tmp_path: Path, digits_root: Path) -> None:
