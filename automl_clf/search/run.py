@@ -172,12 +172,28 @@ def _search(
         n_ran, timed_out = _trial_loop(
             study, opened, objective, target, budget, plan_final, observer, helpers
         )
+        stop_helpers(_idle(helpers, study))
     except BaseException:
         stop_helpers(helpers)
         raise
     for text in join_helpers(helpers):
         _notice(observer, text)
     return result(n_ran, timed_out)
+
+
+def _idle(helpers: list[Helper], study: optuna.Study) -> list[Helper]:
+    """The helpers that run no trial now that this worker's loop is over. The study holds its
+    target or the search's time is up, so they cannot start one any more: they are stopped,
+    not waited for (one still starting, importing torch, held its caller seconds past the
+    budget). None while a trial runs whose worker is not yet recorded (one just starting)."""
+    if not helpers:
+        return []
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    workers = {TrialRecord.of(t).worker for t in running}
+    if None in workers:
+        return []
+    host = WORKER.rsplit(":", 1)[0]
+    return [helper for helper in helpers if f"{host}:{helper.pid}" not in workers]
 
 
 def _notice(observer: SearchObserver | None, text: str) -> None:
