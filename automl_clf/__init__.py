@@ -12,6 +12,12 @@ predict. The public API mirrors the CLI, one function per command:
 or step by step: `search(spec)` (autoclf search), then `export_best(spec, "exports/digits")`
 (autoclf best --export). Every error a user can cause is an `AutoclfError` with the CLI's
 one-line message.
+
+A plain script needs no `if __name__ == "__main__":` guard: the `jobs` helper processes start
+autoclf alone, never the caller's script (search/workers.py). `run` and `search` show the CLI's
+progress on stderr when it is a terminal (`progress=` forces it on or off), and Optuna's
+experimental-API warnings and log lines stay quiet during a call only: importing autoclf or
+calling it changes no logging or warning settings of the caller's.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import os
 # way timm does, and HF_HUB_OFFLINE=1 forbids that too (models/pretrained.py).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import contextlib
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +48,8 @@ from automl_clf.errors import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from automl_clf.final.predictor import Predictor
     from automl_clf.job import JobResult
     from automl_clf.search.run import SearchResult
@@ -109,6 +118,7 @@ def search(
     timeout: float | None = None,
     force: bool = False,
     jobs: int | None = None,
+    progress: bool | None = None,
 ) -> SearchResult:
     """Create or resume the spec's study and run trials until it holds `n_trials` finished
     ones (`autoclf search`); calling it again resumes.
@@ -118,7 +128,10 @@ def search(
         timeout: seconds for this call (default `study.timeout`).
         force: resume even though the search space changed since the study was made.
         jobs: trials at once on this machine (default: one per core under a time budget on
-            a CPU, else 1).
+            a CPU, else 1): this process and `jobs - 1` helper processes.
+        progress: show what `autoclf search` shows (the live display, then the study's
+            counts and best trial) on stderr; default: when stderr is a terminal. Piped, or
+            in a notebook, with `progress=True`: one line per trial event instead of bars.
 
     Returns:
         The study (`.study`, an `optuna.Study`) and how the call went (`.n_ran`, `.complete`).
@@ -129,7 +142,14 @@ def search(
     """
     from automl_clf.search.run import run_search
 
-    return run_search(spec, n_trials=n_trials, timeout=timeout, force=force, jobs=jobs)
+    with _api_call(progress) as console:
+        if console is None:
+            return run_search(spec, n_trials=n_trials, timeout=timeout, force=force, jobs=jobs)
+        from automl_clf.cli.progress import search_with_display
+
+        return search_with_display(
+            console, spec, n_trials=n_trials, timeout=timeout, force=force, jobs=jobs
+        )
 
 
 def export_best(spec: ResolvedSpec, out_dir: str | Path, trial: int | None = None) -> Path:
@@ -149,9 +169,11 @@ def export_best(spec: ResolvedSpec, out_dir: str | Path, trial: int | None = Non
     from automl_clf.search.study import load_existing_study
 
     check_replaceable(Path(out_dir).resolve())  # refuse before the retrain, not after it
-    study = load_existing_study(spec.study.storage, spec.study.name)
-    final = retrain(spec, study, trial)
-    return write_export(final, Path(out_dir), spec, report=final_report(final, spec, study)).report
+    with _api_call(progress=False):
+        study = load_existing_study(spec.study.storage, spec.study.name)
+        final = retrain(spec, study, trial)
+        report = final_report(final, spec, study)
+        return write_export(final, Path(out_dir), spec, report=report).report
 
 
 def run(
@@ -162,6 +184,7 @@ def run(
     n_trials: int | None = None,
     force: bool = False,
     jobs: int | None = None,
+    progress: bool | None = None,
 ) -> JobResult:
     """The whole job (`autoclf run`): search, retrain the best configuration, test it once and
     export it, everything within `time` when given.
@@ -171,6 +194,11 @@ def run(
             search `study.n_trials`, then export). It counts from this call.
         export: the export folder (default `exports/<study name>`).
         n_trials: cap the finished trials (under a budget, none unless given).
+        jobs: trials at once while searching, as for `search`.
+        progress: show what `autoclf run` shows (the search's and the final step's live
+            displays, then the test metrics, the budget's use and the export) on stderr;
+            default: when stderr is a terminal. Piped, or in a notebook, with
+            `progress=True`: one line per event instead of bars.
 
     Returns:
         `.export.folder` and `.export.report` (where it wrote), `.final.test` (the test
@@ -187,7 +215,29 @@ def run(
         study = spec.study.model_copy(update={"budget": parse_duration(time)})
         spec = spec.model_copy(update={"study": study})
     out = Path(export) if export is not None else Path("exports") / str(spec.study.name)
-    return run_job(spec, out, n_trials=n_trials, force=force, jobs=jobs)
+    with _api_call(progress) as console:
+        if console is None:
+            return run_job(spec, out, n_trials=n_trials, force=force, jobs=jobs)
+        from automl_clf.cli.progress import job_with_display
+
+        return job_with_display(console, spec, out, n_trials=n_trials, force=force, jobs=jobs)
+
+
+@contextlib.contextmanager
+def _api_call(progress: bool | None) -> Iterator[Console | None]:
+    """An API call that works on a study: Optuna quiet while it runs (only then: the caller's
+    settings are its own), and the console to show progress on (stderr), or None."""
+    from automl_clf.search.optuna_compat import optuna_quieted
+
+    console = None
+    if progress is not False:
+        from automl_clf.cli.console import output_console
+
+        console = output_console(stderr=True)
+        if progress is None and not console.is_terminal:
+            console = None
+    with optuna_quieted():
+        yield console
 
 
 class _PublicAPI(types.ModuleType):

@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from automl_clf.final.predictor import FilePrediction
     from automl_clf.spec.models import ResolvedSpec
 
-PIPED_WIDTH = 10_000  # columns of output that is not a terminal: a log line is never wrapped
-
 
 def _flowed(text: str | None) -> str | None:
     """A docstring with each paragraph on one line, for rich to wrap at the terminal's width:
@@ -223,14 +221,10 @@ def _setup(
 
 
 def _console(stderr: bool = False) -> Console:
-    """Rich output; into a pipe or a file (a log), lines are not wrapped at 80 columns, so a
-    trial's parameters stay one line that grep finds (COLUMNS, when set, still rules)."""
-    from rich.console import Console
+    """Rich output, unwrapped into a pipe (cli/console.py)."""
+    from automl_clf.cli.console import output_console
 
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPED_WIDTH
-    return console
+    return output_console(stderr)
 
 
 def _fail(exc: BaseException, code: int) -> typer.Exit:
@@ -530,53 +524,19 @@ def search(
     trial as FAIL (interrupted) and the next run retries it first; a second Ctrl-C exits at
     once.
     """
-    loaded = _load(spec, sets, storage, study_name, device=device)
+    loaded = _load(spec, sets, storage, study_name, device=device)  # before the heavy imports
 
-    from automl_clf.cli.progress import SearchProgress
-    from automl_clf.cli.tables import best_line, print_warnings, study_counts
-    from automl_clf.search.run import run_search
-    from automl_clf.search.samplers import random_start_warnings, search_warnings
+    from automl_clf.cli.progress import search_with_display
 
-    console = _console()
-    target = n_trials or loaded.study.trial_cap
-    goals = ", ".join(
-        f"{name} ({direction})"
-        for name, direction in zip(loaded.study.objectives, loaded.study.directions, strict=True)
+    _run(
+        search_with_display,
+        _console(),
+        loaded,
+        n_trials=n_trials,
+        timeout=timeout,
+        force=force,
+        jobs=jobs,
     )
-    aim = f"target {target} finished trials" if target else "as many trials as time allows"
-    console.print(
-        f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, objective {goals}"
-    )
-    print_warnings(console, search_warnings(loaded, target))
-    with SearchProgress(console, target=target) as progress:
-        result = _run(
-            run_search,
-            loaded,
-            n_trials=n_trials,
-            timeout=timeout,
-            observer=progress,
-            force=force,
-            jobs=jobs,
-        )
-    study = result.study
-    if result.space_changed:
-        console.print("[yellow]the search space changed[/yellow]; resumed anyway (--force)")
-    if result.grid_size is not None and result.target != target:
-        console.print(f"the grid has {result.grid_size} configurations: target lowered to it")
-    if result.n_ran == 0 and result.complete:
-        console.print(
-            f"study already holds {result.n_finished} finished trials (target "
-            f"{result.target}); raise --n-trials to extend it"
-        )
-    console.print(f"study {study.study_name!r}: {study_counts(study)}")
-    print_warnings(console, random_start_warnings(loaded, result.n_finished, result.target))
-    if not result.complete and result.target is not None:
-        why = "timeout" if result.timed_out else "stopped"
-        console.print(
-            f"[yellow]{result.n_finished}/{result.target} finished[/yellow] ({why}); rerun to "
-            "continue"
-        )
-    console.print(best_line(study, loaded.study.objectives))
 
 
 class ShowFormat(StrEnum):
@@ -742,63 +702,20 @@ def run(
     the final model is the best trial's own weights when a retrain no longer fits. Rerunning
     resumes the study with a fresh budget.
     """
-    loaded = _load(spec, sets, storage, study_name, time_budget, device)
+    loaded = _load(spec, sets, storage, study_name, time_budget, device)  # before heavy imports
 
-    from automl_clf.cli.progress import FinalProgress, SearchProgress
-    from automl_clf.cli.tables import (
-        budget_plan_lines,
-        budget_table,
-        final_plan_line,
-        final_summary,
-        formats_summary,
-        print_warnings,
-    )
-    from automl_clf.job import run_job
-    from automl_clf.search.samplers import random_start_warnings, search_warnings
+    from automl_clf.cli.progress import job_with_display
 
-    console = _console()
     out = export if export is not None else Path("exports") / str(loaded.study.name)
-    total = loaded.study.budget
-    aim = f"budget {total:g} s in all" if total is not None else "no time budget"
-    console.print(f"study {loaded.study.name!r} in {loaded.study.storage}: {aim}, export to {out}")
-    target = n_trials or loaded.study.trial_cap
-    print_warnings(console, search_warnings(loaded, target))
-    searching = SearchProgress(console, target=target)
-
-    def final_started(retrains: int, estimate: Any) -> None:
-        searching.close()  # one live display at a time: the final step's comes next
-        console.print(final_plan_line(fitted[0], retrains, estimate))
-
-    fitted = [loaded]  # the spec as study.fit_budget fitted it (the plan says what changed)
-
-    def planned(plan: Any) -> None:
-        fitted[0] = plan.spec
-        for line in budget_plan_lines(plan, loaded.study.sampler.kind):
-            console.print(line)
-
-    with searching, FinalProgress(console) as finishing:
-        job = _run(
-            run_job,
-            loaded,
-            out,
-            n_trials=n_trials,
-            observer=searching,
-            planned=planned,
-            final_started=final_started,
-            on_final=finishing,
-            force=force,
-            jobs=jobs,
-            started=_process_started,
-        )
-    searched = job.search
-    print_warnings(console, random_start_warnings(fitted[0], searched.n_finished, searched.target))
-    console.print(final_summary(job.final))
-    console.print(formats_summary(job.export))
-    if job.budget is not None:
-        console.print(budget_table(job.budget))
-    console.print(
-        f"exported to {job.export.folder}\nreport: {job.export.report / 'index.html'} "
-        f"(and report.md beside it)"
+    _run(
+        job_with_display,
+        _console(),
+        loaded,
+        out,
+        n_trials=n_trials,
+        force=force,
+        jobs=jobs,
+        started=_process_started,
     )
 
 

@@ -18,6 +18,10 @@ for a long trial a line at most every 30 s (epochs, batches, ETA), each an unwra
 
 The final step (`FinalProgress`) shows the retrain's epochs over all its runs (members × seeds)
 with an ETA, the batches of a long epoch, then the test and the export.
+
+`search_with_display` and `job_with_display` are `autoclf search` and `autoclf run` as they show
+on a console, the lines before and after the displays included: the CLI prints them on stdout,
+the Python API (`automl_clf.search`, `automl_clf.run`) on stderr, one code for both.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -44,15 +49,31 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from automl_clf.cli.tables import STATE_STYLE, format_params
+from automl_clf.budget_plan import BudgetPlan
+from automl_clf.cli.tables import (
+    STATE_STYLE,
+    best_line,
+    budget_plan_lines,
+    budget_table,
+    final_plan_line,
+    final_summary,
+    format_params,
+    formats_summary,
+    print_warnings,
+    study_counts,
+)
 from automl_clf.final.retrain import RetrainProgress
+from automl_clf.job import JobResult, run_job
 from automl_clf.search.budget import Budget
 from automl_clf.search.eta import Eta, RunPace, search_eta, typical_trial_s
 from automl_clf.search.objective import QuietObserver
 from automl_clf.search.record import STATES, TrialRecord, trial_state
+from automl_clf.search.run import SearchResult, run_search
+from automl_clf.search.samplers import random_start_warnings, search_warnings
 from automl_clf.search.study import FINISHED, fail_reason
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.duration import format_duration
+from automl_clf.spec.models import ResolvedSpec
 from automl_clf.train.trainer import EpochResult
 
 Clock = Callable[[], float]
@@ -508,3 +529,108 @@ class FinalProgress:
             return ""
         left = self.pace.left_s(self.clock())
         return "" if left is None else f"ETA {format_duration(left)}"
+
+
+def search_with_display(
+    console: Console,
+    spec: ResolvedSpec,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+) -> SearchResult:
+    """`run_search` as `autoclf search` shows it on `console`: the study and its aim, the
+    spec's warnings, the live display, then the study's counts and best trial. The Python API's
+    `search(progress=True)` shows the same."""
+    target = n_trials or spec.study.trial_cap
+    goals = ", ".join(
+        f"{name} ({direction})"
+        for name, direction in zip(spec.study.objectives, spec.study.directions, strict=True)
+    )
+    aim = f"target {target} finished trials" if target else "as many trials as time allows"
+    console.print(f"study {spec.study.name!r} in {spec.study.storage}: {aim}, objective {goals}")
+    print_warnings(console, search_warnings(spec, target))
+    with SearchProgress(console, target=target) as progress:
+        result = run_search(
+            spec, n_trials=n_trials, timeout=timeout, observer=progress, force=force, jobs=jobs
+        )
+    study = result.study
+    if result.space_changed:
+        console.print("[yellow]the search space changed[/yellow]; resumed anyway (--force)")
+    if result.grid_size is not None and result.target != target:
+        console.print(f"the grid has {result.grid_size} configurations: target lowered to it")
+    if result.n_ran == 0 and result.complete:
+        console.print(
+            f"study already holds {result.n_finished} finished trials (target "
+            f"{result.target}); raise --n-trials to extend it"
+        )
+    console.print(f"study {study.study_name!r}: {study_counts(study)}")
+    print_warnings(console, random_start_warnings(spec, result.n_finished, result.target))
+    if not result.complete and result.target is not None:
+        why = "timeout" if result.timed_out else "stopped"
+        console.print(
+            f"[yellow]{result.n_finished}/{result.target} finished[/yellow] ({why}); rerun to "
+            "continue"
+        )
+    console.print(best_line(study, spec.study.objectives))
+    return result
+
+
+def job_with_display(
+    console: Console,
+    spec: ResolvedSpec,
+    out: Path,
+    *,
+    n_trials: int | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+    started: float | None = None,
+) -> JobResult:
+    """`run_job` as `autoclf run` shows it on `console`: the study, budget and export folder,
+    the spec's warnings, the search's live display, the final step's, then the test metrics,
+    the formats, the budget's use and where the export is. The Python API's
+    `run(progress=True)` shows the same."""
+    total = spec.study.budget
+    aim = f"budget {total:g} s in all" if total is not None else "no time budget"
+    console.print(f"study {spec.study.name!r} in {spec.study.storage}: {aim}, export to {out}")
+    target = n_trials or spec.study.trial_cap
+    print_warnings(console, search_warnings(spec, target))
+    searching = SearchProgress(console, target=target)
+
+    fitted = [spec]  # the spec as study.fit_budget fitted it (the plan says what changed)
+
+    def planned(plan: BudgetPlan) -> None:
+        if plan.spec is not None:
+            fitted[0] = plan.spec
+        for line in budget_plan_lines(plan, spec.study.sampler.kind):
+            console.print(line)
+
+    def final_started(retrains: int, estimate: Any) -> None:
+        searching.close()  # one live display at a time: the final step's comes next
+        console.print(final_plan_line(fitted[0], retrains, estimate))
+
+    with searching, FinalProgress(console) as finishing:
+        job = run_job(
+            spec,
+            out,
+            n_trials=n_trials,
+            observer=searching,
+            planned=planned,
+            final_started=final_started,
+            on_final=finishing,
+            force=force,
+            jobs=jobs,
+            started=started,
+        )
+    searched = job.search
+    print_warnings(console, random_start_warnings(fitted[0], searched.n_finished, searched.target))
+    console.print(final_summary(job.final))
+    console.print(formats_summary(job.export))
+    if job.budget is not None:
+        console.print(budget_table(job.budget))
+    console.print(
+        f"exported to {job.export.folder}\nreport: {job.export.report / 'index.html'} "
+        f"(and report.md beside it)"
+    )
+    return job

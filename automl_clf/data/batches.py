@@ -4,7 +4,8 @@ Two builders, and only the training one takes augmentation: val, test and predic
 preprocessing output and nothing else, by construction.
 
 Training batches come from the in-memory pixels in this process, or, for a streamed split
-(`data.loading: stream`), from DataLoader workers (spawn context) that read the on-disk store.
+(`data.loading: stream`), from DataLoader workers (spawn context, without the caller's main
+script: `ScriptFreeSpawn`) that read the on-disk store.
 Either way the batch order is drawn in this process from one seeded generator, so a run is
 reproducible. The named policies augment whole batches on the training device
 (data/batch_augment.py); a custom albumentations list augments image by image (in the workers,
@@ -13,8 +14,11 @@ when there are any).
 
 from __future__ import annotations
 
+import multiprocessing.context
 import os
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,6 +45,32 @@ def steps_per_epoch(n_images: int, batch_size: int) -> int:
     """Training batches per epoch: a last batch of one image is dropped (batch norm cannot
     train on it)."""
     return max(1, n_images // batch_size + (n_images % batch_size > 1))
+
+
+class _ScriptFreeProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process that does not run its caller's main script again.
+
+    Spawn prepares a child by importing the parent's `__main__` (from its file or module name)
+    unless it has neither, as in an interactive session: a plain script calling
+    `automl_clf.run(...)` without an `if __name__ == "__main__":` guard ran the whole job again
+    inside each DataLoader worker (multiprocessing's spawn.get_preparation_data). While the
+    child starts, `__main__` is a bare module, so the child imports nothing of the script; what
+    it runs (torch's worker loop, `_AugmentedRows`) lives in importable modules.
+    """
+
+    def start(self) -> None:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            super().start()
+        finally:
+            sys.modules["__main__"] = main
+
+
+class ScriptFreeSpawn(multiprocessing.context.SpawnContext):
+    """The spawn context, its processes started without the caller's main script."""
+
+    Process = _ScriptFreeProcess
 
 
 class TrainBatches:
@@ -94,7 +124,7 @@ class TrainBatches:
                 _AugmentedRows(data, per_image, seed),
                 batch_sampler=_EpochOrder(self),
                 num_workers=workers,
-                multiprocessing_context="spawn",
+                multiprocessing_context=ScriptFreeSpawn(),
                 persistent_workers=True,
                 collate_fn=_stack,
                 # Its own generator: starting the workers otherwise draws a seed from torch's

@@ -14,19 +14,28 @@ A trial's storage id, which a beat names, comes from public storage methods
 (`get_study_id_from_name`, `get_trial_id_from_study_id_trial_number`), never `trial._trial_id`.
 
 `quiet_optuna` touches no internal: it sets Optuna's process-wide logging and warnings as
-autoclf's entry points want them (the CLI, a search helper process), never at import.
+autoclf's entry points want them (the CLI, a search helper process), never at import;
+`optuna_quieted` does the same for the length of a Python API call, then puts them back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 
-__all__ = ["BaseHeartbeat", "heartbeat_interval", "quiet_optuna", "record_heartbeat"]
+__all__ = [
+    "BaseHeartbeat",
+    "heartbeat_interval",
+    "optuna_quieted",
+    "quiet_optuna",
+    "record_heartbeat",
+]
 
 
 def heartbeat_interval(storage: BaseStorage) -> int | None:
@@ -50,3 +59,18 @@ def quiet_optuna() -> None:
     entry points only (a library import must not change the process's logging)."""
     optuna.logging.set_verbosity(logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@contextlib.contextmanager
+def optuna_quieted() -> Iterator[None]:
+    """`quiet_optuna` while the block runs (an API call: `automl_clf.run`, `search`), then
+    Optuna's verbosity and the warning filters as they were, so the caller's own use of Optuna
+    and warnings is left alone. The filters are process-wide while it runs (every thread's
+    warnings), as `warnings.catch_warnings` makes them."""
+    verbosity = optuna.logging.get_verbosity()
+    with warnings.catch_warnings():
+        quiet_optuna()
+        try:
+            yield
+        finally:
+            optuna.logging.set_verbosity(verbosity)

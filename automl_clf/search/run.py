@@ -55,7 +55,9 @@ from automl_clf.search.record import TIMEOUT, TrialRecord
 from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.search.workers import (
+    Helper,
     default_jobs,
+    ended_helpers,
     join_helpers,
     start_helpers,
     stop_helpers,
@@ -168,13 +170,39 @@ def _search(
     helpers = start_helpers(spec, jobs - 1, n_trials, budget, plan_final)
     try:
         n_ran, timed_out = _trial_loop(
-            study, opened, objective, target, budget, plan_final, observer, quiet=bool(helpers)
+            study, opened, objective, target, budget, plan_final, observer, helpers
         )
+        stop_helpers(_idle(helpers, study))
     except BaseException:
         stop_helpers(helpers)
         raise
-    join_helpers(helpers)
+    for text in join_helpers(helpers):
+        _notice(observer, text)
     return result(n_ran, timed_out)
+
+
+def _idle(helpers: list[Helper], study: optuna.Study) -> list[Helper]:
+    """The helpers that run no trial now that this worker's loop is over. The study holds its
+    target or the search's time is up, so they cannot start one any more: they are stopped,
+    not waited for (one still starting, importing torch, held its caller seconds past the
+    budget). None while a trial runs whose worker is not yet recorded (one just starting)."""
+    if not helpers:
+        return []
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    workers = {TrialRecord.of(t).worker for t in running}
+    if None in workers:
+        return []
+    host = WORKER.rsplit(":", 1)[0]
+    return [helper for helper in helpers if f"{host}:{helper.pid}" not in workers]
+
+
+def _notice(observer: SearchObserver | None, text: str) -> None:
+    """Something the user must hear about the search (a helper process that failed): through
+    the display, else as a warning (the API without progress), never not at all."""
+    if observer is not None:
+        observer.notice(text)
+    else:
+        warnings.warn(text, RuntimeWarning, stacklevel=2)
 
 
 def _trial_loop(
@@ -185,18 +213,20 @@ def _trial_loop(
     budget: Budget | None,
     plan_final: PlanFinal | None,
     observer: SearchObserver | None,
-    *,
-    quiet: bool,
+    helpers: list[Helper],
 ) -> tuple[int, bool]:
     """Start trials until the target or the deadline; (trials run, whether time ran out).
 
-    `quiet`: the other workers are this command's own (`--jobs`): no note about sharing SQLite.
+    `helpers`: this command's own other workers (`--jobs`): no note about sharing SQLite with
+    them, and one about each that fails, seen between this worker's trials.
     """
     failures = _FailureLimit(objective.spec.study.max_consecutive_failures)
     n_ran = 0
-    sqlite = not quiet and sqlite_path(str(objective.spec.study.storage)) is not None
+    sqlite = not helpers and sqlite_path(str(objective.spec.study.storage)) is not None
     while True:
         raise_if_interrupted()
+        for text in ended_helpers(helpers):
+            _notice(observer, text)
         if budget is not None:
             if plan_final is not None:
                 budget.reserve(plan_final(study))

@@ -1,17 +1,18 @@
 """Optuna's internals are reached in one module only, and importing autoclf leaves Optuna's
-process-wide logging and warnings alone."""
+process-wide logging and warnings alone (an API call quiets them while it runs only)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
 import pytest
 
-from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
+from automl_clf.search.optuna_compat import heartbeat_interval, optuna_quieted, record_heartbeat
 from tests.conftest import REPO
 
 PRIVATE = re.compile(r"optuna(\.\w+)*\._\w|\._trial_id\b|\._study_id\b|\bstudy\._storage\b")
@@ -60,3 +61,25 @@ def test_importing_autoclf_leaves_optuna_s_logging_and_warnings_alone() -> None:
         [sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_optuna_is_quiet_inside_an_api_call_and_as_it_was_after() -> None:
+    """`optuna_quieted` (the Python API's calls): no experimental warning or info line inside,
+    the caller's verbosity and warning filters back after, even when the call fails."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            filters = list(warnings.filters)
+            with pytest.raises(RuntimeError, match="the call failed"), optuna_quieted():
+                assert optuna.logging.get_verbosity() == optuna.logging.ERROR
+                warnings.warn("inside", optuna.exceptions.ExperimentalWarning, stacklevel=1)
+                raise RuntimeError("the call failed")
+            assert caught == []
+            assert warnings.filters == filters
+            assert optuna.logging.get_verbosity() == optuna.logging.INFO
+            warnings.warn("outside", optuna.exceptions.ExperimentalWarning, stacklevel=1)
+            assert [str(w.message) for w in caught] == ["outside"]  # the caller's own, shown
+    finally:
+        optuna.logging.set_verbosity(verbosity)

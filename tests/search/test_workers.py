@@ -5,6 +5,7 @@ add up exactly and nothing is left RUNNING or WAITING."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from automl_clf.cli import app
+from automl_clf.search.record import INTERRUPTED, TrialRecord
 from automl_clf.search.storage import open_storage
+from automl_clf.search.workers import join_helpers, last_words, start_helpers
 from automl_clf.spec import load_spec
 from tests.conftest import StudyStorage, tiny_spec, write_spec
 
@@ -189,10 +192,12 @@ def test_jobs_run_trials_in_helper_processes_and_add_up_exactly(
 ) -> None:
     """`--jobs 2`: one command, two processes on one study; n_trials holds across them.
 
-    Each trial trains long enough (12 epochs, about a second) that the helper, which takes a
-    few seconds to start (spawn, import torch), joins before this process has run all six."""
+    Each trial trains long enough (40 epochs: 3–4 s a trial on a 2-core machine at a load of
+    6) that the helper, which takes seconds to start (a new interpreter importing torch: about
+    13 s there), joins before this process has run all six (at 12 epochs, 2 s a trial, it
+    sometimes did not)."""
     spec = worker_spec(digits_root, tmp_path, n_trials=6)
-    spec["train"]["epochs"] = 12
+    spec["train"]["epochs"] = 40
     path = write_spec(tmp_path / "spec.yaml", spec)
     result = runner.invoke(app, ["search", str(path), "--jobs", "2"])
     assert result.exit_code == 0, result.output
@@ -200,3 +205,77 @@ def test_jobs_run_trials_in_helper_processes_and_add_up_exactly(
     study = load(path)
     assert_exact(study, 6)
     assert_shared_without_errors(study, [result.output])
+
+
+def test_a_helper_that_fails_at_start_is_reported_with_its_error(
+    tmp_path: Path, digits_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The caller learns of a helper's failure (its exit code and why: its exception) and
+    relays its output to stderr, rather than carrying on alone without a word."""
+    root = Path(shutil.copytree(digits_root, tmp_path / "data"))
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", worker_spec(root, tmp_path)))
+    shutil.rmtree(root)  # the helper cannot even read its spec: the data folder is gone
+    helpers = start_helpers(spec, 1, None, None, None)
+    said = join_helpers(helpers)
+    assert len(said) == 1, said
+    assert f"search helper 1 (pid {helpers[0].pid}) ended with exit code 1" in said[0]
+    assert "ValidationError: 1 validation error for ResolvedSpec" in said[0]
+    assert "folder not found" in capsys.readouterr().err  # its traceback, relayed
+    assert join_helpers(helpers) == []  # said once
+
+
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        (["error: (search helper 7) no images", ""], "error: (search helper 7) no images"),
+        (
+            [
+                "noise",
+                "Traceback (most recent call last):",
+                '  File "x.py", line 1',
+                "    f()",
+                "ValueError: 1 error for Spec",
+                "data.root",
+                "  folder not found",
+            ],
+            "ValueError: 1 error for Spec",
+        ),
+        ([], ""),
+    ],
+)
+def test_last_words_are_the_error_line_or_the_exception(lines: list[str], words: str) -> None:
+    assert last_words(lines) == words
+
+
+@pytest.mark.slow
+def test_a_helper_whose_caller_is_gone_stops_its_trial_as_interrupted(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """The caller holds the helper's stdin open while it lives; when the pipe closes (the
+    caller died without stopping it) the helper stops as SIGTERM stops it."""
+    spec_map = worker_spec(digits_root, tmp_path, n_trials=1)
+    spec_map["train"]["epochs"] = 10_000  # never ends by itself
+    path = write_spec(tmp_path / "spec.yaml", spec_map)
+    helpers = start_helpers(load_spec(path), 1, None, None, None)
+    helper = helpers[0]
+    worker = f"{os.uname().nodename}:{helper.pid}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert helper.process.poll() is None, "\n".join(helper.tail)
+            try:
+                trials = load(path).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            except KeyError:  # the study does not exist yet
+                trials = []
+            if any(TrialRecord.of(t).worker == worker for t in trials):
+                break
+            time.sleep(0.2)
+        assert helper.process.stdin is not None
+        helper.process.stdin.close()
+        assert helper.process.wait(timeout=120) == 130
+    finally:
+        if helper.process.poll() is None:
+            helper.process.kill()
+    (trial,) = load(path).trials
+    assert trial.state == TrialState.FAIL
+    assert TrialRecord.of(trial).fail_reason == INTERRUPTED
