@@ -26,7 +26,6 @@ the Python API (`automl_clf.search`, `automl_clf.run`) on stderr, one code for b
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -70,7 +69,7 @@ from automl_clf.search.objective import QuietObserver
 from automl_clf.search.record import STATES, TrialRecord, trial_state
 from automl_clf.search.run import SearchResult, run_search
 from automl_clf.search.samplers import random_start_warnings, search_warnings
-from automl_clf.search.study import FINISHED, fail_reason
+from automl_clf.search.study import FINISHED, fail_reason, ranked_trials, trial_value
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.duration import format_duration
 from automl_clf.spec.models import ResolvedSpec
@@ -424,8 +423,10 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
             f"({epochs} ep, {record.train_seconds or 0:.1f}s)"
         )
     best = ""
-    with contextlib.suppress(ValueError, RuntimeError):  # none yet; multi-objective
-        best = f"  best #{study.best_trial.number} {study.best_value:.4g}"
+    if len(study.directions) == 1:  # the final model's ranking: a cut trial's best epoch counts
+        ranked = ranked_trials(study)
+        if ranked:
+            best = f"  best #{ranked[0].number} {trial_value(ranked[0]):.4g}"
     style = STATE_STYLE[state]
     return (
         f"#{trial.number:<3} [{style}]{STATES[state]:<8}[/{style}] {detail}{best}\n"
