@@ -131,8 +131,11 @@ class Calibrated(nn.Module):
         if not (temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"a temperature must be a positive number, got {temperature}")
         self.model = model
+        where = next(model.parameters(), torch.empty(0)).device  # beside the network's weights
         self.register_buffer(
-            "temperature", torch.tensor(temperature, dtype=torch.float32), persistent=False
+            "temperature",
+            torch.tensor(temperature, dtype=torch.float32, device=where),
+            persistent=False,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
