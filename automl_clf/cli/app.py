@@ -9,6 +9,7 @@ Heavy imports (torch, timm, optuna, albumentations) happen inside the commands, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import re
@@ -621,7 +622,7 @@ def _export(
     from automl_clf.final.export import write_export
     from automl_clf.final.folder import check_replaceable
     from automl_clf.final.retrain import RetrainProgress, retrain
-    from automl_clf.report.final import final_report
+    from automl_clf.report.final import calibration_change, final_report
 
     _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
     final_spec = loaded.final
@@ -656,6 +657,8 @@ def _export(
         },
         "formats": {name: check.model_dump() for name, check in written.formats.items()},
         "latency_ms": written.latency_ms,
+        # the test split's before and after temperature scaling (T 1: not calibrated)
+        "calibration": dataclasses.asdict(calibration_change(final)),
     }
 
 
@@ -774,10 +777,24 @@ def predict(
         typer.Option("--output", "-o", dir_okay=False, help="Write here instead of stdout."),
     ] = None,
     device: DeviceOption = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Answer `unsure` when the top probability is below this (default: the "
+            "export's final.min_confidence; 0: always a class).",
+        ),
+    ] = None,
 ) -> None:
     """Classify images with an exported model, using exactly its training-time preprocessing.
 
-    Unreadable files are reported in an `error` column and do not stop the others.
+    Probabilities are calibrated (the export's temperature). `predicted` is `unsure` below the
+    minimum confidence; `top_class` is the most probable class either way. `ood` is true when
+    the top probability is below that of all but a few percent of the validation images (the
+    export's out-of-distribution threshold): an image unlike the training data, or one the
+    model cannot place. Unreadable files are reported in an `error` column and do not stop the
+    others.
 
     A progress bar (on stderr) shows for more than one batch (256) of images.
     """
@@ -808,7 +825,11 @@ def predict(
     with progress:
         task = progress.add_task("predicting", total=len(files))
         rows = predict_files(
-            predictor, files, top_k=top_k, on_batch=lambda n: progress.advance(task, n)
+            predictor,
+            files,
+            top_k=top_k,
+            on_batch=lambda n: progress.advance(task, n),
+            min_confidence=min_confidence,
         )
     text = _format_rows(rows, output_format, top_k)
     if output is None:
@@ -830,7 +851,6 @@ def predict(
 
 def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> str:
     import csv
-    import dataclasses
     import io
     import json
 
@@ -839,16 +859,17 @@ def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k:
         return json.dumps(records, indent=2) + "\n"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = ["path", "predicted", "probability"]
+    header = ["path", "predicted", "probability", "top_class"]
     if top_k > 1:
         header.append("top_k")
-    writer.writerow([*header, "error"])
+    writer.writerow([*header, "ood", "error"])
     for row in rows:
         probability = f"{row.probability:.6f}" if row.probability is not None else ""
-        values = [str(row.path), row.predicted or "", probability]
+        values = [str(row.path), row.predicted or "", probability, row.top_class or ""]
         if top_k > 1:
             values.append(";".join(f"{c}:{p:.4f}" for c, p in row.top_k))
-        writer.writerow([*values, row.error or ""])
+        ood = "" if row.ood is None else str(row.ood).lower()
+        writer.writerow([*values, ood, row.error or ""])
     return buffer.getvalue()
 
 

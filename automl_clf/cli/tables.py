@@ -192,6 +192,15 @@ def final_summary(final: FinalResult) -> str:
             f"{statistics.pstdev(losses):.4f}, val accuracy {statistics.mean(accuracies):.4f} ± "
             f"{statistics.pstdev(accuracies):.4f}; exported seed {first.seed} (best on val)"
         )
+    if final.calibration is not None:
+        from automl_clf.report.final import calibration_change
+
+        change = calibration_change(final)
+        lines.append(
+            f"calibrated: logits / T = {change.temperature:.3g} (fitted on validation); test "
+            f"calibration error {change.ece_before:.4f} → {change.ece_after:.4f}, log loss "
+            f"{change.log_loss_before:.4f} → {change.log_loss_after:.4f}"
+        )
     lines += [f"[yellow]note[/yellow]: {note}" for note in final.notes]
     if final.skipped:
         lines.append(

@@ -10,6 +10,11 @@ Image modes are converted one documented way:
 - 16-bit and 32-bit integer images are scaled to 8 bits (value / 257), float images clipped.
 - Transparency is dropped (the colour channels are kept as they are).
 - `channels: 1` converts to luma (ITU-R 601-2, Pillow's "L"); `channels: 3` to RGB.
+
+`Preprocessing.steps()` spells all of this out (`PreprocessingSteps`, model.json's
+`preprocessing_steps`): the resize filter by Pillow's name, the crop or pad, the channel order,
+the scaling, the mean/std and the conversions, so another runtime can reproduce the input
+without reading this code. It is derived from the same constants the code runs with.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -32,6 +37,8 @@ from automl_clf.spec.data import DataSpec
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking (Pillow's resize)
+PAD_VALUE = 0  # letterbox: the padding's value in every channel (black)
+CENTERING = (0.5, 0.5)  # letterbox and center_crop place / cut the image centred (Pillow's)
 
 
 class Decoding(BaseModel):
@@ -71,9 +78,11 @@ class Decoding(BaseModel):
         image = _to_8bit(image).convert("L" if self.channels == 1 else "RGB")
         size = (self.image_size, self.image_size)
         if self.resize == "letterbox":
-            image = ImageOps.pad(image, size, method=_RESAMPLE, color=0)
+            image = ImageOps.pad(
+                image, size, method=_RESAMPLE, color=PAD_VALUE, centering=CENTERING
+            )
         elif self.resize == "center_crop":
-            image = ImageOps.fit(image, size, method=_RESAMPLE)
+            image = ImageOps.fit(image, size, method=_RESAMPLE, centering=CENTERING)
         else:
             image = image.resize(size, _RESAMPLE)
         pixels = np.asarray(image, dtype=np.uint8)
@@ -113,6 +122,112 @@ class Preprocessing(BaseModel):
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def steps(self) -> PreprocessingSteps:
+        """Everything this preprocessing does, for another runtime (module docstring)."""
+        decoding, size = self.decoding, self.decoding.image_size
+        mode: Literal["L", "RGB"] = "L" if decoding.channels == 1 else "RGB"
+        resize = ResizeStep(
+            method=decoding.resize,
+            width=size,
+            height=size,
+            filter=_RESAMPLE.name.lower(),  # "bilinear", as Pillow names it
+            pillow=_PILLOW_CALLS[decoding.resize].format(size=size),
+            description=RESIZE_METHODS[decoding.resize],
+            pad_value=PAD_VALUE if decoding.resize == "letterbox" else None,
+            centering=CENTERING if decoding.resize != "squash" else None,
+        )
+        return PreprocessingSteps(
+            decode=DecodeStep(mode=mode, luma=LUMA if mode == "L" else None),
+            resize=resize,
+            tensor=TensorStep(channel_order=mode, mean=self.mean, std=self.std),
+        )
+
+
+LUMA = "L = (19595 R + 38470 G + 7471 B + 32768) >> 16 (Pillow's ITU-R 601-2 luma, rounded)"
+_PILLOW_CALLS = {
+    "squash": "image.resize(({size}, {size}), Image.Resampling.BILINEAR)",
+    "letterbox": (
+        "ImageOps.pad(image, ({size}, {size}), method=Image.Resampling.BILINEAR, color=0, "
+        "centering=(0.5, 0.5))"
+    ),
+    "center_crop": (
+        "ImageOps.fit(image, ({size}, {size}), method=Image.Resampling.BILINEAR, "
+        "centering=(0.5, 0.5))"
+    ),
+}
+RESIZE_METHODS = {
+    "squash": "stretch the whole image to width x height (the aspect ratio is not kept)",
+    "letterbox": (
+        "scale to fit inside width x height keeping the aspect ratio (the scaled side rounded), "
+        "then paste it centred on a pad_value canvas (offset rounded)"
+    ),
+    "center_crop": (
+        "cut the centred box of the target's aspect ratio from the image (fractional edges), "
+        "and resample that box to width x height"
+    ),
+}
+
+
+class DecodeStep(BaseModel):
+    """File to 8-bit pixels, in order: frame, orientation, bit depth, transparency, mode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frame: Literal["first"] = "first"  # of an animated or multi-page image
+    exif_transpose: bool = True  # the EXIF orientation applied first (ImageOps.exif_transpose)
+    high_bit_depth: str = (
+        "16- and 32-bit integer images: value / 257 clipped to 0..255; float images: clipped "
+        "to 0..255; both become 8-bit grey (L)"
+    )
+    palette_transparency: str = "a palette image with transparency becomes RGBA first"
+    alpha: Literal["dropped"] = "dropped"  # the colour channels kept as they are, not composited
+    mode: Literal["L", "RGB"]  # every image converted to it from its own (Pillow's convert)
+    luma: str | None = None  # mode L: the grey value from RGB
+
+
+class ResizeStep(BaseModel):
+    """8-bit pixels to the network's size, with Pillow's resampling (`pillow` is the call)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Resize  # squash, letterbox or center_crop
+    width: int
+    height: int
+    filter: str  # Pillow's name of the resampling filter: "bilinear"
+    # Pillow's filters widen with the scale when shrinking (convolution over the source
+    # pixels each output pixel covers), as torch's interpolate(antialias=True) does
+    antialias: bool = True
+    pillow: str  # the exact call, `image` being the decoded PIL image
+    pad_value: int | None = None  # letterbox: the padding in every channel
+    centering: tuple[float, float] | None = None  # letterbox, center_crop: (x, y), 0.5 centred
+    description: str  # what `method` does, in words
+
+
+class TensorStep(BaseModel):
+    """8-bit pixels (H, W, C) to the network's input: (value / divide_by - mean[c]) / std[c],
+    in float32."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Literal["float32"] = "float32"
+    layout: Literal["NCHW"] = "NCHW"  # batch, channel, row, column
+    channel_order: Literal["L", "RGB"]
+    divide_by: float = 255.0  # 0..255 to 0..1 (a division, as `Preprocessing.scale` does)
+    mean: tuple[float, ...]  # per channel, on the 0..1 scale
+    std: tuple[float, ...]
+
+
+class PreprocessingSteps(BaseModel):
+    """model.json's `preprocessing_steps`: image file to input tensor, step by step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1  # of this description; a new step would be a new version
+    library: Literal["Pillow"] = "Pillow"  # decoding and resizing (its version: `versions`)
+    decode: DecodeStep
+    resize: ResizeStep
+    tensor: TensorStep
 
 
 def _open_regular(path: str | Path) -> BinaryIO:

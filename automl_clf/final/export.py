@@ -3,12 +3,15 @@
     DIR/model.safetensors         the weights (tensors only, no pickle): what `load` reads; of
                                   member 0 (the best trial) in an ensemble
     DIR/members/<k>.safetensors   an ensemble's further members (final.ensemble > 1)
-    DIR/model.json                classes, architecture, preprocessing, trial config, versions,
-                                  the data fingerprint, whether it was retrained, the CPU latency
-                                  and how it was measured, each extra format's parity check, and
-                                  an ensemble's members
+    DIR/model.json                classes, architecture, preprocessing (and its steps spelled
+                                  out), trial config, versions, the data fingerprint, whether it
+                                  was retrained, the CPU latency and how it was measured, each
+                                  extra format's parity check, an ensemble's members, the
+                                  temperature, predict's minimum confidence and the
+                                  out-of-distribution threshold (final/calibration.py)
     DIR/model.pt                  TorchScript of the whole model (an ensemble: the averaged
-                                  graph), for runtimes without autoclf (final/formats.py)
+                                  graph; calibrated: divided by the temperature), for runtimes
+                                  without autoclf (final/formats.py)
     DIR/model.onnx                ONNX, likewise
     DIR/spec.yaml                 the spec fixed to the exported trial (final/provenance.py)
     DIR/report/                   metrics.json, index.html, report.md, figures, written by
@@ -119,7 +122,7 @@ def _write(
     report: ReportWriter | None,
     allowance: Allowance,
 ) -> tuple[dict[str, FormatCheck], LatencyRecord]:
-    model = result.model.cpu().eval()
+    model = result.served.cpu().eval()  # calibrated: what the formats and `load` serve
     skipped_before = len(allowance.skipped)
     with allowance.timed("write"):
         for k, member in enumerate(result.members):  # member 0's weights are model.safetensors
@@ -173,6 +176,10 @@ def _write(
         if result.is_ensemble
         else [],
         selection=SelectionRecord.of(result.selection) if result.selection else None,
+        preprocessing_steps=pre.steps(),
+        calibration=result.calibration,
+        min_confidence=spec.final.min_confidence,
+        ood=result.ood,
     )
     with allowance.timed("write"):
         (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")

@@ -4,6 +4,8 @@
 Both take the preprocessed batch (N, C, H, W) float32, normalised as `model.json` says, and
 return logits (N, n_classes); the batch size is free. An ensemble's are traced from the whole
 `Ensemble` (final/ensemble.py): their logits are the log of the members' mean probabilities.
+A calibrated export's are traced from `Calibrated` (final/calibration.py): the logits divided by
+the temperature, so the parity checks compare calibrated outputs.
 The Predictor does not use them: it rebuilds the network from `model.json` and loads
 `model.safetensors`, which holds tensors only. Reading these files never unpickles Python objects
 either: `torch.jit.load` reads a TorchScript program, and ONNX is a protobuf graph run by

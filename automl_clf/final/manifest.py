@@ -18,8 +18,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from automl_clf.data.preprocess import Preprocessing
+from automl_clf.data.preprocess import Preprocessing, PreprocessingSteps
 from automl_clf.errors import ExportError
+from automl_clf.final.calibration import CalibrationRecord, OutOfDistributionRecord
 from automl_clf.final.formats import FormatCheck
 from automl_clf.final.provenance import DataFingerprint
 from automl_clf.final.selection import Selection
@@ -122,6 +123,14 @@ class ExportManifest(BaseModel):
     # the model is the mean of their probabilities (final/ensemble.py). Empty for one model.
     members: list[MemberRecord] = Field(default_factory=list, max_length=MAX_MEMBERS)
     selection: SelectionRecord | None = None  # how the members were chosen (final.ensemble > 1)
+    # `preprocessing` spelled out for another runtime (data/preprocess.py PreprocessingSteps)
+    preprocessing_steps: PreprocessingSteps | None = None
+    # The temperature the exported graphs divide their logits by (final/calibration.py); None:
+    # raw logits, as exports made before it (or with final.calibrate: none)
+    calibration: CalibrationRecord | None = None
+    # predict's default: `unsure` below this top probability (final.min_confidence)
+    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+    ood: OutOfDistributionRecord | None = None  # the out-of-distribution flag's threshold
 
     @model_validator(mode="after")
     def _parts_agree(self) -> ExportManifest:
@@ -151,6 +160,12 @@ class ExportManifest(BaseModel):
             )
         if self.members:
             self._members_agree()
+        steps = self.preprocessing_steps
+        if steps is not None and _essentials(steps) != _essentials(self.preprocessing.steps()):
+            raise ValueError(
+                "preprocessing_steps: must describe `preprocessing` (its mode, resize, size, "
+                "mean and std)"
+            )
         return self
 
     def _members_agree(self) -> None:
@@ -187,6 +202,11 @@ class ExportManifest(BaseModel):
                     f"{where}.architecture: must be its config.model.backbone "
                     f"{member.config.model.backbone!r}, got {member.architecture!r}"
                 )
+
+
+def _essentials(steps: PreprocessingSteps) -> tuple[object, ...]:
+    resize, tensor = steps.resize, steps.tensor
+    return (steps.decode.mode, resize.method, resize.width, resize.filter, tensor.mean, tensor.std)
 
 
 DAMAGED = (

@@ -1,8 +1,13 @@
 """The exported model as a scikit-learn-style classifier: `load(DIR).predict(images)`.
 
 It applies the export's stored `Preprocessing` (the training-time one) and nothing else, and
-predicts by argmax of the softmax. `images` may be file paths, PIL images or uint8 arrays;
-`predict_paths` also takes folders and reports unreadable files instead of raising.
+predicts by argmax of the softmax. The probabilities are calibrated as the export's graphs are:
+the network is wrapped in `Calibrated` with model.json's temperature (final/calibration.py); an
+export without one predicts from the raw logits, as before. Below a minimum confidence
+(`min_confidence=`, else model.json's `min_confidence`) the answer is `unsure`, and an image
+whose top probability is below the validation images' `ood.threshold` is flagged `ood`.
+`images` may be file paths, PIL images or uint8 arrays; `predict_paths` also takes folders and
+reports unreadable files instead of raising.
 
 Loading reads `model.json` and `model.safetensors` (tensors only; an ensemble also its members'
 `members/<k>.safetensors`) and rebuilds the network from the recorded configuration: no pickle,
@@ -26,6 +31,7 @@ from safetensors.torch import load_model
 from torch import nn
 
 from automl_clf.errors import AutoclfError, ExportError, ImageError
+from automl_clf.final.calibration import UNSURE, calibrated, max_softmax
 from automl_clf.final.ensemble import Ensemble
 from automl_clf.final.manifest import (
     DAMAGED,
@@ -59,14 +65,49 @@ class Predictor:
         pixels = [self.load(image) for image in images]
         return self.predict_proba_pixels(np.stack(pixels)) if pixels else np.zeros((0, 0))
 
-    def predict(self, images: Sequence[ImageInput]) -> list[str]:
-        """The most probable class name of each image."""
-        return [self.classes_[i] for i in self.predict_proba(images).argmax(axis=1)]
+    @property
+    def served_(self) -> nn.Module:
+        """The network as the export serves it (and model.pt and model.onnx compute it): `model_`
+        (the raw network, or Ensemble) with its logits divided by the temperature."""
+        return calibrated(self.model_, self.manifest_.calibration)
 
-    def predict_paths(self, paths: Iterable[str | Path], top_k: int = 1) -> list[FilePrediction]:
+    @property
+    def temperature_(self) -> float:
+        """What the logits are divided by: model.json's `calibration`, 1 without one."""
+        calibration = self.manifest_.calibration
+        return 1.0 if calibration is None else calibration.temperature
+
+    @property
+    def min_confidence_(self) -> float | None:
+        """The export's default minimum confidence (final.min_confidence), or None."""
+        return self.manifest_.min_confidence
+
+    def predict(
+        self, images: Sequence[ImageInput], min_confidence: float | None = None
+    ) -> list[str]:
+        """The most probable class name of each image; `unsure` where its probability is below
+        `min_confidence` (None: the export's `min_confidence_`; 0: always a class)."""
+        return answers(self.predict_proba(images), self.classes_, self._threshold(min_confidence))
+
+    def predict_paths(
+        self,
+        paths: Iterable[str | Path],
+        top_k: int = 1,
+        min_confidence: float | None = None,
+    ) -> list[FilePrediction]:
         """What `autoclf predict` does: files, and image files under folders (recursively); an
         unreadable file gets an `error` instead of stopping the others."""
-        return predict_files(self, iter_image_files(paths), top_k=top_k)
+        files = iter_image_files(paths)
+        return predict_files(self, files, top_k=top_k, min_confidence=min_confidence)
+
+    def ood_flags(self, probabilities: np.ndarray) -> np.ndarray | None:
+        """Whether each row's top probability is below the export's out-of-distribution
+        threshold; None for an export without one (made before it was recorded)."""
+        ood = self.manifest_.ood
+        return None if ood is None else ood.flags(max_softmax(probabilities))
+
+    def _threshold(self, min_confidence: float | None) -> float | None:
+        return self.min_confidence_ if min_confidence is None else min_confidence
 
     def load(self, image: ImageInput) -> np.ndarray:
         """One input as uint8 pixels (H, W, C), through the export's decoding."""
@@ -84,9 +125,10 @@ class Predictor:
         """Probabilities for already decoded uint8 pixels (N, H, W, C)."""
         outputs = []
         device = next(self.model_.parameters()).device  # where `load` put it
+        model = self.served_
         for start in range(0, len(pixels), BATCH_SIZE):
             x = self.manifest_.preprocessing.to_tensor(pixels[start : start + BATCH_SIZE])
-            probs = torch.softmax(self.model_(x.to(device)).float(), dim=1)
+            probs = torch.softmax(model(x.to(device)).float(), dim=1)
             outputs.append(probs.cpu().numpy())
         return np.concatenate(outputs)
 
@@ -207,13 +249,32 @@ def iter_image_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def answers(
+    probabilities: np.ndarray, classes: Sequence[str], min_confidence: float | None
+) -> list[str]:
+    """Each row's most probable class, or `unsure` where its probability is below
+    `min_confidence` (None: never)."""
+    best = probabilities.argmax(axis=1)
+    floor = -1.0 if min_confidence is None else min_confidence
+    return [
+        classes[int(i)] if row[i] >= floor else UNSURE
+        for i, row in zip(best, probabilities, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class FilePrediction:
     path: Path
-    predicted: str | None  # None when the file could not be read
-    probability: float | None
+    predicted: str | None  # `unsure` below the minimum confidence; None: unreadable
+    probability: float | None  # the most probable class's
     top_k: list[tuple[str, float]]  # (class, probability), most probable first
     error: str | None
+    top_class: str | None = None  # the most probable class, whether or not `unsure`
+    # the top probability is below the validation images' `ood.threshold`; None: the export
+    # has no threshold, or the file could not be read
+    ood: bool | None = None
+    # where the top probability falls among the validation images' (0: below every one)
+    ood_percentile: float | None = None
 
 
 def predict_files(
@@ -221,20 +282,23 @@ def predict_files(
     files: Sequence[Path],
     top_k: int = 1,
     on_batch: Callable[[int], None] | None = None,
+    min_confidence: float | None = None,
 ) -> list[FilePrediction]:
     """Predict each file, BATCH_SIZE at a time; an unreadable one gets an `error` and does not
-    stop the others. `on_batch(n)` hears after each batch of n files (a progress bar)."""
+    stop the others. `on_batch(n)` hears after each batch of n files (a progress bar).
+    `min_confidence`: `unsure` below it (None: the export's default, 0: never)."""
     results: list[FilePrediction] = []
+    threshold = predictor._threshold(min_confidence)
     for start in range(0, len(files), BATCH_SIZE):
         batch = files[start : start + BATCH_SIZE]
-        results += _predict_batch(predictor, batch, top_k)
+        results += _predict_batch(predictor, batch, top_k, threshold)
         if on_batch is not None:
             on_batch(len(batch))
     return results
 
 
 def _predict_batch(
-    predictor: Predictor, files: Sequence[Path], top_k: int
+    predictor: Predictor, files: Sequence[Path], top_k: int, min_confidence: float | None
 ) -> list[FilePrediction]:
     decoded: list[tuple[int, np.ndarray]] = []
     errors: dict[int, str] = {}
@@ -248,13 +312,26 @@ def _predict_batch(
         stacked = predictor.predict_proba_pixels(np.stack([pixels for _, pixels in decoded]))
         probabilities = {index: row for (index, _), row in zip(decoded, stacked, strict=True)}
     classes = predictor.classes_
+    ood = predictor.manifest_.ood
     results = []
     for index, path in enumerate(files):
         if index in errors:
             results.append(FilePrediction(path, None, None, [], errors[index]))
             continue
-        probs = probabilities[index]
-        order = np.argsort(-probs, kind="stable")[:top_k]
-        ranked = [(classes[int(i)], float(probs[i])) for i in order]
-        results.append(FilePrediction(path, ranked[0][0], ranked[0][1], ranked, None))
+        probs = probabilities[index][None]
+        order = np.argsort(-probs[0], kind="stable")[:top_k]
+        ranked = [(classes[int(i)], float(probs[0, i])) for i in order]
+        score = max_softmax(probs)
+        results.append(
+            FilePrediction(
+                path,
+                answers(probs, classes, min_confidence)[0],
+                ranked[0][1],
+                ranked,
+                None,
+                top_class=ranked[0][0],
+                ood=None if ood is None else bool(ood.flags(score)[0]),
+                ood_percentile=None if ood is None else float(ood.percentile_of(score)[0]),
+            )
+        )
     return results

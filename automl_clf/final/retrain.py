@@ -15,8 +15,11 @@ the result says so). Each member is
   trial recorded. Nothing trains; the configuration is the trial's own.
 
 With several members the final model is their `Ensemble` (final/ensemble.py): the mean of their
-probabilities. The test split is touched here and nowhere else, by the final model only (plainly,
-with the spec's test-time augmentation when asked, and member 0 alone beside an ensemble). The
+probabilities. Before the test, its temperature is fitted on validation predictions it did not
+train on, and the out-of-distribution threshold taken from them (final/calibration.py says which
+predictions those are for each kind of member). The test split is touched here and nowhere else,
+by the final model only (calibrated as it is exported, plainly, with the spec's test-time
+augmentation when asked, and member 0 alone beside an ensemble). The
 export's `spec.yaml` is made and checked before any training, so a spec that cannot be written
 fails in seconds, not after the retrain.
 """
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial
@@ -37,6 +41,17 @@ from automl_clf.data.dataset import Dataset, SplitArrays, load_dataset
 from automl_clf.data.preprocess import Decoding, Preprocessing
 from automl_clf.errors import DeadlineReached, SpecError, StudyError
 from automl_clf.final.allowance import Allowance
+from automl_clf.final.calibration import (
+    CalibrationRecord,
+    HeldOut,
+    OutOfDistributionRecord,
+    calibrated,
+    calibration_record,
+    log_loss,
+    mix,
+    ood_record,
+    rescale,
+)
 from automl_clf.final.ensemble import Ensemble
 from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.selection import Candidate, Selection, select_ensemble
@@ -55,7 +70,7 @@ from automl_clf.search.study import best_trial, check_compatible, ranked_trials
 from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import FinalSpec, Spec
 from automl_clf.train.device import resolve_device
-from automl_clf.train.metrics import EvalResult
+from automl_clf.train.metrics import EvalResult, summarise
 from automl_clf.train.session import train_config
 from automl_clf.train.trainer import EpochResult, evaluate
 from automl_clf.train.weights import (
@@ -132,6 +147,12 @@ class FinalResult:
     selection: Selection | None = None  # how an ensemble's members and weights were chosen
     # what the time budget left out (final/allowance.py), added to by the export too
     skipped: list[str] = field(default_factory=list)
+    # the temperature `served` divides the logits by (None: final.calibrate none, or no
+    # validation predictions); `test` and `test_tta` are calibrated, `test_uncalibrated` is
+    # the same test predictions before it
+    calibration: CalibrationRecord | None = None
+    test_uncalibrated: EvalResult | None = None
+    ood: OutOfDistributionRecord | None = None  # the out-of-distribution threshold
 
     @property
     def first(self) -> Member:
@@ -149,6 +170,11 @@ class FinalResult:
     @property
     def is_ensemble(self) -> bool:
         return len(self.members) > 1
+
+    @property
+    def served(self) -> nn.Module:
+        """What the export serves: `model`, its logits divided by the fitted temperature."""
+        return calibrated(self.model, self.calibration)
 
 
 def trial_config(trial: FrozenTrial) -> TrialConfig:
@@ -259,10 +285,17 @@ def _tested(
     if len(members) > 1:
         model = Ensemble([m.model for m in members], [m.preprocessing for m in members], weights)
     model.to(device)
-    test_data = dataset.arrays(Decoding.of(first.config.data))["test"]
+    splits = dataset.arrays(Decoding.of(first.config.data))
+    test_data = splits["test"]
     pre = first.preprocessing
     with allowance.timed("test"):
-        test = evaluate(model, test_data, pre, device)
+        held_out = _held_out(members, weights, splits["val"], dataset, device)
+        calibration = None
+        if spec.final.calibrate == "temperature" and held_out is not None:
+            calibration = calibration_record(held_out)
+        ood = ood_record(held_out, calibration, spec.final.ood_percentile) if held_out else None
+        served = calibrated(model, calibration)
+        test = evaluate(served, test_data, pre, device)
     after = allowance.reserve_s("write", "latency")
     single = None
     alone = f"trial #{first.trial.number} alone on the test split"
@@ -275,7 +308,12 @@ def _tested(
     n_views = n_tta_views(tta)
     what = f"test-time augmentation ({n_views} views)"
     if tta and allowance.allows(what, allowance.estimate("test") * n_views, reserve_s=after):
-        test_tta = evaluate_tta(model, test_data, pre, device, tta)
+        test_tta = evaluate_tta(served, test_data, pre, device, tta)
+    if held_out is None:
+        notes.append(
+            "no validation predictions the final model did not train on: it is exported "
+            "uncalibrated and without an out-of-distribution threshold"
+        )
     return FinalResult(
         members,
         model,
@@ -289,7 +327,83 @@ def _tested(
         notes=notes,
         selection=selection,
         skipped=list(allowance.skipped),
+        calibration=calibration,
+        test_uncalibrated=_uncalibrated(test, calibration),
+        ood=ood,
     )
+
+
+def _uncalibrated(test: EvalResult, calibration: CalibrationRecord | None) -> EvalResult | None:
+    """The calibrated test result as it was before the temperature (same images, same argmax):
+    the logits multiplied back by T."""
+    if calibration is None:
+        return None
+    probabilities = rescale(test.probabilities, calibration.temperature)
+    loss = log_loss(probabilities, test.labels) if len(test.labels) else 0.0
+    return summarise(loss, probabilities, test.labels)
+
+
+def _held_out(
+    members: list[Member],
+    weights: list[float] | None,
+    val: SplitArrays,
+    dataset: Dataset,
+    device: torch.device,
+) -> HeldOut | None:
+    """The final model's validation predictions from weights that did not train on val, per
+    member (final/calibration.py), mixed with the ensemble's weights; None when a member has
+    none (its trial kept neither probabilities nor weights) or there is no validation split."""
+    if len(val) == 0:
+        return None
+    parts, sources = [], []
+    for member in members:
+        found = _member_held_out(member, val, dataset, device)
+        if found is None:
+            return None
+        parts.append(found[0])
+        sources.append(found[1])
+    if len(members) == 1:
+        fitted_on = f"the validation split: {sources[0]}"
+    else:
+        each = "; ".join(f"#{m.trial.number} {s}" for m, s in zip(members, sources, strict=True))
+        fitted_on = f"the validation split, the members' predictions mixed by weight: {each}"
+    shares = weights if weights is not None else [1.0] * len(members)
+    return HeldOut(mix(parts, shares), val.labels, fitted_on)
+
+
+def _member_held_out(
+    member: Member, val: SplitArrays, dataset: Dataset, device: torch.device
+) -> tuple[np.ndarray, str] | None:
+    """One member's validation probabilities that its weights did not train on, and whose they
+    are; None when there are none."""
+    if member.retrained and "val" not in member.train_on.split("+"):
+        run = next(r for r in member.seed_runs if r.seed == member.seed)
+        if run.val is not None and run.val.probabilities.shape == (len(val), dataset.n_classes):
+            return run.val.probabilities, "the retrained weights' own predictions"
+        own = evaluate(member.model.to(device), val, member.preprocessing, device)
+        return own.probabilities, "the retrained weights' own predictions"
+    kept = _trial_val_probabilities(member.trial, val, dataset, device)
+    if not member.retrained:
+        return None if kept is None else (kept, "the exported weights' own predictions")
+    inherited = (
+        f"trial #{member.trial.number}'s own predictions (as searched, trained on train; the "
+        f"member retrained on {member.train_on} inherits its temperature)"
+    )
+    return None if kept is None else (kept, inherited)
+
+
+def _trial_val_probabilities(
+    trial: FrozenTrial, val: SplitArrays, dataset: Dataset, device: torch.device
+) -> np.ndarray | None:
+    """What the trial's best epoch predicted for the validation split: kept by the search, else
+    computed from its kept weights; None when it kept neither."""
+    record = TrialRecord.of(trial)
+    probabilities = load_probabilities(record.val_probabilities, (len(val), dataset.n_classes))
+    if probabilities is None and weights_problem(record.weights) is None:
+        member = _as_searched(trial, trial_config(trial), dataset)
+        model = member.model.to(device)
+        probabilities = evaluate(model, val, member.preprocessing, device).probabilities
+    return probabilities
 
 
 def _make_members(
@@ -387,15 +501,10 @@ def _select_members(
     (final/selection.py); the pool's trials with weight 0 are left out. Probabilities come from
     what each trial kept, else from its best-epoch weights; a trial with neither is left out."""
     val = dataset.arrays(Decoding.of(trial_config(pool[0]).data))["val"]
-    shape = (len(val), dataset.n_classes)
     candidates, usable = [], []
     for trial in pool:
         record = TrialRecord.of(trial)
-        probabilities = load_probabilities(record.val_probabilities, shape)
-        if probabilities is None and weights_problem(record.weights) is None:
-            member = _as_searched(trial, trial_config(trial), dataset)
-            model = member.model.to(device)
-            probabilities = evaluate(model, val, member.preprocessing, device).probabilities
+        probabilities = _trial_val_probabilities(trial, val, dataset, device)
         if probabilities is None:
             notes.append(
                 f"trial #{trial.number} kept neither its validation probabilities nor its "

@@ -16,7 +16,13 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from automl_clf.data.dataset import Pixels
-from automl_clf.report.metrics import metrics_dict, summary_metrics
+from automl_clf.report.metrics import (
+    calibration_bins,
+    coverage_dict,
+    expected_calibration_error,
+    metrics_dict,
+    summary_metrics,
+)
 from automl_clf.report.search import SearchSummary
 from automl_clf.search.record import TrialRecord
 from automl_clf.train.metrics import EvalResult
@@ -157,6 +163,13 @@ class ReportContent:
     test_single: EvalResult | None = None  # an ensemble's member 0 alone, beside the ensemble
     curves: list[LearningCurve] = field(default_factory=list)  # the trial's, then its retrain's
     augmented: AugmentedPreview | None = None  # None: the final model trained unaugmented
+    # model.json's `calibration` (final/calibration.py) as a dict; None: not calibrated. `test`
+    # is then calibrated and `test_uncalibrated` the same predictions before the temperature
+    calibration: dict[str, Any] | None = None
+    test_uncalibrated: EvalResult | None = None
+    ood: dict[str, Any] | None = None  # model.json's `ood`, without its quantiles
+    min_confidence: float | None = None  # predict's default (final.min_confidence)
+    target_accuracy: float = 0.99  # final.target_accuracy
     metrics: dict[str, Any] = field(init=False)  # metrics.json, computed once
 
     def __post_init__(self) -> None:
@@ -179,6 +192,31 @@ class ReportContent:
                 "weights": [member.weight for member in members],  # None: equal shares
             }
         self.metrics["seeds"] = seed_spread(self.final)
+        self._selective_metrics()
+
+    def _selective_metrics(self) -> None:
+        """metrics.json's `temperature_scaling` (ECE and log loss before and after, on the
+        test split), `coverage` and `ood`."""
+        test, before = self.test, self.test_uncalibrated
+        if self.calibration is not None and before is not None:
+            bins = calibration_bins(before.probabilities, before.labels)
+            self.metrics["temperature_scaling"] = {
+                **self.calibration,
+                "test_expected_calibration_error_before": expected_calibration_error(bins),
+                "test_expected_calibration_error_after": self.metrics[
+                    "expected_calibration_error"
+                ],
+                "test_log_loss_before": before.loss,
+                "test_log_loss_after": test.loss,
+                "calibration_before": bins,
+            }
+        self.metrics["coverage"] = coverage_dict(
+            test.probabilities, test.labels, self.target_accuracy, self.min_confidence
+        )
+        if self.ood is not None:
+            flagged = test.probabilities.max(axis=1) < self.ood["threshold"]
+            share = float(flagged.mean()) if len(flagged) else 0.0
+            self.metrics["ood"] = {**self.ood, "test_flagged": share}
 
     def mistakes(self, n: int = N_MISTAKES) -> list[int]:
         """Indices of wrongly classified test images, the most confident first."""

@@ -8,12 +8,14 @@ given as its `report` writer, so the report lands in the staged export with its 
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
 from automl_clf.final.export import ReportWriter
-from automl_clf.final.manifest import ExportManifest
+from automl_clf.final.manifest import REPORT_DIR, ExportManifest
 from automl_clf.final.retrain import FinalResult, Member, trial_config
 from automl_clf.report.content import (
     DataSummary,
@@ -23,7 +25,7 @@ from automl_clf.report.content import (
     ReportContent,
     SeedSummary,
 )
-from automl_clf.report.metrics import summary_metrics
+from automl_clf.report.metrics import ece, summary_metrics
 from automl_clf.report.preview import augmented_preview
 from automl_clf.report.search import summarise_search
 from automl_clf.report.write import write_report
@@ -73,6 +75,54 @@ def report_content(
             train_on=tuple(first.train_on.split("+")),
             seed=first.seed,
         ),
+        calibration=manifest.calibration.model_dump() if manifest.calibration else None,
+        test_uncalibrated=result.test_uncalibrated,
+        ood=manifest.ood.model_dump(exclude={"quantiles"}) if manifest.ood else None,
+        min_confidence=manifest.min_confidence,
+        target_accuracy=spec.final.target_accuracy,
+    )
+
+
+@dataclass(frozen=True)
+class CalibrationChange:
+    """What temperature scaling did on the test split (a benchmark's numbers): the expected
+    calibration error and log loss before and after; temperature 1 and equal numbers for a
+    model exported uncalibrated."""
+
+    temperature: float
+    ece_before: float
+    ece_after: float
+    log_loss_before: float
+    log_loss_after: float
+
+
+def calibration_change(result: FinalResult) -> CalibrationChange:
+    """From a final result (`retrain`'s), before anything is written."""
+    after = result.test
+    before = result.test_uncalibrated or after
+    calibration = result.calibration
+    return CalibrationChange(
+        temperature=1.0 if calibration is None else calibration.temperature,
+        ece_before=ece(before.probabilities, before.labels),
+        ece_after=ece(after.probabilities, after.labels),
+        log_loss_before=before.loss,
+        log_loss_after=after.loss,
+    )
+
+
+def export_calibration_change(export_dir: str | Path) -> CalibrationChange:
+    """From an export's report/metrics.json (written by this version of autoclf or later)."""
+    metrics = json.loads((Path(export_dir) / REPORT_DIR / "metrics.json").read_text())
+    scaling = metrics.get("temperature_scaling")
+    if scaling is None:  # exported uncalibrated
+        ece_now, loss = metrics["expected_calibration_error"], metrics["log_loss"]
+        return CalibrationChange(1.0, ece_now, ece_now, loss, loss)
+    return CalibrationChange(
+        temperature=scaling["temperature"],
+        ece_before=scaling["test_expected_calibration_error_before"],
+        ece_after=scaling["test_expected_calibration_error_after"],
+        log_loss_before=scaling["test_log_loss_before"],
+        log_loss_after=scaling["test_log_loss_after"],
     )
 
 

@@ -80,7 +80,9 @@ CAPTIONS = {  # figure key (report/write.py FIGURES) -> caption
     "augmented": "Training images (above) and what the augmentation made of them (below)",
     "confusion": "Counts (rows = true class)",
     "confusion_normalized": "Normalised by true class (the diagonal is each class's recall)",
-    "reliability": "Reliability diagram: accuracy against confidence",
+    "reliability_before": "Before temperature scaling: accuracy against confidence",
+    "reliability": "Reliability diagram: accuracy against confidence, as exported",
+    "coverage": "Accuracy of the surest share of the test images (the rest unsure)",
     "mistakes": "Most confident mistakes",
 }
 
@@ -89,6 +91,7 @@ SECTIONS = (
     ("confusion", "Confusion"),
     ("per-class", "Per class"),
     ("calibration", "Calibration"),
+    ("unsure", "Unsure"),
     ("mistakes", "Mistakes"),
     ("model", "Final model"),
     ("training", "Training"),
@@ -130,13 +133,13 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
             + "</details>",
         ),
         _per_class_section(content),
+        _calibration_section(content, figures),
         _section(
-            "calibration",
-            "Calibration",
-            f"<p>Expected calibration error {metrics['expected_calibration_error']:.4f}: the "
-            "count-weighted gap between confidence and accuracy over "
-            f"{len(metrics['calibration'])} confidence bins (0 is perfectly calibrated).</p>"
-            + _figures(figures, "reliability"),
+            "unsure",
+            "Unsure answers and out-of-distribution images",
+            "".join(f"<p>{escape(s)}</p>" for s in tables.selective_sentences(content))
+            + html_table(tables.coverage_table(content))
+            + _figures(figures, "coverage"),
         ),
         _mistakes_section(content),
         _model_section(content),
@@ -212,6 +215,15 @@ def _test_section(content: ReportContent) -> str:
             "report it).</p>"
         )
     return _section("test", "Test metrics (held-out split, evaluated once)", inner)
+
+
+def _calibration_section(content: ReportContent, figures: dict[str, Path]) -> str:
+    inner = "".join(f"<p>{escape(s)}</p>" for s in tables.calibration_sentences(content))
+    table = tables.calibration_table(content)
+    if table is not None:
+        inner += html_table(table)
+    inner += _figures(figures, "reliability_before", "reliability")
+    return _section("calibration", "Calibration", inner)
 
 
 def _confused_pairs(content: ReportContent) -> str:

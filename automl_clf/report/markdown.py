@@ -56,7 +56,20 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
         lines += ["### Most frequent confusions", "", *markdown_table(confused)]
     lines += figure("confusion", "confusion matrix")
     lines += figure("confusion_normalized", "normalised confusion matrix")
+    lines += [
+        "## Calibration",
+        "",
+        *(f"{md_text(s)}\n" for s in tables.calibration_sentences(content)),
+    ]
+    calibration = tables.calibration_table(content)
+    if calibration is not None:
+        lines += markdown_table(calibration)
+    lines += figure("reliability_before", "reliability diagram before temperature scaling")
     lines += figure("reliability", "reliability diagram")
+    lines += ["## Unsure answers and out-of-distribution images", ""]
+    lines += [f"{md_text(s)}\n" for s in tables.selective_sentences(content)]
+    lines += markdown_table(tables.coverage_table(content))
+    lines += figure("coverage", "accuracy against coverage")
     lines += ["## Training", "", *(f"- {md_text(s)}" for s in tables.curve_sentences(content))]
     lines += [""]
     lines += figure("curves", "loss and accuracy per epoch")

@@ -272,9 +272,11 @@ def _square(fig: Figure, ax: Axes) -> None:
 
 
 @_plain_text
-def draw_reliability(bins: list[dict[str, float]], ece: float) -> Figure:
+def draw_reliability(
+    bins: list[dict[str, float]], ece: float, title: str = "Reliability diagram"
+) -> Figure:
     """Accuracy per confidence bin against the diagonal (calibrated), each bin's mean confidence
-    as a tick, and below it how many images fall in each bin."""
+    as a tick, and below it how many images fall in each bin; `title` is followed by the ECE."""
     filled = [b for b in bins if b["n"] > 0]
     width = 0.9 * (bins[0]["high"] - bins[0]["low"]) if bins else 0.06
     centres = [(b["low"] + b["high"]) / 2 for b in filled]
@@ -302,13 +304,45 @@ def draw_reliability(bins: list[dict[str, float]], ece: float) -> Figure:
     top.set_xlim(0, 1)
     top.set_ylim(0, 1.02)
     top.set_ylabel("accuracy")
-    _title(fig, top, f"Reliability diagram (ECE {ece:.3f})")
+    _title(fig, top, f"{title} (ECE {ece:.3f})")
     # the counts pile up at high confidence, so their upper left is free for the legend
     bottom.legend(*top.get_legend_handles_labels(), loc="upper left", fontsize=7)
     bottom.bar(centres, [b["n"] for b in filled], width=width, color="#9ca3af")
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence (top probability)")
     bottom.set_ylabel("images")
+    return fig
+
+
+@_plain_text
+def draw_accuracy_coverage(
+    coverage: Sequence[float],
+    accuracy: Sequence[float],
+    target: float,
+    reached: tuple[float, float] | None,
+) -> Figure:
+    """Accuracy of the answered test images against their share, the surest answered first;
+    the target accuracy as a dashed line and, when some threshold reaches it, that point
+    (`reached`: its coverage and accuracy)."""
+    fig, axes = _new_figure((4.8, 3.6))
+    ax = axes[0, 0]
+    ax.plot(coverage, accuracy, color=TRAIN_COLOUR, linewidth=1.5, label="accuracy answered")
+    ax.axhline(target, linestyle="--", color="grey", linewidth=1, label=f"target {target:g}")
+    if reached is not None:
+        ax.scatter(
+            [reached[0]],
+            [reached[1]],
+            color=VAL_COLOUR,
+            zorder=3,
+            label=f"reached at {reached[0]:.0%} answered",
+        )
+    low = min([*accuracy, target]) if len(accuracy) else target
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(max(0.0, low - 0.02), 1.005)
+    ax.set_xlabel("share of test images answered (the surest first)")
+    ax.set_ylabel("accuracy on them")
+    ax.legend(loc="lower left", fontsize=7)
+    _title(fig, ax, "Accuracy against coverage")
     return fig
 
 

@@ -3,6 +3,7 @@ both say the same thing in the same words."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,104 @@ def test_metrics_table(content: ReportContent) -> Table:
     ece = f"{metrics['expected_calibration_error']:.4f}"
     rows.append(["expected calibration error", ece, *blank])
     return Table(header, rows)
+
+
+def calibration_table(content: ReportContent) -> Table | None:
+    """The test (and validation) numbers before and after temperature scaling; None when the
+    model was exported uncalibrated."""
+    scaling = content.metrics.get("temperature_scaling")
+    if scaling is None:
+        return None
+    rows = [
+        [
+            "test expected calibration error",
+            f"{scaling['test_expected_calibration_error_before']:.4f}",
+            f"{scaling['test_expected_calibration_error_after']:.4f}",
+        ],
+        [
+            "test log loss",
+            f"{scaling['test_log_loss_before']:.4f}",
+            f"{scaling['test_log_loss_after']:.4f}",
+        ],
+        [
+            f"validation log loss (fitted on, {scaling['n_images']} images)",
+            f"{scaling['val_log_loss_before']:.4f}",
+            f"{scaling['val_log_loss_after']:.4f}",
+        ],
+    ]
+    return Table(["", "before (T = 1)", f"after (T = {scaling['temperature']:.3g})"], rows)
+
+
+def calibration_sentences(content: ReportContent) -> list[str]:
+    """How the probabilities were calibrated, or why they were not."""
+    scaling = content.metrics.get("temperature_scaling")
+    ece = content.metrics["expected_calibration_error"]
+    if scaling is None:
+        return [
+            f"Expected calibration error {ece:.4f} (the count-weighted gap between confidence "
+            "and accuracy over the confidence bins; 0 is perfectly calibrated). The "
+            "probabilities are not calibrated (final.calibrate: none, or no validation "
+            "predictions to fit on)."
+        ]
+    sentences = [
+        f"Temperature scaling: the logits are divided by T = {scaling['temperature']:.4g}, "
+        f"fitted to minimise the log loss on {scaling['fitted_on']}. Predictions and accuracy "
+        "are unchanged; the probabilities predict, model.pt and model.onnx give are the "
+        "calibrated ones.",
+        f"Expected calibration error on the test split (the count-weighted gap between "
+        f"confidence and accuracy over {len(content.metrics['calibration'])} confidence bins; "
+        f"0 is perfectly calibrated): {scaling['test_expected_calibration_error_before']:.4f} "
+        f"before, {scaling['test_expected_calibration_error_after']:.4f} after.",
+    ]
+    if scaling.get("note"):
+        sentences.append(f"Note: {scaling['note']}.")
+    return sentences
+
+
+def coverage_table(content: ReportContent) -> Table:
+    """Accuracy when only the surest share of the test images is answered."""
+    rows = [
+        [f"{row['coverage']:.0%}", f"{row['accuracy']:.4f}", f"{row['threshold']:.4f}"]
+        for row in content.metrics["coverage"]["at"]
+    ]
+    return Table(["images answered", "accuracy on them", "confidence threshold"], rows)
+
+
+def selective_sentences(content: ReportContent) -> list[str]:
+    """The threshold that reaches the target accuracy, the export's minimum confidence and
+    the out-of-distribution flag, one sentence each."""
+    coverage = content.metrics["coverage"]
+    target, reached = coverage["target_accuracy"], coverage["target"]
+    if reached is None:
+        sentences = [
+            f"No confidence threshold reaches the target accuracy {target:g} "
+            "(final.target_accuracy) on the test split: even the surest images alone miss it."
+        ]
+    else:
+        floor = math.floor(reached["threshold"] * 1e6) / 1e6  # rounded down: answers the same
+        sentences = [
+            f"Target accuracy {target:g} (final.target_accuracy): answering only images with a "
+            f"top probability of at least {floor:.6f} reaches {reached['accuracy']:.4f} on "
+            f"{reached['coverage']:.1%} of the test images (the others unsure). It is read off "
+            "the test split itself, so take it as a guide: autoclf predict --min-confidence "
+            f"{floor:.6f} (or final.min_confidence) applies it."
+        ]
+    answered = coverage["min_confidence"]
+    if answered is not None:
+        sentences.append(
+            f"The export's minimum confidence {answered['threshold']:g} (final.min_confidence; "
+            f"predict's default) answers {answered['coverage']:.1%} of the test images, "
+            f"{answered['accuracy']:.4f} of them right; the rest are unsure."
+        )
+    ood = content.metrics.get("ood")
+    if ood is not None:
+        sentences.append(
+            f"Out of distribution: predict flags an image (ood) whose top probability is "
+            f"below {ood['threshold']:.4f}, the {ood['percentile']:g}th percentile of the "
+            f"validation images' ({ood['n_images']} images); {ood['test_flagged']:.1%} of the "
+            "test images are flagged."
+        )
+    return sentences
 
 
 def per_class_table(metrics: dict[str, Any]) -> Table:

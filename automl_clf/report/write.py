@@ -4,7 +4,9 @@ metrics.json                   the test metrics (the export contract, see report
 test_predictions.csv           path, true, predicted, probability of each test image
 confusion_matrix.png           counts (rows = true class)
 confusion_matrix_normalized.png  each row's shares
-reliability.png                calibration
+reliability.png                calibration, as exported (after temperature scaling)
+reliability_uncalibrated.png   calibration before temperature scaling (when it was applied)
+accuracy_coverage.png          accuracy of the surest share of the test images answered
 learning_curves.png            loss and accuracy per epoch: the trial's, then its retrain's
 augmented_images.png           training images before and after the augmentation (if any)
 optimization_history.png       the search (when a study was given)
@@ -25,6 +27,7 @@ from automl_clf.report.html import render_html
 from automl_clf.report.markdown import render_markdown
 from automl_clf.report.metrics import confusion
 from automl_clf.report.plots import (
+    draw_accuracy_coverage,
     draw_augmented,
     draw_confusion_matrix,
     draw_history,
@@ -41,7 +44,9 @@ FIGURES = {
     "importances": "param_importances.png",
     "confusion": "confusion_matrix.png",
     "confusion_normalized": "confusion_matrix_normalized.png",
+    "reliability_before": "reliability_uncalibrated.png",
     "reliability": "reliability.png",
+    "coverage": "accuracy_coverage.png",
     "curves": "learning_curves.png",
     "augmented": "augmented_images.png",
     "mistakes": "mistakes.png",
@@ -79,8 +84,29 @@ def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
     normalized = draw_confusion_matrix(matrix, content.classes, normalized=True)
     save_figure(normalized, figures["confusion_normalized"])
     metrics = content.metrics
-    reliability = draw_reliability(metrics["calibration"], metrics["expected_calibration_error"])
+    scaling = metrics.get("temperature_scaling")
+    after = "Reliability diagram"
+    if scaling is not None:
+        before = draw_reliability(
+            scaling["calibration_before"],
+            scaling["test_expected_calibration_error_before"],
+            title="Before temperature scaling",
+        )
+        save_figure(before, figures["reliability_before"])
+        after = f"After temperature scaling, T = {scaling['temperature']:.3g}"
+    reliability = draw_reliability(
+        metrics["calibration"], metrics["expected_calibration_error"], title=after
+    )
     save_figure(reliability, figures["reliability"])
+    coverage = metrics["coverage"]
+    reached = coverage["target"]
+    curve = draw_accuracy_coverage(
+        coverage["curve"]["coverage"],
+        coverage["curve"]["accuracy"],
+        coverage["target_accuracy"],
+        None if reached is None else (reached["coverage"], reached["accuracy"]),
+    )
+    save_figure(curve, figures["coverage"])
     if any(curve.n_epochs for curve in content.curves):
         save_figure(draw_learning_curves(content.curves), figures["curves"])
     if content.augmented is not None:

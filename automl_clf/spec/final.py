@@ -45,6 +45,22 @@ class FinalSpec(SpecModel):
     trials measured it); a member that would break it is not added."""
     max_size_mb: Annotated[float, Field(gt=0)] | None = None
     """An ensemble's members' weights together may take at most this many MB (float32)."""
+    calibrate: Literal["temperature", "none"] = "temperature"
+    """temperature: divide the final model's logits by one temperature T fitted on validation
+    predictions it did not train on (Guo et al. 2017; a model retrained on train+val takes its
+    trial's), so its probabilities mean what they say; stored in model.json and applied by the
+    Predictor, TorchScript and ONNX alike. none: the raw probabilities."""
+    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+    """`predict` answers `unsure` when the top (calibrated) probability is below this; stored
+    in model.json as predict's default (`--min-confidence` overrides it). None: always a
+    class."""
+    target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.99
+    """The report names the lowest confidence threshold whose answered test images reach this
+    accuracy (and their share), or says that none does."""
+    ood_percentile: Annotated[float, Field(gt=0, lt=50)] = 5.0
+    """`predict` flags an image as out of distribution (`ood`) when its top probability is
+    below this percentile of the validation images' top probabilities: about this share (%)
+    of images like the validation ones are flagged."""
 
     @model_validator(mode="after")
     def _seeds_need_a_held_out_val(self) -> FinalSpec:

@@ -26,6 +26,7 @@ import automl_clf
 from automl_clf.cli import app
 from automl_clf.data.dataset import SplitArrays, load_dataset
 from automl_clf.data.preprocess import Preprocessing
+from automl_clf.final.calibration import rescale
 from automl_clf.final.folder import (
     STAGING,
     check_replaceable,
@@ -207,7 +208,8 @@ def test_tta_is_reported_beside_the_plain_result(export: Path) -> None:
     ]
     views += [view.flip(-1) for view in views]
     with torch.no_grad():
-        probabilities = torch.stack([predictor.model_(v).softmax(1) for v in views]).mean(0)
+        # calibrated, as the export serves it
+        probabilities = torch.stack([predictor.served_(v).softmax(1) for v in views]).mean(0)
     picked = probabilities.numpy()[np.arange(len(labels)), labels]
     assert tta["log_loss"] == pytest.approx(float(-np.log(picked).mean()), rel=1e-5)
     assert tta["accuracy"] == pytest.approx(
@@ -226,7 +228,7 @@ def test_tta_views_and_their_average(export: Path) -> None:
     labels = np.array([predictor.classes_.index(r["true"]) for r in rows])
     data = SplitArrays(pixels, labels, tuple(Path(r["path"]) for r in rows))
     pre = predictor.manifest_.preprocessing
-    plain = evaluate_tta(predictor.model_, data, pre, torch.device("cpu"), views=())
+    plain = evaluate_tta(predictor.served_, data, pre, torch.device("cpu"), views=())
     assert np.allclose(plain.probabilities, predictor.predict_proba_pixels(pixels), atol=1e-6)
 
 
@@ -239,6 +241,9 @@ def test_train_val_retrain_has_one_seed_and_no_validation(
     report = automl_clf.export_best(spec, tmp_path / "trainval")
     manifest = json.loads((tmp_path / "trainval" / "model.json").read_text())
     assert manifest["train_on"] == "train+val" and manifest["seed"] == 0
+    # the retrain saw val: its temperature comes from its trial's held-out predictions
+    assert "inherits its temperature" in manifest["calibration"]["fitted_on"]
+    assert manifest["ood"]["fitted_on"] == manifest["calibration"]["fitted_on"]
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["seeds"]["runs"] == [{"seed": 0}]  # val was trained on: nothing to compare
     assert "tta" not in metrics
@@ -555,6 +560,7 @@ def with_size(folder: Path, size: int) -> None:
         **{
             "input_shape": [channels, size, size],
             "preprocessing.decoding.image_size": size,
+            "preprocessing_steps.resize.width": size,
             "config.data.image_size": size,
         },
     )
@@ -570,6 +576,9 @@ def with_rgb(folder: Path) -> None:
             "preprocessing.decoding.channels": 3,
             "preprocessing.mean": [0.5] * 3,
             "preprocessing.std": [0.2] * 3,
+            "preprocessing_steps.decode.mode": "RGB",
+            "preprocessing_steps.tensor.mean": [0.5] * 3,
+            "preprocessing_steps.tensor.std": [0.2] * 3,
             "config.data.channels": 3,
         },
     )
@@ -595,6 +604,11 @@ DAMAGES = {  # how an export is damaged -> (the damage, the file named, what the
     "three channels": (with_rgb, "model.safetensors", "needs"),
     "another image size": (lambda f: with_size(f, 12), "model.safetensors", "12 px) needs"),
     "a terabyte image size": (lambda f: with_size(f, 10**7), "model.json", "less than or equal"),
+    "preprocessing steps alone": (
+        lambda f: edit_manifest(f, **{"preprocessing_steps.resize.filter": "nearest"}),
+        "model.json",
+        "preprocessing_steps: must describe `preprocessing`",
+    ),
     "input shape alone": (
         lambda f: edit_manifest(f, input_shape=[1, 9, 9]),
         "model.json",
@@ -821,7 +835,8 @@ def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(
     pixels = np.stack([predictor.load(path) for path in paths])
     alone = member_probabilities(ensembled.folder, pixels)
     mean = np.mean(alone, axis=0)
-    assert np.allclose(predictor.predict_proba(paths), mean, atol=1e-5)
+    calibrated = rescale(mean, 1 / predictor.temperature_)  # the mean, at the temperature
+    assert np.allclose(predictor.predict_proba(paths), calibrated, atol=1e-5)
     assert not np.allclose(alone[0], alone[1], atol=1e-3)  # the members do differ
     assert predictor.predict(paths) == [predictor.classes_[i] for i in mean.argmax(axis=1)]
 

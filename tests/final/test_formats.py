@@ -31,14 +31,15 @@ LOADERS = {name: (form.file, form.load) for name, form in FORMATS.items()}  # ev
 
 @pytest.fixture(scope="module")
 def test_images(exported: Exported) -> tuple[torch.Tensor, np.ndarray]:
-    """The export's test images, preprocessed as the Predictor does, and the eager logits."""
+    """The export's test images, preprocessed as the Predictor does, and the eager logits (as
+    the export serves them: calibrated)."""
     predictor = automl_clf.load(exported.folder)
     with (exported.folder / "report" / "test_predictions.csv").open() as handle:
         paths = [row["path"] for row in csv.DictReader(handle)]
     pixels = np.stack([predictor.load(path) for path in paths])
     images = predictor.manifest_.preprocessing.to_tensor(pixels)
     with torch.no_grad():
-        logits = predictor.model_(images).numpy()
+        logits = predictor.served_(images).numpy()
     return images, logits
 
 
@@ -160,11 +161,14 @@ def test_an_ensembles_formats_are_the_averaged_graph(ensembled: Ensembled) -> No
     pixels = np.stack([predictor.load(path) for path in paths])
     images = predictor.manifest_.preprocessing.to_tensor(pixels)
     with torch.no_grad():
-        eager = predictor.model_(images).numpy()
+        eager = predictor.served_(images).numpy()  # calibrated, as the formats are traced
     probabilities = predictor.predict_proba_pixels(pixels)
     checks = json.loads((ensembled.folder / "model.json").read_text())["formats"]
     for name, (file, load) in LOADERS.items():
         assert checks[name]["ok"], checks[name]
         outputs = load(ensembled.folder / file)(images)
         assert np.abs(outputs - eager).max() <= PARITY_TOLERANCE, name
-        assert np.allclose(np.exp(outputs), probabilities, atol=1e-5), name  # log of the mean
+        # the log of the mean probability, divided by the temperature: softmax undoes both
+        mean = np.exp(outputs * predictor.temperature_)
+        assert np.allclose(mean.sum(axis=1), 1.0, atol=1e-5), name
+        assert np.allclose(torch.softmax(torch.from_numpy(outputs), 1), probabilities, atol=1e-5)

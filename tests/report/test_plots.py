@@ -18,6 +18,7 @@ from automl_clf.data.preprocess import Decoding, Preprocessing
 from automl_clf.report.content import AugmentedPreview, LearningCurve
 from automl_clf.report.plots import (
     LABEL_WIDTH,
+    draw_accuracy_coverage,
     draw_augmented,
     draw_confusion_matrix,
     draw_history,
@@ -175,6 +176,15 @@ OTHER_FIGURES: dict[str, Any] = {
     "importances": lambda: draw_importances({LONG_PARAM: 0.7, "train.lr": 0.3}, 25),
     "history": lambda: draw_history(summarise_search(searched(6))),
     "reliability": lambda: draw_reliability(hostile_content().metrics["calibration"], 0.0312),
+    "reliability before": lambda: draw_reliability(
+        hostile_content().metrics["calibration"], 0.2141, title="Before temperature scaling"
+    ),
+    "accuracy coverage": lambda: draw_accuracy_coverage(
+        list(np.linspace(0.01, 1.0, 100)), list(np.linspace(1.0, 0.8, 100)), 0.99, (0.42, 0.991)
+    ),
+    "accuracy coverage, target missed": lambda: draw_accuracy_coverage(
+        [0.5, 1.0], [0.6, 0.55], 0.99, None
+    ),
     "mistakes": lambda: draw_image_grid(
         [np.zeros((8, 8), np.uint8)] * 16,
         [f"true {LONG_NAMES[0]} → {LONG_NAMES[9]}\n(0.93)"] * 16,
