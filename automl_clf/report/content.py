@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from optuna.trial import FrozenTrial
@@ -21,6 +21,9 @@ from automl_clf.report.search import SearchSummary
 from automl_clf.search.record import TrialRecord
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.trainer import EpochResult
+
+if TYPE_CHECKING:
+    from automl_clf.final.audit import AuditResult
 
 N_MISTAKES = 16  # images in the gallery of most confident mistakes
 
@@ -157,6 +160,7 @@ class ReportContent:
     test_single: EvalResult | None = None  # an ensemble's member 0 alone, beside the ensemble
     curves: list[LearningCurve] = field(default_factory=list)  # the trial's, then its retrain's
     augmented: AugmentedPreview | None = None  # None: the final model trained unaugmented
+    label_issues: AuditResult | None = None  # the label audit, when `run` ran it
     metrics: dict[str, Any] = field(init=False)  # metrics.json, computed once
 
     def __post_init__(self) -> None:
