@@ -45,6 +45,11 @@ class FinalSpec(SpecModel):
     trials measured it); a member that would break it is not added."""
     max_size_mb: Annotated[float, Field(gt=0)] | None = None
     """An ensemble's members' weights together may take at most this many MB (float32)."""
+    audit_labels: bool = False
+    """`autoclf run` also looks for mislabelled images (as `autoclf audit` does: cross-fitted
+    out-of-sample probabilities, then confident learning) before the search, in a fifth of
+    the time budget, and the export's report lists them (report/label_issues.csv). Its models
+    are thrown away; nothing is changed in the data."""
 
     @model_validator(mode="after")
     def _seeds_need_a_held_out_val(self) -> FinalSpec:
