@@ -19,15 +19,16 @@ what a model that never saw the image's label thinks it is. So the audit cross-f
    images that got probabilities, ranked by self-confidence: the held-out probability of the
    given label, lowest first. The suggested label is the most probable class.
 
-Under a time budget (`--time`, or `run`'s share) a probe times a few training steps first
-(train/session.py), then the plan fits the folds to what is left: the wanted epochs, shortened
-to `FEWER_EPOCHS`, then fewer folds (down to `MIN_FOLDS`), then fewer epochs (down to 1). A
-budget that cannot fit even that is refused before any fold trains (SpecError: exit 2, saying
-how much is needed). A fold runs only when it still fits (planned from the probe, then from the
-folds before it); a fold that turns out unable to finish is stopped (final/allowance.py
-`RetrainDeadline`) and its images get no probabilities: a model stopped part-way is less sure of
-everything, and its images would be flagged for that. The result names such folds, and the
-report says which images were not audited.
+Under a time budget (`--time`, or `run`'s share) a probe times `PROBE_STEPS` training steps first
+(train/session.py), then the plan fits the folds to what is left: the wanted epochs, shortened to
+`FEWER_EPOCHS`, then fewer folds (down to `MIN_FOLDS`), then fewer epochs (down to 1). A budget
+that cannot fit even that is refused before any fold trains (SpecError: exit 2, saying how much is
+needed). A fold runs only when it still fits (planned from the probe, then from the folds before
+it); a fold still training when no further epoch fits is stopped, and its images get no
+probabilities: a model stopped part-way is less sure of everything, and its images would be flagged
+for that. The plan keeps `PLAN_MARGIN` over the probe, more than the search does: a fold dropped
+for time leaves a K-th of the images unaudited, an epoch fewer costs little. The result names the
+folds left out, and the report says which images were not audited.
 
 Nothing here writes a file: the data folder is only read, and the report room writes the
 findings wherever the caller says (report/audit.py).
@@ -36,6 +37,7 @@ findings wherever the caller says (report/audit.py).
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -52,7 +54,7 @@ from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import DeadlineReached, SpecError, StorageError, StudyError
 from automl_clf.final.allowance import Allowance
 from automl_clf.final.retrain import final_config, on_device, trial_config
-from automl_clf.search.budget import MARGIN, SLACK_S, Clock
+from automl_clf.search.budget import SLACK_S, Clock
 from automl_clf.search.record import DEADLINE, TrialRecord
 from automl_clf.search.storage import storage_faults
 from automl_clf.search.study import best_trial, load_existing_study
@@ -64,13 +66,21 @@ from automl_clf.spec.resolve import resolve
 from automl_clf.spec.space import FixedParams
 from automl_clf.spec.warmstart import default_params
 from automl_clf.train.device import resolve_device
-from automl_clf.train.session import EVAL_STEP_SHARE, probe_step_seconds, train_config
+from automl_clf.train.session import EVAL_STEP_SHARE, probe_step_times, train_config
 from automl_clf.train.trainer import evaluate
 
 AUDIT_FOLDS = 5  # folds by default: each model trains on 80 % of the images
 MIN_FOLDS = 2
 FEWER_EPOCHS = 3  # a budget shortens the epochs to this before it takes folds away
 FOLD_OVERHEAD_S = 1.0  # per fold beyond its steps: building the model, its latency check
+# Training steps the probe times: their mean, not the median of 4 a trial's plan takes, since a
+# fold's time is the sum of its steps, stalls included. On 2 busy cores (1,437 digits, 8 px, a
+# 2-block CNN) the median of 4 ranged from 0.6 to 4 times a fold's mean step, the mean of 20
+# fell 16 to 24 % short of it.
+PROBE_STEPS = 20
+# The plan's margin over the probe: a fold dropped for time costs a K-th of the images their
+# audit, an epoch fewer costs little, so the plan errs long.
+PLAN_MARGIN = 0.5
 N_SHOWN = 16  # issues whose thumbnails the result keeps for the report
 SPLITS = ("train", "val", "test")  # what is audited: every labelled image (module docstring)
 
@@ -184,7 +194,8 @@ def audit_labels(
     folds, epochs = asked, wanted
     pace = _Pace(len(labelled), config.train.batch_size)
     if until is not None:
-        pace.step_s = probe_step_seconds(config, dataset)
+        times = probe_step_times(config, dataset, steps=PROBE_STEPS)
+        pace.step_s = statistics.mean(times) if times else 0.0
         left = until - clock() - reserve_s - SLACK_S
         folds, epochs = plan_audit(pace, wanted, asked, left, time_s or 0.0, budget_share)
         if folds < asked:
@@ -363,6 +374,24 @@ class _Pace:
             self.scale *= measured_s / planned_s
 
 
+@dataclass(frozen=True)
+class _Until:
+    """A trainer `Deadline` (train/trainer.py) at a fixed time: a fold trains until it is done
+    or no further epoch fits. Unlike a retrain's (final/allowance.py `RetrainDeadline`) it
+    does not give up early on a slow start: on a busy machine the pace of a fold's first steps
+    says little, and the time a fold would leave is of no use to the folds after it, which are
+    as long."""
+
+    at: float
+    clock: Clock
+
+    def fits(self, seconds: float) -> bool:
+        return self.clock() + seconds <= self.at
+
+    def passed(self) -> bool:
+        return self.clock() > self.at
+
+
 def plan_audit(
     pace: _Pace, wanted: int, folds: int, left_s: float, budget_s: float, share: float = 1.0
 ) -> tuple[int, int]:
@@ -374,7 +403,7 @@ def plan_audit(
     """
 
     def fits(k: int, e: int) -> bool:
-        return k * pace.fold_s(k, e) * (1.0 + MARGIN) <= left_s
+        return k * pace.fold_s(k, e) * (1.0 + PLAN_MARGIN) <= left_s
 
     fewer = min(wanted, FEWER_EPOCHS)
     for epochs in range(wanted, fewer - 1, -1):
@@ -386,7 +415,7 @@ def plan_audit(
     for epochs in range(fewer - 1, 0, -1):
         if fits(MIN_FOLDS, epochs):
             return MIN_FOLDS, epochs
-    need = MIN_FOLDS * pace.fold_s(MIN_FOLDS, 1) * (1.0 + MARGIN)
+    need = MIN_FOLDS * pace.fold_s(MIN_FOLDS, 1) * (1.0 + PLAN_MARGIN)
     spent = max(budget_s - left_s, 0.0)
     part = f" ({share:.0%} of --time)" if share < 1.0 else ""
     raise SpecError(
@@ -440,8 +469,9 @@ def _fold(
     if not allowance.allows(what, planned, reserve_s=reserve_s):
         return FoldRun(k + 1, folds, len(held), "skipped"), None
     train = labelled.take(np.setdiff1d(np.arange(len(labelled)), held))
-    steps = epochs * steps_per_epoch(len(train), config.train.batch_size)
-    deadline = allowance.retrain_deadline(steps, reserve_s=reserve_s + pace.predict_s(folds))
+    deadline = None
+    if allowance.until is not None:
+        deadline = _Until(allowance.until - reserve_s - pace.predict_s(folds), allowance.clock)
     started = allowance.clock()
     try:
         trained = train_config(
@@ -452,8 +482,6 @@ def _fold(
         cut = True
     seconds = allowance.clock() - started
     if cut:
-        if deadline is not None and deadline.done:  # its pace so far, for the folds after it
-            pace.correct(pace.train_s(folds, epochs), seconds / deadline.done * steps)
         return FoldRun(k + 1, folds, len(held), "cut", seconds), None
     device = resolve_device(config.train.device)
     result = evaluate(trained.fit.model, labelled.take(held), trained.preprocessing, device)

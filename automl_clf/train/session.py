@@ -242,25 +242,24 @@ class _StepTimer:
         return len(self.stamps) > self.steps
 
 
-def probe_step_seconds(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> float:
-    """Seconds one training step (a batch) of `config` takes here, from `steps` real steps on
-    the training split; 0 when an epoch is shorter than the probe (it ended before being
-    timed). The first step is not timed (allocations, lazy initialisation): the median of the
-    others."""
+def probe_step_times(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> list[float]:
+    """Seconds each of `steps` real training steps (batches) of `config` on the training split
+    takes here, the first left out (allocations, lazy initialisation); empty when the training
+    ended before it was timed (fewer steps in all)."""
     timer = _StepTimer(steps, resolve_device(config.train.device))
     with contextlib.suppress(DeadlineReached):  # the timer ends the run before its first epoch
         train_config(config, dataset, deadline=timer)
-    gaps = [b - a for a, b in zip(timer.stamps[1:], timer.stamps[2:], strict=False)]
-    return statistics.median(gaps) if gaps else 0.0
+    return [b - a for a, b in zip(timer.stamps[1:], timer.stamps[2:], strict=False)]
 
 
 def probe_epoch_seconds(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> float:
-    """Seconds one epoch of `config` takes here, from `steps` real training steps
-    (`probe_step_seconds`) scaled to the training split's batches, plus a validation pass at
-    `EVAL_STEP_SHARE` of a step's cost per batch. What a time budget checks before its first
-    trial.
+    """Seconds one epoch of `config` takes here: the median of `steps` real training steps
+    (`probe_step_times`; 0 when none was timed) scaled to the training split's batches, plus a
+    validation pass at `EVAL_STEP_SHARE` of a step's cost per batch. What a time budget checks
+    before its first trial.
     """
-    step_s = probe_step_seconds(config, dataset, steps=steps)
+    times = probe_step_times(config, dataset, steps=steps)
+    step_s = statistics.median(times) if times else 0.0
     splits = dataset.arrays(Decoding.of(config.data))
     batch = config.train.batch_size
     n_train = math.ceil(len(splits["train"]) / batch)

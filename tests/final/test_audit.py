@@ -18,6 +18,7 @@ import pytest
 from automl_clf.datasets import write_digits
 from automl_clf.errors import SpecError
 from automl_clf.final.audit import (
+    PLAN_MARGIN,
     FoldRun,
     _Pace,
     assign_folds,
@@ -155,7 +156,7 @@ def pace(step_s: float = 0.01) -> _Pace:
 
 def test_the_plan_shortens_epochs_then_drops_folds_then_epochs_again() -> None:
     def cost(folds: int, epochs: int) -> float:
-        return folds * pace().fold_s(folds, epochs) * 1.15 + 1e-6
+        return folds * pace().fold_s(folds, epochs) * (1.0 + PLAN_MARGIN) + 1e-6
 
     assert plan_audit(pace(), 10, 5, cost(5, 10), 1e3) == (5, 10)
     assert plan_audit(pace(), 10, 5, cost(5, 6), 1e3) == (5, 6)
