@@ -17,6 +17,11 @@ included). The order of work:
    left out. What each part took is stored with the study (`StudyRecord.final_costs`), so the
    next run on this study plans with it instead of the priors.
 
+With `final.audit_labels: true` the label audit (final/audit.py, as `autoclf audit` runs it)
+comes first, after reading the data: a fixed `AUDIT_SHARE` of the budget, so the search plans
+with what is left; without a budget it trains its folds in full. Its models are thrown away;
+its findings become the "Label issues" section of the export's report.
+
 Without a budget it is simply `search` then `best --export` in one command.
 """
 
@@ -33,6 +38,7 @@ from automl_clf.data.dataset import Dataset, load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
 from automl_clf.final.allowance import Allowance
+from automl_clf.final.audit import AuditResult, OnFold, audit_labels
 from automl_clf.final.export import ExportResult, write_export
 from automl_clf.final.folder import check_replaceable
 from automl_clf.final.plan import FinalPlanner
@@ -59,6 +65,8 @@ from automl_clf.spec.models import ResolvedSpec
 from automl_clf.train.device import resolve_device
 from automl_clf.train.session import probe_epoch_seconds
 
+AUDIT_SHARE = 0.2  # of the budget, for the label audit (final.audit_labels), before the search
+
 
 @dataclass
 class JobResult:
@@ -67,6 +75,7 @@ class JobResult:
     export: ExportResult
     budget: Budget | None  # its phases hold the planned and actual split of the time
     retrained: int  # members retrained (best first); the others are as searched
+    audit: AuditResult | None = None  # the label audit (final.audit_labels)
 
 
 def run_job(
@@ -78,6 +87,7 @@ def run_job(
     planned: Callable[[BudgetPlan], None] | None = None,
     final_started: Callable[[int, FinalEstimate | None], None] | None = None,
     on_final: OnProgress | None = None,
+    on_audit: OnFold | None = None,
     force: bool = False,
     jobs: int | None = None,
     started: float | None = None,
@@ -94,6 +104,7 @@ def run_job(
             first), and its estimate.
         on_final: told how the final step goes: the retrain's epochs, the test, the export
             (final/retrain.py `RetrainProgress`).
+        on_audit: told each fold of the label audit as it ends (final.audit_labels).
         jobs: trials at once during the search (search/workers.py; None: its default).
         started: the `clock` time the budget counts from (the command's start); default now.
 
@@ -114,6 +125,8 @@ def run_job(
     sizes = DataSizes(len(decoded["train"]), len(decoded["val"]), len(decoded["test"]))
     if budget is not None:
         budget.record("start", actual_s=budget.elapsed_s)
+    audit = _audit(spec, dataset, budget, clock, on_audit) if spec.final.audit_labels else None
+    if budget is not None:
         spec, plan = _fit_budget(spec, dataset, sizes, budget, jobs)
         if planned is not None:
             planned(plan)
@@ -155,13 +168,36 @@ def run_job(
     final = retrain(spec, study, on_progress=on_final, allowance=allowance)
     if on_final is not None:
         on_final(RetrainProgress("export"))
-    report = final_report(final, spec, study)
+    report = final_report(final, spec, study, audit)
     written = write_export(final, out, spec, report=report, allowance=allowance)
     StudyRecord(final_costs=_measured_costs(costs, allowance, len(final.members))).save(study)
     if budget is not None:
         budget.record("final", actual_s=clock() - final_from)
     retrained = sum(member.retrained for member in final.members)
-    return JobResult(searched, final, written, budget, retrained)
+    return JobResult(searched, final, written, budget, retrained, audit)
+
+
+def _audit(
+    spec: ResolvedSpec,
+    dataset: Dataset,
+    budget: Budget | None,
+    clock: Clock,
+    on_fold: OnFold | None,
+) -> AuditResult:
+    """The label audit in its `AUDIT_SHARE` of the budget (all the time it needs without)."""
+    if budget is None:
+        return audit_labels(spec, dataset=dataset, clock=clock, on_fold=on_fold)
+    share_s = AUDIT_SHARE * budget.total_s
+    result = audit_labels(
+        spec,
+        time_s=share_s,
+        clock=clock,
+        dataset=dataset,
+        on_fold=on_fold,
+        budget_share=AUDIT_SHARE,
+    )
+    budget.record("label audit", planned_s=share_s, actual_s=result.seconds)
+    return result
 
 
 def _measured_costs(

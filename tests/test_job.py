@@ -143,3 +143,27 @@ def test_a_spec_budget_reads_durations(tmp_path: Path, digits_root: Path) -> Non
     raw["study"]["budget"] = "-3m"
     with pytest.raises(SpecError, match=r"study\.budget"):
         load_spec(write_spec(tmp_path / "spec.yaml", raw))
+
+
+@pytest.mark.slow
+def test_audit_labels_takes_its_share_of_the_budget_before_the_search(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """`final.audit_labels: true` under a 1000 s budget on a clock that stands still: the audit
+    gets AUDIT_SHARE of it (its phase in the budget table), trains every fold, and the export's
+    report holds its section."""
+    from automl_clf.job import AUDIT_SHARE
+
+    raw = tiny_spec(
+        digits_root, tmp_path, study={"n_trials": 1, "budget": 1000}, final={"audit_labels": True}
+    )
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
+    job = run_job(spec, tmp_path / "export", clock=SteppedClock(), jobs=1)
+    assert job.audit is not None and job.budget is not None
+    assert [fold.state for fold in job.audit.folds] == ["done"] * 5
+    assert job.audit.n_audited == len(job.audit.paths)
+    phases = {phase.name: phase for phase in job.budget.phases}
+    assert [p.name for p in job.budget.phases][:3] == ["start", "label audit", "search"]
+    assert phases["label audit"].planned_s == AUDIT_SHARE * 1000
+    assert (job.export.report / "label_issues.csv").is_file()
+    assert 'id="label-issues"' in (job.export.report / "index.html").read_text()

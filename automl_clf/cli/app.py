@@ -469,11 +469,18 @@ def backbones(
         typer.echo(name)
 
 
+INTERRUPTED_SEARCH = (
+    "a running trial is recorded as FAIL (interrupted) and will be retried first; rerun the "
+    "same command to resume"
+)
+
+
 @contextlib.contextmanager
-def _interrupts_exit_130() -> Iterator[None]:
+def _interrupts_exit_130(what: str = INTERRUPTED_SEARCH) -> Iterator[None]:
     """Ctrl-C or SIGTERM at any moment of the command (the imports, reading the data, a trial)
-    ends it with exit code 130 and one line. run_search handles the signals itself (a second
-    one exits at once); outside it, SIGTERM acts as Ctrl-C does."""
+    ends it with exit code 130 and one line, saying `what` became of the work. run_search
+    handles the signals itself (a second one exits at once); outside it, SIGTERM acts as
+    Ctrl-C does."""
     try:
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     except ValueError:  # not the main thread (an embedding host): leave signals alone
@@ -481,10 +488,7 @@ def _interrupts_exit_130() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        _console().print(
-            "[yellow]interrupted[/yellow]: a running trial is recorded as FAIL (interrupted) "
-            "and will be retried first; rerun the same command to resume"
-        )
+        _console().print(f"[yellow]interrupted[/yellow]: {what}")
         raise typer.Exit(130) from None
     finally:
         if previous is not None:
@@ -720,6 +724,83 @@ def run(
         jobs=jobs,
         started=_process_started,
     )
+
+
+@app.command()
+@_interrupts_exit_130("the label audit wrote nothing; rerun the same command to audit again")
+def audit(
+    spec: SpecPath,
+    time_budget: Annotated[
+        str,
+        typer.Option(
+            "--time",
+            help="The audit's wall-clock budget, e.g. 90s, 10m, 1h: it fits its folds and "
+            "epochs to it, and ends by then with what it has.",
+        ),
+    ] = "10m",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for label_issues.csv and the report (default: audits/<study name>); "
+            "never inside the data folder."
+        ),
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, max=20, help="K of the K-fold cross-fitting.")] = 5,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+    sets: SetOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Look for mislabelled images: cross-fitted probabilities, then confident learning.
+
+    Every labelled image (train, val and test) gets an out-of-sample probability from K models
+    of the study's best configuration (the spec's defaults before a search), each trained on
+    the other folds; cleanlab's confident learning flags the images whose given label those
+    models doubt. They are listed in label_issues.csv, most likely mislabelled first, with a
+    report (report.md, and index.html with thumbnails). Nothing in the data folder is changed,
+    and the audit's models are thrown away, so auditing the test split does not touch the
+    final model's evaluation.
+    """
+    loaded = _load(spec, sets, storage, study_name, device=device)
+
+    from automl_clf.spec.duration import format_duration, parse_duration
+
+    time_s = _run(parse_duration, time_budget)
+    folder = out if out is not None else Path("audits") / str(loaded.study.name)
+
+    from automl_clf.cli.tables import fold_line, label_issues_table
+    from automl_clf.final.audit import audit_labels, check_out_folder
+    from automl_clf.report.write import write_audit_report
+
+    _run(check_out_folder, folder, loaded.data)  # before any work
+    console = _console()
+    console.print(
+        f"label audit of {loaded.data.root or loaded.data.manifest}: {folds}-fold "
+        f"cross-fitting within {format_duration(time_s)}, output to {folder}"
+    )
+    result = _run(
+        audit_labels,
+        loaded,
+        time_s=time_s,
+        folds=folds,
+        reserve_s=AUDIT_REPORT_S,
+        started=_process_started,
+        on_fold=lambda fold: console.print(fold_line(fold)),
+    )
+    console.print(f"cross-fitted {result.source}")
+    for note in result.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    if result.issues:
+        console.print(label_issues_table(result))
+    written = write_audit_report(result, folder, str(loaded.study.name))
+    console.print(
+        f"{len(result.issues)} of {result.n_audited} audited images look mislabelled "
+        f"({len(result.paths) - result.n_audited} not audited); nothing was changed\n"
+        f"wrote {written['csv']}\nreport: {written['html']} (and report.md beside it)"
+    )
+
+
+AUDIT_REPORT_S = 5.0  # seconds `audit` keeps inside --time for the CSV, figure and pages
 
 
 @app.command()

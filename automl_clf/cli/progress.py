@@ -56,6 +56,7 @@ from automl_clf.cli.tables import (
     budget_table,
     final_plan_line,
     final_summary,
+    fold_line,
     format_params,
     formats_summary,
     print_warnings,
@@ -620,6 +621,7 @@ def job_with_display(
             planned=planned,
             final_started=final_started,
             on_final=finishing,
+            on_audit=lambda fold: console.print(fold_line(fold)),
             force=force,
             jobs=jobs,
             started=started,
@@ -630,6 +632,11 @@ def job_with_display(
     console.print(formats_summary(job.export))
     if job.budget is not None:
         console.print(budget_table(job.budget))
+    if job.audit is not None:
+        console.print(
+            f"label audit: {len(job.audit.issues)} of {job.audit.n_audited} audited images look "
+            f"mislabelled: {job.export.report / 'label_issues.csv'}"
+        )
     console.print(
         f"exported to {job.export.folder}\nreport: {job.export.report / 'index.html'} "
         f"(and report.md beside it)"

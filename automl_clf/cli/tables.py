@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from automl_clf.data.dataset import Dataset
@@ -29,6 +30,7 @@ from automl_clf.spec.models import Spec
 
 if TYPE_CHECKING:
     from automl_clf.budget_plan import BudgetPlan
+    from automl_clf.final.audit import AuditResult, FoldRun
     from automl_clf.final.export import ExportResult
     from automl_clf.final.retrain import FinalResult
     from automl_clf.search.budget import Budget, FinalEstimate
@@ -432,3 +434,41 @@ def study_lines(spec: Spec) -> list[str]:
         budget += f", {study.timeout:g} s per command"
     lines.append(budget)
     return lines
+
+
+N_ISSUES_SHOWN = 10  # label issues printed by `autoclf audit` (the CSV holds them all)
+
+
+def fold_line(fold: FoldRun) -> str:
+    """One fold of the label audit as it ended."""
+    what = f"label audit: fold {fold.number}/{fold.of} ({fold.n_images} images held out)"
+    if fold.state == "done":
+        return f"{what}: predicted in {format_duration(fold.seconds)}"
+    if fold.state == "cut":
+        return f"[yellow]{what}: cut by the time budget, its images are not audited[/yellow]"
+    return f"[yellow]{what}: no time left to start it, its images are not audited[/yellow]"
+
+
+def label_issues_table(audit: AuditResult, n: int = N_ISSUES_SHOWN) -> Table:
+    """The `n` images most likely mislabelled, as label_issues.csv ranks them."""
+    from automl_clf.report.audit import confidence_text
+
+    shown = min(n, len(audit.issues))
+    table = Table(
+        title=f"the {shown} most likely mislabelled of {len(audit.issues)} flagged",
+        title_justify="left",
+    )
+    for column in ("rank", "file", "split", "given", "suggested", "self-confidence"):
+        table.add_column(
+            column, justify="right" if column in ("rank", "self-confidence") else "left"
+        )
+    for issue in audit.issues[:n]:
+        table.add_row(
+            str(issue.rank),
+            escape(str(issue.path)),  # the user's names are shown as written, never as markup
+            issue.split,
+            escape(issue.given),
+            escape(issue.suggested),
+            confidence_text(issue.self_confidence),
+        )
+    return table

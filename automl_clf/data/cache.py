@@ -381,6 +381,10 @@ class LazyRows:
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "rows": self.rows, "_map": None}
 
+    def take(self, index: np.ndarray) -> LazyRows:
+        """The rows at `index` (integers), in that order, still unread."""
+        return LazyRows(self.path, self.rows[index])
+
 
 class ShardStore(_Store):
     """Decoded pixels of every distinct file content for one decoding, compressed losslessly in
@@ -602,6 +606,17 @@ class ShardRows:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_files": {}}
+
+    def take(self, index: np.ndarray) -> ShardRows:
+        """The images at `index` (integers), in that order, still undecoded."""
+        return ShardRows(
+            self.folder,
+            self.shards,
+            self.shard[index],
+            self.offset[index],
+            self.length[index],
+            self.image_shape,
+        )
 
     @staticmethod
     def concat(parts: Sequence[ShardRows]) -> ShardRows:

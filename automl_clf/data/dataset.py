@@ -77,6 +77,14 @@ class SplitArrays:
     def streamed(self) -> bool:
         return isinstance(self.pixels, LazyRows | ShardRows)
 
+    def take(self, index: np.ndarray) -> SplitArrays:
+        """The images at `index` (integers), in that order: a cross-validation fold of a split
+        (final/audit.py). A streamed split stays streamed: no pixel is read here."""
+        index = np.asarray(index, dtype=np.int64)
+        pixels = self.pixels
+        taken: Pixels = pixels[index] if isinstance(pixels, np.ndarray) else pixels.take(index)
+        return SplitArrays(taken, self.labels[index], tuple(self.paths[i] for i in index))
+
     @staticmethod
     def concat(*parts: SplitArrays) -> SplitArrays:
         if len(parts) == 1:

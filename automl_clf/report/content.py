@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from optuna.trial import FrozenTrial
@@ -27,6 +27,9 @@ from automl_clf.report.search import SearchSummary
 from automl_clf.search.record import TrialRecord
 from automl_clf.train.metrics import EvalResult
 from automl_clf.train.trainer import EpochResult
+
+if TYPE_CHECKING:
+    from automl_clf.final.audit import AuditResult
 
 N_MISTAKES = 16  # images in the gallery of most confident mistakes
 
@@ -170,6 +173,7 @@ class ReportContent:
     ood: dict[str, Any] | None = None  # model.json's `ood`, without its quantiles
     min_confidence: float | None = None  # predict's default (final.min_confidence)
     target_accuracy: float = 0.99  # final.target_accuracy
+    label_issues: AuditResult | None = None  # the label audit, when `run` ran it
     metrics: dict[str, Any] = field(init=False)  # metrics.json, computed once
 
     def __post_init__(self) -> None:

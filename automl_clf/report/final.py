@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 
+from automl_clf.final.audit import AuditResult
 from automl_clf.final.export import ReportWriter
 from automl_clf.final.manifest import REPORT_DIR, ExportManifest
 from automl_clf.final.retrain import FinalResult, Member, trial_config
@@ -32,17 +33,28 @@ from automl_clf.report.write import write_report
 from automl_clf.spec.models import FinalSpec, Spec
 
 
-def final_report(result: FinalResult, spec: Spec, study: optuna.Study | None) -> ReportWriter:
-    """The writer of `result`'s report (`study`, when given, is summarised in it too)."""
+def final_report(
+    result: FinalResult,
+    spec: Spec,
+    study: optuna.Study | None,
+    audit: AuditResult | None = None,
+) -> ReportWriter:
+    """The writer of `result`'s report (`study`, when given, is summarised in it too, and
+    `audit`, the label audit `run` made, gets its section)."""
 
     def write(manifest: ExportManifest, folder: Path, figures: bool) -> None:
-        write_report(report_content(result, spec, study, manifest), folder, figures=figures)
+        content = report_content(result, spec, study, manifest, audit)
+        write_report(content, folder, figures=figures)
 
     return write
 
 
 def report_content(
-    result: FinalResult, spec: Spec, study: optuna.Study | None, manifest: ExportManifest
+    result: FinalResult,
+    spec: Spec,
+    study: optuna.Study | None,
+    manifest: ExportManifest,
+    audit: AuditResult | None = None,
 ) -> ReportContent:
     """Everything the report shows, gathered from the final step and the export's record."""
     first, pre, dataset = result.first, result.preprocessing, result.dataset
@@ -80,6 +92,7 @@ def report_content(
         ood=manifest.ood.model_dump(exclude={"quantiles"}) if manifest.ood else None,
         min_confidence=manifest.min_confidence,
         target_accuracy=spec.final.target_accuracy,
+        label_issues=audit,
     )
 
 

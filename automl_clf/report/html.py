@@ -2,7 +2,8 @@
 
 Every image is embedded as a data URI, the style sheet is inline, and there is no script, so the
 file can be mailed, attached to a ticket or opened from a USB stick and shows the same. Sections
-have stable ids (data, search, model, test, confusion, per-class, calibration, mistakes).
+have stable ids (data, search, model, test, confusion, per-class, calibration, mistakes, and
+label-issues when `run` audited the labels).
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import base64
 import io
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from automl_clf.report import audit as audits
 from automl_clf.report import tables
 from automl_clf.report.content import ReportContent
 from automl_clf.report.tables import Table
+
+if TYPE_CHECKING:
+    from automl_clf.final.audit import AuditResult
 
 GALLERY_PX = 96  # side of a gallery thumbnail, pixels (nearest-neighbour upscaling)
 # Figures are drawn at report/plots.py's DPI (110): shown at this share of their pixels, 10 pt
@@ -86,6 +92,7 @@ CAPTIONS = {  # figure key (report/write.py FIGURES) -> caption
     "mistakes": "Most confident mistakes",
 }
 
+LABEL_ISSUES = "label-issues"  # the label audit's section id (report/audit.py)
 SECTIONS = (
     ("test", "Test metrics"),
     ("confusion", "Confusion"),
@@ -114,7 +121,9 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
     body = [
         f"<header><h1>autoclf report: {escape(content.title)}</h1>"
         f"<p>{escape(tables.headline(content))}</p></header>",
-        "<nav>" + "".join(f'<a href="#{key}">{label}</a>' for key, label in SECTIONS) + "</nav>",
+        "<nav>"
+        + "".join(f'<a href="#{key}">{label}</a>' for key, label in _nav(content))
+        + "</nav>",
         "<main>",
         '<div class="cards">'
         + "".join(
@@ -146,6 +155,7 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
         _training_section(content, figures),
         _search_section(content, figures),
         _data_section(content),
+        label_issues_html(content.label_issues) if content.label_issues is not None else "",
         "</main>",
         f"<footer>Written by autoclf. Study {escape(content.title)}, {_trials(content)}.</footer>",
     ]
@@ -155,6 +165,12 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
         f"<title>autoclf report: {escape(content.title)}</title><style>{STYLE}</style></head>"
         "<body>" + "\n".join(body) + "</body></html>\n"
     )
+
+
+def _nav(content: ReportContent) -> tuple[tuple[str, str], ...]:
+    """The sections linked at the top: the label audit's too when it ran (`run`)."""
+    audited = content.label_issues is not None
+    return (*SECTIONS, (LABEL_ISSUES, "Label issues")) if audited else SECTIONS
 
 
 def _trials(content: ReportContent) -> str:
@@ -368,3 +384,40 @@ def _thumbnail(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def label_issues_html(audit: AuditResult) -> str:
+    """The label audit's section: what ran, a gallery of the most likely mislabelled images,
+    and the table (report/audit.py)."""
+    inner = "".join(f"<p>{escape(s)}</p>" for s in audits.audit_sentences(audit))
+    items = []
+    for k, issue in enumerate(audit.issues[: len(audit.thumbnails)]):
+        caption = escape(audits.issue_caption(audit, k)).replace("\n", "<br>")
+        items.append(
+            f'<figure><img src="{data_uri(_thumbnail(audits.issue_image(audit, k)))}" '
+            f'alt="image {issue.rank}"><figcaption>{caption}<br><span class="path">'
+            f"{escape(issue.path.parent.name)}/{escape(issue.path.name)}</span></figcaption>"
+            "</figure>"
+        )
+    if items:
+        inner += f'<div class="gallery">{"".join(items)}</div>'
+        inner += (
+            "<details open><summary>as a table, with full paths</summary>"
+            + html_table(audits.issues_table(audit), numeric_from=5)
+            + "</details>"
+        )
+    return _section(LABEL_ISSUES, "Label issues: images that look mislabelled", inner)
+
+
+def render_audit_html(audit: AuditResult, title: str) -> str:
+    """`autoclf audit`'s page: the label issues section alone, self-contained."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>autoclf label audit: {escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><header><h1>autoclf label audit: {escape(title)}</h1>"
+        f"<p>{escape(str(audit.root))}: {len(audit.issues)} image(s) look mislabelled</p>"
+        f"</header><main>{label_issues_html(audit)}</main>"
+        "<footer>Written by autoclf. Nothing in the data folder was changed.</footer>"
+        "</body></html>\n"
+    )

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from automl_clf.report import audit as audits
 from automl_clf.report import tables
 from automl_clf.report.content import ReportContent
 from automl_clf.report.tables import Table
+
+if TYPE_CHECKING:
+    from automl_clf.final.audit import AuditResult
 
 # Characters that Markdown (CommonMark, GitHub's tables, strikethrough and math) would read as
 # markup, or as raw HTML and entities. A backslash before any of them shows the character itself.
@@ -119,4 +124,23 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
     if data.skipped:
         lines += [f"{len(data.skipped)} file(s) skipped:", ""]
         lines += markdown_table(tables.skipped_table(content))
+    if content.label_issues is not None:
+        lines += label_issues_markdown(content.label_issues, figures)
     return "\n".join(lines)
+
+
+def label_issues_markdown(audit: AuditResult, figures: dict[str, Path]) -> list[str]:
+    """The label audit's section (report/audit.py): what ran, the table, the figure."""
+    lines = ["## Label issues: images that look mislabelled", ""]
+    lines += [*(md_text(s) for s in audits.audit_sentences(audit)), ""]
+    if audit.issues:
+        lines += markdown_table(audits.issues_table(audit))
+    if "label_issues" in figures:
+        lines += [f"![likely mislabelled images]({figures['label_issues'].name})", ""]
+    return lines
+
+
+def render_audit_markdown(audit: AuditResult, title: str, figures: dict[str, Path]) -> str:
+    """`autoclf audit`'s report.md: the label issues section under a title."""
+    heading = [f"# autoclf label audit: {md_text(title)}", "", md_text(str(audit.root)), ""]
+    return "\n".join(heading + label_issues_markdown(audit, figures))

@@ -12,6 +12,8 @@ augmented_images.png           training images before and after the augmentation
 optimization_history.png       the search (when a study was given)
 param_importances.png          (from report/search.py's MIN_IMPORTANCE_TRIALS complete trials)
 mistakes.png                   the most confident mistakes (when there are any)
+label_issues.csv, label_issues.png   the label audit's findings (`run` with
+                               final.audit_labels: true; report/audit.py)
 report.md                      the essentials, for a terminal or a pull request
 index.html                     everything, one self-contained page (images embedded)
 """
@@ -21,10 +23,12 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from automl_clf.report.audit import ISSUES_CSV, ISSUES_FIGURE, draw_issues, write_issues_csv
 from automl_clf.report.content import ReportContent
-from automl_clf.report.html import render_html
-from automl_clf.report.markdown import render_markdown
+from automl_clf.report.html import render_audit_html, render_html
+from automl_clf.report.markdown import render_audit_markdown, render_markdown
 from automl_clf.report.metrics import confusion
 from automl_clf.report.plots import (
     draw_accuracy_coverage,
@@ -38,6 +42,9 @@ from automl_clf.report.plots import (
     save_figure,
 )
 
+if TYPE_CHECKING:
+    from automl_clf.final.audit import AuditResult
+
 # figure key -> file name; the renderers show the figures present, in this order
 FIGURES = {
     "history": "optimization_history.png",
@@ -50,6 +57,7 @@ FIGURES = {
     "curves": "learning_curves.png",
     "augmented": "augmented_images.png",
     "mistakes": "mistakes.png",
+    "label_issues": ISSUES_FIGURE,
 }
 
 
@@ -59,6 +67,8 @@ def write_report(content: ReportContent, folder: Path, *, figures: bool = True) 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(content.metrics, indent=2) + "\n")
     _write_predictions(content, folder / "test_predictions.csv")
+    if content.label_issues is not None:
+        write_issues_csv(content.label_issues, folder / ISSUES_CSV)
     drawn = _draw_figures(content, folder) if figures else {}
     (folder / "report.md").write_text(render_markdown(content, drawn))
     (folder / "index.html").write_text(render_html(content, drawn), encoding="utf-8")
@@ -125,4 +135,32 @@ def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
             title="Most confident mistakes (test split)",
         )
         save_figure(grid, figures["mistakes"])
+    if content.label_issues is not None:
+        _draw_issues(content.label_issues, figures["label_issues"])
     return {key: path for key, path in figures.items() if path.is_file()}
+
+
+def _draw_issues(audit: AuditResult, path: Path) -> None:
+    figure = draw_issues(audit)
+    if figure is not None:
+        save_figure(figure, path)
+
+
+def write_audit_report(
+    audit: AuditResult, folder: Path, title: str, *, figures: bool = True
+) -> dict[str, Path]:
+    """`autoclf audit`'s folder: label_issues.csv, label_issues.png (when anything was
+    flagged), report.md and index.html (the thumbnails embedded). Only these files are
+    written; whatever else the folder holds is left alone. Returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {"csv": folder / ISSUES_CSV}
+    write_issues_csv(audit, written["csv"])
+    figure = folder / ISSUES_FIGURE
+    figure.unlink(missing_ok=True)  # an earlier audit's: this one may flag nothing
+    if figures:
+        _draw_issues(audit, figure)
+    drawn = {"label_issues": figure} if figure.is_file() else {}
+    written |= {"markdown": folder / "report.md", "html": folder / "index.html", **drawn}
+    written["markdown"].write_text(render_audit_markdown(audit, title, drawn), encoding="utf-8")
+    written["html"].write_text(render_audit_html(audit, title), encoding="utf-8")
+    return written

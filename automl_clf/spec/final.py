@@ -61,6 +61,11 @@ class FinalSpec(SpecModel):
     """`predict` flags an image as out of distribution (`ood`) when its top probability is
     below this percentile of the validation images' top probabilities: about this share (%)
     of images like the validation ones are flagged."""
+    audit_labels: bool = False
+    """`autoclf run` also looks for mislabelled images (as `autoclf audit` does: cross-fitted
+    out-of-sample probabilities, then confident learning) before the search, in a fifth of
+    the time budget, and the export's report lists them (report/label_issues.csv). Its models
+    are thrown away; nothing is changed in the data."""
 
     @model_validator(mode="after")
     def _seeds_need_a_held_out_val(self) -> FinalSpec:

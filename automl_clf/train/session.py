@@ -44,6 +44,8 @@ from automl_clf.train.trainer import (
     seed_everything,
 )
 
+EVAL_STEP_SHARE = 1 / 3  # an evaluation batch (forward only) costs this share of a step
+
 
 @dataclass
 class TrainedModel:
@@ -60,7 +62,7 @@ def train_config(
     config: TrialConfig,
     dataset: Dataset,
     *,
-    train_on: tuple[str, ...] = ("train",),
+    train_on: tuple[str, ...] | SplitArrays = ("train",),
     validate_on: str | None = "val",
     max_epochs: int | None = None,
     lr_replay: list[float] | None = None,
@@ -74,7 +76,9 @@ def train_config(
     """Train `config` on the named splits; see the module docstring.
 
     Args:
-        train_on: splits to train on, e.g. ("train", "val") for the final retrain.
+        train_on: splits to train on, e.g. ("train", "val") for the final retrain, or the
+            images themselves (a cross-validation fold: final/audit.py), decoded as `config`
+            decodes.
         validate_on: the split for early stopping and pruning, or None.
         max_epochs: stop after this many epochs (a retrain: the trial's best epoch).
         lr_replay: per-epoch learning rates to replay (a retrain of a plateau schedule).
@@ -92,7 +96,10 @@ def train_config(
         torch.set_num_threads(train_cfg.threads)
     seed_everything(train_cfg.seed)
     splits = dataset.arrays(Decoding.of(config.data))
-    train = SplitArrays.concat(*(splits[name] for name in train_on))
+    if isinstance(train_on, SplitArrays):
+        train = train_on
+    else:
+        train = SplitArrays.concat(*(splits[name] for name in train_on))
     model = build_model(
         config.model,
         n_classes=dataset.n_classes,
@@ -235,21 +242,26 @@ class _StepTimer:
         return len(self.stamps) > self.steps
 
 
-def probe_epoch_seconds(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> float:
-    """Seconds one epoch of `config` takes here, from `steps` real training steps.
-
-    The first step is not timed (allocations, lazy initialisation); the median of the others is
-    scaled to the training split's batches, plus a validation pass at a third of a step's cost
-    per batch (forward only). What a time budget checks before its first trial.
-    """
+def probe_step_times(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> list[float]:
+    """Seconds each of `steps` real training steps (batches) of `config` on the training split
+    takes here, the first left out (allocations, lazy initialisation); empty when the training
+    ended before it was timed (fewer steps in all)."""
     timer = _StepTimer(steps, resolve_device(config.train.device))
     with contextlib.suppress(DeadlineReached):  # the timer ends the run before its first epoch
         train_config(config, dataset, deadline=timer)
-    gaps = [b - a for a, b in zip(timer.stamps[1:], timer.stamps[2:], strict=False)]
-    if not gaps:  # an epoch shorter than the probe: it finished before being timed
-        return 0.0
+    return [b - a for a, b in zip(timer.stamps[1:], timer.stamps[2:], strict=False)]
+
+
+def probe_epoch_seconds(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> float:
+    """Seconds one epoch of `config` takes here: the median of `steps` real training steps
+    (`probe_step_times`; 0 when none was timed) scaled to the training split's batches, plus a
+    validation pass at `EVAL_STEP_SHARE` of a step's cost per batch. What a time budget checks
+    before its first trial.
+    """
+    times = probe_step_times(config, dataset, steps=steps)
+    step_s = statistics.median(times) if times else 0.0
     splits = dataset.arrays(Decoding.of(config.data))
     batch = config.train.batch_size
     n_train = math.ceil(len(splits["train"]) / batch)
     n_val = math.ceil(len(splits["val"]) / batch)
-    return statistics.median(gaps) * (n_train + n_val / 3)
+    return step_s * (n_train + n_val * EVAL_STEP_SHARE)

@@ -233,3 +233,30 @@ def test_concurrent_writers_leave_one_consistent_store_and_no_stale_shard(
     assert _on_disk(folder) == _named(folder)  # the writers' unnamed shards are gone
     for name in ("train", "val", "test"):
         assert np.array_equal(arrays[name].pixels[:], memory[name].pixels)
+
+
+@pytest.mark.parametrize("storage", ["memory", "mapped", "shards"])
+def test_a_fold_taken_from_a_split_is_its_images_in_that_order_still_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: str
+) -> None:
+    """`SplitArrays.take` (a cross-validation fold, final/audit.py) on each way pixels are
+    kept: the same images, labels and files as the in-memory split, and a streamed split stays
+    streamed (nothing is decoded until a batch reads it)."""
+    if storage == "shards":
+        monkeypatch.setattr(dataset_module, "RAW_SHARE", 0.0)
+    root, cache = tmp_path / "data", str(tmp_path / "cache")
+    for name in ("a", "b"):
+        write_images(root / name, 12, size=13)
+    decoding = Decoding(image_size=8, channels=3, resize="squash")
+    memory = load_dataset(data_spec(root, loading="memory", cache_dir=cache)).arrays(decoding)
+    loading = "memory" if storage == "memory" else "stream"
+    kept = load_dataset(data_spec(root, loading=loading, cache_dir=cache)).arrays(decoding)
+    index = np.array([5, 0, 3])
+    fold = kept["train"].take(index)
+    expected = memory["train"]
+    assert fold.streamed is (storage != "memory")
+    assert np.array_equal(fold.pixels[np.arange(3)], expected.pixels[index])
+    assert np.array_equal(fold.labels, expected.labels[index])
+    assert fold.paths == tuple(expected.paths[i] for i in index)
+    both = SplitArrays.concat(kept["train"], kept["val"]).take(np.array([len(kept["train"])]))
+    assert np.array_equal(both.pixels[np.arange(1)], memory["val"].pixels[:1])
