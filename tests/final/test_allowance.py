@@ -41,6 +41,20 @@ def test_estimates_come_from_this_step_then_the_study_then_the_priors() -> None:
     assert allowance.reserve_s() == pytest.approx(required * (1 + MARGIN))
 
 
+def test_a_part_timed_inside_another_counts_for_itself_only() -> None:
+    clock = SteppedClock()
+    allowance = Allowance(until=100.0, clock=clock)
+    with allowance.timed("figures"):
+        clock.now += 1.0
+        with allowance.timed("heatmaps"):  # the report's heatmaps, made while it draws
+            clock.now += 3.0
+        clock.now += 0.5
+    assert allowance.measured == {"figures": pytest.approx(1.5), "heatmaps": pytest.approx(3.0)}
+    with allowance.timed("write"):  # the next part starts from nothing
+        clock.now += 0.25
+    assert allowance.measured["write"] == pytest.approx(0.25)
+
+
 def test_a_retrain_deadline_gives_up_when_its_pace_cannot_finish_in_time() -> None:
     clock = SteppedClock()
     deadline = RetrainDeadline(until=10.0, steps=100, clock=clock)
