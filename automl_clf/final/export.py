@@ -73,6 +73,10 @@ class ExportResult:
 Explainer = Callable[[np.ndarray], Explanation]
 
 
+HEATMAP_IMAGES = 32  # at most: the report's 16 mistakes and 16 class examples (report/content.py)
+HEATMAP_PASSES = 3  # a heatmap's cost in batch-1 forward passes: forward, backward, layer probe
+
+
 @dataclass(frozen=True)
 class ReportParts:
     """The optional parts of the report that the time budget left room for."""
@@ -162,7 +166,7 @@ def _write(
     )
     heatmaps = figures and allowance.allows(
         "the report's heatmaps",
-        allowance.estimate("heatmaps"),
+        heatmaps_estimate_s(allowance, latency),
         reserve_s=allowance.reserve_s("write", "figures"),
     )
     result.skipped.extend(allowance.skipped[skipped_before:])  # the report names them
@@ -204,6 +208,15 @@ def _write(
         with allowance.timed("figures" if figures else "write"):  # less the heatmaps' time
             report(manifest, folder / REPORT_DIR, parts)
     return formats, latency
+
+
+def heatmaps_estimate_s(allowance: Allowance, latency: LatencyRecord) -> float:
+    """Seconds the report's heatmaps should take: as this study measured them before, else the
+    prior plus, per image, a forward and a backward pass at the model's CPU latency (a large
+    model at 224 px takes seconds where the plain CNN takes milliseconds)."""
+    if "heatmaps" in {**allowance.costs, **allowance.measured}:
+        return allowance.estimate("heatmaps")
+    return allowance.estimate("heatmaps") + HEATMAP_IMAGES * HEATMAP_PASSES * latency.ms / 1000.0
 
 
 def _explainer(model: nn.Module, pre: Preprocessing, allowance: Allowance) -> Explainer:
