@@ -97,6 +97,12 @@ class ExportError(AutoclfError):
     exit_code = 2
 
 
+class ExplainUnavailable(AutoclfError):
+    """No heatmap can be made for this model: none of its stages gives a 2-D map of at least
+    2 × 2 (final/explain.py says which families work and why). The predictions stand; the
+    heatmaps are left out with this message."""
+
+
 class DeadlineReached(BaseException):
     """The time budget ran out before a run finished its first epoch: there is nothing to keep.
 

@@ -45,7 +45,7 @@ _process_started: float | None = None
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from automl_clf.final.predictor import FilePrediction
+    from automl_clf.final.predictor import FilePrediction, Predictor
     from automl_clf.spec.models import ResolvedSpec
 
 
@@ -867,6 +867,15 @@ def predict(
             "export's final.min_confidence; 0: always a class).",
         ),
     ] = None,
+    explain: Annotated[
+        Path | None,
+        typer.Option(
+            "--explain",
+            file_okay=False,
+            help="Also write where the model looked in each image (a Grad-CAM heatmap over "
+            "the image, one PNG per image) into this folder, outside the export.",
+        ),
+    ] = None,
 ) -> None:
     """Classify images with an exported model, using exactly its training-time preprocessing.
 
@@ -878,6 +887,10 @@ def predict(
     others.
 
     A progress bar (on stderr) shows for more than one batch (256) of images.
+
+    --explain OUT_DIR writes OUT_DIR/<image name>.png for each readable image and
+    OUT_DIR/heatmaps.csv (which image each PNG shows); a model with no layer to explain gets a
+    note instead, and its predictions stand.
     """
     from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -887,6 +900,13 @@ def predict(
     if not_found:
         message = f"no such file or folder: {', '.join(not_found)}; check the path"
         raise _fail(ValueError(f"{message} (predict reads image files and folders)"), 2)
+    if explain is not None:
+        from automl_clf.report.heatmaps import check_heatmap_folder
+
+        try:
+            check_heatmap_folder(explain, export_dir)
+        except ValueError as exc:
+            raise _fail(exc, 2) from None
     predictor = _run(load, export_dir, device=_device(device) or "cpu")
     n_classes = len(predictor.classes_)
     if top_k > n_classes:
@@ -922,12 +942,31 @@ def predict(
             raise _fail(ValueError(f"cannot write --output {output}: {exc.strerror}"), 2) from None
         _console(stderr=True).print(f"wrote {len(rows)} prediction(s) to {output}")
     failed = [r for r in rows if r.error]
+    if explain is not None:
+        _write_heatmaps(predictor, [r.path for r in rows if not r.error], explain)
     if failed:
         _console(stderr=True).print(
             f"[yellow]{len(failed)} of {len(rows)} file(s) could not be read[/yellow]"
         )
         if len(failed) == len(rows):
             raise typer.Exit(1)
+
+
+def _write_heatmaps(predictor: Predictor, images: list[Path], out_dir: Path) -> None:
+    """`predict --explain`: the heatmap PNGs, and on stderr what was written or why not."""
+    from rich.markup import escape
+
+    from automl_clf.report.heatmaps import write_heatmaps
+
+    console = _console(stderr=True)
+    try:
+        written = write_heatmaps(predictor, images, out_dir)
+    except OSError as exc:
+        raise _fail(ValueError(f"cannot write --explain {out_dir}: {exc}"), 1) from None
+    for note in written.notes:
+        console.print(f"[yellow]{escape(note)}[/yellow]", soft_wrap=True)
+    if written.files:
+        console.print(f"wrote {len(written.files)} heatmap(s) to {escape(str(out_dir))}")
 
 
 def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> str:

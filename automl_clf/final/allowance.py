@@ -8,7 +8,7 @@ deadline. Its parts, in the order they run:
                spec.yaml and the report's text (metrics.json, report.md, index.html)
     optional   retrain each member (else its best-epoch weights as searched) · test member 0
                alone beside an ensemble · test-time augmentation · TorchScript and ONNX with
-               their parity checks · the report's figures
+               their parity checks · the report's figures · its heatmaps (final/explain.py)
 
 An optional part runs only when its estimate, with the margin, still fits before the deadline
 with the required parts after it (`reserve_s`); a skipped one is named in `skipped`, which the
@@ -42,6 +42,7 @@ class Allowance:
     costs: Mapping[str, float] = field(default_factory=dict)  # the study's last final step
     measured: dict[str, float] = field(default_factory=dict)  # this final step, so far
     skipped: list[str] = field(default_factory=list)  # what was left out, for the summary
+    _inner: list[float] = field(default_factory=list, repr=False)  # open `timed` parts' inner time
 
     @classmethod
     def unlimited(cls) -> Allowance:
@@ -82,12 +83,19 @@ class Allowance:
     @contextlib.contextmanager
     def timed(self, part: str) -> Iterator[None]:
         """Measure `part` (added up when it runs several times) for the rest of this step's
-        estimates and the next final step's (`StudyRecord.final_costs`)."""
+        estimates and the next final step's (`StudyRecord.final_costs`). A part timed inside
+        another (the heatmaps inside the report's figures) counts for itself only, not for
+        both."""
         started = self.clock()
+        self._inner.append(0.0)
         try:
             yield
         finally:
-            self.measured[part] = self.measured.get(part, 0.0) + self.clock() - started
+            spent = self.clock() - started
+            inner = self._inner.pop()
+            self.measured[part] = self.measured.get(part, 0.0) + spent - inner
+            if self._inner:
+                self._inner[-1] += spent
 
     def retrain_deadline(self, steps: int, *, reserve_s: float) -> RetrainDeadline | None:
         """The deadline of one retrain of `steps` training steps that must leave `reserve_s`;

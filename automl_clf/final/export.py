@@ -14,8 +14,9 @@
                                   without autoclf (final/formats.py)
     DIR/model.onnx                ONNX, likewise
     DIR/spec.yaml                 the spec fixed to the exported trial (final/provenance.py)
-    DIR/report/                   metrics.json, index.html, report.md, figures, written by
-                                  the report room (report/final.py) from model.json
+    DIR/report/                   metrics.json, index.html, report.md, figures (with
+                                  heatmaps: final/explain.py), written by the report room
+                                  (report/final.py) from model.json
     DIR/autoclf_export.json       what autoclf wrote, written last (final/folder.py)
 
 The directory is built beside DIR and swapped into place at the end (final/folder.py): DIR is
@@ -29,12 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_model
 from torch import nn
 
 from automl_clf.data.batches import eval_batches
+from automl_clf.data.preprocess import Preprocessing
 from automl_clf.final.allowance import Allowance
+from automl_clf.final.explain import Explanation, explain
 from automl_clf.final.folder import staged_export
 from automl_clf.final.formats import FormatCheck, write_formats
 from automl_clf.final.manifest import (
@@ -67,10 +71,27 @@ class ExportResult:
         return self.latency.ms
 
 
+# Grad-CAM heatmaps of decoded test images for the report: uint8 pixels (N, H, W, C) ->
+# Explanation (final/explain.py); each call is timed as the final step's "heatmaps" part.
+Explainer = Callable[[np.ndarray], Explanation]
+
+
+HEATMAP_IMAGES = 32  # at most: the report's 16 mistakes and 16 class examples (report/content.py)
+HEATMAP_PASSES = 3  # a heatmap's cost in batch-1 forward passes: forward, backward, layer probe
+
+
+@dataclass(frozen=True)
+class ReportParts:
+    """The optional parts of the report that the time budget left room for."""
+
+    figures: bool  # the plots (False: the text and tables only)
+    explain: Explainer | None = None  # heatmaps, drawn with the figures; None: none made
+
+
 # Writes the report into the folder given, from the export's manifest (report/final.py), with
-# its figures or (short of time) without them. A parameter, not an import: the report room reads
-# the final room's results, not the reverse.
-ReportWriter = Callable[[ExportManifest, Path, bool], None]
+# the optional parts given. A parameter, not an import: the report room reads the final room's
+# results, not the reverse.
+ReportWriter = Callable[[ExportManifest, Path, ReportParts], None]
 
 
 def write_export(
@@ -87,9 +108,9 @@ def write_export(
     Args:
         report: writes `DIR/report/` inside the staged export, so the report is swapped into
             place with the model it describes (`report.final.final_report`).
-        allowance: the time left under a budget (final/allowance.py): the extra formats and the
-            report's figures are written only when they fit, and what is left out is added to
-            `result.skipped`. None: everything is written.
+        allowance: the time left under a budget (final/allowance.py): the extra formats, the
+            report's figures and its heatmaps are written only when they fit, and what is left
+            out is added to `result.skipped`. None: everything is written.
 
     Raises:
         ExportError: `out_dir` holds anything but an unchanged autoclf export (it is left as it
@@ -139,12 +160,17 @@ def _write(
         lambda: (x for x, _ in eval_batches(result.test_data, EVAL_BATCH_SIZE, pre)),
         folder,
         allowance=allowance,
-        reserve_s=allowance.reserve_s("write", "figures"),
+        reserve_s=allowance.reserve_s("write", "figures", "heatmaps"),
     )
     figures = report is not None and allowance.allows(
         "the report's figures",
         allowance.estimate("figures"),
         reserve_s=allowance.reserve_s("write"),
+    )
+    heatmaps = figures and allowance.allows(
+        "the report's heatmaps",
+        heatmaps_estimate_s(allowance, latency),
+        reserve_s=allowance.reserve_s("write", "figures"),
     )
     result.skipped.extend(allowance.skipped[skipped_before:])  # the report names them
     fingerprint = data_fingerprint(result.dataset)
@@ -185,9 +211,29 @@ def _write(
         (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
         (folder / SPEC_FILE).write_text(result.spec_yaml)
     if report is not None:
-        with allowance.timed("figures" if figures else "write"):
-            report(manifest, folder / REPORT_DIR, figures)
+        parts = ReportParts(figures, _explainer(model, pre, allowance) if heatmaps else None)
+        with allowance.timed("figures" if figures else "write"):  # less the heatmaps' time
+            report(manifest, folder / REPORT_DIR, parts)
     return formats, latency
+
+
+def heatmaps_estimate_s(allowance: Allowance, latency: LatencyRecord) -> float:
+    """Seconds the report's heatmaps should take: as this study measured them before, else the
+    prior plus, per image, a forward and a backward pass at the model's CPU latency (a large
+    model at 224 px takes seconds where the plain CNN takes milliseconds)."""
+    if "heatmaps" in {**allowance.costs, **allowance.measured}:
+        return allowance.estimate("heatmaps")
+    return allowance.estimate("heatmaps") + HEATMAP_IMAGES * HEATMAP_PASSES * latency.ms / 1000.0
+
+
+def _explainer(model: nn.Module, pre: Preprocessing, allowance: Allowance) -> Explainer:
+    """Heatmaps of the exported model for decoded pixels, timed as "heatmaps"."""
+
+    def explain_pixels(pixels: np.ndarray) -> Explanation:
+        with allowance.timed("heatmaps"):
+            return explain(model, pre.to_tensor(pixels))
+
+    return explain_pixels
 
 
 def _member_record(k: int, member: Member, weight: float | None) -> MemberRecord:

@@ -7,7 +7,8 @@ export without one predicts from the raw logits, as before. Below a minimum conf
 (`min_confidence=`, else model.json's `min_confidence`) the answer is `unsure`, and an image
 whose top probability is below the validation images' `ood.threshold` is flagged `ood`.
 `images` may be file paths, PIL images or uint8 arrays; `predict_paths` also takes folders and
-reports unreadable files instead of raising.
+reports unreadable files instead of raising; `explain` says where the model looked (Grad-CAM
+heatmaps, final/explain.py).
 
 Loading reads `model.json` and `model.safetensors` (tensors only; an ensemble also its members'
 `members/<k>.safetensors`) and rebuilds the network from the recorded configuration: no pickle,
@@ -33,6 +34,7 @@ from torch import nn
 from automl_clf.errors import AutoclfError, ExportError, ImageError
 from automl_clf.final.calibration import UNSURE, calibrated, max_softmax
 from automl_clf.final.ensemble import Ensemble
+from automl_clf.final.explain import Explanation, explain
 from automl_clf.final.manifest import (
     DAMAGED,
     FORMAT_VERSION,
@@ -119,6 +121,25 @@ class Predictor:
                 image = image[..., 0]
             image = Image.fromarray(image)
         return decoding.load_image(image)
+
+    def explain(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Where the model looked for the class it predicts for each image: Grad-CAM heatmaps,
+        float32 (N, H, W) in [0, 1] at the export's image size (final/explain.py).
+
+        Raises:
+            ExplainUnavailable: no layer of this model gives a map to explain with (the reason
+                says why).
+        """
+        pixels = [self.load(image) for image in images]
+        if not pixels:
+            _, size, _ = self.manifest_.input_shape
+            return np.zeros((0, size, size), dtype=np.float32)
+        return self.explain_pixels(np.stack(pixels)).maps
+
+    def explain_pixels(self, pixels: np.ndarray) -> Explanation:
+        """`explain` for already decoded uint8 pixels (N, H, W, C), with the class each map
+        explains and the layer it read."""
+        return explain(self.model_, self.manifest_.preprocessing.to_tensor(pixels))
 
     @torch.no_grad()
     def predict_proba_pixels(self, pixels: np.ndarray) -> np.ndarray:

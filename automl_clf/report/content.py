@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from automl_clf.final.audit import AuditResult
 
 N_MISTAKES = 16  # images in the gallery of most confident mistakes
+N_EXAMPLES = 16  # classes shown with one correct example each (their heatmaps), in class order
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,16 @@ class LearningCurve:
 
 
 @dataclass(frozen=True)
+class Heatmaps:
+    """Where the final model looked in the test images the report shows (`mistakes()` and
+    `examples()`): Grad-CAM for the predicted class (final/explain.py)."""
+
+    maps: dict[int, np.ndarray]  # test index -> float32 (H, W) in [0, 1]; empty: none made
+    layer: str  # the layer read: a name, or one per ensemble member
+    notes: list[str]  # why there are none, or which members were left out
+
+
+@dataclass(frozen=True)
 class AugmentedPreview:
     """Training images beside what the augmentation made of them (report/preview.py)."""
 
@@ -174,6 +185,7 @@ class ReportContent:
     min_confidence: float | None = None  # predict's default (final.min_confidence)
     target_accuracy: float = 0.99  # final.target_accuracy
     label_issues: AuditResult | None = None  # the label audit, when `run` ran it
+    heatmaps: Heatmaps | None = None  # None: not made (no figures, or the time budget)
     metrics: dict[str, Any] = field(init=False)  # metrics.json, computed once
 
     def __post_init__(self) -> None:
@@ -228,6 +240,27 @@ class ReportContent:
         wrong = np.flatnonzero(predictions != self.test.labels)
         confidence = self.test.probabilities.max(axis=1)
         return [int(i) for i in wrong[np.argsort(-confidence[wrong], kind="stable")][:n]]
+
+    def examples(self, n: int = N_EXAMPLES) -> list[int]:
+        """One correctly classified test image per class (the most confident), for the first `n`
+        classes that have one, in class order."""
+        probabilities, labels = self.test.probabilities, self.test.labels
+        right = self.test.predictions == labels
+        confidence = probabilities.max(axis=1)
+        chosen = []
+        for label in range(len(self.classes)):
+            candidates = np.flatnonzero(right & (labels == label))
+            if len(candidates):
+                chosen.append(int(candidates[np.argmax(confidence[candidates])]))
+            if len(chosen) == n:
+                break
+        return chosen
+
+    def example_caption(self, index: int) -> str:
+        """`7` and its probability, on two lines."""
+        probabilities = self.test.probabilities[index]
+        predicted = int(probabilities.argmax())
+        return f"{self.classes[predicted]}\n({probabilities[predicted]:.2f})"
 
     def image(self, index: int) -> np.ndarray:
         """One test image as (H, W) grayscale or (H, W, 3) colour uint8 pixels."""

@@ -12,15 +12,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 
+from automl_clf.errors import ExplainUnavailable
 from automl_clf.final.audit import AuditResult
-from automl_clf.final.export import ReportWriter
+from automl_clf.final.export import Explainer, ReportParts, ReportWriter
 from automl_clf.final.manifest import REPORT_DIR, ExportManifest
 from automl_clf.final.retrain import FinalResult, Member, trial_config
 from automl_clf.report.content import (
     DataSummary,
     FinalSummary,
+    Heatmaps,
     LearningCurve,
     MemberSummary,
     ReportContent,
@@ -42,11 +45,35 @@ def final_report(
     """The writer of `result`'s report (`study`, when given, is summarised in it too, and
     `audit`, the label audit `run` made, gets its section)."""
 
-    def write(manifest: ExportManifest, folder: Path, figures: bool) -> None:
+    def write(manifest: ExportManifest, folder: Path, parts: ReportParts) -> None:
         content = report_content(result, spec, study, manifest, audit)
-        write_report(content, folder, figures=figures)
+        if parts.figures and parts.explain is not None:
+            content.heatmaps = report_heatmaps(content, parts.explain)
+        write_report(content, folder, figures=parts.figures)
 
     return write
+
+
+def report_heatmaps(content: ReportContent, explain: Explainer) -> Heatmaps:
+    """Heatmaps of the test images the report shows: its mistakes and class examples.
+
+    A model that cannot be explained, or whose explanation fails, gets a note instead: the
+    heatmaps are an optional part of the report, and the model and its report are written
+    whatever happens to them.
+    """
+    indices = sorted({*content.mistakes(), *content.examples()})
+    if not indices:
+        return Heatmaps({}, "", [])
+    pixels = np.stack([content.test_pixels[i] for i in indices])
+    try:
+        explanation = explain(pixels)
+    except ExplainUnavailable as exc:
+        return Heatmaps({}, "", [f"no heatmaps: {exc}"])
+    except (RuntimeError, ValueError) as exc:  # an architecture Grad-CAM trips over
+        reason = " ".join(str(exc).split())[:300]
+        return Heatmaps({}, "", [f"no heatmaps: Grad-CAM failed on this model ({reason})"])
+    maps = dict(zip(indices, explanation.maps, strict=True))
+    return Heatmaps(maps, explanation.layer, explanation.notes)
 
 
 def report_content(

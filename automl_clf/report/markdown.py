@@ -85,6 +85,11 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
     if mistakes.rows:
         lines += ["## Most confident mistakes", "", *markdown_table(mistakes)]
         lines += figure("mistakes", "most confident mistakes")
+    lines += figure("mistakes_heatmaps", "where the model looked in its mistakes (Grad-CAM)")
+    lines += figure("examples_heatmaps", "where the model looked, one image per class (Grad-CAM)")
+    if content.heatmaps is not None:
+        lines += [f"Heatmaps: {md_text(note)}." for note in content.heatmaps.notes]
+        lines += [""] if content.heatmaps.notes else []
     lines += ["## Final model", "", *markdown_table(tables.model_table(content))]
     lines += [f"Note: {md_text(note)}." for note in content.final.notes]
     lines += [""] if content.final.notes else []

@@ -67,7 +67,7 @@ def write_network_figures(
         maps = stage.maps.float().cpu()
         channels, height, width = maps.shape
         order = torch.argsort(maps.mean(dim=(1, 2)), descending=True)[:MAX_CHANNELS]
-        path = out_dir / f"stage_{i}_{_safe(stage.name)}.png"
+        path = out_dir / f"stage_{i}_{safe_name(stage.name)}.png"
         grid = draw_image_grid(
             [shown, *(maps[int(c)].numpy() for c in order)],
             [f"input → {predicted} ({probability:.2f})", *(f"channel {int(c)}" for c in order)],
@@ -101,5 +101,7 @@ def _plot_filters(weight: torch.Tensor, path: Path) -> None:
     save_figure(grid, path)
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """`name` with every character but letters, digits, - and _ replaced by _: a file name
+    that stays in its folder."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

@@ -60,6 +60,10 @@ CELL = 1.6  # inches: each image's column
 CAPTION_FONT = 7.0
 CAPTION_LINES = 3  # a caption is wrapped to this many lines at most
 PREVIEW_COLUMNS = 8  # augmented images: rows of originals, each above the same augmented
+HEATMAP_COLOURS = (
+    "jet"  # Grad-CAM's convention: blue where the model did not look, red where it did
+)
+HEATMAP_WEIGHT = 0.5  # the heatmap's share of each overlaid pixel
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -499,6 +503,26 @@ def draw_augmented(preview: AugmentedPreview) -> Figure:
 def _displayable(pixels: np.ndarray) -> np.ndarray:
     """uint8 (H, W, C) as imshow takes it: (H, W) for one channel."""
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
+def overlay_heatmap(pixels: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """The image under its heatmap, as uint8 (H, W, 3).
+
+    Args:
+        pixels: uint8 (H, W), (H, W, 1) or (H, W, 3), as decoded for the model.
+        heatmap: (H, W) in [0, 1] (final/explain.py), coloured blue (0) to red (1) as
+            pytorch-grad-cam's `show_cam_on_image` does, at HEATMAP_WEIGHT of each pixel.
+    """
+    import matplotlib
+
+    image = pixels.astype(np.float32) / 255.0
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    colours = matplotlib.colormaps[HEATMAP_COLOURS](np.clip(heatmap, 0.0, 1.0))[..., :3]
+    mixed = (1.0 - HEATMAP_WEIGHT) * image + HEATMAP_WEIGHT * colours
+    return np.asarray(np.round(mixed * 255.0), dtype=np.uint8)
 
 
 @_plain_text

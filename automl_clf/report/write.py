@@ -12,6 +12,8 @@ augmented_images.png           training images before and after the augmentation
 optimization_history.png       the search (when a study was given)
 param_importances.png          (from report/search.py's MIN_IMPORTANCE_TRIALS complete trials)
 mistakes.png                   the most confident mistakes (when there are any)
+mistakes_heatmaps.png          the same, under heatmaps of where the model looked (Grad-CAM)
+examples_heatmaps.png          one correct test image per class, under its heatmap
 label_issues.csv, label_issues.png   the label audit's findings (`run` with
                                final.audit_labels: true; report/audit.py)
 report.md                      the essentials, for a terminal or a pull request
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automl_clf.report.audit import ISSUES_CSV, ISSUES_FIGURE, draw_issues, write_issues_csv
-from automl_clf.report.content import ReportContent
+from automl_clf.report.content import N_EXAMPLES, ReportContent
 from automl_clf.report.html import render_audit_html, render_html
 from automl_clf.report.markdown import render_audit_markdown, render_markdown
 from automl_clf.report.metrics import confusion
@@ -39,6 +41,7 @@ from automl_clf.report.plots import (
     draw_importances,
     draw_learning_curves,
     draw_reliability,
+    overlay_heatmap,
     save_figure,
 )
 
@@ -57,6 +60,8 @@ FIGURES = {
     "curves": "learning_curves.png",
     "augmented": "augmented_images.png",
     "mistakes": "mistakes.png",
+    "mistakes_heatmaps": "mistakes_heatmaps.png",
+    "examples_heatmaps": "examples_heatmaps.png",
     "label_issues": ISSUES_FIGURE,
 }
 
@@ -135,9 +140,43 @@ def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
             title="Most confident mistakes (test split)",
         )
         save_figure(grid, figures["mistakes"])
+    _draw_heatmaps(content, figures)
     if content.label_issues is not None:
         _draw_issues(content.label_issues, figures["label_issues"])
     return {key: path for key, path in figures.items() if path.is_file()}
+
+
+def _draw_heatmaps(content: ReportContent, figures: dict[str, Path]) -> None:
+    """The mistakes and the class examples under their heatmaps (those that were made)."""
+    heatmaps = content.heatmaps
+    if heatmaps is None or not heatmaps.maps:
+        return
+    n_classes = len(content.classes)
+    for key, indices, caption, title in (
+        (
+            "mistakes_heatmaps",
+            content.mistakes(),
+            content.mistake_caption,
+            "Where the model looked in its most confident mistakes (Grad-CAM of the predicted "
+            "class: red most)",
+        ),
+        (
+            "examples_heatmaps",
+            content.examples(),
+            content.example_caption,
+            "Where the model looked in one correct test image per class"
+            + (
+                f" (the first {N_EXAMPLES} of {n_classes} classes)"
+                if n_classes > N_EXAMPLES
+                else ""
+            ),
+        ),
+    ):
+        shown = [i for i in indices if i in heatmaps.maps]
+        if shown:
+            images = [overlay_heatmap(content.image(i), heatmaps.maps[i]) for i in shown]
+            grid = draw_image_grid(images, [caption(i) for i in shown], title=title)
+            save_figure(grid, figures[key])
 
 
 def _draw_issues(audit: AuditResult, path: Path) -> None:

@@ -10,13 +10,13 @@ the study measures itself:
 The final step is estimated from the study's own measurements — the chosen members' measured
 seconds per epoch, scaled to the retrain's data (train+val) and epoch count — plus the cost of
 each part of the export (test, weights and report text, latency; then, as far as
-`OPTIONAL_SHARE` of the budget allows, the report's figures, TorchScript, test-time augmentation
-and ONNX), measured on the first final step of a study and stored with it (`FINAL_PRIORS`
-before that). The final step itself is anytime too (final/allowance.py): what does not fit when
-it gets there is skipped and named. Trials stop at the search deadline: an epoch that would
-end past it is not started, and one running past it is abandoned; the trial keeps its best
-finished epoch (`search/objective.py`). If, at the end, a retrain no longer fits, the best
-trial's own best-epoch weights are exported instead (`final.retrain: auto`).
+`OPTIONAL_SHARE` of the budget allows, the report's figures and heatmaps, TorchScript,
+test-time augmentation and ONNX), measured on the first final step of a study and stored with
+it (`FINAL_PRIORS` before that). The final step itself is anytime too (final/allowance.py): what
+does not fit when it gets there is skipped and named. Trials stop at the search deadline: an
+epoch that would end past it is not started, and one running past it is abandoned; the trial
+keeps its best finished epoch (`search/objective.py`). If, at the end, a retrain no longer
+fits, the best trial's own best-epoch weights are exported instead (`final.retrain: auto`).
 
 Everything here is arithmetic over an injectable clock, so the split is tested without waiting.
 """
@@ -42,12 +42,13 @@ FINAL_PRIORS: dict[str, float] = {
     "write": 1.0,  # weights, model.json, spec.yaml, the report's text
     "latency": 0.5,  # batch-1 CPU latency (bounded inside, models/factory.py)
     "figures": 3.0,  # matplotlib: confusion matrices, curves, previews, mistakes
+    "heatmaps": 1.0,  # Grad-CAM of the ~30 test images the report shows (final/explain.py)
     "torchscript": 1.5,  # trace, save, load back, parity on the test split
     "tta": 0.5,  # one test-time augmentation view over the test split
     "onnx": 6.0,  # torch.export + onnxscript dominate, whatever the model's size
 }
 REQUIRED_PARTS = ("test", "write", "latency")  # the export is not an export without them
-OPTIONAL_PARTS = ("figures", "torchscript", "tta", "onnx")  # planned in this order …
+OPTIONAL_PARTS = ("figures", "heatmaps", "torchscript", "tta", "onnx")  # planned in this order …
 OPTIONAL_SHARE = 0.10  # … while they add up to at most this share of the whole budget
 MARGIN = 0.15  # the final step's estimate is inflated by this share …
 SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from automl_clf.final.allowance import Allowance, RetrainDeadline
+from automl_clf.final.export import HEATMAP_IMAGES, HEATMAP_PASSES, heatmaps_estimate_s
+from automl_clf.final.manifest import LatencyRecord
 from automl_clf.search.budget import FINAL_PRIORS, MARGIN
 from tests.search.test_limits import SteppedClock
 
@@ -39,6 +41,30 @@ def test_estimates_come_from_this_step_then_the_study_then_the_priors() -> None:
     assert allowance.estimate("onnx") == pytest.approx(0.75)
     required = FINAL_PRIORS["test"] + FINAL_PRIORS["write"] + FINAL_PRIORS["latency"]
     assert allowance.reserve_s() == pytest.approx(required * (1 + MARGIN))
+
+
+def test_a_part_timed_inside_another_counts_for_itself_only() -> None:
+    clock = SteppedClock()
+    allowance = Allowance(until=100.0, clock=clock)
+    with allowance.timed("figures"):
+        clock.now += 1.0
+        with allowance.timed("heatmaps"):  # the report's heatmaps, made while it draws
+            clock.now += 3.0
+        clock.now += 0.5
+    assert allowance.measured == {"figures": pytest.approx(1.5), "heatmaps": pytest.approx(3.0)}
+    with allowance.timed("write"):  # the next part starts from nothing
+        clock.now += 0.25
+    assert allowance.measured["write"] == pytest.approx(0.25)
+
+
+def test_heatmaps_are_estimated_from_the_model_latency_until_measured() -> None:
+    latency = LatencyRecord(ms=50.0, threads=1, device="cpu", method="test")
+    fresh = Allowance(until=100.0)
+    per_image = HEATMAP_PASSES * 0.05
+    expected = FINAL_PRIORS["heatmaps"] + HEATMAP_IMAGES * per_image
+    assert heatmaps_estimate_s(fresh, latency) == pytest.approx(expected)
+    measured = Allowance(until=100.0, costs={"heatmaps": 0.7})  # this study's last final step
+    assert heatmaps_estimate_s(measured, latency) == 0.7
 
 
 def test_a_retrain_deadline_gives_up_when_its_pace_cannot_finish_in_time() -> None:

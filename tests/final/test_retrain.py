@@ -111,3 +111,23 @@ def test_the_export_leaves_out_what_does_not_fit_and_says_so(
     model = automl_clf.load(out)  # … and still a whole export that predicts
     paths = [str(p) for p in final.test_data.paths[:3]]
     assert len(model.predict(paths)) == 3
+
+
+def test_a_short_budget_leaves_out_the_heatmaps_and_says_so(
+    searched: ResolvedSpec, tmp_path: Path
+) -> None:
+    study = study_of(searched)
+    final = retrain(searched, study, retrain_members=False)
+    clock = SteppedClock()  # stands still
+    # time for the figures, none for heatmaps as slow as the last final step measured them
+    allowance = Allowance(until=100.0, clock=clock, costs={"heatmaps": 1000.0})
+    out = tmp_path / "export"
+    write_export(
+        final, out, searched, report=final_report(final, searched, study), allowance=allowance
+    )
+    assert (out / "report" / "confusion_matrix.png").is_file()  # the figures were drawn …
+    assert not list((out / "report").glob("*heatmaps.png"))  # … the heatmaps not
+    assert any(s.startswith("the report's heatmaps (about 16 m 40 s") for s in final.skipped)
+    text = (out / "report" / "report.md").read_text()
+    assert "left out to keep the time budget" in text and "the report's heatmaps" in text
+    assert "Where the model looked" not in (out / "report" / "index.html").read_text()

@@ -111,13 +111,33 @@ def test_figures_are_written_as_png(report: Path) -> None:
     # 3 trials: too few for importances; no label audit (that is tests/cli/test_audit.py)
     names = set(FIGURES.values()) - {"param_importances.png", "label_issues.png"}
     if metrics["accuracy"] == 1.0:
-        names.discard("mistakes.png")
+        names -= {"mistakes.png", "mistakes_heatmaps.png"}
     if not (report / "augmented_images.png").exists():  # the exported trial augments nothing
         assert "trained without augmentation" in (report / "index.html").read_text()
         names.discard("augmented_images.png")
     for name in names:
         with Image.open(report / name) as image:
             assert image.format == "PNG" and min(image.size) > 100, name
+
+
+def test_the_report_shows_where_the_model_looked(report: Path) -> None:
+    metrics = json.loads((report / "metrics.json").read_text())
+    names = ["examples_heatmaps.png"]
+    names += ["mistakes_heatmaps.png"] if metrics["accuracy"] < 1.0 else []
+    text = (report / "report.md").read_text()
+    page = (report / "index.html").read_text()
+    for name in names:
+        with Image.open(report / name) as image:
+            assert image.format == "PNG" and image.mode in ("RGB", "RGBA"), name
+        assert f"]({name})" in text
+    assert "<h3>Where the model looked</h3>" in page
+    assert "Grad-CAM of the predicted class at <code>features.3</code>" in page  # the last block
+    assert '<div class="gallery right">' in page  # one correct image per class
+    gallery = page.split("<h3>Where the model looked</h3>")[1].split("</section>")[0]
+    thumbnails = re.findall(r'src="data:image/png;base64,([^"]*)"', gallery)
+    n_classes = len(metrics["classes"])
+    assert n_classes <= len(thumbnails) <= n_classes + 16
+    assert max(len(t) for t in thumbnails) * 3 / 4 < 4096  # each a few KB at most
 
 
 def test_report_md_has_the_essentials(report: Path) -> None:
@@ -298,6 +318,11 @@ def test_an_ensemble_is_reported_beside_its_best_member(ensembled: Ensembled) ->
     page = (report / "index.html").read_text()
     for text in ("test (ensemble of 3)", f"trial #{members[0]} alone", "Ensemble members"):
         assert escape(text) in page, text
+    # the heatmaps: the weighted mean of every member's, the test_resnet's included
+    layers = re.findall(r"Grad-CAM of the predicted class at <code>([^<]*)</code>", page)
+    assert len(layers) == 1 and layers[0].count("member ") == 3
+    assert "layer1" in layers[0]  # the test_resnet's: its deepest stage of 2 × 2 at 8 px
+    assert (report / "examples_heatmaps.png").is_file()
     printed = " ".join(ensembled.output.split())
     numbers = ", ".join(f"#{n}" for n in members)
     assert f"ensemble of 3 (trials {numbers}, mean of probabilities, not retrained): test" in (

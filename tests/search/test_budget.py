@@ -96,7 +96,11 @@ def test_the_search_deadline_moves_as_the_final_step_is_measured() -> None:
     timings = [TrialTiming(2.0, 6), TrialTiming(9.0, 9)]  # best first
     costs = {"test": 1.0, "write": 2.0, "latency": 0.5, "figures": 1.0, "torchscript": 0.5}
     plan = plan_final_estimate(
-        timings, SIZES, train_on="train+val", retrain="auto", costs={**costs, "onnx": 0.0}
+        timings,
+        SIZES,
+        train_on="train+val",
+        retrain="auto",
+        costs={**costs, "onnx": 0.0, "heatmaps": 0.0},
     )
     assert plan == FinalEstimate(retrain_each_s=(15.0,), export_s=5.0)
     budget.reserve(plan)
@@ -107,14 +111,17 @@ def test_the_search_deadline_moves_as_the_final_step_is_measured() -> None:
 
 
 def test_the_export_plans_its_optional_parts_within_a_share_of_the_budget() -> None:
-    costs = {"test": 1.0, "write": 1.0, "latency": 1.0, "figures": 3.0, "torchscript": 2.0}
-    costs |= {"tta": 1.0, "onnx": 6.0}
+    costs = {"test": 1.0, "write": 1.0, "latency": 1.0, "figures": 2.0, "heatmaps": 1.0}
+    costs |= {"torchscript": 2.0, "tta": 1.0, "onnx": 6.0}
     assert estimate_export_s(costs) == 3.0 + 3.0 + 2.0 + 0.0 + 6.0  # no budget: all (no tta)
     assert estimate_export_s(costs, tta_views=2) == 3.0 + 3.0 + 2.0 + 2.0 + 6.0
-    # 10 % of 60 s: the figures and TorchScript fit, ONNX (5 + 6 > 6) does not
+    # 10 % of 60 s: the figures, heatmaps and TorchScript fit, ONNX (5 + 6 > 6) does not
     assert estimate_export_s(costs, budget_s=60.0) == 3.0 + 3.0 + 2.0
-    # 10 % of 40 s: the figures fit, TorchScript (3 + 2 > 4) does not, nor anything after it
+    # 10 % of 40 s: the figures and heatmaps fit, TorchScript (3 + 2 > 4) does not, nor
+    # anything after it
     assert estimate_export_s(costs, budget_s=40.0, tta_views=1) == 3.0 + 3.0
+    # 10 % of 25 s: the figures fit, the heatmaps (2 + 1 > 2.5) do not
+    assert estimate_export_s(costs, budget_s=25.0) == 3.0 + 2.0
     assert estimate_export_s(costs, budget_s=10.0) == 3.0  # the required parts, always
     # before a study measured its test, the prior counts once per member
     assert estimate_export_s({}, members=3) - estimate_export_s({}) == pytest.approx(
