@@ -61,8 +61,11 @@ def test_a_retrain_that_cannot_finish_before_the_deadline_is_exported_as_searche
     searched: ResolvedSpec,
 ) -> None:
     study = study_of(searched)
-    clock = TickingClock(tick=0.5)  # each read of the clock: half a second
-    allowance = Allowance(until=clock.now + 10.0, clock=clock)  # the plan fits, the pace not
+    # The plan (the trial's measured pace, a few seconds at most however busy the machine) fits
+    # in the 10,000 s given; the pace does not: each read of the clock, once a training step,
+    # is 1,000 s, so the retrain's 20-odd steps would take twice what there is.
+    clock = TickingClock(tick=1000.0)
+    allowance = Allowance(until=clock.now + 10_000.0, clock=clock)
     final = retrain(searched, study, allowance=allowance)
     member = final.first
     assert member.retrained is False and member.train_on == "train"
