@@ -23,6 +23,7 @@ from automl_clf.report.content import (
     ReportContent,
     SeedSummary,
 )
+from automl_clf.report.duplicates import summarise_near_duplicates
 from automl_clf.report.metrics import summary_metrics
 from automl_clf.report.preview import augmented_preview
 from automl_clf.report.search import summarise_search
@@ -73,6 +74,7 @@ def report_content(
             train_on=tuple(first.train_on.split("+")),
             seed=first.seed,
         ),
+        near_duplicates=summarise_near_duplicates(dataset),
     )
 
 

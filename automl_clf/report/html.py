@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from automl_clf.report import tables
+from automl_clf.report import duplicates, tables
 from automl_clf.report.content import ReportContent
 from automl_clf.report.tables import Table
 
@@ -82,6 +82,7 @@ CAPTIONS = {  # figure key (report/write.py FIGURES) -> caption
     "confusion_normalized": "Normalised by true class (the diagonal is each class's recall)",
     "reliability": "Reliability diagram: accuracy against confidence",
     "mistakes": "Most confident mistakes",
+    "near_duplicates": "Clusters of near-duplicate images, each file with its split",
 }
 
 SECTIONS = (
@@ -94,6 +95,7 @@ SECTIONS = (
     ("training", "Training"),
     ("search", "Search"),
     ("data", "Data"),
+    ("near-duplicates", "Near-duplicates"),
 )
 
 
@@ -143,6 +145,7 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
         _training_section(content, figures),
         _search_section(content, figures),
         _data_section(content),
+        _near_duplicates_section(content, figures),
         "</main>",
         f"<footer>Written by autoclf. Study {escape(content.title)}, {_trials(content)}.</footer>",
     ]
@@ -348,6 +351,14 @@ def _data_section(content: ReportContent) -> str:
     else:
         inner += "<p>No file was skipped.</p>"
     return _section("data", "Data", inner)
+
+
+def _near_duplicates_section(content: ReportContent, figures: dict[str, Path]) -> str:
+    inner = "".join(f"<p>{escape(s)}</p>" for s in duplicates.sentences(content))
+    table = duplicates.clusters_table(content)
+    if table.rows:
+        inner += _figures(figures, "near_duplicates") + html_table(table, numeric_from=3)
+    return _section("near-duplicates", "Near-duplicates", inner)
 
 
 def _thumbnail(pixels: np.ndarray) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from automl_clf.report import tables
+from automl_clf.report import duplicates, tables
 from automl_clf.report.content import ReportContent
 from automl_clf.report.tables import Table
 
@@ -106,4 +106,9 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
     if data.skipped:
         lines += [f"{len(data.skipped)} file(s) skipped:", ""]
         lines += markdown_table(tables.skipped_table(content))
+    lines += ["## Near-duplicates", "", *(md_text(s) for s in duplicates.sentences(content)), ""]
+    clusters = duplicates.clusters_table(content)
+    if clusters.rows:
+        lines += markdown_table(clusters)
+        lines += figure("near_duplicates", "clusters of near-duplicate images")
     return "\n".join(lines)

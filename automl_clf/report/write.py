@@ -10,6 +10,7 @@ augmented_images.png           training images before and after the augmentation
 optimization_history.png       the search (when a study was given)
 param_importances.png          (from report/search.py's MIN_IMPORTANCE_TRIALS complete trials)
 mistakes.png                   the most confident mistakes (when there are any)
+near_duplicates.png            clusters of near-duplicate images (when there are any)
 report.md                      the essentials, for a terminal or a pull request
 index.html                     everything, one self-contained page (images embedded)
 """
@@ -21,6 +22,7 @@ import json
 from pathlib import Path
 
 from automl_clf.report.content import ReportContent
+from automl_clf.report.duplicates import draw_near_duplicates
 from automl_clf.report.html import render_html
 from automl_clf.report.markdown import render_markdown
 from automl_clf.report.metrics import confusion
@@ -45,6 +47,7 @@ FIGURES = {
     "curves": "learning_curves.png",
     "augmented": "augmented_images.png",
     "mistakes": "mistakes.png",
+    "near_duplicates": "near_duplicates.png",
 }
 
 
@@ -99,4 +102,6 @@ def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
             title="Most confident mistakes (test split)",
         )
         save_figure(grid, figures["mistakes"])
+    if content.near_duplicates is not None and content.near_duplicates.shown:
+        save_figure(draw_near_duplicates(content.near_duplicates), figures["near_duplicates"])
     return {key: path for key, path in figures.items() if path.is_file()}

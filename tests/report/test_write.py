@@ -109,6 +109,7 @@ def test_every_section_is_on_the_page_and_self_contained(report: Path) -> None:
 def test_figures_are_written_as_png(report: Path) -> None:
     metrics = json.loads((report / "metrics.json").read_text())
     names = set(FIGURES.values()) - {"param_importances.png"}  # 3 trials: too few
+    names.discard("near_duplicates.png")  # the digits hold none (tests/report/test_duplicates.py)
     if metrics["accuracy"] == 1.0:
         names.discard("mistakes.png")
     if not (report / "augmented_images.png").exists():  # the exported trial augments nothing
