@@ -26,10 +26,11 @@ this module finds the copies that are not byte-identical, in three steps:
    brightness and contrast; the alignment absorbs a crop or a resize.
 
 Measured (bench/near_duplicates.py: every image copied once by one of the four changes, in
-turn), recall as pairs ending in one cluster, and false pairs among distinct images:
+turn), recall as copies ending in their original's cluster, and the pairs of files a cluster
+holds whose originals differ:
 
     set                 resize   JPEG   crop 5-10%   brightness   false pairs
-    1,797 digits         0.998  0.967        0.998        0.991    10 (0.994 precise)
+    1,797 digits         0.998  0.967        0.998        0.991    32 (0.982 precise)
     192 photo tiles 64   0.958  0.938        0.938        0.938     0
     78 photo tiles 96    1.000  1.000        0.947        1.000     0
     46 photo tiles 128   0.917  1.000        1.000        0.909     0
@@ -39,12 +40,14 @@ digits' 0-16 scale): as little as a JPEG copy of an 8×8 image differs from its 
 (21-41), which no rule on the pixels can tell apart.
 
 Confirmed pairs are joined into clusters (union-find): files that all look alike, through
-their neighbours. Under the cache folder, in `near_duplicates/`: the thumbnails (an ordinary
-decoded store of data/cache.py, `decoded/32px-1ch-squash/`), the hashes of each content
-(`phash.npz`) and the confirmed pairs of each set of contents (`pairs-<digest>.json`); so
-`validate`, `search` and `run` decode each file once at 32 px, the first time, and afterwards
-read two small files. Files that cannot be decoded are left out here (and skipped where they
-are used).
+their neighbours. Candidates are confirmed closest first, and one already joined through others
+is skipped, so a set of heavily overlapping copies costs about one confirmation an image.
+
+Under the cache folder, in `near_duplicates/`: the thumbnails (an ordinary decoded store of
+data/cache.py, `decoded/32px-1ch-squash/`), the hashes of each content (`phash.npz`) and the
+confirmed pairs of each set of contents (`pairs-<digest>.json`); so `validate`, `search` and
+`run` decode each file once at 32 px, the first time, and afterwards read two small files.
+Files that cannot be decoded are left out here (and skipped where they are used).
 
 What a data set does with the clusters (`data.near_duplicates`), see `check_near_duplicates`:
 `group` (the default) keeps each cluster in one split when autoclf made the split, so the
@@ -304,10 +307,11 @@ def _confirmed_pairs(
     """The confirmed pairs that join `contents` into clusters, and how many pairs were
     candidates; cached per set of contents.
 
-    Candidates are confirmed closest first, and one whose two contents some confirmed pairs
-    already join is skipped: it cannot change the clusters. So a data set of many overlapping
-    copies (2,000 crops of two photographs: 45,000 candidates) confirms about one pair per
-    image, not every pair; the pairs returned join the clusters, they are not every alike pair.
+    Candidates are confirmed closest first, `PAIR_CHUNK` at a time, and one whose two contents
+    confirmed pairs already join is skipped: it cannot change the clusters. So a data set of
+    many overlapping copies (2,000 crops of two photographs: 45,000 candidates) confirms about
+    one pair an image, not every pair. The pairs returned are those that joined two clusters
+    (a spanning forest of each), not every pair alike.
     """
     digest = hashlib.blake2b(f"v{VERSION}\n".encode(), digest_size=12)
     for content in contents:
@@ -344,8 +348,8 @@ def _confirmed_pairs(
         for i, j, bits, value in zip(
             a[accepted], b[accepted], d[accepted], similarity[accepted], strict=True
         ):
-            clusters.join(int(i), int(j))
-            pairs.append((contents[i], contents[j], int(bits), round(float(value), 4)))
+            if clusters.join(int(i), int(j)):  # not joined by the chunk's closer pairs
+                pairs.append((contents[i], contents[j], int(bits), round(float(value), 4)))
     if path is not None:
         text = json.dumps({"version": VERSION, "candidates": len(first), "pairs": pairs})
         atomic_write_bytes(path, text.encode())
@@ -366,11 +370,13 @@ class _Clusters:
                 return roots
             roots = up
 
-    def join(self, a: int, b: int) -> None:
+    def join(self, a: int, b: int) -> bool:
+        """Join a's set and b's; whether they were apart."""
         ra, rb = (int(r) for r in self.root(np.array([a, b])))
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
         self.parent[a] = self.parent[b] = min(ra, rb)  # shorten the paths walked next
+        return ra != rb
 
     def groups(self) -> list[list[int]]:
         """The sets of 2+ items, each in item order."""

@@ -226,3 +226,17 @@ def test_search_says_in_one_line_what_happened_to_clusters_across_splits(
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "near-duplicate" in line]
     assert len(lines) == 1 and "straddled" in lines[0] and "moved" in lines[0], result.output
+
+
+def test_the_pairs_returned_are_those_that_joined_the_cluster(tmp_path: Path) -> None:
+    root = write_digits(tmp_path / "data", **DIGITS)  # type: ignore[arg-type]
+    original = sorted(root.rglob("*.png"))[0]
+    rng = np.random.default_rng(0)
+    with Image.open(original) as image:
+        for kind in ("resize", "brightness", "jpeg"):
+            near_copy(image, kind, rng).save(original.with_name(f"copy-{kind}.png"))
+    found = find_near_duplicates(sorted(root.rglob("*.png")))
+    (cluster,) = found.clusters
+    assert len(cluster) == 4 and original in cluster
+    assert len(found.pairs) == 3  # a tree that joins the four, not all six pairs alike
+    assert found.n_candidates >= 6  # all six were candidates
