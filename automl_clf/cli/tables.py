@@ -113,10 +113,11 @@ def print_near_duplicates(console: Console, dataset: Dataset, *, max_listed: int
         return
     straddling = near.straddling
     style = "yellow" if straddling else "default"
+    when = " before the move" if near.n_moved else ""
     console.print(
         f"[{style}]{len(near.clusters)} cluster(s) of near-duplicate images[/{style}] "
         f"({near.n_files} images; {len(straddling)} straddled splits, "
-        f"{len(near.leaks())} pair(s) across splits):"
+        f"{len(near.leaks())} pair(s) across splits{when}):"
     )
     ordered = sorted(near.clusters, key=lambda c: not c.straddles)  # stable: by first file
     for cluster in ordered[:max_listed]:
