@@ -354,8 +354,9 @@ def datasets(
 def validate(spec: SpecPath, sets: SetOption = None) -> None:
     """Check a spec and its data: print the data report and the search space.
 
-    The report lists classes, images per split, skipped files, duplicates across splits and
-    imbalance; nothing is trained. Nothing is written either, unless the data cache folder
+    The report lists classes, images per split, skipped files, duplicates across splits,
+    clusters of near-duplicate images (those across splits first) and imbalance; nothing is
+    trained. Nothing is written either, unless the data cache folder
     exists already: then the decoded images go into it, as a search would put them. The device
     must be on this machine, and every backbone must build for the images, with its pretrained
     weights (downloaded into the Hugging Face cache if missing, as a search would).

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from automl_clf.data.dataset import Dataset
+from automl_clf.data.near_duplicates import shown_path
 from automl_clf.search.record import (
     CUT_AT_DEADLINE,
     STATES,
@@ -95,7 +96,45 @@ def print_data_report(console: Console, dataset: Dataset, *, max_listed: int = 2
                 f"{s}: {', '.join(p.name for p in ps)}" for s, ps in group.paths.items()
             )
             console.print(f"  {where}")
+    print_near_duplicates(console, dataset, max_listed=max_listed)
     print_warnings(console, dataset.warnings())
+
+
+def print_near_duplicates(console: Console, dataset: Dataset, *, max_listed: int = 20) -> None:
+    """The clusters of near-duplicate images, those straddling splits first, each file with
+    the split it was in before `data.near_duplicates: group` moved any."""
+    near = dataset.near_duplicates
+    if near is None:
+        console.print("near-duplicates: not looked for (data.near_duplicates: off)")
+        return
+    if not near.clusters:
+        console.print(
+            f"near-duplicates: none ({near.n_candidates} pair(s) of similar hashes, none alike "
+            "on the pixels)"
+        )
+        return
+    straddling = near.straddling
+    style = "yellow" if straddling else "default"
+    when = " before the move" if near.n_moved else ""
+    console.print(
+        f"[{style}]{len(near.clusters)} cluster(s) of near-duplicate images[/{style}] "
+        f"({near.n_files} images; {len(straddling)} straddled splits, "
+        f"{len(near.leaks())} pair(s) across splits{when}):"
+    )
+    ordered = sorted(near.clusters, key=lambda c: not c.straddles)  # stable: by first file
+    for cluster in ordered[:max_listed]:
+        files = ", ".join(
+            f"{split or 'dropped'}: {shown_path(path, dataset.root)}"
+            for path, split in zip(cluster.files, cluster.splits, strict=True)
+        )
+        console.print(f"  {files}")
+    if len(ordered) > max_listed:
+        console.print(f"  … and {len(ordered) - max_listed} more")
+    if near.n_moved:
+        console.print(
+            f"  moved {near.n_moved} image(s) into the split of their cluster's first file "
+            "(data.near_duplicates: group); the counts above are after the move"
+        )
 
 
 def print_warnings(console: Console, warnings: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""A data set ready for trials: discovered, hashed, split, de-duplicated, and decoded once.
+"""A data set ready for trials: discovered, hashed, split, de-duplicated (byte-identical files
+here, near-duplicates in data/near_duplicates.py), and decoded once.
 
 Decoding and resizing happen once per file content and decoding (size, channels, resize policy):
 in this process (kept in memory for every trial) and across runs and workers (the on-disk store
@@ -34,6 +35,7 @@ from automl_clf.data.discover import (
     discover,
     discover_manifest,
 )
+from automl_clf.data.near_duplicates import NearDuplicateReport, check_near_duplicates
 from automl_clf.data.preprocess import Decoding
 from automl_clf.data.split import Splits, split
 from automl_clf.errors import DataError
@@ -125,6 +127,7 @@ class Dataset:
     duplicates: list[DuplicateGroup]  # across splits, before any were dropped
     n_dropped: int  # val/test images dropped as duplicates of earlier splits
     hashes: dict[Path, str]
+    near_duplicates: NearDuplicateReport | None = None  # None: data.near_duplicates: off
     _decoded: dict[Decoding, dict[str, SplitArrays]] = field(default_factory=dict)
     _checked: set[Decoding] = field(default_factory=set)
 
@@ -155,6 +158,8 @@ class Dataset:
             )
             n = len(self.duplicates)
             notes.append(f"{n} image(s) appear in more than one split; {action}")
+        if self.near_duplicates is not None and self.near_duplicates.summary():
+            notes.append(self.near_duplicates.summary())
         return notes
 
     def decoded_bytes(self, decoding: Decoding) -> int:
@@ -277,6 +282,10 @@ def load_dataset(spec: DataSpec) -> Dataset:
     n_dropped = 0
     if spec.duplicates == "drop" and duplicates:
         splits, n_dropped = _drop_leaked(splits, hashes, discovered)
+    cache_dir = spec.cache_dir if spec.cache else None
+    splits, near = check_near_duplicates(
+        spec.near_duplicates, discovered, splits, hashes, cache_dir, os.cpu_count() or 1
+    )
     return Dataset(
         spec=spec,
         root=discovered.root,
@@ -288,6 +297,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
         duplicates=duplicates,
         n_dropped=n_dropped,
         hashes=hashes,
+        near_duplicates=near,
     )
 
 

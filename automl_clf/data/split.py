@@ -2,12 +2,16 @@
 
 The split is a pure function of the sorted file list, the fractions and the seed, so each
 process recomputes the same one; its fingerprint (data/dataset.py) is stored with the study so a
-data set that changed under a study is caught instead of silently mixing splits.
+data set that changed under a study is caught instead of silently mixing splits. Clusters of
+near-duplicate images that the split scattered are then gathered into one split each
+(`keep_together`, under `data.near_duplicates: group`), moving nothing else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
@@ -44,6 +48,48 @@ def split(discovered: Discovered, spec: SplitSpec) -> Splits:
     else:
         train, val = _stratified(train, spec.val, spec.seed, "val", discovered)
     return Splits(train, val, test)
+
+
+def keep_together(
+    splits: Splits, groups: Sequence[Sequence[Path]], classes: list[str]
+) -> tuple[Splits, int]:
+    """Move the files of each group into the split of its first file: near-duplicates
+    (data/near_duplicates.py) then never straddle splits. Only the files of groups that
+    straddle move, so a split without such groups comes back as it was (same lists, same
+    fingerprint); the first file of a group is in each split with the split's own odds, so the
+    splits keep their shares on average.
+
+    Returns:
+        The splits and how many files moved.
+
+    Raises:
+        DataError: the moves leave a split without a class.
+    """
+    parts = splits.by_name()
+    where = {s.path: name for name, part in parts.items() for s in part}
+    target: dict[Path, str] = {}
+    for group in groups:
+        home = where[group[0]]
+        target.update((path, home) for path in group if where[path] != home)
+    if not target:
+        return splits, 0
+    moved = {name: [s for s in part if s.path not in target] for name, part in parts.items()}
+    for part in parts.values():
+        for sample in part:
+            if sample.path in target:
+                moved[target[sample.path]].append(sample)
+    for name, part in moved.items():
+        missing = sorted(set(range(len(classes))) - {s.label for s in part})
+        if missing:
+            names = ", ".join(repr(classes[i]) for i in missing)
+            raise DataError(
+                f"keeping near-duplicate images in one split leaves the {name} split without "
+                f"class(es) {names}: add images of them, or set data.near_duplicates: warn "
+                "(the plain split; `autoclf validate` lists the near-duplicates)"
+            )
+    changed = {where[p] for p in target} | set(target.values())
+    result = {n: sorted(p, key=_order) if n in changed else parts[n] for n, p in moved.items()}
+    return Splits(result["train"], result["val"], result["test"]), len(target)
 
 
 def _stratified(

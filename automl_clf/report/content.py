@@ -46,6 +46,32 @@ class DataSummary:
 
 
 @dataclass(frozen=True)
+class ShownCluster:
+    """One cluster of near-duplicate images, as the report shows it (report/duplicates.py)."""
+
+    files: list[str]  # relative to the data root when inside it; at most MAX_FILES shown
+    splits: list[str]  # each file's split before `group` moved any ("" for a dropped copy)
+    straddled: bool
+    n_files: int  # in the cluster, shown or not
+    images: list[np.ndarray | None]  # a thumbnail of each file shown (None: unreadable)
+
+
+@dataclass(frozen=True)
+class NearDuplicateSummary:
+    """The data set's near-duplicates (data/near_duplicates.py) for the report."""
+
+    mode: str  # data.near_duplicates: group or warn
+    n_clusters: int
+    n_files: int
+    n_straddled: int  # clusters that straddled splits before any file moved
+    n_leaks: int  # pairs of files of one cluster in different splits, before any moved
+    n_moved: int
+    movable: bool  # autoclf made the split (a given one cannot be regrouped)
+    summary: str  # the data phase's one line ("" when nothing straddled)
+    shown: list[ShownCluster]  # straddling ones first, capped
+
+
+@dataclass(frozen=True)
 class SeedSummary:
     seed: int
     val: dict[str, float] | None  # validation metrics; None when val was trained on
@@ -186,6 +212,7 @@ class ReportContent:
     target_accuracy: float = 0.99  # final.target_accuracy
     label_issues: AuditResult | None = None  # the label audit, when `run` ran it
     heatmaps: Heatmaps | None = None  # None: not made (no figures, or the time budget)
+    near_duplicates: NearDuplicateSummary | None = None  # None: data.near_duplicates: off
     metrics: dict[str, Any] = field(init=False)  # metrics.json, computed once
 
     def __post_init__(self) -> None:

@@ -29,6 +29,7 @@ from automl_clf.report.content import (
     ReportContent,
     SeedSummary,
 )
+from automl_clf.report.duplicates import summarise_near_duplicates
 from automl_clf.report.metrics import ece, summary_metrics
 from automl_clf.report.preview import augmented_preview
 from automl_clf.report.search import summarise_search
@@ -120,6 +121,7 @@ def report_content(
         min_confidence=manifest.min_confidence,
         target_accuracy=spec.final.target_accuracy,
         label_issues=audit,
+        near_duplicates=summarise_near_duplicates(dataset),
     )
 
 

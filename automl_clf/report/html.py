@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from automl_clf.report import audit as audits
-from automl_clf.report import tables
+from automl_clf.report import duplicates, tables
 from automl_clf.report.content import ReportContent
 from automl_clf.report.plots import overlay_heatmap
 from automl_clf.report.tables import Table
@@ -95,6 +95,7 @@ CAPTIONS = {  # figure key (report/write.py FIGURES) -> caption
     "mistakes": "Most confident mistakes",
     "mistakes_heatmaps": "Where the model looked in its most confident mistakes",
     "examples_heatmaps": "Where the model looked in one correct image per class",
+    "near_duplicates": "Clusters of near-duplicate images, each file with its split",
 }
 
 LABEL_ISSUES = "label-issues"  # the label audit's section id (report/audit.py)
@@ -109,6 +110,7 @@ SECTIONS = (
     ("training", "Training"),
     ("search", "Search"),
     ("data", "Data"),
+    ("near-duplicates", "Near-duplicates"),
 )
 
 
@@ -161,6 +163,7 @@ def render_html(content: ReportContent, figures: dict[str, Path]) -> str:
         _search_section(content, figures),
         _data_section(content),
         label_issues_html(content.label_issues) if content.label_issues is not None else "",
+        _near_duplicates_section(content, figures),
         "</main>",
         f"<footer>Written by autoclf. Study {escape(content.title)}, {_trials(content)}.</footer>",
     ]
@@ -424,6 +427,14 @@ def _data_section(content: ReportContent) -> str:
     else:
         inner += "<p>No file was skipped.</p>"
     return _section("data", "Data", inner)
+
+
+def _near_duplicates_section(content: ReportContent, figures: dict[str, Path]) -> str:
+    inner = "".join(f"<p>{escape(s)}</p>" for s in duplicates.sentences(content))
+    table = duplicates.clusters_table(content)
+    if table.rows:
+        inner += _figures(figures, "near_duplicates") + html_table(table, numeric_from=3)
+    return _section("near-duplicates", "Near-duplicates", inner)
 
 
 def _thumbnail(pixels: np.ndarray, colours: int | None = None) -> bytes:

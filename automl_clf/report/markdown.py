@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automl_clf.report import audit as audits
-from automl_clf.report import tables
+from automl_clf.report import duplicates, tables
 from automl_clf.report.content import ReportContent
 from automl_clf.report.tables import Table
 
@@ -129,6 +129,11 @@ def render_markdown(content: ReportContent, figures: dict[str, Path]) -> str:
     if data.skipped:
         lines += [f"{len(data.skipped)} file(s) skipped:", ""]
         lines += markdown_table(tables.skipped_table(content))
+    lines += ["## Near-duplicates", "", *(md_text(s) for s in duplicates.sentences(content)), ""]
+    clusters = duplicates.clusters_table(content)
+    if clusters.rows:
+        lines += markdown_table(clusters)
+        lines += figure("near_duplicates", "clusters of near-duplicate images")
     if content.label_issues is not None:
         lines += label_issues_markdown(content.label_issues, figures)
     return "\n".join(lines)

@@ -16,6 +16,7 @@ mistakes_heatmaps.png          the same, under heatmaps of where the model looke
 examples_heatmaps.png          one correct test image per class, under its heatmap
 label_issues.csv, label_issues.png   the label audit's findings (`run` with
                                final.audit_labels: true; report/audit.py)
+near_duplicates.png            clusters of near-duplicate images (when there are any)
 report.md                      the essentials, for a terminal or a pull request
 index.html                     everything, one self-contained page (images embedded)
 """
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from automl_clf.report.audit import ISSUES_CSV, ISSUES_FIGURE, draw_issues, write_issues_csv
 from automl_clf.report.content import N_EXAMPLES, ReportContent
+from automl_clf.report.duplicates import draw_near_duplicates
 from automl_clf.report.html import render_audit_html, render_html
 from automl_clf.report.markdown import render_audit_markdown, render_markdown
 from automl_clf.report.metrics import confusion
@@ -63,6 +65,7 @@ FIGURES = {
     "mistakes_heatmaps": "mistakes_heatmaps.png",
     "examples_heatmaps": "examples_heatmaps.png",
     "label_issues": ISSUES_FIGURE,
+    "near_duplicates": "near_duplicates.png",
 }
 
 
@@ -140,6 +143,8 @@ def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
             title="Most confident mistakes (test split)",
         )
         save_figure(grid, figures["mistakes"])
+    if content.near_duplicates is not None and content.near_duplicates.shown:
+        save_figure(draw_near_duplicates(content.near_duplicates), figures["near_duplicates"])
     _draw_heatmaps(content, figures)
     if content.label_issues is not None:
         _draw_issues(content.label_issues, figures["label_issues"])

@@ -148,6 +148,9 @@ def _search(
     target = n_trials or spec.study.trial_cap
     resolve_device(spec.train.device)  # a device this machine lacks: exit 2, not a failed trial
     dataset = load_dataset(spec.data)
+    leaked = dataset.near_duplicates.summary() if dataset.near_duplicates is not None else ""
+    if leaked and observer is not None:  # the data phase's one line (data/near_duplicates.py)
+        observer.notice(leaked)
     check_backbones(spec)
     opened = open_study(spec, dataset, force=force)
     study = opened.study

@@ -61,6 +61,13 @@ class DataSpec(SpecModel):
     duplicates: Literal["drop", "keep"] = "drop"
     """drop: remove from val/test every image whose exact content is also in an earlier split
     (train, then val), so no score is inflated by leakage; keep: only report them."""
+    near_duplicates: Literal["group", "warn", "off"] = "group"
+    """Images that look alike though their files differ (resized, re-encoded, slightly cropped
+    or brightened copies), found by perceptual hash and confirmed on the pixels. group: keep
+    each cluster of them in one split, so held-out scores are honest (only the files of
+    clusters that straddle splits move; with a train/val/test layout or a manifest's split
+    column nothing can move, and they are reported); warn: only report them; off: do not look
+    (saves decoding every image once at 32 px)."""
     loading: Literal["auto", "memory", "stream"] = "auto"
     """memory: decoded images in RAM; stream: read from the on-disk cache by DataLoader
     workers (memory-mapped below the machine's memory, else losslessly compressed WebP shards:

@@ -585,7 +585,9 @@ def test_sigterm_while_decoding_images_exits_130_and_leaves_the_study_consistent
     tmp_path: Path,
 ) -> None:
     _slow_to_decode(tmp_path / "data", per_class=30)
-    path = write_spec(tmp_path / "spec.yaml", tiny_spec(tmp_path / "data", tmp_path))
+    # the files share their pixels (only their bytes differ): near-duplicates all, by design
+    off = {"near_duplicates": "off"}
+    path = write_spec(tmp_path / "spec.yaml", tiny_spec(tmp_path / "data", tmp_path, data=off))
     one_cpu = {min(os.sched_getaffinity(0))}  # decoding takes seconds however many cores
     worker = subprocess.Popen(
         [sys.executable, "-m", "automl_clf.cli", "search", str(path)],
