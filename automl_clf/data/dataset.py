@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,8 @@ class Dataset:
     n_dropped: int  # val/test images dropped as duplicates of earlier splits
     hashes: dict[Path, str]
     near_duplicates: NearDuplicateReport | None = None  # None: data.near_duplicates: off
+    # the split and its fingerprint before `group` moved near-duplicates; None: nothing moved
+    ungrouped: tuple[Splits, str] | None = None
     _decoded: dict[Decoding, dict[str, SplitArrays]] = field(default_factory=dict)
     _checked: set[Decoding] = field(default_factory=set)
 
@@ -161,6 +163,21 @@ class Dataset:
         if self.near_duplicates is not None and self.near_duplicates.summary():
             notes.append(self.near_duplicates.summary())
         return notes
+
+    def keep_split(self, fingerprint: str) -> bool:
+        """Go back to the split before near-duplicates were grouped when that is the split
+        `fingerprint` names, and say whether it did. A study made before grouping existed (or
+        before its data gained a straddling cluster) then resumes on the split it was made
+        with, its leak reported as under `warn`, instead of refusing other data."""
+        if self.ungrouped is None or fingerprint != self.ungrouped[1]:
+            return False
+        self.splits, self.fingerprint = self.ungrouped
+        self.ungrouped = None
+        self._decoded.clear()
+        self._checked.clear()
+        if self.near_duplicates is not None:
+            self.near_duplicates = replace(self.near_duplicates, kept_study_split=True, n_moved=0)
+        return True
 
     def decoded_bytes(self, decoding: Decoding) -> int:
         """What every split's decoded pixels take as uint8."""
@@ -283,9 +300,11 @@ def load_dataset(spec: DataSpec) -> Dataset:
     if spec.duplicates == "drop" and duplicates:
         splits, n_dropped = _drop_leaked(splits, hashes, discovered)
     cache_dir = spec.cache_dir if spec.cache else None
+    plain = splits
     splits, near = check_near_duplicates(
         spec.near_duplicates, discovered, splits, hashes, cache_dir, os.cpu_count() or 1
     )
+    moved = near is not None and near.n_moved > 0
     return Dataset(
         spec=spec,
         root=discovered.root,
@@ -298,6 +317,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
         n_dropped=n_dropped,
         hashes=hashes,
         near_duplicates=near,
+        ungrouped=(plain, fingerprint(plain, discovered, hashes)) if moved else None,
     )
 
 

@@ -489,6 +489,8 @@ class NearDuplicateReport:
     n_candidates: int
     movable: bool  # autoclf made the split (not the folders or the manifest)
     n_moved: int  # files moved to keep their cluster in one split
+    # a study made on the split before grouping resumes on it (Dataset.keep_split): nothing moved
+    kept_study_split: bool = False
 
     @property
     def straddling(self) -> list[Cluster]:
@@ -521,6 +523,11 @@ class NearDuplicateReport:
             f"{len(straddling)} cluster(s) of near-duplicate images straddled train/val/test "
             f"({len(self.clusters)} cluster(s), {self.n_files} images in all)"
         )
+        if self.kept_study_split:
+            return (
+                f"{found}; held-out scores may be inflated: this study was made on the split "
+                "before near-duplicates were grouped and keeps it (a new study groups them)"
+            )
         if self.mode == "group" and self.movable:
             return (
                 f"{found}: moved {self.n_moved} image(s) so each cluster is in one split "

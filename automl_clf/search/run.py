@@ -148,11 +148,11 @@ def _search(
     target = n_trials or spec.study.trial_cap
     resolve_device(spec.train.device)  # a device this machine lacks: exit 2, not a failed trial
     dataset = load_dataset(spec.data)
+    check_backbones(spec)
+    opened = open_study(spec, dataset, force=force)  # an old study may keep its old split
     leaked = dataset.near_duplicates.summary() if dataset.near_duplicates is not None else ""
     if leaked and observer is not None:  # the data phase's one line (data/near_duplicates.py)
         observer.notice(leaked)
-    check_backbones(spec)
-    opened = open_study(spec, dataset, force=force)
     study = opened.study
     if opened.n_grid_points is not None:
         target = min(target or opened.n_grid_points, opened.n_grid_points)

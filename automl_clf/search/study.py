@@ -151,6 +151,7 @@ def check_compatible(study: optuna.Study, spec: Spec, dataset: Dataset) -> None:
             data_root=str(dataset.root),
         ).save(study)
         return
+    dataset.keep_split(stored.split_fingerprint)  # made before near-duplicates were grouped
     if stored.objective != objective:
         raise StudyError(
             f"study {name!r} optimises {stored.objective!r}, the spec asks for "

@@ -240,3 +240,24 @@ def test_the_pairs_returned_are_those_that_joined_the_cluster(tmp_path: Path) ->
     assert len(cluster) == 4 and original in cluster
     assert len(found.pairs) == 3  # a tree that joins the four, not all six pairs alike
     assert found.n_candidates >= 6  # all six were candidates
+
+
+@pytest.mark.slow
+def test_a_study_made_before_grouping_resumes_on_its_own_split(tmp_path: Path) -> None:
+    """A study whose split scattered a cluster (made before this check, or under `warn`) is
+    not refused as 'other data' once grouping would move files: it keeps the split it was made
+    with, and the leak is said instead."""
+    digits_with_copies(tmp_path / "data", per_kind=4)
+    raw = tiny_spec(tmp_path / "data", tmp_path, study={"n_trials": 1})
+    raw["data"]["near_duplicates"] = "warn"  # the split every study had before grouping
+    spec = write_spec(tmp_path / "spec.yaml", raw)
+    runner = CliRunner()
+    assert runner.invoke(app, ["search", str(spec)]).exit_code == 0
+    raw["data"]["near_duplicates"] = "group"
+    raw["study"]["n_trials"] = 2
+    write_spec(spec, raw)
+    result = runner.invoke(app, ["search", str(spec)], env={"COLUMNS": "500"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "made on the split before near-duplicates were grouped and keeps it" in said
+    assert "2 complete" in said or "2 finished" in said or "target 2" in said
