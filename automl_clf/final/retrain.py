@@ -26,8 +26,10 @@ fails in seconds, not after the retrain.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -77,6 +79,7 @@ from automl_clf.train.weights import (
     RETRAIN_INSTEAD,
     load_probabilities,
     load_weights,
+    relocated,
     weights_problem,
 )
 
@@ -192,6 +195,22 @@ def trial_config(trial: FrozenTrial) -> TrialConfig:
     )
 
 
+def with_study_files(trial: FrozenTrial, artifacts: Path | None) -> FrozenTrial:
+    """`trial` reading the files it kept (best-epoch weights, validation probabilities) from the
+    study's artifacts folder where the absolute paths it recorded are gone: a study copied or
+    moved with its folder (train/weights.py `relocated`). A copy; the study is unchanged."""
+    if artifacts is None:
+        return trial
+    record = TrialRecord.of(trial)
+    found = TrialRecord(
+        weights=relocated(record.weights, artifacts),
+        val_probabilities=relocated(record.val_probabilities, artifacts),
+    )
+    moved = copy.copy(trial)
+    moved.user_attrs = {**trial.user_attrs, **found.attrs()}
+    return moved
+
+
 def on_device(config: TrialConfig, device: str) -> TrialConfig:
     """`config` trained on `device`: the device is where a command runs, not part of what a
     trial found, so a retrain runs where its command says."""
@@ -238,6 +257,7 @@ def retrain(
     """
     allowance = allowance if allowance is not None else Allowance.unlimited()
     pool, notes = choose_members(study, spec, trial_number)
+    pool = [with_study_files(trial, spec.study.artifacts) for trial in pool]
     if retrain_members is None:
         retrain_members = spec.final.retrain != "never"
     # this command's device (--device), not where the trials ran: checked before any training
