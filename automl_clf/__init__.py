@@ -33,7 +33,6 @@ import contextlib
 import sys
 import types
 from collections.abc import Iterator, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,7 @@ from automl_clf.errors import (
     StudyError,
     TrialFailed,
 )
+from automl_clf.versions import __version__
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,10 +55,6 @@ if TYPE_CHECKING:
     from automl_clf.search.run import SearchResult
     from automl_clf.spec.models import ResolvedSpec
 
-try:
-    __version__ = metadata.version("autoclf")
-except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "AutoclfError",

@@ -196,9 +196,9 @@ JobsOption = Annotated[
 
 def _print_version(value: bool) -> None:
     if value:
-        from automl_clf import __version__
+        from automl_clf.versions import __version__, formats_read
 
-        typer.echo(f"autoclf {__version__}")
+        typer.echo(f"autoclf {__version__}\nreads {formats_read()}")
         raise typer.Exit()
 
 
@@ -207,7 +207,11 @@ def _setup(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version and the versions of the formats it reads (spec, trial "
+            "config, model.json, export marker), and exit.",
         ),
     ] = False,
 ) -> None:
@@ -265,20 +269,36 @@ def _load(
     second rather than after seconds of importing torch and timm. Optuna is quieted here, per
     command, not at import (autoclf prints its own progress) nor in the app callback, which
     runs before a command's --help, and importing the search room takes seconds."""
+    import warnings
+
+    from rich.markup import escape
+
     from automl_clf.spec.load import load_spec, parse_override
+    from automl_clf.versions import RenamedKeyWarning
 
     if spec.is_dir():
         raise _fail(ValueError(_folder_for_spec(spec)), 2)
     overrides = dict(_run(parse_override, text) for text in sets or ())
-    loaded = _run(
-        load_spec,
-        spec,
-        overrides=overrides,
-        storage=storage,
-        study_name=study_name,
-        budget=budget,
-        device=_device(device),
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RenamedKeyWarning)
+        loaded = _run(
+            load_spec,
+            spec,
+            overrides=overrides,
+            storage=storage,
+            study_name=study_name,
+            budget=budget,
+            device=_device(device),
+        )
+    for warning in caught:  # a renamed key: one line on stderr, as autoclf's other warnings
+        if issubclass(warning.category, RenamedKeyWarning):
+            _console(stderr=True).print(
+                f"[yellow]warning[/yellow]: {escape(str(warning.message))}"
+            )
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     from automl_clf.search.optuna_compat import quiet_optuna
 
     quiet_optuna()

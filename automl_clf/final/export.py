@@ -42,7 +42,6 @@ from automl_clf.final.explain import Explanation, explain
 from automl_clf.final.folder import staged_export
 from automl_clf.final.formats import FormatCheck, write_formats
 from automl_clf.final.manifest import (
-    FORMAT_VERSION,
     MANIFEST_FILE,
     REPORT_DIR,
     ExportManifest,
@@ -57,6 +56,7 @@ from automl_clf.final.retrain import FinalResult, Member
 from automl_clf.models.factory import LATENCY_THREADS, measure_latency_ms
 from automl_clf.spec.models import Spec
 from automl_clf.train.trainer import EVAL_BATCH_SIZE
+from automl_clf.versions import MODEL_JSON, TRIAL_CONFIG
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,8 @@ def _write(
     weights = getattr(result.model, "weights", None)  # an Ensemble's, normalised
     study_name = spec.study.name or "study"
     manifest = ExportManifest(
-        format_version=FORMAT_VERSION,
+        format_version=MODEL_JSON.version,
+        config_version=TRIAL_CONFIG.version,
         classes=classes,
         architecture=first.config.model.backbone,
         n_params=first.n_params,

@@ -4,7 +4,9 @@
 autoclf did not write, and an interrupted export leaves DIR whole, the old export or the new one.
 
 Recognising an export. Every export ends with `autoclf_export.json` (`MARKER_FILE`), written
-last: a version and the size and content hash of every file the export wrote. DIR is replaced
+last: a version and the size and content hash of every file the export wrote. The version is the
+export marker's (automl_clf/versions.py): an older marker is read through its migrations, a newer
+one refuses the folder, saying to upgrade autoclf. DIR is replaced
 only when it is missing, an empty folder, or holds those files unchanged and nothing else; a
 folder with any other file, a changed file, a link, or no marker is refused and left untouched
 (a file named `model.json` proves nothing: anyone can write one).
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import shutil
 import socket
@@ -41,9 +44,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from automl_clf.data.cache import content_hash
 from automl_clf.errors import ExportError
+from automl_clf.versions import EXPORT_MARKER, UPGRADE, __version__
 
 MARKER_FILE = "autoclf_export.json"
-MARKER_VERSION = 1
 STAGING, REPLACED = "partial", "replaced"  # the kinds of sibling folder an export makes
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
@@ -62,7 +65,7 @@ class ExportMarker(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    autoclf_export: int  # MARKER_VERSION
+    autoclf_export: int  # its version: EXPORT_MARKER's (automl_clf/versions.py)
     files: dict[str, FileRecord]  # path relative to the export, with / -> its record
 
 
@@ -222,14 +225,33 @@ def _host() -> str:
 
 
 def _read_marker(folder: Path) -> ExportMarker | None:
+    """The folder's marker, of this version or an older one (migrated); None when it has none
+    that is valid.
+
+    Raises:
+        ExportError: the marker is of a newer version: a newer autoclf wrote the export, and
+            this one cannot tell what belongs to it.
+    """
     path = folder / MARKER_FILE
     if path.is_symlink() or not path.is_file():
         return None
     try:
-        marker = ExportMarker.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError):
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return None
-    return marker if marker.autoclf_export == MARKER_VERSION else None
+    if not isinstance(raw, dict):
+        return None
+    stored = raw.get("autoclf_export")
+    if isinstance(stored, int) and stored > EXPORT_MARKER.version:
+        raise ExportError(
+            f"{folder} is an export of a newer autoclf ({MARKER_FILE} version {stored}; this "
+            f"autoclf, {__version__}, reads {EXPORT_MARKER.reads()}), so it is left untouched; "
+            f"{UPGRADE}, or choose a new or empty folder for --export"
+        )
+    try:
+        return ExportMarker.model_validate(EXPORT_MARKER.upgrade(raw, stored, str(path)))
+    except (ExportError, ValidationError):
+        return None
 
 
 def _write_marker(folder: Path) -> None:
@@ -240,7 +262,7 @@ def _write_marker(folder: Path) -> None:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and not path.is_symlink()
     }
-    marker = ExportMarker(autoclf_export=MARKER_VERSION, files=files)
+    marker = ExportMarker(autoclf_export=EXPORT_MARKER.version, files=files)
     (folder / MARKER_FILE).write_text(marker.model_dump_json(indent=2) + "\n")
 
 

@@ -7,10 +7,15 @@ runtimes (see final/formats.py); their parity with this model is recorded under 
 A damaged or hand-edited model.json is refused by `read_manifest` in one line naming the file
 and the field, before anything is built from it: its parts must agree with each other (the
 input shape, the preprocessing and the configuration), and sizes are bounded like the spec's.
+
+`format_version` is model.json's schema version and `config_version` the trial config's of the
+configurations it holds (automl_clf/versions.py): `read_manifest` reads every older export
+through their migrations and refuses a newer one, saying to upgrade autoclf.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +30,8 @@ from automl_clf.final.formats import FormatCheck
 from automl_clf.final.provenance import DataFingerprint
 from automl_clf.final.selection import Selection
 from automl_clf.spec.config import TrialConfig
+from automl_clf.versions import __version__, upgrade_model_json
 
-FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 MANIFEST_FILE = "model.json"
 REPORT_DIR = "report"
@@ -98,7 +103,8 @@ class LatencyRecord(BaseModel):
 class ExportManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format_version: int
+    format_version: int  # MODEL_JSON's (automl_clf/versions.py; read: always the current one)
+    config_version: int  # TRIAL_CONFIG's, of every config here (read: always the current one)
     classes: list[str]  # index order: output i of the model is classes[i]
     architecture: str  # "cnn" or the timm model name
     n_params: int
@@ -215,10 +221,11 @@ DAMAGED = (
 
 
 def read_manifest(path: Path) -> ExportManifest:
-    """Read and check an export's model.json.
+    """Read and check an export's model.json, of this format or an older one (migrated).
 
     Raises:
-        ExportError: one line naming the file and what is wrong with it.
+        ExportError: one line naming the file and what is wrong with it, or that it was
+            written by a newer autoclf (a format or config version this one does not read).
     """
     try:
         data = path.read_bytes()
@@ -231,14 +238,22 @@ def read_manifest(path: Path) -> ExportManifest:
             f"{path}: not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); {DAMAGED}"
         ) from None
     try:
-        return ExportManifest.model_validate_json(text)
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+        raise ExportError(
+            f"{path}: not a valid autoclf manifest: Invalid JSON ({exc}); {DAMAGED}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ExportError(f"{path}: not a valid autoclf manifest: not a JSON object; {DAMAGED}")
+    try:
+        return ExportManifest.model_validate(upgrade_model_json(raw, str(path)))
     except ValidationError as exc:
         raise ExportError(
-            f"{path}: not a valid autoclf manifest: {_problems(exc)}; {DAMAGED}"
+            f"{path}: not a valid autoclf manifest: {validation_problems(exc)}; {DAMAGED}"
         ) from None
 
 
-def _problems(exc: ValidationError, most: int = 3) -> str:
+def validation_problems(exc: ValidationError, most: int = 3) -> str:
     """Pydantic's errors on one line: `field.path: what is wrong, got <value>`."""
     lines = []
     for error in exc.errors(include_url=False)[:most]:
@@ -253,8 +268,8 @@ def _problems(exc: ValidationError, most: int = 3) -> str:
 
 def library_versions() -> dict[str, str]:
     versions: dict[str, Any] = {"python": platform.python_version()}
+    versions["autoclf"] = __version__  # the code's own: an editable install's metadata lags
     packages = (
-        "autoclf",
         "torch",
         "timm",
         "optuna",

@@ -12,10 +12,12 @@ heatmaps, final/explain.py).
 
 Loading reads `model.json` and `model.safetensors` (tensors only; an ensemble also its members'
 `members/<k>.safetensors`) and rebuilds the network from the recorded configuration: no pickle,
-so an export cannot run code. The extra formats
-(`model.pt`, `model.onnx`) are for other runtimes and are not read here. A damaged export (an
-unreadable or inconsistent model.json, a truncated or foreign weights file, tensors of other
-shapes than model.json's network has) is an `ExportError` naming the file and the problem.
+so an export cannot run code. An export made by an older autoclf loads through the migrations of
+its formats (automl_clf/versions.py); one made by a newer autoclf is refused, naming the version.
+The extra formats (`model.pt`, `model.onnx`) are for other runtimes and are not read here. A
+damaged export (an unreadable or inconsistent model.json, a truncated or foreign weights file,
+tensors of other shapes than model.json's network has) is an `ExportError` naming the file and
+the problem.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from automl_clf.final.ensemble import Ensemble
 from automl_clf.final.explain import Explanation, explain
 from automl_clf.final.manifest import (
     DAMAGED,
-    FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
     ExportManifest,
@@ -162,7 +163,7 @@ def load(export_dir: str | Path, device: str = "cpu") -> Predictor:
     Predictor and everything using it average the members without knowing it.
 
     Raises:
-        ExportError: not an export, or a damaged one.
+        ExportError: not an export, a damaged one, or one made by a newer autoclf.
         DeviceError: `device` is not on this machine.
     """
     on = resolve_device(device)  # before reading anything: a missing GPU is the first error
@@ -174,12 +175,7 @@ def load(export_dir: str | Path, device: str = "cpu") -> Predictor:
                 f"{folder} is not an autoclf export: {required.name} is missing (make one with "
                 "`autoclf best SPEC --export DIR`)"
             )
-    manifest = read_manifest(manifest_path)
-    if manifest.format_version != FORMAT_VERSION:
-        raise ExportError(
-            f"{folder} has export format {manifest.format_version}; this autoclf reads "
-            f"format {FORMAT_VERSION}"
-        )
+    manifest = read_manifest(manifest_path)  # an older format migrated, a newer one refused
     if not manifest.members:
         model = _load_member(manifest.config, weights, manifest_path, manifest)
         return Predictor(model_=model.to(on).eval(), manifest_=manifest)

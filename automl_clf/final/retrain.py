@@ -26,14 +26,17 @@ fails in seconds, not after the retrain.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial
+from pydantic import ValidationError
 from torch import nn
 
 from automl_clf.data.batches import OnStep, steps_per_epoch
@@ -53,6 +56,7 @@ from automl_clf.final.calibration import (
     rescale,
 )
 from automl_clf.final.ensemble import Ensemble
+from automl_clf.final.manifest import validation_problems
 from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.selection import Candidate, Selection, select_ensemble
 from automl_clf.final.tta import evaluate_tta, n_tta_views
@@ -77,8 +81,10 @@ from automl_clf.train.weights import (
     RETRAIN_INSTEAD,
     load_probabilities,
     load_weights,
+    relocated,
     weights_problem,
 )
+from automl_clf.versions import TRIAL_CONFIG, __version__
 
 
 @dataclass(frozen=True)
@@ -178,18 +184,43 @@ class FinalResult:
 
 
 def trial_config(trial: FrozenTrial) -> TrialConfig:
-    """The configuration a trial trained, as it stored it."""
-    stored = TrialRecord.of(trial).config
-    problem = "none stored"
-    if stored is not None:
-        try:
-            return TrialConfig.model_validate(stored)
-        except ValueError as exc:
-            problem = str(exc)
-    raise StudyError(
-        f"trial {trial.number} stores no usable configuration ({problem}); it was not made by "
-        "this version of autoclf"
+    """The configuration a trial trained, as it stored it; one an older autoclf stored is read
+    through the trial config's migrations (automl_clf/versions.py).
+
+    Raises:
+        StudyError: none stored; a newer autoclf stored it (a version this one does not read);
+            or it does not validate even once migrated (an edited study, or a missing migration).
+    """
+    record = TrialRecord.of(trial)
+    where = f"trial #{trial.number}"
+    if record.config is None:
+        raise StudyError(f"{where} stores no configuration; it was not made by autoclf")
+    config = TRIAL_CONFIG.upgrade(record.config, record.config_version, where)
+    try:
+        return TrialConfig.model_validate(config)
+    except ValidationError as exc:
+        raise StudyError(
+            f"{where}'s configuration (trial config version {record.config_version or 1}) is "
+            f"not one this autoclf ({__version__}) can read: {validation_problems(exc)}. A study "
+            "made by autoclf stays readable by every later one, so either the study was edited "
+            "or this is a bug (please report it)"
+        ) from None
+
+
+def with_study_files(trial: FrozenTrial, artifacts: Path | None) -> FrozenTrial:
+    """`trial` reading the files it kept (best-epoch weights, validation probabilities) from the
+    study's artifacts folder where the absolute paths it recorded are gone: a study copied or
+    moved with its folder (train/weights.py `relocated`). A copy; the study is unchanged."""
+    if artifacts is None:
+        return trial
+    record = TrialRecord.of(trial)
+    found = TrialRecord(
+        weights=relocated(record.weights, artifacts),
+        val_probabilities=relocated(record.val_probabilities, artifacts),
     )
+    moved = copy.copy(trial)
+    moved.user_attrs = {**trial.user_attrs, **found.attrs()}
+    return moved
 
 
 def on_device(config: TrialConfig, device: str) -> TrialConfig:
@@ -238,6 +269,7 @@ def retrain(
     """
     allowance = allowance if allowance is not None else Allowance.unlimited()
     pool, notes = choose_members(study, spec, trial_number)
+    pool = [with_study_files(trial, spec.study.artifacts) for trial in pool]
     if retrain_members is None:
         retrain_members = spec.final.retrain != "never"
     # this command's device (--device), not where the trials ran: checked before any training

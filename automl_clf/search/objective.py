@@ -58,6 +58,7 @@ from automl_clf.spec.resolve import resolve
 from automl_clf.train.checkpoint import Checkpoints
 from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import Deadline, EpochResult
+from automl_clf.versions import TRIAL_CONFIG
 
 if TYPE_CHECKING:
     from automl_clf.search.budget import Budget
@@ -144,7 +145,8 @@ class Objective:
         checkpoints = self._checkpoints(trial)
         try:
             config = resolve(self.spec, trial)
-            TrialRecord(config=config.model_dump(mode="json")).save(trial)
+            stored = config.model_dump(mode="json")
+            TrialRecord(config=stored, config_version=TRIAL_CONFIG.version).save(trial)
             if self.observer is not None:
                 self.observer.trial_started(trial.number, trial.params, config)
             trained = train_config(

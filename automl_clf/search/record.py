@@ -123,6 +123,8 @@ class TrialRecord(UserAttrs):
     # What runs, written before training starts
     worker: str | None = None  # host:pid of the process that ran it
     config: dict[str, Any] | None = None  # the resolved TrialConfig, as JSON (spec/config.py)
+    # the trial config version of `config` (automl_clf/versions.py); None: 1, written before it
+    config_version: int | None = None
     checkpoint_of: int | None = None  # the trial whose checkpoint folder it trains in
     retry_of: int | None = None  # queued again with the params of this (original) trial …
     requeued_from: int | None = None  # … from this FAIL trial (search/run.py)

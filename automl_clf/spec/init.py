@@ -30,6 +30,7 @@ from automl_clf.errors import DataError, SpecError
 from automl_clf.spec.data import SplitSpec
 from automl_clf.spec.duration import parse_duration
 from automl_clf.spec.load import STUDIES_DIR, parse_spec
+from automl_clf.versions import SPEC
 
 DEFAULT_TIME = "15m"
 SHORT_BUDGET_S = 30 * 60  # below: images capped at 128 px, TPE models after 5 random trials
@@ -289,6 +290,8 @@ def render(profile: DataProfile, choices: Choices, spec_path: Path) -> str:
     """The commented spec, as text; paths relative to `spec_path`'s folder."""
     out = _Text()
     _header(out, profile, choices, spec_path)
+    out.lines.append("")
+    out.field("version", str(SPEC.version), "the spec format (autoclf --version)", indent=0)
     _study(out, profile, choices, spec_path)
     _data(out, profile, choices, spec_path)
     _model(out, profile, choices)

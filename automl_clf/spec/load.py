@@ -8,6 +8,10 @@ UTF-8 only, and YAML aliases may not expand the document beyond `MAX_SPEC_VALUES
 "billion laughs" file is a few hundred bytes that expand to gigabytes). A key written twice in one
 mapping is an error, where YAML would silently keep the last.
 
+A spec says which version of the spec format it is written in (`version:`, absent: 1): an older
+one is migrated and a newer one refused before validation, and a key renamed in a recent release
+is read under its new name with a one-line warning (automl_clf/versions.py).
+
 Validation runs twice (`parse_spec`): the structure first, importing nothing heavy, so a typo,
 a value out of range or an unknown backbone is reported at once; then, once that holds, the
 checks that need albumentations or timm imported (seconds).
@@ -30,6 +34,7 @@ from automl_clf.errors import SpecError
 from automl_clf.spec.fields import STRUCTURE_ONLY
 from automl_clf.spec.models import ResolvedDataSpec, ResolvedSpec, ResolvedStudySpec, Spec
 from automl_clf.spec.space import CHOICES_TAG, RANGE_TAG, TAGS, VALUE_TAG, Choice, FloatRange
+from automl_clf.versions import renamed_override, upgrade_spec
 
 STUDIES_DIR = "studies"
 MAX_SPEC_BYTES = 1_000_000  # a real spec is a few KB
@@ -147,8 +152,9 @@ def load_spec(
     resumes the same study. Nothing is created on disk.
 
     Raises:
-        SpecError: the file is missing, is not YAML, or breaks a rule of the spec (an override
-            too: an unknown key is the same did-you-mean error as in the file).
+        SpecError: the file is missing, is not YAML, is of a spec version newer than this
+            autoclf reads, or breaks a rule of the spec (an override too: an unknown key is the
+            same did-you-mean error as in the file).
     """
     path = Path(path)
     raw = read_yaml(path)
@@ -157,9 +163,11 @@ def load_spec(
             f"{path}: a spec must be a YAML mapping with sections such as data:, model:, "
             f"train:, got {type(raw).__name__}"
         )
+    raw = upgrade_spec(raw, str(path))  # the current spec version, renamed keys renamed
     given = {"study.storage": storage, "study.name": study_name, "study.budget": budget}
     given["train.device"] = device
     changes = {**(overrides or {}), **{k: v for k, v in given.items() if v is not None}}
+    changes = {renamed_override(key): value for key, value in changes.items()}
     spec = parse_spec(apply_overrides(raw, changes), base_dir=path.resolve().parent)
     return with_study_defaults(spec, spec_path=path)
 
@@ -270,7 +278,11 @@ def parse_spec(raw: dict[str, Any], *, base_dir: Path) -> Spec:
     name) with nothing heavy imported, so a mistake there is reported in a fraction of a
     second; then, only once that holds, again with the checks that import a library (seconds:
     timm, albumentations; see `library_checks` in spec/fields.py).
+
+    A spec of an older version (`version:`; absent: 1) is migrated first, and a renamed key is
+    read under its new name with a `RenamedKeyWarning` (automl_clf/versions.py).
     """
+    raw = upgrade_spec(raw, "spec")
     try:
         Spec.model_validate(raw, context={"base_dir": base_dir, STRUCTURE_ONLY: True})
         return Spec.model_validate(raw, context={"base_dir": base_dir})

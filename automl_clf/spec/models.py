@@ -16,8 +16,9 @@ folder as validation context (`base_dir`). The section models are re-exported he
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from automl_clf.spec.augment import AugmentSpec, TransformSpec
 from automl_clf.spec.data import DataSpec, SplitSpec
@@ -26,6 +27,7 @@ from automl_clf.spec.model import PLAIN_CNN, PRETRAINED_CACHE, CNNSpec, ModelSpe
 from automl_clf.spec.space import SpecModel
 from automl_clf.spec.study import ConstraintsSpec, StudySpec
 from automl_clf.spec.train import TrainSpec
+from automl_clf.versions import SPEC
 
 __all__ = [
     "PLAIN_CNN",
@@ -50,6 +52,10 @@ __all__ = [
 class Spec(SpecModel):
     """A whole autoclf spec. `autoclf schema` prints its JSON Schema for editor completion."""
 
+    version: Annotated[int, Field(ge=1)] = SPEC.version
+    """The version of the spec format the file is written in; absent: 1. An older one is read
+    through its migrations, a newer one is refused (`autoclf --version` lists those this
+    autoclf reads); `autoclf init` writes the current one."""
     study: StudySpec = StudySpec()
     """The Optuna study: where it lives, what it optimises, how it samples and prunes, how long
     it runs."""

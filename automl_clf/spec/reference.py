@@ -71,10 +71,14 @@ def spec_reference_markdown() -> str:
     schema = spec_json_schema()
     defs = schema["$defs"]
     parts = [_INTRO, _space_forms(defs)]
-    sections = ", ".join(f"[{name}](#{_anchor(name)})" for name in schema["properties"])
-    parts.append(f"Sections: {sections}.\n")
+    properties = schema["properties"]
+    top = {name: prop for name, prop in properties.items() if "$ref" not in prop}
+    sections = {name: prop for name, prop in properties.items() if "$ref" in prop}
+    links = ", ".join(f"[{name}](#{_anchor(name)})" for name in sections)
+    parts.append(f"Sections: {links}. Beside them, at the top level:\n")
+    parts.append(_table(defs, "", {"properties": top}, None))
     placed: dict[str, str] = {}
-    for name, prop in schema["properties"].items():
+    for name, prop in sections.items():
         description = prop.get("description", "")
         parts.append(_section(defs, name, _ref_name(prop), description, 2, placed))
     return "\n".join(part.rstrip() + "\n" for part in parts)

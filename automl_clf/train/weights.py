@@ -3,7 +3,8 @@ reading.
 
 The search keeps each complete trial's best-epoch weights (`best.safetensors` in the trial's
 artifacts folder) and records `{"file": <absolute path>, "sha256": <hex>}` as the trial's user
-attribute `weights`. The final step can then export a trial as it was searched
+attribute `weights`. A study moved or copied with its artifacts folder finds them there
+(`relocated`). The final step can then export a trial as it was searched
 (`final.retrain: never`, or `auto` when there is no time to retrain) instead of retraining it.
 Between the two, the file may be deleted, moved or overwritten (a cleaned-up artifacts folder, a
 rerun of a study of the same name): `load_weights` checks the file is there and is the one
@@ -84,6 +85,21 @@ def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> dict[str, str]:
         Path(tmp).unlink(missing_ok=True)
         raise
     return {"file": str(path), "sha256": digest}
+
+
+def relocated(record: Any, artifacts_root: Path) -> Any:
+    """`record` (weights or probabilities) with its file under `artifacts_root` when the path it
+    recorded is gone: the study was moved or copied with its artifacts folder. The path is
+    absolute; its last two parts, the trial's folder and the file's name, are where the file
+    sits under any artifacts folder. `weights_problem` still checks the file is the one recorded
+    (its sha256). A record that is not one, or whose file is where it says, is returned as is."""
+    if not isinstance(record, dict) or not isinstance(record.get("file"), str):
+        return record
+    path = Path(record["file"])
+    moved = Path(artifacts_root) / path.parent.name / path.name
+    if path.is_file() or not moved.is_file():
+        return record
+    return {**record, "file": str(moved)}
 
 
 def weights_problem(record: Any) -> str | None:

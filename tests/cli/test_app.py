@@ -44,10 +44,15 @@ def test_a_flag_given_a_value_is_an_error(spec_file: Path) -> None:
     assert "unexpected extra argument(s) (true)" in result.output
 
 
-def test_version_prints_the_package_version() -> None:
+def test_version_prints_the_package_version_and_the_formats_it_reads() -> None:
+    from automl_clf.versions import FORMATS, MODEL_JSON
+
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
-    assert result.output.strip() == f"autoclf {automl_clf.__version__}"
+    package, formats = result.output.strip().splitlines()
+    assert package == f"autoclf {automl_clf.__version__}"  # what scripts read: the first line
+    assert formats == "reads " + ", ".join(f"{f.name} {f.reads()}" for f in FORMATS)
+    assert f"model.json 1–{MODEL_JSON.version}" in formats
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -16,6 +16,7 @@ from automl_clf.cli import app
 from automl_clf.errors import DataError, SpecError
 from automl_clf.spec.init import image_size, init_spec
 from automl_clf.spec.load import load_spec
+from automl_clf.versions import SPEC
 
 runner = CliRunner()
 
@@ -70,6 +71,7 @@ def test_the_spec_explains_its_choices_and_points_at_the_data_relatively(
     assert "every image read (90) is grayscale" in text
     assert "`autoclf run` says when every trial was random" in one_line(text)
     assert load_spec(out).study.name == "digits"
+    assert raw["version"] == SPEC.version  # so a later autoclf knows which migrations it needs
 
 
 def test_larger_imbalanced_colour_images_get_timm_backbones_and_class_weights(

@@ -322,5 +322,6 @@ def test_schema_is_json_schema_of_the_spec() -> None:
     result = runner.invoke(app, ["schema"])
     assert result.exit_code == 0
     schema = json.loads(result.output)
-    assert set(schema["properties"]) == {"study", "data", "model", "train", "augment", "final"}
+    sections = {"study", "data", "model", "train", "augment", "final"}
+    assert set(schema["properties"]) == {"version", *sections}
     assert schema["required"] == ["data"]
