@@ -178,4 +178,4 @@ def test_an_api_run_in_a_terminal_shows_progress_by_default(tmp_path: Path) -> N
     os.close(master)
     assert script.wait(timeout=600) == 0, shown.decode(errors="replace")
     text = shown.decode(errors="replace")
-    assert "study 'digits'" in text and "COMPLETE" in text and "exported to" in text, text
+    assert "study 'digits'" in text and "complete" in text and "exported to" in text, text
