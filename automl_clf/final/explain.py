@@ -29,6 +29,9 @@ models/stages.py), never from its name, by the shape of what each stage gives on
 - neither: `ExplainUnavailable` says why (the report and `predict --explain` leave the heatmaps
   out with that note; the predictions stand).
 
+A calibrated model (final/calibration.py) is explained as the network it wraps: dividing the
+logits by a temperature changes neither the class nor the scaled map.
+
 An `Ensemble` (final/ensemble.py) is explained member by member, each on the input
 re-normalised for it and for the ensemble's predicted class; its map is the weighted mean of
 the members' maps (the ensemble's weights), so a region only one member looks at is fainter. A
@@ -46,6 +49,7 @@ import torch
 from torch import nn
 
 from automl_clf.errors import ExplainUnavailable
+from automl_clf.final.calibration import Calibrated
 from automl_clf.final.ensemble import Ensemble
 
 MIN_SIDE = 2  # px: a stage's map must be at least this high and wide to show where
@@ -78,6 +82,11 @@ def explain(model: nn.Module, x: torch.Tensor) -> Explanation:
     """
     if len(x) == 0:
         raise ValueError("explain needs at least one image, got an empty batch")
+    # A calibrated export divides the logits by one temperature T > 0: the predicted class is
+    # the same, and each map only scales by 1/T before its per-image [0, 1] scaling, so the
+    # network inside is explained (the wrapper has no stages of its own).
+    while isinstance(model, Calibrated):
+        model = model.model
     device = next(model.parameters()).device
     model.eval()
     parts = [

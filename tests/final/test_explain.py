@@ -14,6 +14,7 @@ from torch import nn
 import automl_clf
 from automl_clf.data.preprocess import Decoding, Preprocessing
 from automl_clf.errors import ExplainUnavailable
+from automl_clf.final.calibration import Calibrated
 from automl_clf.final.ensemble import Ensemble
 from automl_clf.final.explain import cam_layer, explain
 from automl_clf.models.factory import build_model
@@ -124,6 +125,15 @@ def test_an_ensemble_leaves_out_a_member_it_cannot_explain_and_says_so() -> None
     check_heatmaps(explanation.maps, 2, 16)
     assert explanation.layer == "member 0: features.7"
     assert len(explanation.notes) == 1 and explanation.notes[0].startswith("member 1 left out")
+
+
+def test_a_calibrated_model_is_explained_as_the_network_it_wraps() -> None:
+    model = model_of("test_resnet")
+    plain = explain(model, two_images())
+    wrapped = explain(Calibrated(model, temperature=0.4), two_images())
+    assert wrapped.layer == plain.layer == "layer3"
+    assert wrapped.classes.tolist() == plain.classes.tolist()
+    np.testing.assert_allclose(wrapped.maps, plain.maps, atol=1e-5)
 
 
 def test_frozen_weights_are_explained_and_left_as_they_were() -> None:
