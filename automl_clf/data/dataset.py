@@ -12,7 +12,6 @@ half the bytes) and decoded again by the DataLoader workers; the same pixels bit
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +36,12 @@ from automl_clf.data.discover import (
 from automl_clf.data.preprocess import Decoding
 from automl_clf.data.split import Splits, split
 from automl_clf.errors import DataError
+from automl_clf.machine import usable_cpus, usable_memory
 from automl_clf.spec.data import DataSpec
 
-MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it
+# `loading: auto` keeps decoded pixels in RAM below this share of the memory this process may
+# use (the host's RAM, or a container's cgroup limit when that is lower: machine.py)
+MEMORY_SHARE = 0.25
 # A streamed data set is memory-mapped raw below this share of memory (the page cache holds it),
 # and stored as lossless WebP shards above it (half the bytes to store and read, 0.3 ms of CPU an
 # image at 128 px to decode: bench/data_scale.py)
@@ -158,7 +160,7 @@ class Dataset:
         """memory or stream, as `data.loading` says or (auto) by the decoded size."""
         if self.spec.loading != "auto":
             return self.spec.loading
-        fits = self.decoded_bytes(decoding) < MEMORY_SHARE * _physical_memory()
+        fits = self.decoded_bytes(decoding) < MEMORY_SHARE * usable_memory()
         return "memory" if fits or not self.spec.cache else "stream"
 
     def storage(self, decoding: Decoding) -> str:
@@ -166,7 +168,7 @@ class Dataset:
         while the page cache can hold them) or, for a streamed set larger than that, `shards`."""
         if self.loading_mode(decoding) == "memory":
             return "raw"
-        small = self.decoded_bytes(decoding) < RAW_SHARE * _physical_memory()
+        small = self.decoded_bytes(decoding) < RAW_SHARE * usable_memory()
         return "raw" if small else "shards"
 
     def arrays(self, decoding: Decoding) -> dict[str, SplitArrays]:
@@ -189,7 +191,7 @@ class Dataset:
         failed: dict[str, str] = {}
         for start in range(0, len(digests), CHECK_CHUNK):
             chunk = digests[start : start + CHECK_CHUNK]
-            results = decode_files(decoding, [paths[d] for d in chunk], os.cpu_count() or 1)
+            results = decode_files(decoding, [paths[d] for d in chunk], usable_cpus())
             for digest, (pixels, error) in zip(chunk, results, strict=True):
                 if pixels is None:
                     failed[digest] = error or "cannot decode"
@@ -208,7 +210,7 @@ class Dataset:
         samples = self.splits.by_name()
         store.ensure(
             ((self.hashes[s.path], s.path) for part in samples.values() for s in part),
-            n_threads=os.cpu_count() or 1,
+            n_threads=usable_cpus(),
         )
         arrays = {}
         for name, kept in self._decodable(store.failed).items():
@@ -245,13 +247,6 @@ class Dataset:
                 f"after skipping unreadable files, the {name} split holds no image of class(es) "
                 f"{names}; see the skipped files listed by `autoclf validate`"
             )
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30  # unknown: assume 8 GiB
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
