@@ -128,7 +128,13 @@ def run_job(
     if final_started is not None:
         final_started(n_retrain, estimate)
     final_from = clock()
-    final = retrain(spec, study, retrain_members=n_retrain, on_progress=on_final)
+    final = retrain(
+        spec,
+        study,
+        retrain_members=n_retrain,
+        on_progress=on_final,
+        adaptive_threads=budget is not None,  # throughput over bit-for-bit reproducibility
+    )
     if on_final is not None:
         on_final(RetrainProgress("export"))
     export_from = clock()

@@ -60,6 +60,16 @@ def physical_memory() -> int:
         return UNKNOWN_MEMORY
 
 
+def cpu_wait_seconds(schedstat: Path = Path("/proc/thread-self/schedstat")) -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (the run queue)
+    since it started: how contended the machine is, as this thread sees it. From Linux's
+    schedstat (its second field, in nanoseconds); 0.0 where there is none."""
+    try:
+        return int(schedstat.read_bytes().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
     """The tightest CPU quota on this process's cgroups, in CPUs (quota / period); None: none."""
     quotas = [

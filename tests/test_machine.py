@@ -11,6 +11,7 @@ import pytest
 from automl_clf.machine import (
     cgroup_cpu_quota,
     cgroup_memory_limit,
+    cpu_wait_seconds,
     physical_memory,
     usable_cpus,
     usable_memory,
@@ -140,3 +141,11 @@ def test_no_cgroup_files_at_all(tmp_path: Path) -> None:
 def test_this_machine_gives_at_least_one_cpu_and_some_memory() -> None:
     assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
     assert 0 < usable_memory() <= physical_memory()
+
+
+def test_cpu_wait_reads_the_run_queue_field_of_schedstat(tmp_path: Path) -> None:
+    schedstat = tmp_path / "schedstat"
+    schedstat.write_text("105607000 3295593000 12\n")  # on-CPU ns, run-queue ns, timeslices
+    assert cpu_wait_seconds(schedstat) == pytest.approx(3.295593)
+    assert cpu_wait_seconds(tmp_path / "missing") == 0.0
+    assert cpu_wait_seconds() >= 0.0  # this thread's, where Linux has it

@@ -170,6 +170,7 @@ def retrain(
     *,
     retrain_members: bool | int | None = None,
     on_progress: OnProgress | None = None,
+    adaptive_threads: bool = False,
 ) -> FinalResult:
     """Make the final model (see the module docstring) and evaluate it on the test split.
 
@@ -180,6 +181,8 @@ def retrain(
             much time is left (a budget planner) passes what fits for `auto`.
         on_progress: told each run's start, each epoch's end, the batches inside a long
             epoch, and the test (`RetrainProgress`): a display's bar and ETA.
+        adaptive_threads: retrain on the CPU thread count that measures fastest (a job under a
+            time budget; train/threads.py) rather than a fixed one (reproducible).
 
     Raises:
         SpecError: --trial with final.ensemble > 1.
@@ -213,7 +216,7 @@ def retrain(
     n_epochs = sum(_best_epoch(TrialRecord.of(t), c) for t, c in retrained) * spec.final.seeds
     told = _Told(on_progress, total=n_epochs)  # the display's count over every run
     members = [
-        _retrained(spec, trial, config, dataset, told)
+        _retrained(spec, trial, config, dataset, told, adaptive_threads)
         if fresh
         else _as_searched(trial, config, dataset)
         for trial, config, fresh in zip(trials, configs, again, strict=True)
@@ -309,7 +312,12 @@ def _spec_yaml(spec: Spec, config: TrialConfig, trials: list[FrozenTrial]) -> st
 
 
 def _retrained(
-    spec: Spec, trial: FrozenTrial, config: TrialConfig, dataset: Dataset, told: _Told
+    spec: Spec,
+    trial: FrozenTrial,
+    config: TrialConfig,
+    dataset: Dataset,
+    told: _Told,
+    adaptive_threads: bool,
 ) -> Member:
     """Retrain `config` for the trial's best epoch count, over `final.seeds` (module docstring)."""
     record = TrialRecord.of(trial)
@@ -330,6 +338,7 @@ def _retrained(
             seed=seed,
             on_epoch=on_epoch,
             on_step=on_step,
+            adaptive_threads=adaptive_threads,
         )
         runs.append(SeedRun(seed, trained.fit.best.val))
         if chosen is None or _better_on_val(runs[-1], chosen[0], spec):
