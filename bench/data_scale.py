@@ -75,6 +75,7 @@ from automl_clf.data import dataset as dataset_module
 from automl_clf.data.batches import TrainBatches
 from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from automl_clf.machine import usable_cpus
 from automl_clf.spec import parse_spec
 
 N_CLASSES = 10
@@ -132,7 +133,7 @@ def generate(root: Path, n: int) -> float:
     started = time.perf_counter()
     step = 250
     jobs = [(root, s, min(n, s + step)) for s in range(0, n, step)]
-    with get_context("spawn").Pool(os.cpu_count() or 1) as pool:
+    with get_context("spawn").Pool(usable_cpus()) as pool:
         pool.map(_generate_part, jobs)
     marker.touch()
     return time.perf_counter() - started

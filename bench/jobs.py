@@ -15,7 +15,6 @@ Evidence, not a test: wall-clock figures vary with the machine's load. Run:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ import yaml
 from optuna.trial import TrialState
 
 from automl_clf.datasets import write_digits
+from automl_clf.machine import usable_cpus
 from automl_clf.search import run_search
 from automl_clf.search.optuna_compat import quiet_optuna
 from automl_clf.search.record import TrialRecord, trial_state
@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per arm")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="N of --jobs N")
+    parser.add_argument("--jobs", type=int, default=max(2, usable_cpus()), help="N of --jobs N")
     args = parser.parse_args()
     quiet_optuna()
     rows: list[dict[str, Any]] = []

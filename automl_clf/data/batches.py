@@ -15,7 +15,6 @@ when there are any).
 from __future__ import annotations
 
 import multiprocessing.context
-import os
 import sys
 import time
 import types
@@ -29,6 +28,7 @@ from automl_clf.data.augment import Augmenter
 from automl_clf.data.batch_augment import BatchAugmenter
 from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import Preprocessing
+from automl_clf.machine import usable_cpus
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images float (N, C, H, W), labels int64 (N,)
 OnStep = Callable[[int, int], None]  # (batches of the epoch done, batches per epoch)
@@ -272,8 +272,8 @@ def _stack(items: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]
 
 
 def default_workers() -> int:
-    """DataLoader workers for streamed data: the cores there are, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2)))
+    """DataLoader workers for streamed data: the CPUs this process may use, at most 8."""
+    return min(8, usable_cpus())
 
 
 def eval_batches(

@@ -13,7 +13,6 @@ half the bytes) and decoded again by the DataLoader workers; the same pixels bit
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,9 +38,12 @@ from automl_clf.data.near_duplicates import NearDuplicateReport, check_near_dupl
 from automl_clf.data.preprocess import Decoding
 from automl_clf.data.split import Splits, split
 from automl_clf.errors import DataError
+from automl_clf.machine import usable_cpus, usable_memory
 from automl_clf.spec.data import DataSpec
 
-MEMORY_SHARE = 0.25  # `loading: auto` keeps decoded pixels in RAM below this share of it
+# `loading: auto` keeps decoded pixels in RAM below this share of the memory this process may
+# use (the host's RAM, or a container's cgroup limit when that is lower: machine.py)
+MEMORY_SHARE = 0.25
 # A streamed data set is memory-mapped raw below this share of memory (the page cache holds it),
 # and stored as lossless WebP shards above it (half the bytes to store and read, 0.3 ms of CPU an
 # image at 128 px to decode: bench/data_scale.py)
@@ -188,7 +190,7 @@ class Dataset:
         """memory or stream, as `data.loading` says or (auto) by the decoded size."""
         if self.spec.loading != "auto":
             return self.spec.loading
-        fits = self.decoded_bytes(decoding) < MEMORY_SHARE * _physical_memory()
+        fits = self.decoded_bytes(decoding) < MEMORY_SHARE * usable_memory()
         return "memory" if fits or not self.spec.cache else "stream"
 
     def storage(self, decoding: Decoding) -> str:
@@ -196,7 +198,7 @@ class Dataset:
         while the page cache can hold them) or, for a streamed set larger than that, `shards`."""
         if self.loading_mode(decoding) == "memory":
             return "raw"
-        small = self.decoded_bytes(decoding) < RAW_SHARE * _physical_memory()
+        small = self.decoded_bytes(decoding) < RAW_SHARE * usable_memory()
         return "raw" if small else "shards"
 
     def arrays(self, decoding: Decoding) -> dict[str, SplitArrays]:
@@ -219,7 +221,7 @@ class Dataset:
         failed: dict[str, str] = {}
         for start in range(0, len(digests), CHECK_CHUNK):
             chunk = digests[start : start + CHECK_CHUNK]
-            results = decode_files(decoding, [paths[d] for d in chunk], os.cpu_count() or 1)
+            results = decode_files(decoding, [paths[d] for d in chunk], usable_cpus())
             for digest, (pixels, error) in zip(chunk, results, strict=True):
                 if pixels is None:
                     failed[digest] = error or "cannot decode"
@@ -238,7 +240,7 @@ class Dataset:
         samples = self.splits.by_name()
         store.ensure(
             ((self.hashes[s.path], s.path) for part in samples.values() for s in part),
-            n_threads=os.cpu_count() or 1,
+            n_threads=usable_cpus(),
         )
         arrays = {}
         for name, kept in self._decodable(store.failed).items():
@@ -277,13 +279,6 @@ class Dataset:
             )
 
 
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30  # unknown: assume 8 GiB
-
-
 def load_dataset(spec: DataSpec) -> Dataset:
     """Discover, hash and split the spec's data (no decoding yet: that is `Dataset.arrays`)."""
     discovered = discover_manifest(spec.manifest) if spec.manifest else discover(_root(spec))
@@ -302,7 +297,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
     cache_dir = spec.cache_dir if spec.cache else None
     plain = splits
     splits, near = check_near_duplicates(
-        spec.near_duplicates, discovered, splits, hashes, cache_dir, os.cpu_count() or 1
+        spec.near_duplicates, discovered, splits, hashes, cache_dir, usable_cpus()
     )
     moved = near is not None and near.n_moved > 0
     return Dataset(

@@ -61,7 +61,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +73,7 @@ from automl_clf.data.discover import Discovered
 from automl_clf.data.hamming import pairs_within
 from automl_clf.data.preprocess import Decoding
 from automl_clf.data.split import Splits, keep_together
+from automl_clf.machine import usable_cpus
 
 THUMBNAIL = Decoding(image_size=32, channels=1, resize="squash")  # what is hashed and compared
 SIDE = 32  # the thumbnail's side, pixels
@@ -139,7 +139,7 @@ def find_near_duplicates(
     for group in files.values():
         group.sort(key=str)
     contents = sorted(files, key=lambda d: str(files[d][0]))
-    thumbnails = _Thumbnails(cache_dir, files, n_threads or os.cpu_count() or 1)
+    thumbnails = _Thumbnails(cache_dir, files, n_threads or usable_cpus())
     table = _content_hashes(contents, thumbnails, cache_dir)
     contents = [d for d in contents if d in table]  # the decodable ones
     raw, n_candidates = _confirmed_pairs(contents, table, thumbnails, cache_dir)

@@ -47,13 +47,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from automl_clf.machine import usable_cpus
 from automl_clf.spec.models import ResolvedSpec, Spec
 
 STOP_SECONDS = 60  # how long a stopped helper may take to end its trial before it is killed
 
 
 def default_jobs(timed: bool) -> int:
-    """How many trials at once when `--jobs` is not given: one per CPU core (each on one
+    """How many trials at once when `--jobs` is not given: one per usable CPU (each on one
     thread) for a search under a time budget on the CPU, where bench/jobs.py measured 2 jobs
     at 1.9–2.1× the epochs per second of 1 job on 2 threads (2 cores, the demo's space); one
     per GPU on CUDA; and 1 without a time budget, where a study stays reproducible in one
@@ -64,13 +65,14 @@ def default_jobs(timed: bool) -> int:
 
     if torch.cuda.is_available():
         return max(1, torch.cuda.device_count())
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     return cores if cores <= 4 else cores // 2
 
 
 def threads_per_job(jobs: int) -> int:
-    """CPU threads each of `jobs` processes trains with."""
-    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    """CPU threads each of `jobs` processes trains with: its share of the CPUs this process
+    may use (affinity and cgroup quota, machine.py), not of the host's."""
+    return max(1, usable_cpus() // max(jobs, 1))
 
 
 @contextlib.contextmanager

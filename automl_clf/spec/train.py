@@ -64,7 +64,9 @@ class TrainSpec(SpecModel):
     mixed_precision: bool = True
     """On CUDA: bf16 (or fp16 with loss scaling) and channels_last."""
     threads: Annotated[int, Field(ge=1, le=256)] | None = None
-    """CPU threads for torch; default: torch's."""
+    """CPU threads for torch, held for the whole run. Default: torch's count (a share under
+    --jobs) capped at the CPUs this process may use (affinity, cgroup CPU quota); under a time
+    budget, on the CPU, the count that measures fastest as it trains: 1, half of it or all."""
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainSpec:

@@ -35,6 +35,7 @@ from automl_clf.spec.config import TrainConfig, TrialConfig
 from automl_clf.train.checkpoint import Checkpoints, checkpoint_identity
 from automl_clf.train.device import resolve_device
 from automl_clf.train.mix import BatchMixer
+from automl_clf.train.threads import run_threads
 from automl_clf.train.trainer import (
     Deadline,
     EpochResult,
@@ -72,6 +73,7 @@ def train_config(
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_step: OnStep | None = None,
     deadline: Deadline | None = None,
+    adaptive_threads: bool | None = None,
 ) -> TrainedModel:
     """Train `config` on the named splits; see the module docstring.
 
@@ -90,54 +92,59 @@ def train_config(
         on_step: hears (batches done, batches per epoch) inside an epoch, at most every
             half second (data/batches.py): a progress display's batch bar.
         deadline: end early, keeping the best finished epoch, when time runs out (a budget).
+        adaptive_threads: on the CPU, and unless `train.threads` is set, choose the thread
+            count by measured step time (train/threads.py) rather than keep it fixed: faster
+            on a busy machine, not reproducible bit for bit. Default: under a `deadline`.
     """
     train_cfg = config.train if seed is None else config.train.model_copy(update={"seed": seed})
-    if train_cfg.threads is not None:
-        torch.set_num_threads(train_cfg.threads)
-    seed_everything(train_cfg.seed)
-    splits = dataset.arrays(Decoding.of(config.data))
-    if isinstance(train_on, SplitArrays):
-        train = train_on
-    else:
-        train = SplitArrays.concat(*(splits[name] for name in train_on))
-    model = build_model(
-        config.model,
-        n_classes=dataset.n_classes,
-        in_chans=config.data.channels,
-        image_size=config.data.image_size,
-    )
-    stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
-    # what the weights expect, from the pretrained config that came with the model
-    preprocessing = build_preprocessing(config.data, model_mean_std(model), stats)
-    augment = transform_list(config.augment)
-    batches = _train_batches(config, train_cfg, dataset, train, preprocessing, augment)
-    batches.on_step = on_step
-    try:
-        result = fit(
-            model,
-            batches,
-            splits[validate_on] if validate_on is not None else None,
-            train_cfg,
-            preprocessing,
-            plan=plan_transfer(model, config.model),
-            weights=class_weights(train.labels, dataset.n_classes, train_cfg.class_weighting),
-            mixer=BatchMixer(config.augment),
-            max_epochs=max_epochs,
-            lr_replay=lr_replay,
-            on_epoch=on_epoch,
-            checkpoints=_checkpoints(config, train_cfg, checkpoint_dir, checkpoint_owner),
-            deadline=deadline,
+    adaptive = deadline is not None if adaptive_threads is None else adaptive_threads
+    governed = adaptive and resolve_device(train_cfg.device).type == "cpu"
+    with run_threads(train_cfg.threads, governed=governed) as governor:
+        seed_everything(train_cfg.seed)
+        splits = dataset.arrays(Decoding.of(config.data))
+        if isinstance(train_on, SplitArrays):
+            train = train_on
+        else:
+            train = SplitArrays.concat(*(splits[name] for name in train_on))
+        model = build_model(
+            config.model,
+            n_classes=dataset.n_classes,
+            in_chans=config.data.channels,
+            image_size=config.data.image_size,
         )
-    finally:
-        batches.close()
-    latency = measure_latency_ms(
-        result.model,
-        config.data.channels,
-        config.data.image_size,
-        resolve_device(train_cfg.device),
-    )
-    serialised = _serialised_augmentation(config, augment, train_cfg.seed)
-    return TrainedModel(result, preprocessing, serialised, count_parameters(model), latency)
+        stats = mean_std(pixels_for_stats(train.pixels))  # training pixels only: no leakage
+        # what the weights expect, from the pretrained config that came with the model
+        preprocessing = build_preprocessing(config.data, model_mean_std(model), stats)
+        augment = transform_list(config.augment)
+        batches = _train_batches(config, train_cfg, dataset, train, preprocessing, augment)
+        batches.on_step = on_step
+        try:
+            result = fit(
+                model,
+                batches,
+                splits[validate_on] if validate_on is not None else None,
+                train_cfg,
+                preprocessing,
+                plan=plan_transfer(model, config.model),
+                weights=class_weights(train.labels, dataset.n_classes, train_cfg.class_weighting),
+                mixer=BatchMixer(config.augment),
+                max_epochs=max_epochs,
+                lr_replay=lr_replay,
+                on_epoch=on_epoch,
+                checkpoints=_checkpoints(config, train_cfg, checkpoint_dir, checkpoint_owner),
+                deadline=deadline,
+                governor=governor,
+            )
+        finally:
+            batches.close()
+        latency = measure_latency_ms(
+            result.model,
+            config.data.channels,
+            config.data.image_size,
+            resolve_device(train_cfg.device),
+        )
+        serialised = _serialised_augmentation(config, augment, train_cfg.seed)
+        return TrainedModel(result, preprocessing, serialised, count_parameters(model), latency)
 
 
 def _checkpoints(

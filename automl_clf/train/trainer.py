@@ -48,6 +48,7 @@ from automl_clf.train.metrics import EvalResult, summarise
 from automl_clf.train.mix import BatchMixer, MixedBatch
 from automl_clf.train.optim import Schedule, build_optimizer
 from automl_clf.train.precision import Precision
+from automl_clf.train.threads import ThreadGovernor
 
 EVAL_BATCH_SIZE = 256
 EFFECTIVE_NUMBER_BETA = 0.999  # Cui et al. 2019, "Class-Balanced Loss Based on Effective Number"
@@ -98,6 +99,8 @@ class FitResult:
     best_epoch: int  # 1-based
     resumed_from_epoch: int = 0  # the checkpoint's epoch this run continued from, 0 if none
     stopped_by: StoppedBy = "epochs"  # why training ended
+    # the CPU thread counts it trained on, in order: one when fixed, those a governor set
+    threads: tuple[int, ...] = ()
 
     @property
     def best(self) -> EpochResult:
@@ -147,6 +150,7 @@ def fit(
     on_epoch: Callable[[EpochResult], None] | None = None,
     checkpoints: Checkpoints | None = None,
     deadline: Deadline | None = None,
+    governor: ThreadGovernor | None = None,
 ) -> FitResult:
     """Train `model` for up to `max_epochs` (default `cfg.epochs`); see the module docstring.
 
@@ -160,12 +164,14 @@ def fit(
             schedule's retrain).
         checkpoints: where to save each epoch and resume from, or None.
         deadline: stop early, keeping the best finished epoch, when time runs out.
+        governor: sets the CPU threads by measured step time (train/threads.py), or None.
 
     Raises:
         TrialFailed: a training or validation loss became NaN or infinite.
         DeadlineReached: the deadline passed before the first epoch ended.
     """
     loop = _Loop.build(model, batches, val, cfg, preprocessing, plan, weights, mixer, lr_replay)
+    loop.governor = governor
     progress = _restore(loop, checkpoints, on_epoch)
     resumed_from = progress.epochs_run
     patience = cfg.early_stopping_patience if val is not None else None
@@ -208,6 +214,7 @@ class _Loop:
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     scaler: torch.amp.GradScaler
+    governor: ThreadGovernor | None = None  # times the steps and sets the CPU threads
 
     @classmethod
     def build(
@@ -282,7 +289,8 @@ class _Loop:
         None when `deadline` passed before the last step (checked before each step, without
         waiting for the device)."""
         losses = _EpochLosses()
-        for x, y in self.batches.epoch(epoch):
+        batches = self.batches.epoch(epoch)
+        for x, y in self.governor.paced(batches) if self.governor is not None else batches:
             if deadline is not None and deadline.passed():
                 losses.mean(epoch)  # a loss that went non-finite before still fails the trial
                 return None
@@ -460,7 +468,8 @@ def _result(
     if loop.val is not None and best_epoch:
         best = history[best_epoch - 1]
         history[best_epoch - 1] = replace(best, val=loop.evaluate(loop.val))
-    return FitResult(model, history, best_epoch, resumed_from, stopped_by)
+    threads = loop.governor.used if loop.governor is not None else [torch.get_num_threads()]
+    return FitResult(model, history, best_epoch, resumed_from, stopped_by, tuple(threads))
 
 
 def _epoch_to_dict(result: EpochResult) -> dict[str, Any]:
