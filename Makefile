@@ -26,15 +26,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check automl_clf tests bench
 	$(BIN)/ruff format --check automl_clf tests bench
 	$(BIN)/mypy automl_clf
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/pruning.py
 
 # After a timm upgrade: the shipped timm model names that spec checks read without importing timm
-# (automl_clf/models/names.py); tests/models/test_names.py fails until they are rewritten.
+# (automl_clf/spec/timm_names.py); tests/spec/test_backbones.py fails until they are rewritten.
 timm-names: $(STAMP)
-	$(BIN)/python -m automl_clf.models.names
+	$(BIN)/python -m automl_clf.spec.backbones
 
 clean:
 	rm -rf $(VENV) studies/*.db exports data

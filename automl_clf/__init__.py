@@ -140,7 +140,16 @@ def search(
 
     with _api_call(progress) as console:
         if console is None:
-            return run_search(spec, n_trials=n_trials, timeout=timeout, force=force, jobs=jobs)
+            from automl_clf.report.trial import record_trial_report
+
+            return run_search(
+                spec,
+                n_trials=n_trials,
+                timeout=timeout,
+                force=force,
+                jobs=jobs,
+                reporter=record_trial_report,
+            )
         from automl_clf.cli.progress import search_with_display
 
         return search_with_display(

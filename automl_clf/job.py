@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_clf.budget_plan import BudgetPlan, plan_budget, probe_with
-from automl_clf.data.dataset import Dataset, load_dataset
+from automl_clf.data.dataset import Dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
 from automl_clf.final.allowance import Allowance
@@ -44,8 +44,8 @@ from automl_clf.final.folder import check_replaceable
 from automl_clf.final.plan import FinalPlanner
 from automl_clf.final.retrain import FinalResult, OnProgress, RetrainProgress, retrain
 from automl_clf.final.tta import n_tta_views
-from automl_clf.models.factory import check_backbones
 from automl_clf.report.final import final_report
+from automl_clf.report.trial import record_trial_report
 from automl_clf.search.budget import (
     Budget,
     Clock,
@@ -57,12 +57,11 @@ from automl_clf.search.budget import (
 )
 from automl_clf.search.objective import SearchObserver
 from automl_clf.search.record import StudyRecord
-from automl_clf.search.run import SearchResult, run_search
+from automl_clf.search.run import SearchResult, prepare_search, run_search
 from automl_clf.search.storage import storage_faults
 from automl_clf.search.study import load_existing_study, open_study
 from automl_clf.search.workers import default_jobs, threads_split
 from automl_clf.spec.models import ResolvedSpec
-from automl_clf.train.device import resolve_device
 from automl_clf.train.session import probe_epoch_seconds
 
 AUDIT_SHARE = 0.2  # of the budget, for the label audit (final.audit_labels), before the search
@@ -118,9 +117,8 @@ def run_job(
     budget = None
     if spec.study.budget is not None:
         budget = Budget.start(spec.study.budget, clock, started)
-    resolve_device(spec.train.device)  # a device this machine lacks: exit 2, before the probe
-    dataset = load_dataset(spec.data)
-    check_backbones(spec)
+    prepared = prepare_search(spec)  # device, data and backbones, once for the whole job
+    dataset = prepared.dataset
     decoded = dataset.arrays(Decoding.of(spec.data))
     sizes = DataSizes(len(decoded["train"]), len(decoded["val"]), len(decoded["test"]))
     if budget is not None:
@@ -151,6 +149,8 @@ def run_job(
         observer=observer,
         force=force,
         jobs=jobs,
+        prepared=prepared,
+        reporter=record_trial_report,
     )
     study = searched.study
     estimate = plan_final(study)

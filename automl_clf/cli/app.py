@@ -434,7 +434,7 @@ def init(
     imbalance, and a search that fits --time. Each choice is explained in a comment.
     """
     from automl_clf.data.profile import describe_counts
-    from automl_clf.spec.init import init_spec
+    from automl_clf.scaffold import init_spec
 
     result = _run(init_spec, data, output, time=time_budget, force=force)
     choices, console = result.choices, _console()
@@ -481,7 +481,7 @@ def backbones(
     ] = False,
 ) -> None:
     """List the backbones a spec can name: `cnn` and timm models matching PATTERN."""
-    from automl_clf.models.names import list_backbones
+    from automl_clf.spec.backbones import list_backbones
 
     names = list_backbones(pattern, pretrained=pretrained)
     if not names:

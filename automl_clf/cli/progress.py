@@ -554,8 +554,16 @@ def search_with_display(
     console.print(f"study {spec.study.name!r} in {spec.study.storage}: {aim}, objective {goals}")
     print_warnings(console, search_warnings(spec, target))
     with SearchProgress(console, target=target) as progress:
+        from automl_clf.report.trial import record_trial_report
+
         result = run_search(
-            spec, n_trials=n_trials, timeout=timeout, observer=progress, force=force, jobs=jobs
+            spec,
+            n_trials=n_trials,
+            timeout=timeout,
+            observer=progress,
+            force=force,
+            jobs=jobs,
+            reporter=record_trial_report,
         )
     study = result.study
     if result.space_changed:

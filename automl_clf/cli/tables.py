@@ -459,7 +459,7 @@ def study_lines(spec: Spec) -> list[str]:
     limits = study.constraints.limits()
     if limits:
         lines.append("constraints: " + ", ".join(f"{k} <= {v:g}" for k, v in limits.items()))
-    first = (["the defaults"] if study.try_defaults and sampler.kind != "grid" else []) + (
+    first = (["the defaults"] if study.try_defaults and not sampler.enumerates_space else []) + (
         [f"{len(study.warm_start)} warm-start configuration(s)"] if study.warm_start else []
     )
     if first:

@@ -1,5 +1,5 @@
 """What a data set looks like before any spec exists: layout, classes and counts, and the
-images' typical size and colour, for `autoclf init` (spec/init.py) to choose a spec from.
+images' typical size and colour, for `autoclf init` (scaffold.py) to choose a spec from.
 
 Discovery is the data room's own (data/discover.py: the same layouts, skipped files and errors
 as training will meet). The images are not decoded: a few hundred, evenly spaced over the

@@ -1,7 +1,7 @@
 """The model room: the plain CNN family and the timm factory.
 
 Its names are imported on first use (PEP 562), so that the spec can read backbone names
-(models/names.py) without importing torch, which models/factory.py does.
+(spec/backbones.py) without importing torch, which models/factory.py does.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from automl_clf.models.factory import build_model, count_parameters
-    from automl_clf.models.names import list_backbones
+    from automl_clf.spec.backbones import list_backbones
 
 _HOMES = {
     "build_model": "automl_clf.models.factory",
     "count_parameters": "automl_clf.models.factory",
-    "list_backbones": "automl_clf.models.names",
+    "list_backbones": "automl_clf.spec.backbones",
 }
 __all__ = ["build_model", "count_parameters", "list_backbones"]
 

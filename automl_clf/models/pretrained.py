@@ -31,7 +31,6 @@ config.json for any other.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import time
@@ -40,10 +39,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl_clf.errors import TrialFailed, WeightsUnavailable
-from automl_clf.spec.model import PRETRAINED_CACHE, TIMM_HUB_ORG, hub_repo
+from automl_clf.spec.backbones import architecture_of, other_architecture, timm_repo_name
+from automl_clf.spec.model import PRETRAINED_CACHE, hub_repo
 
 if TYPE_CHECKING:
-    from automl_clf.models.names import TimmNames
+    pass
 
 # What timm looks for in a Hub repository when its pretrained config names no file: the
 # safetensors file first, then the pickled one (timm/models/_hub.py, load_state_dict_from_hf).
@@ -84,7 +84,7 @@ def find_weights(backbone: str, pretrained: bool | str) -> Weights:
             )
         return Weights(path, backbone, None, str(path))
     repo_id, revision = repo
-    known = _timm_name(repo_id)
+    known = timm_repo_name(repo_id)
     if known is not None:
         return _timm_weights(backbone, known, revision, cache_only=False)
     return _repo_weights(backbone, repo_id, revision)
@@ -99,7 +99,7 @@ def _timm_weights(backbone: str, name: str, revision: str | None, *, cache_only:
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
         raise TrialFailed(
             f"timm has no pretrained weights for {name!r}; list the models that have with: "
-            f"autoclf backbones --pretrained '{_stem(name)}*'"
+            f"autoclf backbones --pretrained '{architecture_of(name)}*'"
         )
     if cfg.hf_hub_id:
         repo_id, _, pinned = cfg.hf_hub_id.partition("@")
@@ -123,8 +123,8 @@ def _repo_weights(backbone: str, repo_id: str, revision: str | None) -> Weights:
             f"{repo_id}: its config.json is not a timm model's (no architecture and "
             f"pretrained_cfg: {exc}); point model.pretrained at its weights file instead"
         ) from None
-    if _stem(architecture) != _stem(backbone):
-        raise TrialFailed(_other_architecture(f"hf-hub:{repo_id}", architecture, backbone))
+    if architecture_of(architecture) != architecture_of(backbone):
+        raise TrialFailed(other_architecture(f"hf-hub:{repo_id}", architecture, backbone))
     import timm
     from timm.models import PretrainedCfg
 
@@ -270,54 +270,6 @@ def _url_file(backbone: str, url: str, cache_only: bool) -> Path:
     )
 
 
-def check_has_pretrained(backbone: str, names: TimmNames) -> None:
-    """Raise a ValueError when timm has no pretrained weights for `backbone`
-    (`model.pretrained: true` would have nothing to load)."""
-    if not names.is_pretrained(backbone):
-        raise ValueError(
-            f"pretrained: timm has no pretrained weights for {backbone!r}; list the models "
-            f"that have with: autoclf backbones --pretrained '{_stem(backbone)}*'"
-        )
-
-
-def check_repo_architecture(pretrained: str, backbone: str) -> None:
-    """Raise a ValueError when `pretrained` names timm's weights of another architecture than
-    `backbone` (other repositories say theirs in their config.json, read before any trial)."""
-    repo = hub_repo(pretrained) if not Path(pretrained).is_file() else None
-    name = _timm_name(repo[0]) if repo is not None else None
-    if name is not None and _stem(name) != _stem(backbone):
-        raise ValueError(_other_architecture(pretrained, _stem(name), backbone))
-
-
-def check_tag(name: str, names: TimmNames) -> None:
-    """Raise a ValueError when `name` (`<model>.<tag>`) names a tag timm does not have."""
-    model = _stem(name)
-    tags = names.list_pretrained(f"{model}.*")
-    if name in tags:
-        return
-    close = difflib.get_close_matches(name, tags, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"Unknown pretrained tag {name.partition('.')[2]!r} for {model!r}.{hint} List them "
-        f"with: autoclf backbones --pretrained '{model}.*'"
-    )
-
-
-def _timm_name(repo_id: str) -> str | None:
-    """`<model>.<tag>` when `repo_id` is timm's repository of weights timm knows
-    (timm/<model>.<tag>), else None."""
-    import timm
-
-    org, _, name = repo_id.partition("/")
-    if org != TIMM_HUB_ORG or "." not in name or not timm.is_model(name):
-        return None
-    try:
-        cfg = timm.get_pretrained_cfg(name)
-    except RuntimeError:  # a tag this timm does not have
-        return None
-    return name if cfg is not None and cfg.hf_hub_id == repo_id else None
-
-
 def _weight_files(filename: str | None) -> tuple[str, ...]:
     """The files timm would try for a pretrained config's `hf_hub_filename`: a safetensors
     twin of a .bin first."""
@@ -326,18 +278,6 @@ def _weight_files(filename: str | None) -> tuple[str, ...]:
     if filename.endswith(".bin"):
         return (filename.removesuffix(".bin") + ".safetensors", filename)
     return (filename,)
-
-
-def _other_architecture(source: str, architecture: str, backbone: str) -> str:
-    return (
-        f"model.pretrained {source} holds {architecture!r} weights, which do not fit backbone "
-        f"{backbone!r}; set model.backbone: {architecture}, or choose other weights"
-    )
-
-
-def _stem(name: str) -> str:
-    """The architecture of a timm name: `resnet18` of `resnet18.a1_in1k`."""
-    return name.partition(".")[0]
 
 
 def hub_cache_dir() -> str:

@@ -10,17 +10,17 @@ and `timm.create_model`, so a name is special-cased nowhere else; timm is import
 timm model is named.
 
 To add a backbone: a module in models/ whose entrypoint is decorated `@register_backbone()`,
-and its name and module in `OWN_BACKBONES` below (`models/factory.py` imports those modules; the
-spec knows the names from there without importing torch).
+and its name and module in `OWN_BACKBONES` (spec/backbones.py: `models/factory.py` imports
+those modules; the spec knows the names from there without importing torch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from automl_clf.spec.model import PLAIN_CNN
+from automl_clf.spec import backbones
 from automl_clf.spec.registry import Registry
 
 if TYPE_CHECKING:
@@ -39,10 +39,10 @@ class Backbone:
     std: tuple[float, ...] | None = None
 
 
-BACKBONES: Registry[Backbone] = Registry("backbone")
-# Our backbones by name -> the module that registers it (importing one imports torch):
-# models/factory.py imports each, and the spec checks names against these without importing.
-OWN_BACKBONES = {PLAIN_CNN: "automl_clf.models.cnn"}
+# The spec's registry of our backbones (spec/backbones.py: the spec knows every name registered
+# here without importing this room), typed with what this room puts in it.
+BACKBONES = cast("Registry[Backbone]", backbones.BACKBONES)
+OWN_BACKBONES = backbones.OWN_BACKBONES
 
 
 def register_backbone(

@@ -27,6 +27,7 @@ the next run retries it first from its checkpoint.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
@@ -56,6 +57,7 @@ from automl_clf.spec.config import TrialConfig
 from automl_clf.spec.models import ResolvedSpec
 from automl_clf.spec.resolve import resolve
 from automl_clf.train.checkpoint import Checkpoints
+from automl_clf.train.metrics import EvalResult
 from automl_clf.train.session import TrainedModel, train_config
 from automl_clf.train.trainer import Deadline, EpochResult
 from automl_clf.versions import TRIAL_CONFIG
@@ -97,6 +99,22 @@ class SearchObserver(Protocol):
     def notice(self, text: str) -> None: ...
 
 
+class TrialReporter(Protocol):
+    """What a finished trial shows beside its study: optuna-dashboard's per-class note and
+    validation confusion matrix (report/trial.py `record_trial_report`, which the commands
+    pass in: the search room sits below the report room and does not import it). Returns why
+    it could not, or None; a reporter never fails the trial."""
+
+    def __call__(
+        self,
+        trial: optuna.Trial,
+        val: EvalResult,
+        classes: list[str],
+        artifacts_root: Path,
+        folder: Path,
+    ) -> str | None: ...
+
+
 class QuietObserver:
     """A `SearchObserver` that does nothing: subclass it and override what you need."""
 
@@ -126,10 +144,13 @@ class Objective:
         *,
         study_uid: str = "",
         deadline: Deadline | None = None,
+        reporter: TrialReporter | None = None,
     ) -> None:
         """`study_uid`: the study instance's id, which its trials' checkpoints carry;
-        `deadline`: the search's time budget (search/budget.py), or None."""
+        `deadline`: the search's time budget (search/budget.py), or None; `reporter`: shows
+        each finished trial beside the study (optuna-dashboard), or None."""
         self.spec = spec
+        self.reporter = reporter
         self.study_uid = study_uid
         self.dataset = dataset
         self.observer = observer
@@ -158,7 +179,7 @@ class Objective:
                 on_step=self._on_step(trial.number),
                 deadline=self.deadline,
             )
-            _record(trial, trained, self.spec, self.dataset)
+            _record(trial, trained, self.spec, self.dataset, self.reporter)
             record_constraints(trial, trained, self.spec.study.constraints.limits())
         except optuna.TrialPruned:
             checkpoints.clear()
@@ -307,13 +328,16 @@ def epochs_record(history: list[EpochResult]) -> TrialRecord:
 
 
 def _record(
-    trial: optuna.Trial, trained: TrainedModel, spec: ResolvedSpec, dataset: Dataset
+    trial: optuna.Trial,
+    trained: TrainedModel,
+    spec: ResolvedSpec,
+    dataset: Dataset,
+    reporter: TrialReporter | None,
 ) -> None:
     """The finished trial's record: its epochs, its model, its best-epoch weights (so the final
     step can export it as searched, `final.retrain: never`) and validation probabilities (what
     the final step selects an ensemble on), and its dashboard report."""
     from automl_clf.models.factory import LATENCY_THREADS
-    from automl_clf.report.trial import record_trial_report  # the report room reads our records
     from automl_clf.train.weights import (
         PROBABILITIES_FILE,
         WEIGHTS_FILE,
@@ -336,7 +360,8 @@ def _record(
     if val is not None:
         kept = save_probabilities(val.probabilities, folder / PROBABILITIES_FILE)
         TrialRecord(val_probabilities=kept).save(trial)
+    if val is not None and reporter is not None:
         # optuna-dashboard shows the per-class note and confusion matrix
-        problem = record_trial_report(trial, val, dataset.classes, root, folder)
+        problem = reporter(trial, val, dataset.classes, root, folder)
         if problem is not None:
             TrialRecord(report_error=problem).save(trial)

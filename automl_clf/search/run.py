@@ -43,13 +43,13 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_clf.data.dataset import load_dataset
+from automl_clf.data.dataset import Dataset, load_dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import DeadlineReached, FatalError, StudyError
 from automl_clf.models.factory import check_backbones
 from automl_clf.search.budget import Budget, FinalEstimate, TrialTiming
 from automl_clf.search.interrupts import interrupts_raise, raise_if_interrupted
-from automl_clf.search.objective import Objective, SearchObserver
+from automl_clf.search.objective import Objective, SearchObserver, TrialReporter
 from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
 from automl_clf.search.record import TIMEOUT, TrialRecord
 from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
@@ -93,6 +93,24 @@ class SearchResult:
 PlanFinal = Callable[[optuna.Study], FinalEstimate]  # the final step's cost, from the study
 
 
+@dataclass(frozen=True)
+class SearchData:
+    """What a search needs checked and read before its study opens, made once by
+    `prepare_search`: `autoclf run` prepares it before its budget probe and hands it to
+    `run_search`, which would otherwise do the same work again."""
+
+    dataset: Dataset
+
+
+def prepare_search(spec: ResolvedSpec) -> SearchData:
+    """Resolve the device (one this machine lacks: exit 2, not a failed trial), read the data
+    set and check that every backbone the spec can pick builds and has its weights."""
+    resolve_device(spec.train.device)
+    dataset = load_dataset(spec.data)
+    check_backbones(spec)
+    return SearchData(dataset)
+
+
 def run_search(
     spec: ResolvedSpec,
     *,
@@ -103,6 +121,8 @@ def run_search(
     observer: SearchObserver | None = None,
     force: bool = False,
     jobs: int | None = None,
+    prepared: SearchData | None = None,
+    reporter: TrialReporter | None = None,
 ) -> SearchResult:
     """Create or resume the spec's study and run trials until it holds `n_trials` finished.
 
@@ -117,6 +137,10 @@ def run_search(
         jobs: trials at once on this machine: this process and `jobs - 1` helper processes
             (search/workers.py), the CPU threads split between them; None: `default_jobs`
             (one per core under a time budget on the CPU, else 1).
+        prepared: the data, device and backbones already checked (`prepare_search`), or None
+            to do it here.
+        reporter: shows each finished trial beside the study (the commands pass
+            report/trial.py's optuna-dashboard note and confusion matrix), or None.
 
     Raises:
         DataError: the data set is unusable (before any trial starts).
@@ -133,7 +157,9 @@ def run_search(
     if jobs is None:
         jobs = default_jobs(timed=budget is not None)
     with interrupts_raise(), storage_faults(spec.study.storage), threads_split(spec, jobs):
-        return _search(spec, n_trials, budget, plan_final, observer, force, jobs)
+        return _search(
+            spec, n_trials, budget, plan_final, observer, force, jobs, prepared, reporter
+        )
 
 
 def _search(
@@ -144,11 +170,11 @@ def _search(
     observer: SearchObserver | None,
     force: bool,
     jobs: int,
+    prepared: SearchData | None,
+    reporter: TrialReporter | None,
 ) -> SearchResult:
     target = n_trials or spec.study.trial_cap
-    resolve_device(spec.train.device)  # a device this machine lacks: exit 2, not a failed trial
-    dataset = load_dataset(spec.data)
-    check_backbones(spec)
+    dataset = (prepared or prepare_search(spec)).dataset
     opened = open_study(spec, dataset, force=force)  # an old study may keep its old split
     leaked = dataset.near_duplicates.summary() if dataset.near_duplicates is not None else ""
     if leaked and observer is not None:  # the data phase's one line (data/near_duplicates.py)
@@ -169,8 +195,10 @@ def _search(
         observer.search_started(study, target, budget=budget, workers=jobs)
     with opened.lock.held():
         requeue_cut_short(study)
-    objective = Objective(spec, dataset, observer, study_uid=opened.uid, deadline=budget)
-    helpers = start_helpers(spec, jobs - 1, n_trials, budget, plan_final)
+    objective = Objective(
+        spec, dataset, observer, study_uid=opened.uid, deadline=budget, reporter=reporter
+    )
+    helpers = start_helpers(spec, jobs - 1, n_trials, budget, plan_final, reporter)
     try:
         n_ran, timed_out = _trial_loop(
             study, opened, objective, target, budget, plan_final, observer, helpers

@@ -114,7 +114,7 @@ def search_warnings(spec: Spec, n_trials: int | None = None) -> list[str]:
                 f"{n - queued}, or raise n_trials"
             )
     space = describe_space(spec)
-    if sampler.kind != "grid" and space.complete and space.size < n < math.inf:  # grid: capped
+    if not sampler.enumerates_space and space.complete and space.size < n < math.inf:  # capped
         size = int(space.size)
         if size == 1:
             warnings.append(

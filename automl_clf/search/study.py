@@ -71,7 +71,7 @@ def open_study(spec: ResolvedSpec, dataset: Dataset, *, force: bool = False) -> 
     """
     name, url = spec.study.name, spec.study.storage
     lock = StudyLock(url, name)
-    points = _grid_order(spec) if spec.study.sampler.kind == "grid" else None
+    points = _grid_order(spec) if spec.study.sampler.enumerates_space else None
     with lock.held():
         storage = open_storage(
             url,

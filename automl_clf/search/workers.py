@@ -12,7 +12,8 @@ caller keeps GPU 0), so one process per GPU, the default, uses every GPU.
 
 How a helper starts: `subprocess`, `python -P -c BOOT`, where BOOT reads the caller's
 `sys.path` (one JSON line) and then its task (a pickled `HelperTask`: the spec as JSON data,
-`n_trials`, the `Budget`, the `FinalPlanner`, its threads) from its stdin. Not multiprocessing's
+`n_trials`, the `Budget`, the `FinalPlanner`, its threads, the caller's trial reporter) from
+its stdin. Not multiprocessing's
 "spawn": spawn runs the caller's main script again in the child (as `__mp_main__`), so a plain
 script calling `automl_clf.run(...)` without an `if __name__ == "__main__"` guard started the
 search again inside its own helper, which died with multiprocessing's "bootstrapping phase"
@@ -103,6 +104,7 @@ class HelperTask:
     budget: Any
     plan_final: Callable[..., Any] | None
     threads: int | None  # torch threads; None: the spec's `train.threads`
+    reporter: Callable[..., Any] | None = None  # a module-level function: pickled by name
 
 
 # The helper's whole command line: the caller's sys.path first (so the same autoclf imports),
@@ -205,8 +207,10 @@ def start_helpers(
     n_trials: int | None,
     budget: Any,
     plan_final: Callable[..., Any] | None,
+    reporter: Callable[..., Any] | None = None,
 ) -> list[Helper]:
-    """Start `n` helper searches on `spec`'s study (none when n < 1)."""
+    """Start `n` helper searches on `spec`'s study (none when n < 1), each showing its trials
+    with the caller's `reporter` (search/objective.py `TrialReporter`)."""
     if n < 1:
         return []
     from automl_clf.train.device import helper_device
@@ -218,7 +222,7 @@ def start_helpers(
         device = helper_device(spec.train.device, index)  # one GPU each, where there are several
         if device != spec.train.device:
             data["train"] = {**data.get("train", {}), "device": device}
-        task = HelperTask(data, n_trials, budget, plan_final, threads)
+        task = HelperTask(data, n_trials, budget, plan_final, threads, reporter)
         helpers.append(Helper(index, task))
     return helpers
 
@@ -267,7 +271,12 @@ def helper_main() -> None:
     try:
         spec = ResolvedSpec.model_validate(task.spec_data)  # already resolved by the caller
         run_search(
-            spec, n_trials=task.n_trials, budget=task.budget, plan_final=task.plan_final, jobs=1
+            spec,
+            n_trials=task.n_trials,
+            budget=task.budget,
+            plan_final=task.plan_final,
+            jobs=1,
+            reporter=task.reporter,
         )
     except KeyboardInterrupt:
         code = 130

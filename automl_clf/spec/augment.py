@@ -10,6 +10,7 @@ from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator,
 
 from automl_clf.spec.config import PolicyName
 from automl_clf.spec.fields import PositiveFloat, library_checks
+from automl_clf.spec.policies import policy_descriptions
 from automl_clf.spec.space import Choice, SpecModel, Tunable, candidate_values
 
 
@@ -36,16 +37,23 @@ class AugmentSpec(SpecModel):
     """Training-split augmentation: a named policy or your own albumentations list (each
     searchable, together in one `policy: {choices: [...]}`), plus batch-level MixUp / CutMix.
 
-    Policies (spec/policies.py, magnitudes scaled by `magnitude`): none; light (small
-    shift/scale/rotate); medium (larger affine + brightness/contrast); heavy (medium + shear + a
-    cut-out hole). Horizontal flips are separate (`hflip`): they change the meaning of digits and
-    text. A custom list runs exactly as written: `magnitude` and `hflip` are only sampled in
-    trials that pick a named policy.
+    The named policies are registered in spec/policies.py, their magnitudes scaled by
+    `magnitude`; `policy`'s description lists each, written from its transforms. Horizontal
+    flips are separate (`hflip`): they change the meaning of digits and text. A custom list runs
+    exactly as written: `magnitude` and `hflip` are only sampled in trials that pick a named
+    policy.
     """
 
-    policy: Tunable[Policy] = "none"
-    """A named policy (none, light, medium, heavy) or a custom list of albumentations
-    transforms; search several with {choices: [none, light, [{name: Blur}]]}."""
+    # The description is built from the policy registry (what each policy runs), not written
+    # out here: a new policy, or a changed one, describes itself.
+    policy: Tunable[Policy] = Field(
+        "none",
+        description=(
+            "A named policy or a custom list of albumentations transforms; search several "
+            "with {choices: [none, light, [{name: Blur}]]}. The named policies at magnitude "
+            f"1 (p: probability per image): {policy_descriptions()}."
+        ),
+    )
     magnitude: Tunable[Annotated[float, Field(gt=0, le=3)]] = 1.0
     """Scales the named policy's magnitudes (shift, rotation, contrast …)."""
     hflip: Tunable[bool] = False
@@ -70,7 +78,7 @@ class AugmentSpec(SpecModel):
         checks: albumentations takes seconds to import)."""
         if not library_checks(info):
             return value
-        from automl_clf.data.augment import check_transforms
+        from automl_clf.spec.transforms import check_transforms
 
         searched = isinstance(value, Choice)
         for index, candidate in enumerate(candidate_values(value)):

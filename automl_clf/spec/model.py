@@ -1,9 +1,9 @@
 """The `model` section: the plain CNN (`cnn`, its own `cnn` sub-section) or any timm model by
-name, optionally starting from pretrained weights (models/pretrained.py finds and loads them)."""
+name, optionally starting from pretrained weights (models/pretrained.py finds and loads them).
+The names a backbone may take, and the weights timm has, are checked in spec/backbones.py."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Annotated, Any
 
@@ -86,6 +86,8 @@ class ModelSpec(SpecModel):
     @field_validator("backbone", mode="after")
     @classmethod
     def _known_backbone(cls, value: Any, info: ValidationInfo) -> Any:
+        from automl_clf.spec.backbones import check_backbone_name  # it reads PLAIN_CNN here
+
         for name in candidate_values(value):
             check_backbone_name(name, import_timm=library_checks(info))
         return value
@@ -121,8 +123,7 @@ class ModelSpec(SpecModel):
                     "only backbone is the plain CNN, which has none; remove pretrained, or "
                     "name a timm backbone (autoclf backbones --pretrained 'resnet*')"
                 )
-            from automl_clf.models.names import timm_names
-            from automl_clf.models.pretrained import check_has_pretrained
+            from automl_clf.spec.backbones import check_has_pretrained, timm_names
 
             known = timm_names(import_timm=library_checks(info))
             if known is not None:  # else the pass with library checks does it
@@ -138,7 +139,7 @@ class ModelSpec(SpecModel):
             )
         if not library_checks(info):
             return self
-        from automl_clf.models.pretrained import check_repo_architecture  # heavy: timm
+        from automl_clf.spec.backbones import check_repo_architecture  # heavy: timm
 
         for name in timm_backbones:
             check_repo_architecture(str(self.pretrained), name)
@@ -177,34 +178,3 @@ def hub_repo(value: str) -> tuple[str, str | None] | None:
             "autoclf backbones --pretrained 'resnet*'"
         )
     return match["repo"], match["revision"]
-
-
-def check_backbone_name(name: str, *, import_timm: bool = True) -> None:
-    """Raise a ValueError naming close matches when `name` is neither one of our backbones
-    (models/registry.py) nor a timm model (nor `<model>.<tag>` of timm's pretrained weights).
-
-    Reads the names without importing torch or timm (models/names.py); where they can only come
-    from importing timm (another timm version than the shipped names') and `import_timm` is
-    False, the name is left for the next pass to check.
-    """
-    from automl_clf.models.names import own_backbones, timm_names
-
-    own = own_backbones()
-    if name in own:
-        return
-    names = timm_names(import_timm=import_timm)
-    if names is None:
-        return
-    if names.is_model(name):
-        if "." in name:  # `<model>.<tag>`: timm's pretrained weights of that name
-            from automl_clf.models.pretrained import check_tag
-
-            check_tag(name, names)
-        return
-    close = difflib.get_close_matches(name, [*own, *names.models], n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    prefix = re.match(r"[A-Za-z_]*", name)
-    pattern = f"{prefix.group(0) if prefix else ''}*"
-    raise ValueError(
-        f"Unknown backbone {name!r}.{hint} List them with: autoclf backbones '{pattern}'"
-    )

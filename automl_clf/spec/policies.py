@@ -5,16 +5,15 @@ A policy is one function of `magnitude`, registered here once: the spec accepts 
 batches run it batched on the device (`data/batch_augment.py` implements each transform it
 uses), and the tests check each policy both ways (`tests/data/test_augment.py`).
 
-At `magnitude: 1` (shifts relative to the image size; p = probability per image); `magnitude`
-multiplies every shift, scale range, angle, brightness/contrast limit and hole size, never a
-probability, so "how strong" is one searchable number:
+`magnitude` multiplies every shift, scale range, angle, brightness/contrast limit and hole
+size, never a probability, so "how strong" is one searchable number. What each policy does at
+`magnitude: 1` is described from its transforms themselves (`describe_policy`; the spec's
+field description, the JSON Schema and docs/spec-reference.md read it), so a description
+cannot drift from what runs:
 
-- none: nothing.
-- light: Affine (shift ±6%, scale 0.95–1.05, rotate ±8°; p 0.5).
-- medium: Affine (shift ±10%, scale 0.9–1.1, rotate ±15°; p 0.7); brightness/contrast ±0.2
-  (p 0.5).
-- heavy: Affine (shift ±12%, scale 0.85–1.15, rotate ±20°, shear ±8°; p 0.9);
-  brightness/contrast ±0.3 (p 0.7); one cut-out hole of 15–30% per side (p 0.5).
+    none     nothing
+    light    Affine (shift ±6%, scale 0.95–1.05, rotate ±8°; p 0.5)
+    medium   … (`autoclf schema --markdown` lists them all)
 
 `augment.hflip: true` adds a horizontal flip (p 0.5) to any policy (`data/augment.py`).
 
@@ -92,3 +91,44 @@ def _heavy(m: float) -> Transforms:
 def policy_transforms(policy: str, magnitude: float = 1.0) -> Transforms:
     """The named policy's transforms, every magnitude (not probability) × `magnitude`."""
     return POLICIES[policy](magnitude)
+
+
+def describe_policy(policy: str) -> str:
+    """What the named policy does at magnitude 1, in words, from its own transforms: e.g.
+    "Affine (shift ±6%, scale 0.95–1.05, rotate ±8°; p 0.5)"; "nothing" for none."""
+    return "; ".join(describe_transform(t) for t in policy_transforms(policy)) or "nothing"
+
+
+def policy_descriptions() -> str:
+    """Every registered policy with its description, for the spec's field description."""
+    return "; ".join(f"{name}: {describe_policy(name)}" for name in POLICIES.kinds)
+
+
+def describe_transform(entry: dict[str, Any]) -> str:
+    """One albumentations entry in words: the three the policies use spelled out, any other
+    as its name and arguments."""
+    args = {k: v for k, v in entry.items() if k not in ("name", "p")}
+    p = f"p {_num(entry['p'])}" if "p" in entry else ""
+    if entry["name"] == "Affine":
+        parts = [
+            f"shift ±{_num(100 * args['translate_percent'][1])}%",
+            f"scale {_num(args['scale'][0])}–{_num(args['scale'][1])}",
+            f"rotate ±{_num(args['rotate'][1])}°",
+        ]
+        if "shear" in args:
+            parts.append(f"shear ±{_num(args['shear'][1])}°")
+        return f"Affine ({', '.join(parts)}; {p})"
+    if entry["name"] == "RandomBrightnessContrast" and (
+        args.get("brightness_limit") == args.get("contrast_limit")
+    ):
+        return f"brightness/contrast ±{_num(args['brightness_limit'])} ({p})"
+    if entry["name"] == "CoarseDropout" and tuple(args.get("num_holes_range", ())) == (1, 1):
+        low, high = args["hole_height_range"]
+        return f"one cut-out hole of {_num(100 * low)}–{_num(100 * high)}% per side ({p})"
+    written = ", ".join(f"{k}={v}" for k, v in args.items())
+    return f"{entry['name']}({written})" + (f" ({p})" if p else "")
+
+
+def _num(value: float) -> str:
+    """A magnitude as people write it: 0.95, 8, 1.15 (no float noise)."""
+    return f"{round(float(value), 4):g}"

@@ -12,7 +12,7 @@ The registries (every one is filled on import of its module, before anything rea
     spec/pruners.py      PRUNERS     study.pruner kinds (likewise)
     spec/policies.py     POLICIES    augment.policy names → their albumentations lists
     data/batch_augment   KERNELS     albumentations transforms run batched on the device
-    models/registry.py   BACKBONES   autoclf's own backbones, ahead of timm's
+    spec/backbones.py    BACKBONES   autoclf's own backbones, ahead of timm's (filled by models/)
     search/storage.py    STORAGES    study.storage URL schemes → how to open and lock them
     final/formats.py     FORMATS     extra export formats → how to write and load them
 

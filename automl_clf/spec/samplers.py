@@ -33,12 +33,17 @@ class SamplerSpec(SpecModel):
         queued_trials_start: whether queued trials with every value fixed (the defaults, a
             complete warm-start entry) count towards that start.
         single_objective: the sampler cannot optimise several objectives.
+        enumerates_space: the sampler tries every configuration of a finite space once, each
+            queued when the study opens (search/study.py): the space must be finite (checked
+            at validation), n_trials is capped at its size, and neither the defaults nor a
+            warning about a space smaller than n_trials comes before it.
     """
 
     kind: str
     random_start: ClassVar[str | None] = None
     queued_trials_start: ClassVar[bool] = True
     single_objective: ClassVar[bool] = False
+    enumerates_space: ClassVar[bool] = False
 
     def build(self, seed: int, *, study_seed: int) -> BaseSampler:
         """A fresh Optuna sampler drawing from `seed` (`study.seed` + the trial number)."""
@@ -161,6 +166,7 @@ class GridSamplerSpec(SamplerSpec):
 
     kind: Literal["grid"] = "grid"
     """`grid`: selects this sampler."""
+    enumerates_space: ClassVar[bool] = True
 
     def build(self, seed: int, *, study_seed: int) -> BaseSampler:
         import optuna

@@ -165,7 +165,7 @@ def check_search_settings(spec: Spec) -> None:
     """
     spec.study.effective_pruner.check(spec.train.epochs)
     warm_start_params(spec)
-    if spec.study.sampler.kind == "grid":
+    if spec.study.sampler.enumerates_space:
         try:
             grid_points(spec)
         except ValueError as exc:

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from automl_clf.data.augment import Augmenter, check_transforms, transform_list
+from automl_clf.data.augment import Augmenter, transform_list
 from automl_clf.data.batch_augment import KERNELS, BatchAugmenter
 from automl_clf.errors import TrialFailed
 from automl_clf.search import run_search
 from automl_clf.spec import load_spec
 from automl_clf.spec.config import AugmentConfig
 from automl_clf.spec.policies import POLICIES, policy_transforms
+from automl_clf.spec.transforms import check_transforms
 from automl_clf.train.mix import BatchMixer
 from tests.conftest import tiny_spec, write_spec
 

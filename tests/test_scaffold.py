@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from automl_clf.cli import app
 from automl_clf.errors import DataError, SpecError
-from automl_clf.spec.init import image_size, init_spec
+from automl_clf.scaffold import image_size, init_spec
 from automl_clf.spec.load import load_spec
 from automl_clf.versions import SPEC
 

@@ -1,5 +1,5 @@
 """The names timm 1.0.31 registers, to check backbone names without importing timm
-(models/names.py). Written by `make timm-names` (python -m automl_clf.models.names) from
+(spec/backbones.py). Written by `make timm-names` (python -m automl_clf.spec.backbones) from
 the installed timm; do not edit.
 """
 

@@ -1,4 +1,4 @@
-"""Backbone names without importing timm (models/names.py): the shipped names are the installed
+"""Backbone names without importing timm (spec/backbones.py): the shipped names are the installed
 timm's and answer as timm does; another timm version, or a model registered with timm in the
 process, is answered by timm itself."""
 
@@ -9,9 +9,15 @@ from typing import Any
 
 import timm
 
-from automl_clf.models import names
-from automl_clf.models.names import TimmNames, list_backbones, render_timm_names, shipped_names
-from automl_clf.models.registry import BACKBONES, OWN_BACKBONES
+from automl_clf.spec import backbones as names
+from automl_clf.spec.backbones import (
+    BACKBONES,
+    OWN_BACKBONES,
+    TimmNames,
+    list_backbones,
+    render_timm_names,
+    shipped_names,
+)
 from tests.conftest import fresh_python
 
 REGENERATE = "the installed timm's names changed: run `make timm-names` and commit the result"
@@ -59,8 +65,8 @@ def test_every_own_backbone_is_named_where_the_spec_reads_it() -> None:
 
 CHECK = """
 import json, sys
-from automl_clf.models import names
-from automl_clf.spec.model import check_backbone_name
+from automl_clf.spec import backbones as names
+from automl_clf.spec.backbones import check_backbone_name
 def error(name, **kwargs):
     try:
         check_backbone_name(name, **kwargs)
@@ -106,7 +112,7 @@ def test_a_model_registered_with_timm_in_the_process_is_a_backbone() -> None:
     out = run_python(
         CHECK + "import timm\nfrom timm.models import register_model\n"
         "@register_model\ndef my_net(**kwargs): ...\n"
-        "from automl_clf.models.names import list_backbones\n"
+        "from automl_clf.spec.backbones import list_backbones\n"
         "print(json.dumps([error('my_net'), list_backbones('my_*')]))"
     )
     assert out == [None, ["my_net"]]
