@@ -901,13 +901,14 @@ def predict(
     if not_found:
         message = f"no such file or folder: {', '.join(not_found)}; check the path"
         raise _fail(ValueError(f"{message} (predict reads image files and folders)"), 2)
-    if explain is not None:
-        from automl_clf.report.heatmaps import check_heatmap_folder
+    from automl_clf.outputs import check_outside
 
-        try:
-            check_heatmap_folder(explain, export_dir)
-        except ValueError as exc:
-            raise _fail(exc, 2) from None
+    for option, path, example in (
+        ("--output", output, "-o predictions.csv"),
+        ("--explain", explain, "--explain heatmaps"),
+    ):
+        if path is not None:
+            _run(check_outside, path, option, export=export_dir, example=example)
     predictor = _run(load, export_dir, device=_device(device) or "cpu")
     n_classes = len(predictor.classes_)
     if top_k > n_classes:
@@ -971,15 +972,16 @@ def _write_heatmaps(predictor: Predictor, images: list[Path], out_dir: Path) -> 
 
 
 def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> str:
-    import csv
     import io
     import json
+
+    from automl_clf.outputs import csv_writer
 
     if output_format == OutputFormat.json:
         records = [dataclasses.asdict(row) | {"path": str(row.path)} for row in rows]
         return json.dumps(records, indent=2) + "\n"
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer, lineterminator="\n")
     header = ["path", "predicted", "probability", "top_class"]
     if top_k > 1:
         header.append("top_k")
@@ -1075,16 +1077,22 @@ def visualize(
 ) -> None:
     """Draw the first convolution's filters and the feature maps at each stage for IMAGE.
 
-    The PNGs go to ./visualize/<image name>/ unless --out says otherwise: never into the export
-    folder, which stays exactly what the export wrote (a later export to it refuses a folder
-    with files it did not write).
+    The PNGs go to ./visualize/<image name>/ (letters, digits, - and _ of the name; others
+    become _) unless --out says otherwise: never into the export folder, which stays exactly
+    what the export wrote (a later export to it refuses a folder with files it did not write),
+    so --out inside it, or the default when run from inside it, is refused.
     """
     from automl_clf.final.predictor import load
+    from automl_clf.outputs import check_outside, safe_stem
     from automl_clf.report.network import write_network_figures
 
+    stem = safe_stem(image)
+    folder = out or Path("visualize") / stem
+    option = "--out" if out is not None else "the default --out"
+    example = f"--out ~/visualize/{stem}"
+    _run(check_outside, folder, option, export=export_dir, example=example)
     predictor = _run(load, export_dir)
     pixels = _run(predictor.load, image)
-    folder = out or Path("visualize") / image.stem
     figures = write_network_figures(
         predictor.model_, predictor.manifest_.preprocessing, predictor.classes_, pixels, folder
     )
