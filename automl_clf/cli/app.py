@@ -560,6 +560,9 @@ FormatOption = Annotated[
 
 
 @app.command()
+@_interrupts_exit_130(
+    "nothing was exported, and --export's folder is as it was; rerun the same command to export"
+)
 def best(
     spec: SpecPath,
     export: Annotated[
@@ -625,11 +628,11 @@ def _export(
     from automl_clf.cli.progress import FinalProgress
     from automl_clf.cli.tables import final_summary, formats_summary
     from automl_clf.final.export import write_export
-    from automl_clf.final.folder import check_replaceable
+    from automl_clf.final.folder import check_export_folder
     from automl_clf.final.retrain import RetrainProgress, retrain
     from automl_clf.report.final import calibration_change, final_report
 
-    _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
+    _run(check_export_folder, export, loaded.data.root)  # before the retrain, not after it
     final_spec = loaded.final
     members = f"the top {final_spec.ensemble} trials" if final_spec.ensemble > 1 else "the trial"
     if final_spec.retrain == "never":

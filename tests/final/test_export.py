@@ -477,6 +477,20 @@ def test_best_export_refuses_a_folder_autoclf_did_not_write(
     assert (mine / "thesis.tex").read_text() == "years of work"
 
 
+def test_best_export_inside_the_data_folder_is_refused_before_the_retrain(
+    exported: Exported, tmp_path: Path, digits_root: Path
+) -> None:
+    data = shutil.copytree(digits_root, tmp_path / "data")  # the same images: the same study
+    result = runner.invoke(
+        app,
+        ["best", str(exported.spec), "--set", f"data.root={data}", "--export", str(data / "x")],
+    )
+    assert result.exit_code == 2, result.output
+    assert f"--export {data / 'x'} is inside the data folder {data}" in result.output
+    assert "retraining" not in result.output
+    assert sorted(p.name for p in data.iterdir()) == ["0", "1", "7"]
+
+
 def test_an_export_with_anything_added_or_changed_is_not_replaced(
     exported: Exported, tmp_path: Path
 ) -> None:
