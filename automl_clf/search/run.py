@@ -52,7 +52,7 @@ from automl_clf.search.interrupts import interrupts_raise, raise_if_interrupted
 from automl_clf.search.objective import Objective, SearchObserver
 from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
 from automl_clf.search.record import TIMEOUT, TrialRecord
-from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
+from automl_clf.search.storage import StudyLock, check_writable, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.search.workers import (
     Helper,
@@ -147,6 +147,7 @@ def _search(
 ) -> SearchResult:
     target = n_trials or spec.study.trial_cap
     resolve_device(spec.train.device)  # a device this machine lacks: exit 2, not a failed trial
+    check_writable(spec.study.storage)  # before the data cache, often in the same folder
     dataset = load_dataset(spec.data)
     check_backbones(spec)
     opened = open_study(spec, dataset, force=force)  # an old study may keep its old split
