@@ -168,12 +168,12 @@ def export_best(spec: ResolvedSpec, out_dir: str | Path, trial: int | None = Non
         The export's report folder (`metrics.json`, `index.html`, `report.md`).
     """
     from automl_clf.final.export import write_export
-    from automl_clf.final.folder import check_replaceable
+    from automl_clf.final.folder import check_export_folder
     from automl_clf.final.retrain import retrain
     from automl_clf.report.final import final_report
     from automl_clf.search.study import load_existing_study
 
-    check_replaceable(Path(out_dir).resolve())  # refuse before the retrain, not after it
+    check_export_folder(Path(out_dir), spec.data.root)  # before the retrain, not after it
     with _api_call(progress=False):
         study = load_existing_study(spec.study.storage, spec.study.name)
         final = retrain(spec, study, trial)

@@ -56,6 +56,11 @@ class SpecError(AutoclfError, ValueError):
     exit_code = 2
 
 
+class OutputError(SpecError):
+    """An output path a command may not write: inside the export or data folder it reads
+    (automl_clf/outputs.py). Found before any work, like a bad spec (exit 2)."""
+
+
 class DataError(FatalError, ValueError):
     """The data set cannot be used: a missing folder, an empty class, fewer than two classes."""
 

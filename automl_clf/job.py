@@ -3,7 +3,8 @@
 What the user waits for is what the budget bounds, counted from the command's start (imports
 included). The order of work:
 
-1. Refuse a foreign export folder and read the data (decoding it once into the cache).
+1. Refuse an export folder that is foreign, a link or inside the data folder, and read the
+   data (decoding it once into the cache).
 2. With a budget: time a few training steps of the first trial's configuration
    (`probe_epoch_seconds`) and refuse, before any trial, a budget that cannot fit one epoch
    and the export, saying how much is needed.
@@ -40,7 +41,7 @@ from automl_clf.errors import StudyError
 from automl_clf.final.allowance import Allowance
 from automl_clf.final.audit import AuditResult, OnFold, audit_labels
 from automl_clf.final.export import ExportResult, write_export
-from automl_clf.final.folder import check_replaceable
+from automl_clf.final.folder import check_export_folder
 from automl_clf.final.plan import FinalPlanner
 from automl_clf.final.retrain import FinalResult, OnProgress, RetrainProgress, retrain
 from automl_clf.final.tta import n_tta_views
@@ -109,11 +110,11 @@ def run_job(
 
     Raises:
         SpecError: the budget cannot fit one epoch and the export.
-        ExportError: `export_dir` is not an autoclf export nor new or empty.
+        ExportError: `export_dir` is a link, or not an autoclf export nor new or empty.
+        OutputError: `export_dir` is inside the data folder.
         DataError, StudyError, StorageError: as `search` and `best --export` raise them.
     """
-    out = Path(export_dir).resolve()
-    check_replaceable(out)  # refuse before any work, not after it
+    out = check_export_folder(Path(export_dir), spec.data.root)  # before any work
     budget = None
     if spec.study.budget is not None:
         budget = Budget.start(spec.study.budget, clock, started)

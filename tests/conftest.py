@@ -53,10 +53,10 @@ REPO = Path(__file__).resolve().parents[1]
 def fresh_python(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`python ARGS` in a new interpreter, importing this checkout's automl_clf: for what must be
     seen from a process's start (which modules an error path imports)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     command = [sys.executable, *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=python_env(), timeout=timeout
+    )
 
 
 def tiny_spec(root: Path, storage_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +118,54 @@ def write_png_bomb(path: Path, side: int = 15000) -> Path:
         + chunk(b"IEND", b"")
     )
     return path
+
+
+def run_autoclf(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`autoclf ARGS` in a new process of this checkout, run under the command `prefix` (e.g.
+    `read_only`'s), its output captured."""
+    command = [*(prefix or []), sys.executable, "-m", "automl_clf.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=python_env(), timeout=300)
+
+
+def python_env() -> dict[str, str]:
+    """The environment of a new interpreter that imports this checkout's automl_clf."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[list[str]]:
+    """A command prefix under which `folder` cannot be written, for a command run as a new
+    process. chmod binds every user but root, and these tests also run as root: there, a
+    read-only bind mount of `folder` onto itself in a mount namespace of the command's own
+    (`unshare -m`: EROFS, what a read-only disk gives; nothing outside that process sees it),
+    else chmod and `setpriv` dropping the capability to ignore it (EACCES). Skips the test where
+    neither is allowed."""
+    if os.geteuid() == 0:
+        script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+        mounted = ["unshare", "-m", "sh", "-c", script, str(folder)]
+        if _cannot_write(folder, mounted):
+            yield mounted
+            return
+    unprivileged = []
+    if os.geteuid() == 0:
+        unprivileged = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    folder.chmod(0o555)
+    try:
+        if not _cannot_write(folder, unprivileged):
+            pytest.skip("as root, neither a read-only bind mount nor setpriv is allowed here")
+        yield unprivileged
+    finally:
+        folder.chmod(0o755)
+
+
+def _cannot_write(folder: Path, prefix: list[str]) -> bool:
+    probe = [*prefix, "sh", "-c", f"! touch '{folder}/.probe' 2>/dev/null"]
+    try:
+        return subprocess.run(probe, capture_output=True).returncode == 0
+    except OSError:  # no unshare or setpriv
+        return False
 
 
 @contextmanager

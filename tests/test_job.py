@@ -4,6 +4,7 @@ test waits on wall-clock time); a budget too small for one epoch is refused befo
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,20 @@ def test_run_without_a_budget_searches_n_trials_then_exports(
         and "time budget" not in result.output.split("no time budget")[1]
     )
     assert automl_clf.load(tmp_path / "out").classes_
+
+
+def test_an_export_inside_the_data_folder_is_refused_before_any_work(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """The next run would read the export's report PNGs as a class `exported`."""
+    data = shutil.copytree(digits_root, tmp_path / "data")
+    path = write_spec(tmp_path / "spec.yaml", tiny_spec(data, tmp_path, study={"n_trials": 1}))
+    result = runner.invoke(app, ["run", str(path), "--export", str(data / "exported")])
+    assert result.exit_code == 2, result.output
+    assert f"--export {data / 'exported'} is inside the data folder {data}" in result.output
+    assert "would be read as data by the next run" in result.output
+    assert sorted(p.name for p in data.iterdir()) == ["0", "1", "7"]  # nothing added
+    assert not (tmp_path / "tiny.db").exists()  # no study either: refused before the search
 
 
 def test_the_probe_times_real_steps_of_a_config(tmp_path: Path, digits_root: Path) -> None:

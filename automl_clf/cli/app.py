@@ -580,6 +580,9 @@ FormatOption = Annotated[
 
 
 @app.command()
+@_interrupts_exit_130(
+    "nothing was exported, and --export's folder is as it was; rerun the same command to export"
+)
 def best(
     spec: SpecPath,
     export: Annotated[
@@ -645,11 +648,11 @@ def _export(
     from automl_clf.cli.progress import FinalProgress
     from automl_clf.cli.tables import final_summary, formats_summary
     from automl_clf.final.export import write_export
-    from automl_clf.final.folder import check_replaceable
+    from automl_clf.final.folder import check_export_folder
     from automl_clf.final.retrain import RetrainProgress, retrain
     from automl_clf.report.final import calibration_change, final_report
 
-    _run(check_replaceable, export.resolve())  # refuse before the retrain, not after it
+    _run(check_export_folder, export, loaded.data.root)  # before the retrain, not after it
     final_spec = loaded.final
     members = f"the top {final_spec.ensemble} trials" if final_spec.ensemble > 1 else "the trial"
     if final_spec.retrain == "never":
@@ -921,13 +924,14 @@ def predict(
     if not_found:
         message = f"no such file or folder: {', '.join(not_found)}; check the path"
         raise _fail(ValueError(f"{message} (predict reads image files and folders)"), 2)
-    if explain is not None:
-        from automl_clf.report.heatmaps import check_heatmap_folder
+    from automl_clf.outputs import check_outside
 
-        try:
-            check_heatmap_folder(explain, export_dir)
-        except ValueError as exc:
-            raise _fail(exc, 2) from None
+    for option, path, example in (
+        ("--output", output, "-o predictions.csv"),
+        ("--explain", explain, "--explain heatmaps"),
+    ):
+        if path is not None:
+            _run(check_outside, path, option, export=export_dir, example=example)
     predictor = _run(load, export_dir, device=_device(device) or "cpu")
     n_classes = len(predictor.classes_)
     if top_k > n_classes:
@@ -991,15 +995,16 @@ def _write_heatmaps(predictor: Predictor, images: list[Path], out_dir: Path) -> 
 
 
 def _format_rows(rows: list[FilePrediction], output_format: OutputFormat, top_k: int) -> str:
-    import csv
     import io
     import json
+
+    from automl_clf.outputs import csv_writer
 
     if output_format == OutputFormat.json:
         records = [dataclasses.asdict(row) | {"path": str(row.path)} for row in rows]
         return json.dumps(records, indent=2) + "\n"
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer, lineterminator="\n")
     header = ["path", "predicted", "probability", "top_class"]
     if top_k > 1:
         header.append("top_k")
@@ -1095,16 +1100,22 @@ def visualize(
 ) -> None:
     """Draw the first convolution's filters and the feature maps at each stage for IMAGE.
 
-    The PNGs go to ./visualize/<image name>/ unless --out says otherwise: never into the export
-    folder, which stays exactly what the export wrote (a later export to it refuses a folder
-    with files it did not write).
+    The PNGs go to ./visualize/<image name>/ (letters, digits, - and _ of the name; others
+    become _) unless --out says otherwise: never into the export folder, which stays exactly
+    what the export wrote (a later export to it refuses a folder with files it did not write),
+    so --out inside it, or the default when run from inside it, is refused.
     """
     from automl_clf.final.predictor import load
+    from automl_clf.outputs import check_outside, safe_stem
     from automl_clf.report.network import write_network_figures
 
+    stem = safe_stem(image)
+    folder = out or Path("visualize") / stem
+    option = "--out" if out is not None else "the default --out"
+    example = f"--out ~/visualize/{stem}"
+    _run(check_outside, folder, option, export=export_dir, example=example)
     predictor = _run(load, export_dir)
     pixels = _run(predictor.load, image)
-    folder = out or Path("visualize") / image.stem
     figures = write_network_figures(
         predictor.model_, predictor.manifest_.preprocessing, predictor.classes_, pixels, folder
     )

@@ -58,7 +58,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -104,6 +104,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def cache_writes(cache_dir: Path | None) -> Iterator[None]:
+    """Within: an OSError (a read-only folder, a full disk) is the DataError that says the
+    cache `cache_dir` cannot be written, and how to go on. Only around writing: a file that
+    cannot be read is the image's own error."""
+    try:
+        yield
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the data cache {cache_dir} ({exc.strerror or exc}: "
+            f"{exc.filename}); make it writable, or point data.cache_dir at another folder, "
+            "or set data.cache: false (decode into memory on each run)"
+        ) from None
+
+
 def _read_json(path: Path, default: Any) -> Any:
     try:
         return json.loads(path.read_text())
@@ -133,7 +148,8 @@ class HashIndex:
     def hashes(self, paths: Sequence[Path]) -> list[str]:
         values = [self.hash_of(p) for p in paths]
         if self.changed and self.path is not None:
-            atomic_write_bytes(self.path, json.dumps(self.known).encode())
+            with cache_writes(self.path.parent):
+                atomic_write_bytes(self.path, json.dumps(self.known).encode())
             self.changed = False
         return values
 

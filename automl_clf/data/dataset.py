@@ -24,6 +24,7 @@ from automl_clf.data.cache import (
     LazyRows,
     ShardRows,
     ShardStore,
+    cache_writes,
     decode_files,
 )
 from automl_clf.data.discover import (
@@ -134,14 +135,17 @@ class Dataset:
     ungrouped: tuple[Splits, str] | None = None
     _decoded: dict[Decoding, dict[str, SplitArrays]] = field(default_factory=dict)
     _checked: set[Decoding] = field(default_factory=set)
+    _usable: dict[str, list[Sample]] | None = None  # each split's samples that decoded
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
 
     def counts(self) -> dict[str, list[int]]:
-        """Images per class in each split (before decoding; corrupt files are still counted)."""
-        return {n: class_counts(s, self.n_classes) for n, s in self.splits.by_name().items()}
+        """Images per class in each split: once decoded (`arrays`, `check_decoding`), those
+        that decoded, so a file listed in `skipped` is not counted too; before, every file."""
+        splits = self._usable if self._usable is not None else self.splits.by_name()
+        return {n: class_counts(s, self.n_classes) for n, s in splits.items()}
 
     def warnings(self) -> list[str]:
         """Problems worth a user's attention that do not stop training (imbalance, leakage)."""
@@ -177,6 +181,7 @@ class Dataset:
         self.ungrouped = None
         self._decoded.clear()
         self._checked.clear()
+        self._usable = None
         if self.near_duplicates is not None:
             self.near_duplicates = replace(self.near_duplicates, kept_study_split=True, n_moved=0)
         return True
@@ -232,16 +237,17 @@ class Dataset:
         cache_dir = self.spec.cache_dir if self.spec.cache else None
         stream = self.loading_mode(decoding) == "stream"
         store: DecodedStore | ShardStore
-        if self.storage(decoding) == "shards":
-            assert cache_dir is not None  # the spec refuses stream without cache; auto checks
-            store = ShardStore(cache_dir, decoding)
-        else:
-            store = DecodedStore(cache_dir, decoding)
         samples = self.splits.by_name()
-        store.ensure(
-            ((self.hashes[s.path], s.path) for part in samples.values() for s in part),
-            n_threads=usable_cpus(),
-        )
+        with cache_writes(cache_dir):
+            if self.storage(decoding) == "shards":
+                assert cache_dir is not None  # the spec refuses stream without cache
+                store = ShardStore(cache_dir, decoding)
+            else:
+                store = DecodedStore(cache_dir, decoding)
+            store.ensure(
+                ((self.hashes[s.path], s.path) for part in samples.values() for s in part),
+                n_threads=usable_cpus(),
+            )
         arrays = {}
         for name, kept in self._decodable(store.failed).items():
             digests = [self.hashes[s.path] for s in kept]
@@ -267,6 +273,7 @@ class Dataset:
                     kept.append(sample)
             self._check_every_class(name, kept)
             kept_by_split[name] = kept
+        self._usable = kept_by_split
         return kept_by_split
 
     def _check_every_class(self, name: str, kept: list[Sample]) -> None:

@@ -4,7 +4,8 @@ Two folder layouts: `<root>/<class>/*` (autoclf splits it; see data/split.py) an
 `<root>/{train,val,test}/<class>/*` (used as given); or a CSV manifest with columns
 `path,label[,split]` (paths relative to the CSV's folder). Hidden files and folders, files that
 are not images by their extension, empty files and anything that is not a regular file (a FIFO
-would block the reader forever) are skipped and counted, never fatal, and never opened.
+would block the reader forever) are skipped and counted, never fatal, and never opened; so is an
+image directly in the root or a split folder (in no class folder, it has no label).
 
 Symlinks in a folder tree are not followed out of the root: a file that leaves it is skipped
 and counted, and a class or split folder that leaves it is an error (silently dropping a whole
@@ -29,6 +30,7 @@ from automl_clf.errors import DataError
 # What Pillow decodes and autoclf supports (GIF: the first frame).
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 SPLIT_NAMES = ("train", "val", "test")
+LOOSE_IMAGE = "image outside any class folder (no label): move it into one"
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,10 @@ def discover(root: Path) -> Discovered:
             )
         classes = _subfolders(root / "train", real_root, skipped)
         _check_classes(classes, root / "train")
+        _skip_loose_images(root, skipped)
         samples = {}
         for split in split_folders:
+            _skip_loose_images(root / split, skipped)
             found = classes if split == "train" else _subfolders(root / split, real_root, skipped)
             extra = sorted(set(found) - set(classes))
             if extra:
@@ -91,6 +95,7 @@ def discover(root: Path) -> Discovered:
             samples[split] = _collect(root / split, classes, real_root, skipped, split)
         return Discovered(root, classes, samples, skipped)
     _check_classes(subfolders, root)
+    _skip_loose_images(root, skipped)
     samples = {"all": _collect(root, subfolders, real_root, skipped, "")}
     return Discovered(root, subfolders, samples, skipped)
 
@@ -111,6 +116,14 @@ def _subfolders(folder: Path, real_root: Path, skipped: list[SkippedFile]) -> li
         else:
             names.append(path.name)
     return names
+
+
+def _skip_loose_images(folder: Path, skipped: list[SkippedFile]) -> None:
+    """List in `skipped` the image files directly in `folder` (the root, or a split folder):
+    they are in no class folder, so they have no label. Other files there (a README, a
+    manifest) are not data and not listed."""
+    for path in sorted(p for p in folder.iterdir() if is_image_file(p) and not p.is_dir()):
+        skipped.append(SkippedFile(path, LOOSE_IMAGE))
 
 
 def _check_classes(classes: list[str], folder: Path) -> None:

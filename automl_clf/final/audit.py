@@ -54,6 +54,7 @@ from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import DeadlineReached, SpecError, StorageError, StudyError
 from automl_clf.final.allowance import Allowance
 from automl_clf.final.retrain import final_config, on_device, trial_config
+from automl_clf.outputs import check_outside
 from automl_clf.search.budget import SLACK_S, Clock
 from automl_clf.search.record import DEADLINE, TrialRecord
 from automl_clf.search.storage import storage_faults
@@ -242,18 +243,10 @@ def check_out_folder(folder: Path, data: DataSpec) -> None:
     new folder in it would be read as a class by the next run).
 
     Raises:
-        SpecError: naming both folders and what to do.
+        OutputError: naming both folders and what to do.
     """
     root = data.root if data.root is not None else data.manifest.parent if data.manifest else None
-    if root is None:
-        return
-    out, inside = folder.resolve(), root.resolve()
-    if out.is_relative_to(inside):
-        raise SpecError(
-            f"--out {folder} is inside the data folder {root}: the audit never writes into "
-            "the data (a new folder there would be read as a class); give --out a folder "
-            "outside it, e.g. --out audits/<name>"
-        )
+    check_outside(folder, "--out", data=root, example="--out audits/<name>")
 
 
 def audit_config(spec: ResolvedSpec) -> tuple[TrialConfig, int, str]:

@@ -39,7 +39,7 @@ from automl_clf.data.batches import eval_batches
 from automl_clf.data.preprocess import Preprocessing
 from automl_clf.final.allowance import Allowance
 from automl_clf.final.explain import Explanation, explain
-from automl_clf.final.folder import staged_export
+from automl_clf.final.folder import export_folder, staged_export
 from automl_clf.final.formats import FormatCheck, write_formats
 from automl_clf.final.manifest import (
     MANIFEST_FILE,
@@ -116,7 +116,7 @@ def write_export(
         ExportError: `out_dir` holds anything but an unchanged autoclf export (it is left as it
             is; `final.folder.check_replaceable` says so before the retrain).
     """
-    out_dir = out_dir.resolve()
+    out_dir = export_folder(out_dir)
     allowance = allowance if allowance is not None else Allowance.unlimited()
     with staged_export(out_dir) as staging:
         (staging / REPORT_DIR).mkdir()

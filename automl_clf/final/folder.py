@@ -9,7 +9,8 @@ export marker's (automl_clf/versions.py): an older marker is read through its mi
 one refuses the folder, saying to upgrade autoclf. DIR is replaced
 only when it is missing, an empty folder, or holds those files unchanged and nothing else; a
 folder with any other file, a changed file, a link, or no marker is refused and left untouched
-(a file named `model.json` proves nothing: anyone can write one).
+(a file named `model.json` proves nothing: anyone can write one). DIR itself may not be a link
+(links in the folders above it are followed), nor lie inside the data folder.
 
 Replacing it. The new export is written in a staging folder beside DIR,
 `.<DIR>.partial-<host>-<pid>`, and exchanged with DIR in one step (Linux `renameat2` with
@@ -44,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from automl_clf.data.cache import content_hash
 from automl_clf.errors import ExportError
+from automl_clf.outputs import check_outside
 from automl_clf.versions import EXPORT_MARKER, UPGRADE, __version__
 
 MARKER_FILE = "autoclf_export.json"
@@ -67,6 +69,40 @@ class ExportMarker(BaseModel):
 
     autoclf_export: int  # its version: EXPORT_MARKER's (automl_clf/versions.py)
     files: dict[str, FileRecord]  # path relative to the export, with / -> its record
+
+
+def export_folder(out_dir: Path) -> Path:
+    """`out_dir` made absolute, links in the folders above it followed; a link at `out_dir`
+    itself is refused: the swap would replace the link, not the folder it points to, and a link
+    may lead anywhere (into the data, onto another export).
+
+    Raises:
+        ExportError: `out_dir` is a link, naming its target and what to give instead.
+    """
+    if out_dir.is_symlink():
+        target = out_dir.resolve()
+        raise ExportError(
+            f"{out_dir} is a link (to {target}): an export is never written through a link; "
+            f"give the folder itself (--export {target}) or a new one"
+        )
+    return out_dir.resolve()
+
+
+def check_export_folder(out_dir: Path, data_root: Path | None) -> Path:
+    """Everything that refuses `out_dir` as an export folder, checked before any work (a
+    refusal after the search or retrain would waste it): a link, a folder inside the data
+    folder `data_root` (the next run would read the export's report as a class), a folder that
+    is not an unchanged export. Returns `out_dir` as `export_folder` makes it.
+
+    Raises:
+        ExportError: a link, or a folder `check_replaceable` refuses.
+        OutputError: `out_dir` is inside `data_root`.
+    """
+    out = export_folder(out_dir)
+    example = f"--export {Path('exports') / out.name}"
+    check_outside(out_dir, "--export", data=data_root, example=example)
+    check_replaceable(out)
+    return out
 
 
 def check_replaceable(out_dir: Path) -> None:
@@ -129,7 +165,7 @@ def staged_export(out_dir: Path) -> Iterator[Path]:
 
     An exception inside removes the staging folder and leaves `out_dir` as it was.
     """
-    out_dir = out_dir.resolve()
+    out_dir = export_folder(out_dir)
     recover_interrupted(out_dir)
     remove_stale(out_dir)
     check_replaceable(out_dir)

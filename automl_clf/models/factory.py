@@ -14,6 +14,7 @@ import importlib
 import logging
 import statistics
 import time
+import warnings
 from pickle import UnpicklingError
 from typing import Any
 
@@ -92,21 +93,43 @@ def create_backbone(
     level = timm_log.level
     timm_log.setLevel(logging.ERROR)
     try:
-        return timm.create_model(
-            weights.model_name,
-            pretrained=True,
-            pretrained_cfg=weights.pretrained_cfg,
-            pretrained_cfg_overlay={"file": str(weights.file)},
-            **kwargs,
-        )
+        with warnings.catch_warnings():  # its note on a pickle's protocol: the error says more
+            warnings.filterwarnings("ignore", module=r"torch\._weights_only_unpickler")
+            return timm.create_model(
+                weights.model_name,
+                pretrained=True,
+                pretrained_cfg=weights.pretrained_cfg,
+                pretrained_cfg_overlay={"file": str(weights.file)},
+                **kwargs,
+            )
     except _LOAD_ERRORS as exc:
         reason = " ".join(str(exc).split())[:300]  # torch's state-dict errors span lines
+        if _refused_pickle(exc):  # torch's advice (weights_only=False) autoclf never takes
+            reason = REFUSED_PICKLE
         raise TrialFailed(
             f"cannot load pretrained weights {weights.source} into {name!r} at {image_size} px: "
             f"{reason}"
         ) from None
     finally:
         timm_log.setLevel(level)
+
+
+REFUSED_PICKLE = (
+    "the file is a pickle that names Python objects besides tensors, and autoclf never "
+    "unpickles those (loading them can run any code); where the weights were made, save them "
+    "as safetensors: safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'), "
+    "and give model.pretrained that file"
+)
+
+
+def _refused_pickle(exc: BaseException | None) -> bool:
+    """Whether torch's weights-only unpickler refused the file, as `exc` or its cause (timm
+    raises a RuntimeError from it)."""
+    while exc is not None:
+        if isinstance(exc, UnpicklingError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # What building or running a network for an image size it cannot take raises: torch's shape

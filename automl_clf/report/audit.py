@@ -8,19 +8,17 @@ label_issues.csv holds every flagged image, most likely mislabelled first:
 
     rank, file, split, given_label, suggested_label, self_confidence, suggested_confidence
 
-A spreadsheet runs a cell that begins with = + - @ (or a tab or carriage return) as a formula,
-and file and class names are the user's: such a cell is written with a leading ' (OWASP's rule
-against CSV injection), which a spreadsheet shows and a script can strip.
+A cell a spreadsheet would run as a formula gets a leading ' (automl_clf/outputs.py).
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from automl_clf.outputs import csv_writer
 from automl_clf.report.plots import draw_image_grid
 from automl_clf.report.tables import Table, duration
 
@@ -41,12 +39,6 @@ CSV_HEADER = [
     "suggested_confidence",
 ]
 N_LISTED = 50  # issues in the report's table (the CSV holds them all)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(text: str) -> str:
-    """`text` as a spreadsheet shows it without running it (module docstring)."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def confidence_text(p: float) -> str:
@@ -56,16 +48,16 @@ def confidence_text(p: float) -> str:
 
 def write_issues_csv(audit: AuditResult, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv_writer(handle)
         writer.writerow(CSV_HEADER)
         for issue in audit.issues:
             writer.writerow(
                 [
                     issue.rank,
-                    safe_cell(str(issue.path)),
+                    str(issue.path),
                     issue.split,
-                    safe_cell(issue.given),
-                    safe_cell(issue.suggested),
+                    issue.given,
+                    issue.suggested,
                     f"{issue.self_confidence:.6f}",
                     f"{issue.suggested_confidence:.6f}",
                 ]

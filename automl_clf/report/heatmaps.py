@@ -12,7 +12,6 @@ not be inside the export folder, which stays exactly what the export wrote.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from PIL import Image
 from automl_clf.errors import ExplainUnavailable
 from automl_clf.final.explain import BATCH_SIZE
 from automl_clf.final.predictor import Predictor
-from automl_clf.report.network import safe_name
+from automl_clf.outputs import csv_writer, safe_name
 from automl_clf.report.plots import overlay_heatmap
 
 MIN_SIDE_PX = 128  # a heatmap PNG is enlarged by a whole factor to at least this side
@@ -35,16 +34,6 @@ INDEX_FILE = "heatmaps.csv"
 class HeatmapFiles:
     files: list[Path]  # one PNG per image explained, in the order given
     notes: list[str]  # why there are none, or which ensemble members were left out
-
-
-def check_heatmap_folder(out_dir: Path, export_dir: Path) -> None:
-    """Raise ValueError when `out_dir` is the export folder or inside it."""
-    out, export = out_dir.resolve(), export_dir.resolve()
-    if out == export or out.is_relative_to(export):
-        raise ValueError(
-            f"--explain {out_dir} is inside the export folder {export_dir}, which must stay as "
-            "the export wrote it; name a folder outside it, e.g. --explain heatmaps"
-        )
 
 
 def heatmap_names(images: Sequence[Path]) -> list[str]:
@@ -88,7 +77,7 @@ def write_heatmaps(predictor: Predictor, images: Sequence[Path], out_dir: Path) 
     index = out_dir / INDEX_FILE
     index.unlink(missing_ok=True)  # a link planted there must not be written through
     with index.open("w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv_writer(handle)
         writer.writerow(["image", "heatmap", "class"])
         writer.writerows(rows)
     return HeatmapFiles(written, notes)

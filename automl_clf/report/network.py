@@ -16,6 +16,7 @@ from torch import nn
 
 from automl_clf.data.preprocess import Preprocessing
 from automl_clf.models.stages import feature_maps, first_conv
+from automl_clf.outputs import safe_name
 from automl_clf.report.plots import draw_image_grid, save_figure
 
 MAX_FILTERS = 64  # kernels drawn from the first convolution
@@ -99,9 +100,3 @@ def _plot_filters(weight: torch.Tensor, path: Path) -> None:
         symmetric=n_in != 3,
     )
     save_figure(grid, path)
-
-
-def safe_name(name: str) -> str:
-    """`name` with every character but letters, digits, - and _ replaced by _: a file name
-    that stays in its folder."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

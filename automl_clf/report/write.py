@@ -1,7 +1,8 @@
 """Write a report folder from a `ReportContent`:
 
 metrics.json                   the test metrics (the export contract, see report/metrics.py)
-test_predictions.csv           path, true, predicted, probability of each test image
+test_predictions.csv           path, true, predicted, probability of each test image (a
+                               cell a spreadsheet would run gets a leading ': outputs.py)
 confusion_matrix.png           counts (rows = true class)
 confusion_matrix_normalized.png  each row's shares
 reliability.png                calibration, as exported (after temperature scaling)
@@ -23,11 +24,11 @@ index.html                     everything, one self-contained page (images embed
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from automl_clf.outputs import csv_writer
 from automl_clf.report.audit import ISSUES_CSV, ISSUES_FIGURE, draw_issues, write_issues_csv
 from automl_clf.report.content import N_EXAMPLES, ReportContent
 from automl_clf.report.duplicates import draw_near_duplicates
@@ -85,8 +86,8 @@ def write_report(content: ReportContent, folder: Path, *, figures: bool = True) 
 
 def _write_predictions(content: ReportContent, path: Path) -> None:
     classes = content.classes
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv_writer(handle)
         writer.writerow(["path", "true", "predicted", "probability"])
         for file, label, row in zip(
             content.test_paths, content.test.labels, content.test.probabilities, strict=True

@@ -52,7 +52,7 @@ from automl_clf.search.interrupts import interrupts_raise, raise_if_interrupted
 from automl_clf.search.objective import Objective, SearchObserver, TrialReporter
 from automl_clf.search.optuna_compat import heartbeat_interval, record_heartbeat
 from automl_clf.search.record import TIMEOUT, TrialRecord
-from automl_clf.search.storage import StudyLock, sqlite_path, storage_faults
+from automl_clf.search.storage import StudyLock, check_writable, sqlite_path, storage_faults
 from automl_clf.search.study import FINISHED, OpenedStudy, finished_trials, open_study
 from automl_clf.search.workers import (
     Helper,
@@ -106,6 +106,7 @@ def prepare_search(spec: ResolvedSpec) -> SearchData:
     """Resolve the device (one this machine lacks: exit 2, not a failed trial), read the data
     set and check that every backbone the spec can pick builds and has its weights."""
     resolve_device(spec.train.device)
+    check_writable(spec.study.storage)  # before the data cache, often in the same folder
     dataset = load_dataset(spec.data)
     check_backbones(spec)
     return SearchData(dataset)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -271,6 +272,27 @@ def storage_faults(url: str) -> Iterator[None]:
         if fault is None:
             raise
         raise _storage_error(url, *fault) from None
+
+
+def check_writable(url: str) -> None:
+    """Before the data is read: a storage file in a folder that cannot be written is its
+    `StorageError` now, rather than a failure of whatever writes there first (the data cache,
+    which is `studies/cache` beside `studies/<name>.db` by default). A server, or a folder not
+    made yet, is left to opening the storage.
+
+    Raises:
+        StorageError: naming the storage's file, what the file system said, and the fix.
+    """
+    own = _own_file(url)
+    if own is None or not own.parent.is_dir():
+        return
+    probe = own.with_name(f"{own.name}.probe-{os.getpid()}")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        kind = _KIND_BY_ERRNO.get(exc.errno or 0, _FAILED)
+        raise _storage_error(url, kind, f"{exc.strerror or exc}: {own.parent}") from None
 
 
 def _classify(url: str, exc: BaseException) -> tuple[str, str] | None:

@@ -47,7 +47,7 @@ class AugmentSpec(SpecModel):
     # The description is built from the policy registry (what each policy runs), not written
     # out here: a new policy, or a changed one, describes itself.
     policy: Tunable[Policy] = Field(
-        "none",
+        default="none",
         description=(
             "A named policy or a custom list of albumentations transforms; search several "
             "with {choices: [none, light, [{name: Blur}]]}. The named policies at magnitude "

@@ -31,6 +31,8 @@ from automl_clf.spec.space import SpecModel
 Objective = Literal["val_loss", "accuracy", "balanced_accuracy", "macro_f1"]
 ObjectiveName = Literal[Objective, "n_params", "latency_ms"]
 SECONDARY_OBJECTIVES = ("n_params", "latency_ms")
+MAX_HEARTBEAT_S = 3600  # study.heartbeat_interval's bound (seconds)
+MAX_GRACE_S = 7 * 24 * 3600  # study.grace_period's bound (seconds)
 OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "val_loss": "minimize",
     "accuracy": "maximize",
@@ -124,10 +126,13 @@ class StudySpec(SpecModel):
     )
     """Known-good configurations to try first: {param: value}, params as `autoclf validate`
     names them (train.lr, model.cnn.filters); a param left out is sampled."""
-    heartbeat_interval: PositiveInt = 20
-    """Seconds between a running trial's heartbeats."""
-    grace_period: PositiveInt = 90
-    """Seconds without a heartbeat before a trial counts as dead and is retried."""
+    heartbeat_interval: Annotated[PositiveInt, Field(le=MAX_HEARTBEAT_S)] = 20
+    """Seconds between a running trial's heartbeats (at most an hour: past the platform's
+    longest wait the heartbeat thread dies of OverflowError, and a rarer beat only makes a
+    dead trial wait longer to be retried)."""
+    grace_period: Annotated[PositiveInt, Field(le=MAX_GRACE_S)] = 90
+    """Seconds without a heartbeat before a trial counts as dead and is retried (at most a
+    week)."""
 
     @field_validator("artifacts", mode="after")
     @classmethod

@@ -1,9 +1,14 @@
 """The CLI's general habits: flags and help, `--version`, `--set` overrides, `--format json`,
-and commands that leave nothing behind when there is nothing to do."""
+commands that leave nothing behind when there is nothing to do, and an interrupted export."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +19,10 @@ from typer.testing import CliRunner
 import automl_clf
 from automl_clf.cli import app
 from automl_clf.errors import SpecError
+from automl_clf.final.folder import check_replaceable
 from automl_clf.search.study import load_existing_study
 from automl_clf.spec.load import apply_overrides, load_spec, parse_override
-from tests.conftest import CUT_EPOCHS, tiny_spec, write_spec
+from tests.conftest import CUT_EPOCHS, Exported, python_env, tiny_spec, write_spec
 
 runner = CliRunner()
 COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
@@ -306,3 +312,69 @@ def test_piped_output_is_not_wrapped_at_80_columns(searched: Path, tmp_path: Pat
     )
     assert result.exit_code == 0, result.output
     assert f"study 'tiny' in {storage}" in result.output.splitlines()
+
+
+# Interrupting `best --export`
+
+# `autoclf ARGS` in a process that pauses at `module.name` (writing the file argv[1] first),
+# so a test signals it at a known moment of the export.
+PAUSED_AUTOCLF = """
+import importlib, signal, sys, time
+from pathlib import Path
+where = importlib.import_module("{module}")
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even in a background job
+ready = Path(sys.argv[1])
+def paused(*args, **kwargs):
+    ready.write_text("paused")
+    time.sleep(300)
+where.{name} = paused
+sys.argv = ["autoclf", *sys.argv[2:]]
+from automl_clf.cli.app import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "pause_at"),
+    [
+        (signal.SIGTERM, "automl_clf.final.export._write"),  # inside the staging folder
+        (signal.SIGINT, "automl_clf.final.retrain.retrain"),  # before it exists
+    ],
+    ids=["SIGTERM while writing", "SIGINT while retraining"],
+)
+def test_an_interrupted_best_export_exits_130_saying_so_and_leaves_no_partial_export(
+    exported: Exported, tmp_path: Path, signum: int, pause_at: str
+) -> None:
+    out = shutil.copytree(exported.folder, tmp_path / "exports" / "export")
+    shutil.rmtree(out / "visualize", ignore_errors=True)  # another test's figures, if any
+    marker = (out / "autoclf_export.json").read_text()
+    ready = tmp_path / "ready"
+    module, name = pause_at.rsplit(".", 1)
+    script = PAUSED_AUTOCLF.format(module=module, name=name)
+    args = ["best", str(exported.spec), "--export", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(ready), *args],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(3000):  # 300 s at most, for the imports and the retrain under load
+            if ready.exists() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert ready.exists(), process.communicate()
+        staging = [p.name for p in out.parent.iterdir() if ".partial-" in p.name]
+        assert len(staging) == (1 if name == "_write" else 0)  # the moment the test meant
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stdout + stderr
+    assert "interrupted: nothing was exported" in stdout and "rerun the same command" in stdout
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["export"]  # no .export.partial-*
+    assert (out / "autoclf_export.json").read_text() == marker  # the old export, whole
+    check_replaceable(out)

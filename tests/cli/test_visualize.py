@@ -4,6 +4,7 @@ the plain CNN (forward hooks) and timm backbones (timm's feature extraction)."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,37 @@ def test_visualize_defaults_to_a_folder_outside_the_export(
     assert f"wrote {written}" in result.output
     assert not (exported.folder / "visualize").exists()
     check_replaceable(exported.folder)  # still exactly what the export wrote
+
+
+def test_a_name_made_from_the_image_never_leaves_the_visualize_folder(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`...png` has the stem `..`: visualize/.. was the working folder itself."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(_a_test_image(exported), tmp_path / "...png")
+    (tmp_path / "filters.png").write_bytes(b"the user's own")
+    result = runner.invoke(app, ["visualize", str(exported.folder), "./...png"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "filters.png").read_bytes() == b"the user's own"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["...png", "filters.png", "visualize"]
+    assert _is_png(tmp_path / "visualize" / "__" / "filters.png")
+    assert "wrote visualize/__/filters.png" in result.output
+
+
+def test_visualize_never_writes_into_the_export_it_reads(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = shutil.copytree(exported.folder, tmp_path / "export")  # not the shared one
+    shutil.rmtree(copy / "visualize", ignore_errors=True)  # another test's figures, if any
+    image = _a_test_image(exported)
+    result = runner.invoke(app, ["visualize", str(copy), str(image), "--out", str(copy / "r")])
+    assert result.exit_code == 2, result.output
+    assert f"--out {copy / 'r'} is inside the export folder {copy}" in result.output
+    monkeypatch.chdir(copy)  # the default ./visualize/<image name> is then inside it
+    result = runner.invoke(app, ["visualize", ".", str(image)])
+    assert result.exit_code == 2, result.output
+    assert "the default --out visualize/" in result.output and "e.g. --out" in result.output
+    check_replaceable(copy)  # still exactly what the export wrote: a new export may replace it
 
 
 def test_visualize_refuses_an_unreadable_image(exported: Exported, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import build_preprocessing
 from automl_clf.spec.config import DataConfig
 from automl_clf.spec.models import DataSpec
+from tests.conftest import read_only, run_autoclf, write_spec
 from tests.data.test_dataset import _locked_by_another_process, data_spec, write_images
 
 
@@ -260,3 +261,19 @@ def test_a_fold_taken_from_a_split_is_its_images_in_that_order_still_unread(
     assert fold.paths == tuple(expected.paths[i] for i in index)
     both = SplitArrays.concat(kept["train"], kept["val"]).take(np.array([len(kept["train"])]))
     assert np.array_equal(both.pixels[np.arange(1)], memory["val"].pixels[:1])
+
+
+def test_a_cache_that_cannot_be_written_says_so_and_how_to_go_on(tmp_path: Path) -> None:
+    """Not `cannot read`: the folder refused a write. validate writes into a cache that exists."""
+    for name in ("a", "b"):
+        write_images(tmp_path / "data" / name, 12)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    spec = {"data": {"root": str(tmp_path / "data"), "image_size": 8, "cache_dir": str(cache)}}
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    with read_only(cache) as prefix:
+        done = run_autoclf("validate", str(path), prefix=prefix)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot write the data cache {cache}" in done.stderr
+    assert "point data.cache_dir at another folder, or set data.cache: false" in done.stderr
+    assert "cannot read" not in done.stderr and "Traceback" not in done.stderr

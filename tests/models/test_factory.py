@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from automl_clf.models.factory import build_model
 from automl_clf.models.transfer import parameter_groups, plan_transfer
 from automl_clf.spec import load_spec, parse_spec
 from automl_clf.spec.config import CNNConfig, ModelConfig
-from tests.conftest import make_checkpoint, tiny_spec, write_spec
+from tests.conftest import make_checkpoint, run_autoclf, tiny_spec, write_spec
 
 
 def model_config(backbone: str = "cnn", **values: object) -> ModelConfig:
@@ -180,6 +181,38 @@ def test_a_missing_weights_file_is_a_clear_error(tmp_path: Path, digits_root: Pa
     )
     with pytest.raises(SpecError, match=r"weights file not found: .*no\.pth \(pretrained takes"):
         load_spec(write_spec(tmp_path / "s.yaml", spec))
+
+
+class _RunsCode:
+    """What a hostile checkpoint holds: unpickling it calls print (any callable would do)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("PWNED: the file's code ran",))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_a_pickle_that_would_run_code_is_refused_in_autoclf_s_words(
+    tmp_path: Path, digits_root: Path, writer: str
+) -> None:
+    """torch's weights-only unpickler blocks it; its warning (pickle protocol) and its advice to
+    retry with weights_only=False, which autoclf neither offers nor should, are not shown."""
+    path = tmp_path / "weights.pth"
+    state = {"state_dict": _RunsCode()}
+    if writer == "torch.save":
+        torch.save(state, path)
+    else:
+        with path.open("wb") as handle:
+            pickle.dump(state, handle, protocol=4)
+    model = {"backbone": "test_resnet", "pretrained": str(path)}
+    spec = write_spec(tmp_path / "spec.yaml", tiny_spec(digits_root, tmp_path, model=model))
+    done = run_autoclf("validate", str(spec))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot load pretrained weights {path}" in done.stderr
+    assert "the file is a pickle that names Python objects besides tensors" in done.stderr
+    assert "safetensors.torch.save_file" in done.stderr
+    assert "weights_only" not in done.stderr and "Warning" not in done.stderr
+    assert "PWNED" not in done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1  # one line
 
 
 def test_transfer_spec_fine_tunes_from_a_checkpoint_trained_on_other_digits(

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from automl_clf.final.audit import AuditResult, audit_labels
-from automl_clf.report.audit import CSV_HEADER, ISSUES_CSV, ISSUES_FIGURE, safe_cell
+from automl_clf.outputs import safe_cell
+from automl_clf.report.audit import CSV_HEADER, ISSUES_CSV, ISSUES_FIGURE
 from automl_clf.report.write import write_audit_report
 from automl_clf.spec import load_spec
 from tests.conftest import write_spec
@@ -19,24 +20,6 @@ from tests.final.test_audit import audit_spec, flipped_digits
 
 # digits 0, 1, 7 under names a spreadsheet would run and a page would render
 HOSTILE = {"0": "=HYPERLINK(x)", "1": "<b>one", "7": "-7*"}
-
-
-@pytest.mark.parametrize(
-    ("cell", "written"),
-    [
-        ("=1+1", "'=1+1"),
-        ("+31 20", "'+31 20"),
-        ("-2", "'-2"),
-        ("@SUM(A1)", "'@SUM(A1)"),
-        ("\tcat", "'\tcat"),
-        ("\rcat", "'\rcat"),
-        ("cat", "cat"),
-        ("/data/cat=1.png", "/data/cat=1.png"),
-        ("", ""),
-    ],
-)
-def test_a_cell_a_spreadsheet_would_run_gets_a_leading_quote(cell: str, written: str) -> None:
-    assert safe_cell(cell) == written
 
 
 @pytest.fixture(scope="module")

