@@ -1,4 +1,4 @@
-"""The total time budget's arithmetic, on an injected clock: parsing, the split between search
+"""The total time budget's arithmetic, on an injected clock: the split between search
 and final step, re-planning as trials measure themselves, and the retrain decision."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from automl_clf.search.budget import (
     plan_final_estimate,
 )
 from automl_clf.search.record import TrialRecord
-from automl_clf.spec.duration import format_duration, parse_duration
 
 
 class FakeClock:
@@ -30,37 +29,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("90", 90),
-        ("90s", 90),
-        ("15m", 900),
-        ("2h", 7200),
-        ("1h30m", 5400),
-        ("1.5h", 5400),
-        (" 2 m ", 120),
-        (45, 45),
-        (0.5, 0.5),
-    ],
-)
-def test_durations_parse_to_seconds(text: str | float, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "abc", "15x", "-5", "0", "0s", "m", "1e400", True])
-def test_bad_durations_are_spec_errors_naming_the_value(text: object) -> None:
-    with pytest.raises(SpecError, match="duration"):
-        parse_duration(text)  # type: ignore[arg-type]
-
-
-def test_durations_format_for_people() -> None:
-    assert format_duration(4.25) == "4.2 s"
-    assert format_duration(42) == "42 s"
-    assert format_duration(185) == "3 m 05 s"
-    assert format_duration(3720) == "1 h 02 m"
 
 
 SIZES = DataSizes(n_train=1000, n_val=250, n_test=250)
