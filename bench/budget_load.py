@@ -110,7 +110,19 @@ def run_cell(spec: Path, budget: int, out: Path, name: str) -> dict[str, Any]:
     cell["single_test_accuracy"] = (metrics.get("single") or {}).get("accuracy")
     cell["left_out"] = _left_out(done.stdout)
     cell["plan"] = [line for line in done.stdout.splitlines() if line.startswith(("plan:", "fit"))]
+    cell["budget_table"] = _budget_table(done.stdout)
     return cell
+
+
+def _budget_table(stdout: str) -> list[str]:
+    """The run's own "time budget" table (each phase planned and actual), as printed."""
+    lines = stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("time budget")), None)
+    if start is None:
+        return []
+    table = lines[start : start + 8]
+    end = next((i for i, line in enumerate(table) if line.lstrip().startswith("total")), None)
+    return [line.rstrip() for line in table[: (end + 1) if end is not None else len(table)]]
 
 
 def _left_out(stdout: str) -> str:
@@ -187,6 +199,8 @@ def main() -> None:
                 )
                 if selection_text(cell):
                     print(f"{'':31}{selection_text(cell)}", flush=True)
+                for line in [*cell.get("plan", []), *cell.get("budget_table", [])]:
+                    print(f"{'':31}{line}", flush=True)
                 if cell.get("error"):
                     print(cell["error"], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
