@@ -2,11 +2,11 @@
 here, near-duplicates in data/near_duplicates.py), and decoded once.
 
 Decoding and resizing happen once per file content and decoding (size, channels, resize policy):
-in this process (kept in memory for every trial) and across runs and workers (the on-disk store
-of data/cache.py). Normalisation and augmentation are cheap and happen per batch. A corrupt or
+in this process (kept in memory for every trial) and across runs and workers (the on-disk stores
+of data/stores.py). Normalisation and augmentation are cheap and happen per batch. A corrupt or
 truncated file is skipped and listed, never fatal. A data set whose decoded pixels would not fit
 comfortably in memory is streamed from the on-disk store instead (`data.loading`): memory-mapped
-while the page cache can hold it, else losslessly compressed (data/cache.py `ShardStore`, about
+while the page cache can hold it, else losslessly compressed (data/stores.py `ShardStore`, about
 half the bytes) and decoded again by the DataLoader workers; the same pixels bit for bit.
 """
 
@@ -18,15 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automl_clf.data.cache import (
-    DecodedStore,
-    HashIndex,
-    LazyRows,
-    ShardRows,
-    ShardStore,
-    cache_writes,
-    decode_files,
-)
+from automl_clf.data.cache import HashIndex, cache_writes, decode_files
 from automl_clf.data.discover import (
     Discovered,
     Sample,
@@ -38,6 +30,7 @@ from automl_clf.data.discover import (
 from automl_clf.data.near_duplicates import NearDuplicateReport, check_near_duplicates
 from automl_clf.data.preprocess import Decoding
 from automl_clf.data.split import Splits, split
+from automl_clf.data.stores import DecodedStore, LazyRows, ShardRows, ShardStore
 from automl_clf.errors import DataError
 from automl_clf.machine import usable_cpus, usable_memory
 from automl_clf.spec.data import DataSpec

@@ -44,7 +44,7 @@ their neighbours. Candidates are confirmed closest first, and one already joined
 is skipped, so a set of heavily overlapping copies costs about one confirmation an image.
 
 Under the cache folder, in `near_duplicates/`: the thumbnails (an ordinary decoded store of
-data/cache.py, `decoded/32px-1ch-squash/`), the hashes of each content (`phash.npz`) and the
+data/stores.py, `decoded/32px-1ch-squash/`), the hashes of each content (`phash.npz`) and the
 confirmed pairs of each set of contents (`pairs-<digest>.json`); so `validate`, `search` and
 `run` decode each file once at 32 px, the first time, and afterwards read two small files.
 Files that cannot be decoded are left out here (and skipped where they are used).
@@ -68,11 +68,12 @@ from typing import Literal
 
 import numpy as np
 
-from automl_clf.data.cache import DecodedStore, HashIndex, atomic_write_bytes
+from automl_clf.data.cache import HashIndex, atomic_write_bytes
 from automl_clf.data.discover import Discovered
 from automl_clf.data.hamming import pairs_within
 from automl_clf.data.preprocess import Decoding
 from automl_clf.data.split import Splits, keep_together
+from automl_clf.data.stores import DecodedStore
 from automl_clf.machine import usable_cpus
 
 THUMBNAIL = Decoding(image_size=32, channels=1, resize="squash")  # what is hashed and compared

@@ -1,6 +1,6 @@
-"""`autoclf audit` (cli/app.py) and `run` with `final.audit_labels: true`: the data folder is
-only read, an output folder inside it is refused before any work, a budget too small is one
-line and exit 2, and `run` puts the label issues into the export's report."""
+"""`autoclf audit` (cli/export_commands.py) and `run` with `final.audit_labels: true`: the data
+folder is only read, an output folder inside it is refused before any work, a budget too small
+is one line and exit 2, and `run` puts the label issues into the export's report."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shard store of streamed data sets (data/cache.py `ShardStore`): exact pixels, automatic
+"""The shard store of streamed data sets (data/stores.py `ShardStore`): exact pixels, automatic
 choice, and the cleanup guarantees under interruption, killed and concurrent writers."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from automl_clf.data import Decoding, load_dataset
-from automl_clf.data import cache as cache_module
 from automl_clf.data import dataset as dataset_module
+from automl_clf.data import stores as stores_module
 from automl_clf.data.batches import TrainBatches
-from automl_clf.data.cache import HashIndex, ShardStore
+from automl_clf.data.cache import HashIndex
 from automl_clf.data.dataset import SplitArrays
 from automl_clf.data.preprocess import build_preprocessing
+from automl_clf.data.stores import ShardStore
 from automl_clf.spec.config import DataConfig
 from automl_clf.spec.models import DataSpec
 from tests.conftest import read_only, run_autoclf, write_spec
@@ -112,8 +113,8 @@ def test_an_interrupted_build_keeps_what_it_wrote_and_leaves_no_unnamed_shard(
     write_images(tmp_path / "data", 40)
     items = _store_items(tmp_path / "data")
     decoding = Decoding(image_size=8, channels=3, resize="squash")
-    monkeypatch.setattr(cache_module, "ENCODE_CHUNK", 8)
-    monkeypatch.setattr(cache_module, "SHARD_BYTES", 1)  # a new shard for every image
+    monkeypatch.setattr(stores_module, "ENCODE_CHUNK", 8)
+    monkeypatch.setattr(stores_module, "SHARD_BYTES", 1)  # a new shard for every image
     rounds: list[int] = []
 
     def interrupt_on_the_second_round(n: int) -> None:
@@ -178,7 +179,7 @@ def test_a_torn_shard_is_decoded_again_and_removed(tmp_path: Path) -> None:
     expected = {name: split.pixels[:] for name, split in first.items()}
     (torn,) = folder.glob("shard-*.webps")
     torn.write_bytes(torn.read_bytes()[:100])  # shorter than its index says
-    cache_module._release(torn)  # as when the process that built it exits
+    stores_module._release(torn)  # as when the process that built it exits
     again = load_dataset(spec).arrays(decoding)
     assert not torn.exists() and _on_disk(folder) == _named(folder)
     for name in ("train", "val", "test"):
@@ -189,10 +190,10 @@ WRITER = """
 import sys
 from pathlib import Path
 from automl_clf.data import Decoding, load_dataset
-from automl_clf.data import cache, dataset
+from automl_clf.data import dataset, stores
 from tests.data.test_dataset import data_spec
 dataset.RAW_SHARE = 0.0  # stored as shards
-cache.ENCODE_CHUNK, cache.INDEX_EVERY_S, cache.SHARD_BYTES = 4, 0.0, 200
+stores.ENCODE_CHUNK, stores.INDEX_EVERY_S, stores.SHARD_BYTES = 4, 0.0, 200
 spec = data_spec(Path(sys.argv[1]), loading="stream", cache_dir=sys.argv[2])
 dataset = load_dataset(spec)
 print("ready", flush=True)
