@@ -257,6 +257,7 @@ def helper_main() -> None:
     """A helper process (started by `Helper`, after its boot line set `sys.path`): one more
     search worker, silent but for its errors."""
     task: HelperTask = pickle.load(sys.stdin.buffer)
+    sys.unraisablehook = quiet_interrupts(sys.unraisablehook)
     threading.Thread(target=_stop_when_orphaned, name="autoclf-orphan", daemon=True).start()
     import torch
 
@@ -289,6 +290,21 @@ def helper_main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # no interpreter teardown (1–2 s of unloading torch) inside the budget
+
+
+def quiet_interrupts(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """`hook` (sys.unraisablehook) saying nothing of a KeyboardInterrupt: a helper stopped while
+    idle gets SIGTERM, whose interrupt can land inside a finalizer (a weakref callback), where
+    Python prints "Exception ignored in …" and its traceback, which the caller relays to the
+    user's terminal. The interrupt is not lost: the search's flag stays set and stops it at its
+    next check (search/interrupts.py). Anything else still goes to `hook`."""
+
+    def quiet(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        hook(unraisable)
+
+    return quiet
 
 
 def _stop_when_orphaned() -> None:

@@ -279,3 +279,36 @@ def test_a_helper_whose_caller_is_gone_stops_its_trial_as_interrupted(
     (trial,) = load(path).trials
     assert trial.state == TrialState.FAIL
     assert TrialRecord.of(trial).fail_reason == INTERRUPTED
+
+
+def test_a_helper_says_nothing_of_an_interrupt_that_lands_in_a_finalizer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGTERM to an idle helper raised inside a weakref callback, and `make demo` printed
+    "Exception ignored in … KeyboardInterrupt: signal 15" above the final step."""
+    import weakref
+
+    from automl_clf.search.workers import quiet_interrupts
+
+    seen: list[type[BaseException]] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = quiet_interrupts(lambda u: seen.append(type(u.exc_value)))
+    try:
+
+        class Owner:
+            pass
+
+        def interrupted(_: object) -> None:
+            raise KeyboardInterrupt("signal 15")
+
+        def failed(_: object) -> None:
+            raise ValueError("a real error")
+
+        owner = Owner()
+        refs = [weakref.ref(owner, interrupted), weakref.ref(owner, failed)]
+        del owner  # both callbacks run now, each raising where nothing can catch it
+        assert len(refs) == 2
+    finally:
+        sys.unraisablehook = previous
+    assert seen == [ValueError]  # the interrupt said nothing; the real error still goes on
+    assert "KeyboardInterrupt" not in capsys.readouterr().err
