@@ -40,6 +40,7 @@ class Allowance:
     until: float | None  # the deadline on `clock`; None: no budget, nothing is skipped
     clock: Clock = time.monotonic
     costs: Mapping[str, float] = field(default_factory=dict)  # the study's last final step
+    retrain_pace: float = 1.0  # a retrain's epoch against its trial's, before one has run
     measured: dict[str, float] = field(default_factory=dict)  # this final step, so far
     skipped: list[str] = field(default_factory=list)  # what was left out, for the summary
     _inner: list[float] = field(default_factory=list, repr=False)  # open `timed` parts' inner time

@@ -61,7 +61,7 @@ from automl_clf.final.provenance import resolved_spec_yaml
 from automl_clf.final.selection import Candidate, Selection, select_ensemble
 from automl_clf.final.tta import evaluate_tta, n_tta_views
 from automl_clf.models.factory import build_model, count_parameters
-from automl_clf.search.budget import DataSizes, TrialTiming, estimate_retrain_s
+from automl_clf.search.budget import SLACK_S, DataSizes, TrialTiming, estimate_retrain_s
 from automl_clf.search.record import (
     DEADLINE,
     STATES,
@@ -451,7 +451,8 @@ def _make_members(
 
     A retrain's plan is its trial's measured pace scaled to the retrain's data and epochs
     (search/budget.py), multiplied by how the retrains so far compared with their plans (a
-    retrain on a busy machine, or on more threads than the trial, is not a trial)."""
+    retrain on a busy machine, or on more threads than the trial, is not a trial); before the
+    first, by the allowance's `retrain_pace`, as the search's reserve planned it."""
     sizes = _data_sizes(dataset, Decoding.of(trial_config(pool[0]).data))
     spent = planned_so_far = 0.0
     members = []
@@ -459,14 +460,15 @@ def _make_members(
         member = None
         if fresh:
             plan = _planned_retrain_s(trial, spec, sizes)
-            pace = spent / planned_so_far if planned_so_far > 0 else 1.0
+            pace = spent / planned_so_far if planned_so_far > 0 else allowance.retrain_pace
             what = f"retraining trial #{trial.number}"
             # `always` retrains whatever the time; without kept weights there is nothing to fall
             # back to, so such a member retrains regardless too
             kept = weights_problem(TrialRecord.of(trial).weights) is None
             timed = kept and spec.final.retrain == "auto"
             limit = allowance if timed else Allowance.unlimited()
-            if limit.allows(what, plan * pace, reserve_s=allowance.reserve_s()):
+            after = allowance.reserve_s() + SLACK_S  # as the job planned it (members_to_retrain)
+            if limit.allows(what, plan * pace, reserve_s=after):
                 config = _member_config(trial, True, spec)
                 started = allowance.clock()
                 member = _retrained(spec, trial, config, dataset, told, limit, sizes)

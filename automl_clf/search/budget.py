@@ -8,7 +8,8 @@ the study measures itself:
     final   retrain the best configuration (when it fits), test it, write the export
 
 The final step is estimated from the study's own measurements — the chosen members' measured
-seconds per epoch, scaled to the retrain's data (train+val) and epoch count — plus the cost of
+seconds per epoch, scaled to the retrain's data (train+val) and epoch count and to the pace of
+a retrain that trains alone on all the threads (final/plan.py) — plus the cost of
 each part of the export (test, weights and report text, latency; then, as far as
 `OPTIONAL_SHARE` of the budget allows, the report's figures and heatmaps, TorchScript,
 test-time augmentation and ONNX), measured on the first final step of a study and stored with
@@ -34,24 +35,27 @@ from automl_clf.spec.duration import format_duration
 
 Clock = Callable[[], float]  # seconds, monotonic
 
-# Seconds each part of the final step takes before a study has measured its own (measured on
-# the small models of a first search on 2 busy CPU cores); replaced by the study's measurements
-# (`StudyRecord.final_costs`) once it has them. `tta` is per view.
+# Seconds each part of the final step takes before a study has measured its own (measured with
+# bench/budget_load.py on 2 CPU cores: the plain CNN and small timm models on digits and 128 px
+# photos; the figures took 1.9-4.2 s, every other part under 0.2 s); replaced by the study's
+# measurements (`StudyRecord.final_costs`) once it has them. `tta` is per view. (The priors
+# before, 2-10 times these, held a tenth of a one-minute budget back from the search for nothing.)
 FINAL_PRIORS: dict[str, float] = {
-    "test": 0.5,  # the final model on the test split, per member
-    "write": 1.0,  # weights, model.json, spec.yaml, the report's text
-    "latency": 0.5,  # batch-1 CPU latency (bounded inside, models/factory.py)
+    "test": 0.2,  # the final model on the test split, per member
+    "write": 0.3,  # weights, model.json, spec.yaml, the report's text
+    "latency": 0.3,  # batch-1 CPU latency (bounded inside, models/factory.py)
     "figures": 3.0,  # matplotlib: confusion matrices, curves, previews, mistakes
-    "heatmaps": 1.0,  # Grad-CAM of the ~30 test images the report shows (final/explain.py)
-    "torchscript": 1.5,  # trace, save, load back, parity on the test split
-    "tta": 0.5,  # one test-time augmentation view over the test split
+    "heatmaps": 0.3,  # Grad-CAM of the ~30 test images the report shows (final/explain.py)
+    "torchscript": 0.5,  # trace, save, load back, parity on the test split
+    "tta": 0.2,  # one test-time augmentation view over the test split
     "onnx": 6.0,  # torch.export + onnxscript dominate, whatever the model's size
 }
 REQUIRED_PARTS = ("test", "write", "latency")  # the export is not an export without them
 OPTIONAL_PARTS = ("figures", "heatmaps", "torchscript", "tta", "onnx")  # planned in this order …
 OPTIONAL_SHARE = 0.10  # … while they add up to at most this share of the whole budget
-MARGIN = 0.15  # the final step's estimate is inflated by this share …
+MARGIN = 0.10  # the final step's estimate is inflated by this share …
 SLACK_S = 1.0  # … plus this many seconds (process exit, a late epoch)
+REPLAN_EVERY_S = 2.0  # a running search re-estimates its final step at most this often
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class FinalEstimate:
 
     retrain_each_s: tuple[float, ...]  # per member, best first; () when nothing retrains
     export_s: float  # test evaluation, formats with parity checks, report
+    required_s: float | None = None  # the export's required parts alone (None: all of it)
 
     @property
     def retrain_s(self) -> float:
@@ -132,10 +137,9 @@ def estimate_export_s(
     in `OPTIONAL_PARTS` order while they add up to `OPTIONAL_SHARE` of `budget_s` (all of them
     without a budget). A part measured by this study is taken as measured; a prior per member
     (the test) or per view (tta) is scaled."""
-    measured = costs or {}
-    test = part_cost(costs, "test") * (1 if "test" in measured else members)
+    test = _test_s(costs, members)
     scale = {"test": test, "tta": test * tta_views if tta_views else 0.0}
-    required = sum(scale.get(p, part_cost(costs, p)) for p in REQUIRED_PARTS)
+    required = estimate_required_s(costs, members=members)
     room = math.inf if budget_s is None else OPTIONAL_SHARE * budget_s
     optional = 0.0
     for part in OPTIONAL_PARTS:
@@ -144,6 +148,19 @@ def estimate_export_s(
             break
         optional += seconds
     return required + optional
+
+
+def estimate_required_s(costs: Mapping[str, float] | None, *, members: int = 1) -> float:
+    """Seconds of the export's required parts (`REQUIRED_PARTS`), as `estimate_export_s`
+    counts them."""
+    test = _test_s(costs, members)
+    return sum(test if p == "test" else part_cost(costs, p) for p in REQUIRED_PARTS)
+
+
+def _test_s(costs: Mapping[str, float] | None, members: int) -> float:
+    """The test of the final model: as measured (all members at once), else the prior per
+    member."""
+    return part_cost(costs, "test") * (1 if "test" in (costs or {}) else members)
 
 
 @dataclass
@@ -169,6 +186,8 @@ class Budget:
     phases: list[Phase] = field(default_factory=list)
     final_estimate: FinalEstimate | None = None
     epoch_estimate_s: float = 0.0  # one epoch of a new trial, before the study has measured any
+    replan: Callable[[], FinalEstimate] | None = field(default=None, repr=False, compare=False)
+    _replanned_at: float = field(default=-math.inf, repr=False, compare=False)
 
     @classmethod
     def start(
@@ -191,13 +210,32 @@ class Budget:
     @property
     def search_deadline(self) -> float:
         """When the search must stop so the final step fits (the deadline itself until the
-        final step has been estimated)."""
+        final step has been estimated). While `follow` has a re-planner, the estimate is
+        brought up to date first (at most every `REPLAN_EVERY_S`)."""
+        if self.replan is not None and self.clock() - self._replanned_at >= REPLAN_EVERY_S:
+            self._replanned_at = self.clock()
+            self.final_estimate = self.replan()
         reserve = self.final_estimate.with_margin() if self.final_estimate is not None else 0.0
         return self.deadline - reserve
 
     def reserve(self, estimate: FinalEstimate) -> None:
         """Keep `estimate` (with the margin) for the final step from now on."""
         self.final_estimate = estimate
+
+    def follow(self, replan: Callable[[], FinalEstimate] | None) -> None:
+        """Re-estimate the final step with `replan` whenever the search deadline is read (the
+        running trials read it each step), not only between this worker's trials: a trial that
+        ends in another worker changes which members the final step would retrain, and a
+        reserve planned for a slow member that is no longer chosen would cut the search early
+        (bench/budget_load.py: digits at 60 s reserved 20 s for a final step that took 13 s).
+        None stops following. Process-local: a pickled budget (a `--jobs` helper's) drops it."""
+        self.replan = replan
+        self._replanned_at = -math.inf
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["replan"], state["_replanned_at"] = None, -math.inf
+        return state
 
     def search_left_s(self) -> float:
         return self.search_deadline - self.clock()
@@ -247,10 +285,11 @@ def plan_final_estimate(
     plan held. `costs`: the study's measured final step (`StudyRecord.final_costs`).
     """
     export_s = estimate_export_s(costs, members=members, tta_views=tta_views, budget_s=budget_s)
+    required_s = estimate_required_s(costs, members=members)
     if retrain == "never" or not timings:
-        return FinalEstimate((), export_s)
+        return FinalEstimate((), export_s, required_s)
     each = tuple(estimate_retrain_s(t, sizes, train_on=train_on) for t in timings[:members])
-    return FinalEstimate(each, export_s)
+    return FinalEstimate(each, export_s, required_s)
 
 
 def members_to_retrain(
@@ -264,7 +303,15 @@ def members_to_retrain(
     if retrain == "always" or budget is None:
         return members
     estimated = min(members, len(estimate.retrain_each_s))
-    fitting = [k for k in range(estimated + 1) if estimate.with_margin(k) <= budget.left_s]
+    required = estimate.export_s if estimate.required_s is None else estimate.required_s
+    # as the final step decides (final/allowance.py): a retrain goes before the export's
+    # optional parts, which are left out when it leaves them no time
+    fitting = [
+        k
+        for k in range(estimated + 1)
+        if (sum(estimate.retrain_each_s[:k]) + required) * (1.0 + MARGIN) + SLACK_S
+        <= budget.left_s
+    ]
     return max(fitting, default=0)
 
 

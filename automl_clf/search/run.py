@@ -200,6 +200,8 @@ def _search(
         spec, dataset, observer, study_uid=opened.uid, deadline=budget, reporter=reporter
     )
     helpers = start_helpers(spec, jobs - 1, n_trials, budget, plan_final, reporter)
+    if budget is not None and plan_final is not None:  # the running trials' deadline, current
+        budget.follow(lambda: plan_final(study))
     try:
         n_ran, timed_out = _trial_loop(
             study, opened, objective, target, budget, plan_final, observer, helpers
@@ -208,6 +210,9 @@ def _search(
     except BaseException:
         stop_helpers(helpers)
         raise
+    finally:
+        if budget is not None:
+            budget.follow(None)
     for text in join_helpers(helpers):
         _notice(observer, text)
     return result(n_ran, timed_out)

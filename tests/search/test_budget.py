@@ -3,12 +3,15 @@ and final step, re-planning as trials measure themselves, and the retrain decisi
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from automl_clf.errors import SpecError
 from automl_clf.search.budget import (
     FINAL_PRIORS,
     MARGIN,
+    REPLAN_EVERY_S,
     SLACK_S,
     Budget,
     DataSizes,
@@ -70,7 +73,7 @@ def test_the_search_deadline_moves_as_the_final_step_is_measured() -> None:
         retrain="auto",
         costs={**costs, "onnx": 0.0, "heatmaps": 0.0},
     )
-    assert plan == FinalEstimate(retrain_each_s=(15.0,), export_s=5.0)
+    assert plan == FinalEstimate(retrain_each_s=(15.0,), export_s=5.0, required_s=3.5)
     budget.reserve(plan)
     reserve = 20.0 * (1 + MARGIN) + SLACK_S
     assert budget.search_deadline == pytest.approx(1100.0 - reserve)
@@ -118,6 +121,36 @@ def test_auto_retrains_as_many_members_as_still_fit() -> None:
     assert members_to_retrain("never", estimate, None, 2) == 0
     assert members_to_retrain("auto", estimate, None, 2) == 2  # no budget: retrain as before
     assert estimate.with_margin(1) < estimate.with_margin() == estimate.with_margin(2)
+
+
+def test_a_retrain_goes_before_the_export_s_optional_parts() -> None:
+    """As the final step decides: a retrain that fits beside the required parts is planned,
+    and the optional parts (the report's figures, ONNX) are what gives way."""
+    clock = FakeClock()
+    budget = Budget.start(30.0, clock)
+    estimate = FinalEstimate(retrain_each_s=(20.0,), export_s=8.0, required_s=1.0)
+    assert estimate.with_margin() > budget.left_s  # all of it does not fit …
+    assert members_to_retrain("auto", estimate, budget, 1) == 1  # … the retrain does
+    clock.now += 30.0 - (20.0 + 1.0) * (1 + MARGIN) - SLACK_S + 0.5
+    assert members_to_retrain("auto", estimate, budget, 1) == 0
+
+
+def test_a_following_budget_re_estimates_the_final_step_as_the_study_changes() -> None:
+    """The running trials read the search deadline each step: a trial that ended elsewhere
+    (a different best, another member) moves it, at most every REPLAN_EVERY_S, and a pickled
+    budget (a `--jobs` helper's) does not carry the re-planner."""
+    clock = FakeClock()
+    budget = Budget.start(100.0, clock)
+    reserves = iter([FinalEstimate((40.0,), 2.0), FinalEstimate((4.0,), 2.0)])
+    budget.follow(lambda: next(reserves))
+    slow = budget.search_deadline
+    assert slow == pytest.approx(budget.deadline - FinalEstimate((40.0,), 2.0).with_margin())
+    assert budget.search_deadline == slow  # not re-planned within REPLAN_EVERY_S
+    clock.now += REPLAN_EVERY_S
+    assert budget.search_deadline > slow + 30  # the slow member is no longer chosen
+    assert pickle.loads(pickle.dumps(budget)).replan is None
+    budget.follow(None)
+    assert budget.replan is None
 
 
 def test_phases_record_plan_and_actual() -> None:
