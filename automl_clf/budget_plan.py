@@ -13,13 +13,17 @@ try under a short `time_limit`. Each candidate is planned whole (the final step'
 shrinks with it), and each step is taken only while the plan is still short:
 
 1. backbones markedly slower than the fastest are dropped from `model.backbone`'s choices,
-   slowest first (each choice is probed; the fastest always stays);
+   slowest first (each choice is probed; the fastest always stays), but not the plain CNN
+   beside from-scratch timm backbones: it learns from fewer epochs and smaller images;
 2. `train.epochs` and `data.image_size` shrink in turn, whichever has kept more of what it was
-   (an epoch's cost is modelled as a fixed share plus the pixels' share, `_size_cost`), to no
-   fewer than `MIN_EPOCHS` and no less than `MIN_SIZE` px, the size never above `autoclf
-   init`'s cap for the budget (128 px under 30 minutes), so that `init --time` and `run
-   --time` agree; the fitted spec is probed again, and fitted once more from what it measured
-   when that is still short;
+   (a smaller image only while it makes an epoch at least a tenth cheaper: an epoch's cost is
+   modelled as a fixed share plus the pixels' share, `_size_cost`), to no fewer than
+   `MIN_EPOCHS` and no less than `MIN_SIZE` px — `TIMM_MIN_SIZE` while a timm backbone stays,
+   as `autoclf init` sizes them; when that is still short, the plain CNN alone is fitted
+   afresh. The size is never above `init`'s cap for the budget (128 px under 30 minutes), so
+   that `init --time` and `run --time` agree. The fitted spec is probed again, and what it
+   measured (the model's fixed share for this network, here, now) fits it once more from the
+   spec as written, up or down;
 3. TPE's random start-up (when the spec leaves it unset) is 5 under 30 minutes, as `init`
    writes it, and no more than half the trials;
 4. `final.ensemble` is at most a quarter of the trials.
@@ -40,6 +44,7 @@ from typing import Any
 from automl_clf.data.dataset import Dataset
 from automl_clf.search.budget import MARGIN, SLACK_S, Budget, DataSizes, estimate_export_s
 from automl_clf.spec.load import apply_overrides
+from automl_clf.spec.model import PLAIN_CNN, TIMM_MIN_SIZE
 from automl_clf.spec.models import ResolvedSpec
 from automl_clf.spec.resolve import resolve
 from automl_clf.spec.space import Choice, FixedParams
@@ -56,6 +61,8 @@ SHORT_STARTUP = 5  # … and TPE's random start-up under it
 EPOCH_STEP = 0.8  # each fitting step keeps this share of the epochs …
 SIZE_STEP = 0.875  # … or of the image side (about 0.77 of an epoch's pixels)
 FIXED_SHARE = 0.3  # of an epoch's time that does not shrink with the image (`_size_cost`)
+PROBE_SHARE = 0.01  # of the budget: timing one configuration's steps stops after this long
+SIZE_SAVES = 0.9  # a smaller image is worth its loss only when an epoch costs this much less
 
 Probe = Callable[[ResolvedSpec, dict[str, Any]], float]  # seconds per epoch of those params
 
@@ -74,12 +81,26 @@ class BudgetPlan:
     overrides: dict[str, Any] = field(default_factory=dict)  # the same, as `--set` would say
     refitted: bool = False  # the changes are this study's stored fit, reapplied
     spec: ResolvedSpec | None = None  # the spec the search runs: as fitted (or as written)
+    paces: dict[str, float] = field(default_factory=dict)  # `spec`'s backbones, as probed
+    # the first trial's epoch on all the threads, as the final step trains (the job probes it
+    # for a new study): with `first_epoch_s` and what that trial measures beside the other
+    # workers, a retrain's pace (final/plan.py)
+    first_alone_epoch_s: float | None = None
 
     @property
     def trials(self) -> int:
         """About how many complete trials the search can afford on its workers."""
         trial_s = max(self.epoch_s * self.epochs, 1e-9)
         return int(self.workers * max(self.search_s, 0.0) / trial_s)
+
+    @property
+    def first_epoch_s(self) -> float | None:
+        """One epoch of the first trial (the spec's defaults) on a trial's share of the
+        threads, as probed."""
+        if self.spec is None:
+            return None
+        first = default_params(self.spec).get("model.backbone", self.spec.model.backbone)
+        return self.paces.get(str(first))
 
     @property
     def leaves_startup(self) -> bool | None:
@@ -110,7 +131,7 @@ def plan_budget(
         spec = refit(spec, stored)
     paces = _paces(spec, probe)
     plan = _plan(spec, sizes, budget, workers, statistics.mean(paces.values()))
-    plan.spec = spec
+    plan.spec, plan.paces = spec, paces
     if stored:
         plan.overrides, plan.refitted = dict(stored), True
         plan.changes = [f"{key}: {value}" for key, value in stored.items()]
@@ -119,12 +140,31 @@ def plan_budget(
         return spec, plan
     fit = _choose(spec, sizes, budget, workers, paces)
     fitted, plan, measured = _fitted(spec, fit, sizes, budget, workers, paces, probe)
-    if plan.trials < MIN_TRIALS and plan.overrides:
-        # slower than `_size_cost` guessed: once more, from the fitted spec's measured pace
-        again = _choose(fitted, sizes, budget, workers, measured)
+    if plan.overrides:
+        # `_size_cost` guessed the fitted pace; what the fitted spec measured says how an epoch
+        # scales here: once more from the spec as written, up or down (photos at 60 s: the plain
+        # CNN at 32 px took 0.05 of its 128 px epoch, not the 0.34 guessed, and the first fit
+        # bought 39 trials where 8 were asked for)
+        share, calibrated = _calibrated(fit, spec.data.image_size, paces, measured)
+        again = _choose(spec, sizes, budget, workers, calibrated, fixed_share=share)
         if (again.epochs, again.size, set(again.kept)) != (fit.epochs, fit.size, set(fit.kept)):
-            fitted, plan, _ = _fitted(spec, again, sizes, budget, workers, paces, probe)
+            fitted, plan, _ = _fitted(
+                spec, again, sizes, budget, workers, calibrated, probe, fixed_share=share
+            )
     return fitted, plan
+
+
+def _calibrated(
+    fit: _Fit, size0: int, paces: dict[str, float], measured: dict[str, float]
+) -> tuple[float, dict[str, float]]:
+    """The fixed share of an epoch (`_size_cost`) and the spec's paces at full size that
+    explain what `fit` measured: two sizes give the share; one (only the epochs shrank) says
+    the pace itself moved (load came or went)."""
+    ratio = statistics.mean(measured[b] / paces[b] for b in fit.kept if b in measured)
+    area = (fit.size / size0) ** 2
+    share = FIXED_SHARE if area >= 1.0 else min(max((ratio - area) / (1.0 - area), 0.0), 1.0)
+    scale = ratio / _size_cost(fit.size, size0, share)  # 1 unless the share was clipped
+    return share, {b: pace * scale for b, pace in paces.items()}
 
 
 def _fitted(
@@ -135,20 +175,22 @@ def _fitted(
     workers: int,
     paces: dict[str, float],
     probe: Probe,
+    *,
+    fixed_share: float = FIXED_SHARE,
 ) -> tuple[ResolvedSpec, BudgetPlan, dict[str, float]]:
     """`spec` refitted to `fit`, its plan and its backbones' paces from its own probe."""
-    size_cost = _size_cost(fit.size, spec.data.image_size)
+    size_cost = _size_cost(fit.size, spec.data.image_size, fixed_share)
     guess = statistics.mean(paces[b] for b in fit.kept) * size_cost
     trials = _plan(spec, sizes, budget, workers, guess, epochs=fit.epochs).trials
     overrides, changes = _overrides(spec, fit, trials, budget, paces)
     if not overrides:
         plan = _plan(spec, sizes, budget, workers, statistics.mean(paces.values()))
-        plan.spec = spec
+        plan.spec, plan.paces = spec, paces
         return spec, plan, paces
     fitted = refit(spec, overrides)
     measured = _paces(fitted, probe)
     plan = _plan(fitted, sizes, budget, workers, statistics.mean(measured.values()))
-    plan.overrides, plan.changes, plan.spec = overrides, changes, fitted
+    plan.overrides, plan.changes, plan.spec, plan.paces = overrides, changes, fitted, measured
     return fitted, plan, measured
 
 
@@ -211,6 +253,8 @@ def _choose(
     budget: Budget,
     workers: int,
     paces: dict[str, float],
+    *,
+    fixed_share: float = FIXED_SHARE,
 ) -> _Fit:
     """The fit that brings the plan to `MIN_TRIALS` complete trials with as little taken away
     as that needs (module docstring).
@@ -220,32 +264,61 @@ def _choose(
     on every axis at once (as the first version of this did: 128 px photos went to 32 px, 4
     epochs and the fastest backbone, and tested at 0.41)."""
     epochs0, size0 = spec.train.epochs, spec.data.image_size
-    cap = SHORT_CAP if budget.total_s < SHORT_BUDGET_S else size0
-    order = sorted(paces, key=lambda b: paces[b])  # fastest first
-    fastest = paces[order[0]]
+    start = _Fit(
+        sorted(paces, key=lambda b: paces[b]), epochs0, min(size0, _size_cap(budget, size0))
+    )
+    fastest = paces[start.kept[0]]
+    keep_cnn = PLAIN_CNN in paces and not spec.model.pretrained
 
     def short(fit: _Fit) -> bool:
-        epoch_s = statistics.mean(paces[b] for b in fit.kept) * _size_cost(fit.size, size0)
+        size_cost = _size_cost(fit.size, size0, fixed_share)
+        epoch_s = statistics.mean(paces[b] for b in fit.kept) * size_cost
         plan = _plan(spec, sizes, budget, workers, epoch_s, epochs=fit.epochs)
         return plan.trials < MIN_TRIALS
 
-    fit = _Fit(list(order), epochs0, min(size0, cap))
-    # 1. backbones markedly slower than the fastest go, slowest first, while short
-    while len(fit.kept) > 1 and paces[fit.kept[-1]] > SLOWER * fastest and short(fit):
-        fit = replace(fit, kept=fit.kept[:-1])
-    # 2. epochs and image size shrink in turn, whichever keeps more of what it was, while short
-    while short(fit):
-        epochs_left = fit.epochs / epochs0 if fit.epochs > MIN_EPOCHS else 0.0
-        size_left = _size_cost(fit.size, size0) if fit.size > MIN_SIZE else 0.0
-        if epochs_left == size_left == 0.0:
-            break  # as small as a search should be: the plan line says how few trials fit
-        if epochs_left >= size_left:
+    def shrunk(fit: _Fit) -> _Fit:
+        """Epochs and image size in turn, whichever keeps more of what it was, while short;
+        timm backbones no smaller than `TIMM_MIN_SIZE` (`autoclf init`'s rule)."""
+        timm = any(b != PLAIN_CNN for b in fit.kept)
+        least = min(TIMM_MIN_SIZE if timm else MIN_SIZE, fit.size)
+        while short(fit):
             epochs = max(MIN_EPOCHS, min(fit.epochs - 1, math.floor(fit.epochs * EPOCH_STEP)))
-            fit = replace(fit, epochs=epochs)
-        else:
-            size = max(MIN_SIZE, min(fit.size - 8, _multiple_of_8(fit.size * SIZE_STEP)))
-            fit = replace(fit, size=size)
+            size = max(least, min(fit.size - 8, _multiple_of_8(fit.size * SIZE_STEP)))
+            saves = _size_cost(size, size0, fixed_share) < SIZE_SAVES * _size_cost(
+                fit.size, size0, fixed_share
+            )
+            epochs_left = fit.epochs / epochs0 if fit.epochs > MIN_EPOCHS else 0.0
+            size_left = fit.size / size0 if fit.size > least and saves else 0.0
+            if epochs_left == size_left == 0.0:
+                break  # as small as a search should be: the plan line says how few trials fit
+            if epochs_left >= size_left:
+                fit = replace(fit, epochs=epochs)
+            else:
+                fit = replace(fit, size=size)
+        return fit
+
+    # 1. backbones markedly slower than the fastest go, slowest first, while short; not the
+    #    plain CNN beside from-scratch timm backbones: it learns in fewer epochs and from
+    #    smaller images than they do (photos at 60 s: mobilenetv3 from scratch at 32 px,
+    #    kept for its pace, tested at chance)
+    fit = start
+    while short(fit):
+        slower = [b for b in fit.kept[1:] if paces[b] > SLOWER * fastest]
+        slower = [b for b in slower if not (keep_cnn and b == PLAIN_CNN)]
+        if not slower:
+            break
+        fit = replace(fit, kept=[b for b in fit.kept if b != slower[-1]])
+    # 2. epochs and image size shrink in turn
+    fit = shrunk(fit)
+    # 3. still short at the timm backbones' least size: the plain CNN alone, fitted afresh
+    if short(fit) and PLAIN_CNN in fit.kept and len(fit.kept) > 1:
+        fit = shrunk(replace(start, kept=[PLAIN_CNN]))
     return fit
+
+
+def _size_cap(budget: Budget, size0: int) -> int:
+    """`autoclf init`'s image-size cap for this budget (none above 30 minutes)."""
+    return SHORT_CAP if budget.total_s < SHORT_BUDGET_S else size0
 
 
 def _overrides(
@@ -291,11 +364,12 @@ def _overrides(
     return overrides, changes
 
 
-def _size_cost(size: int, size0: int) -> float:
+def _size_cost(size: int, size0: int, fixed_share: float = FIXED_SHARE) -> float:
     """An epoch's cost at `size` px as a share of its cost at `size0`: the pixels' share, plus
-    what does not shrink with them (batch set-up, the optimizer step, the head; measured on 2
-    cores: mobilenetv3_small_100 at 32 px took 0.48 of its 128 px epoch, not 1/16)."""
-    return FIXED_SHARE + (1.0 - FIXED_SHARE) * (size / size0) ** 2
+    what does not shrink with them (batch set-up, the optimizer step, the head). The share
+    differs by model (on 2 cores mobilenetv3_small_100 at 32 px took 0.48 of its 128 px epoch,
+    the plain CNN 0.05): `FIXED_SHARE` is the guess until the fitted spec measures its own."""
+    return fixed_share + (1.0 - fixed_share) * (size / size0) ** 2
 
 
 def _multiple_of_8(pixels: float) -> int:

@@ -30,12 +30,12 @@ from automl_clf.errors import DataError, SpecError
 from automl_clf.spec.data import SplitSpec
 from automl_clf.spec.duration import parse_duration
 from automl_clf.spec.load import STUDIES_DIR, parse_spec
+from automl_clf.spec.model import TIMM_MIN_SIZE
 from automl_clf.versions import SPEC
 
 DEFAULT_TIME = "15m"
 SHORT_BUDGET_S = 30 * 60  # below: images capped at 128 px, TPE models after 5 random trials
 MIN_SIZE, SHORT_CAP, LONG_CAP = 16, 128, 224  # image_size bounds, pixels
-TIMM_MIN_SIZE = 64  # timm backbones downsample 32×: below this they see 1–2 px
 TIMM_BACKBONES = ("resnet18", "mobilenetv3_small_100")  # small, fast, from scratch
 SPLIT_TRIES = ((0.15, 0.15), (0.2, 0.2), (0.25, 0.25), (0.3, 0.3))  # (val, test)
 ENSEMBLE = 3

@@ -146,6 +146,9 @@ class ModelSpec(SpecModel):
         return self
 
 
+TIMM_MIN_SIZE = 64  # px: timm backbones downsample 32×, so below this they see 1–2 px
+
+
 def takes_pretrained(backbone: str) -> bool:
     """Whether a trial of `backbone` loads `model.pretrained` (the plain CNN never does)."""
     return backbone != PLAIN_CNN
