@@ -27,7 +27,7 @@ previous one whole.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,8 @@ class ReportParts:
 
     figures: bool  # the plots (False: the text and tables only)
     explain: Explainer | None = None  # heatmaps, drawn with the figures; None: none made
+    time_left: Callable[[], bool] | None = None  # asked before each figure (None: draw all)
+    left_out: list[str] = field(default_factory=list)  # the figures `time_left` stopped
 
 
 # Writes the report into the folder given, from the export's manifest (report/final.py), with
@@ -212,9 +214,16 @@ def _write(
         (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
         (folder / SPEC_FILE).write_text(result.spec_yaml)
     if report is not None:
-        parts = ReportParts(figures, _explainer(model, pre, allowance) if heatmaps else None)
+        explain = _explainer(model, pre, allowance) if heatmaps else None
+        text_s = allowance.reserve_s("write")  # the report's text comes after its figures
+        parts = ReportParts(figures, explain, lambda: allowance.fits(0.0, reserve_s=text_s))
         with allowance.timed("figures" if figures else "write"):  # less the heatmaps' time
             report(manifest, folder / REPORT_DIR, parts)
+        if parts.left_out:  # drawing ran slower than planned (a busy machine)
+            result.skipped.append(
+                f"the report's figures {', '.join(parts.left_out)} (the time budget ran out "
+                "while drawing)"
+            )
     return formats, latency
 
 

@@ -50,7 +50,13 @@ def final_report(
         content = report_content(result, spec, study, manifest, audit)
         if parts.figures and parts.explain is not None:
             content.heatmaps = report_heatmaps(content, parts.explain)
-        write_report(content, folder, figures=parts.figures)
+        write_report(
+            content,
+            folder,
+            figures=parts.figures,
+            time_left=parts.time_left,
+            left_out=parts.left_out,
+        )
 
     return write
 

@@ -25,8 +25,9 @@ index.html                     everything, one self-contained page (images embed
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automl_clf.outputs import csv_writer
 from automl_clf.report.audit import ISSUES_CSV, ISSUES_FIGURE, draw_issues, write_issues_csv
@@ -49,6 +50,8 @@ from automl_clf.report.plots import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from automl_clf.final.audit import AuditResult
 
 # figure key -> file name; the renderers show the figures present, in this order
@@ -70,15 +73,35 @@ FIGURES = {
 }
 
 
-def write_report(content: ReportContent, folder: Path, *, figures: bool = True) -> dict[str, Path]:
+def write_report(
+    content: ReportContent,
+    folder: Path,
+    *,
+    figures: bool = True,
+    time_left: Callable[[], bool] | None = None,
+    left_out: list[str] | None = None,
+) -> dict[str, Path]:
     """Write every file of the module docstring into `folder`; returns the figures written.
-    `figures=False` (a time budget had no room for them) writes the text and tables only."""
+    `figures=False` (a time budget had no room for them) writes the text and tables only.
+    `time_left`: asked before each figure (a time budget's deadline); the figures it stops
+    are named in `left_out`, and the text is written whatever it says."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(content.metrics, indent=2) + "\n")
     _write_predictions(content, folder / "test_predictions.csv")
     if content.label_issues is not None:
         write_issues_csv(content.label_issues, folder / ISSUES_CSV)
-    drawn = _draw_figures(content, folder) if figures else {}
+    drawn = {}
+    if figures:
+        paths = {key: folder / name for key, name in FIGURES.items()}
+        for key, draw in _figure_makers(content):
+            if time_left is not None and not time_left():
+                if left_out is not None:
+                    left_out.append(key)
+                continue
+            figure = draw()
+            if figure is not None:
+                save_figure(figure, paths[key])
+        drawn = {key: path for key, path in paths.items() if path.is_file()}
     (folder / "report.md").write_text(render_markdown(content, drawn))
     (folder / "index.html").write_text(render_html(content, drawn), encoding="utf-8")
     return drawn
@@ -96,63 +119,78 @@ def _write_predictions(content: ReportContent, path: Path) -> None:
             writer.writerow([str(file), classes[label], classes[best], f"{row[best]:.6f}"])
 
 
-def _draw_figures(content: ReportContent, folder: Path) -> dict[str, Path]:
-    figures = {key: folder / name for key, name in FIGURES.items()}
+FigureMaker = Callable[[], "Figure | None"]
+
+
+def _figure_makers(content: ReportContent) -> Iterator[tuple[str, FigureMaker]]:
+    """Each figure the report shows, as (its `FIGURES` key, what draws it), in the order they
+    are drawn: a time budget that runs out while drawing keeps the first ones."""
     matrix = confusion(content.metrics)
-    save_figure(draw_confusion_matrix(matrix, content.classes), figures["confusion"])
-    normalized = draw_confusion_matrix(matrix, content.classes, normalized=True)
-    save_figure(normalized, figures["confusion_normalized"])
+    yield "confusion", lambda: draw_confusion_matrix(matrix, content.classes)
+    yield (
+        "confusion_normalized",
+        lambda: draw_confusion_matrix(matrix, content.classes, normalized=True),
+    )
     metrics = content.metrics
     scaling = metrics.get("temperature_scaling")
     after = "Reliability diagram"
     if scaling is not None:
-        before = draw_reliability(
-            scaling["calibration_before"],
-            scaling["test_expected_calibration_error_before"],
-            title="Before temperature scaling",
+        yield (
+            "reliability_before",
+            lambda: draw_reliability(
+                scaling["calibration_before"],
+                scaling["test_expected_calibration_error_before"],
+                title="Before temperature scaling",
+            ),
         )
-        save_figure(before, figures["reliability_before"])
         after = f"After temperature scaling, T = {scaling['temperature']:.3g}"
-    reliability = draw_reliability(
-        metrics["calibration"], metrics["expected_calibration_error"], title=after
+    yield (
+        "reliability",
+        lambda: draw_reliability(
+            metrics["calibration"], metrics["expected_calibration_error"], title=after
+        ),
     )
-    save_figure(reliability, figures["reliability"])
     coverage = metrics["coverage"]
     reached = coverage["target"]
-    curve = draw_accuracy_coverage(
-        coverage["curve"]["coverage"],
-        coverage["curve"]["accuracy"],
-        coverage["target_accuracy"],
-        None if reached is None else (reached["coverage"], reached["accuracy"]),
+    yield (
+        "coverage",
+        lambda: draw_accuracy_coverage(
+            coverage["curve"]["coverage"],
+            coverage["curve"]["accuracy"],
+            coverage["target_accuracy"],
+            None if reached is None else (reached["coverage"], reached["accuracy"]),
+        ),
     )
-    save_figure(curve, figures["coverage"])
     if any(curve.n_epochs for curve in content.curves):
-        save_figure(draw_learning_curves(content.curves), figures["curves"])
-    if content.augmented is not None:
-        save_figure(draw_augmented(content.augmented), figures["augmented"])
+        yield "curves", lambda: draw_learning_curves(content.curves)
+    augmented = content.augmented
+    if augmented is not None:
+        yield "augmented", lambda: draw_augmented(augmented)
     search = content.search
     if search is not None and search.trials:
-        save_figure(draw_history(search), figures["history"])
+        yield "history", lambda: draw_history(search)
     if search is not None and search.importances:
-        importances = draw_importances(search.importances, search.n_complete)
-        save_figure(importances, figures["importances"])
+        yield "importances", lambda: draw_importances(search.importances, search.n_complete)
     mistakes = content.mistakes()
     if mistakes:
-        grid = draw_image_grid(
-            [content.image(i) for i in mistakes],
-            [content.mistake_caption(i) for i in mistakes],
-            title="Most confident mistakes (test split)",
+        yield (
+            "mistakes",
+            lambda: draw_image_grid(
+                [content.image(i) for i in mistakes],
+                [content.mistake_caption(i) for i in mistakes],
+                title="Most confident mistakes (test split)",
+            ),
         )
-        save_figure(grid, figures["mistakes"])
-    if content.near_duplicates is not None and content.near_duplicates.shown:
-        save_figure(draw_near_duplicates(content.near_duplicates), figures["near_duplicates"])
-    _draw_heatmaps(content, figures)
-    if content.label_issues is not None:
-        _draw_issues(content.label_issues, figures["label_issues"])
-    return {key: path for key, path in figures.items() if path.is_file()}
+    duplicates = content.near_duplicates
+    if duplicates is not None and duplicates.shown:
+        yield "near_duplicates", lambda: draw_near_duplicates(duplicates)
+    yield from _heatmap_makers(content)
+    issues = content.label_issues
+    if issues is not None:
+        yield "label_issues", lambda: draw_issues(issues)
 
 
-def _draw_heatmaps(content: ReportContent, figures: dict[str, Path]) -> None:
+def _heatmap_makers(content: ReportContent) -> Iterator[tuple[str, FigureMaker]]:
     """The mistakes and the class examples under their heatmaps (those that were made)."""
     heatmaps = content.heatmaps
     if heatmaps is None or not heatmaps.maps:
@@ -180,9 +218,12 @@ def _draw_heatmaps(content: ReportContent, figures: dict[str, Path]) -> None:
     ):
         shown = [i for i in indices if i in heatmaps.maps]
         if shown:
-            images = [overlay_heatmap(content.image(i), heatmaps.maps[i]) for i in shown]
-            grid = draw_image_grid(images, [caption(i) for i in shown], title=title)
-            save_figure(grid, figures[key])
+
+            def grid(shown: list[int] = shown, caption: Any = caption, title: str = title) -> Any:
+                images = [overlay_heatmap(content.image(i), heatmaps.maps[i]) for i in shown]
+                return draw_image_grid(images, [caption(i) for i in shown], title=title)
+
+            yield key, grid
 
 
 def _draw_issues(audit: AuditResult, path: Path) -> None:

@@ -234,9 +234,10 @@ class _StepTimer:
     each stamp: the gaps are then the steps' device time, not the time to queue them.
     """
 
-    def __init__(self, steps: int, device: torch.device) -> None:
+    def __init__(self, steps: int, device: torch.device, max_seconds: float | None = None) -> None:
         self.steps = steps
         self.device = device
+        self.max_seconds = max_seconds
         self.stamps: list[float] = []  # time.perf_counter() before each step
 
     def fits(self, seconds: float) -> bool:
@@ -246,27 +247,41 @@ class _StepTimer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.stamps.append(time.perf_counter())
+        timed = self.stamps[1:]  # after the first step, which is left out
+        enough = self.max_seconds is not None and len(timed) >= 2
+        if enough and timed[-1] - timed[0] >= (self.max_seconds or 0.0):
+            return True
         return len(self.stamps) > self.steps
 
 
-def probe_step_times(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> list[float]:
+def probe_step_times(
+    config: TrialConfig, dataset: Dataset, *, steps: int = 4, max_seconds: float | None = None
+) -> list[float]:
     """Seconds each of `steps` real training steps (batches) of `config` on the training split
     takes here, the first left out (allocations, lazy initialisation); empty when the training
-    ended before it was timed (fewer steps in all)."""
-    timer = _StepTimer(steps, resolve_device(config.train.device))
+    ended before it was timed (fewer steps in all). `max_seconds`: fewer steps once the timed
+    ones took this long (one at least): a short budget on a busy machine cannot spend a third
+    of itself probing (128 px photos at 60 s beside 4 busy loops: 24 s for 3 backbones)."""
+    timer = _StepTimer(steps, resolve_device(config.train.device), max_seconds)
     with contextlib.suppress(DeadlineReached):  # the timer ends the run before its first epoch
         train_config(config, dataset, deadline=timer)
     return [b - a for a, b in zip(timer.stamps[1:], timer.stamps[2:], strict=False)]
 
 
-def probe_epoch_seconds(config: TrialConfig, dataset: Dataset, *, steps: int = 4) -> float:
-    """Seconds one epoch of `config` takes here: the median of `steps` real training steps
-    (`probe_step_times`; 0 when none was timed) scaled to the training split's batches, plus a
-    validation pass at `EVAL_STEP_SHARE` of a step's cost per batch. What a time budget checks
-    before its first trial.
+def probe_epoch_seconds(
+    config: TrialConfig, dataset: Dataset, *, steps: int = 8, max_seconds: float | None = None
+) -> float:
+    """Seconds one epoch of `config` takes here: a step's time from `steps` real training
+    steps (`probe_step_times`; 0 when none was timed) scaled to the training split's batches,
+    plus a validation pass at `EVAL_STEP_SHARE` of a step's cost per batch. What a time budget
+    checks before its first trial.
+
+    The step's time is the median of the later half of the timed steps: the first few after
+    the one left out are still warming up (the plain CNN at 64 px on 2 threads: 55-60 ms for
+    four steps, then 31-36 ms), and an epoch planned from them was 1.7 times what it took.
     """
-    times = probe_step_times(config, dataset, steps=steps)
-    step_s = statistics.median(times) if times else 0.0
+    times = probe_step_times(config, dataset, steps=steps, max_seconds=max_seconds)
+    step_s = statistics.median(times[len(times) // 2 :]) if times else 0.0
     splits = dataset.arrays(Decoding.of(config.data))
     batch = config.train.batch_size
     n_train = math.ceil(len(splits["train"]) / batch)
