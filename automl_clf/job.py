@@ -28,13 +28,19 @@ Without a budget it is simply `search` then `best --export` in one command.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from automl_clf.budget_plan import BudgetPlan, plan_budget, probe_with
+import numpy as np
+import optuna
+from numpy.typing import ArrayLike
+
+from automl_clf.budget_plan import PROBE_SHARE, BudgetPlan, plan_budget, probe_with
 from automl_clf.data.dataset import Dataset
 from automl_clf.data.preprocess import Decoding
 from automl_clf.errors import StudyError
@@ -57,11 +63,12 @@ from automl_clf.search.budget import (
     members_to_retrain,
 )
 from automl_clf.search.objective import SearchObserver
-from automl_clf.search.record import StudyRecord
+from automl_clf.search.record import StudyRecord, TrialRecord
 from automl_clf.search.run import SearchResult, prepare_search, run_search
 from automl_clf.search.storage import storage_faults
-from automl_clf.search.study import load_existing_study, open_study
+from automl_clf.search.study import load_existing_study, open_study, ranked_trials
 from automl_clf.search.workers import default_jobs, threads_split
+from automl_clf.spec.duration import format_duration
 from automl_clf.spec.models import ResolvedSpec
 from automl_clf.train.session import probe_epoch_seconds
 
@@ -125,8 +132,11 @@ def run_job(
     if budget is not None:
         budget.record("start", actual_s=budget.elapsed_s)
     audit = _audit(spec, dataset, budget, clock, on_audit) if spec.final.audit_labels else None
+    plan = None
     if budget is not None:
+        plan_from = clock()
         spec, plan = _fit_budget(spec, dataset, sizes, budget, jobs)
+        budget.record("plan", actual_s=clock() - plan_from)  # the probes and the fit
         if planned is not None:
             planned(plan)
 
@@ -138,10 +148,12 @@ def run_job(
         objective=spec.study.metric,
         direction=spec.study.resolved_direction,
         budget_s=budget.total_s if budget is not None else None,
+        first_epoch_s=_first_epoch_s(plan),
     )
     search_from = clock()
     if budget is not None:
-        budget.record("search", planned_s=budget.search_deadline - search_from)
+        planned_s = plan.search_s if plan is not None else budget.search_deadline - search_from
+        budget.record("search", planned_s=planned_s)
     searched = run_search(
         spec,
         n_trials=n_trials,
@@ -154,6 +166,8 @@ def run_job(
         reporter=record_trial_report,
     )
     study = searched.study
+    if budget is not None and searched.timed_out:  # the budget, not n_trials, ended it
+        check_learned(study, decoded["val"].labels, budget, plan)
     estimate = plan_final(study)
     n_retrain = members_to_retrain(spec.final.retrain, estimate, budget, spec.final.ensemble)
     if budget is not None:
@@ -163,9 +177,10 @@ def run_job(
         final_started(n_retrain, estimate)
     final_from = clock()
     costs = StudyRecord.of(study).final_costs or {}
-    allowance = (
-        Allowance(budget.deadline, clock, costs) if budget is not None else Allowance(None, clock)
-    )
+    allowance = Allowance(None, clock)
+    if budget is not None:
+        pace = plan_final.retrain_pace(study)  # as the search's reserve planned it
+        allowance = Allowance(budget.deadline, clock, costs, retrain_pace=pace)
     final = retrain(spec, study, on_progress=on_final, allowance=allowance)
     if on_final is not None:
         on_final(RetrainProgress("export"))
@@ -176,6 +191,48 @@ def run_job(
         budget.record("final", actual_s=clock() - final_from)
     retrained = sum(member.retrained for member in final.members)
     return JobResult(searched, final, written, budget, retrained, audit)
+
+
+def check_learned(
+    study: optuna.Study, val_labels: ArrayLike, budget: Budget, plan: BudgetPlan | None
+) -> None:
+    """Refuse to export, under a time budget, a model no better than chance.
+
+    A budget can be long enough for the plan and still buy nothing: 128 px photos at 60 s on a
+    busy machine fitted to 4 epochs at 32 px and exported a model that answered one class
+    (0.16 on 6 classes). That is no model, so the job says so instead of exporting it: the
+    best trial's validation accuracy must beat always answering the commonest class by more
+    than one standard error of that rate on the validation split (a small split is noisy: a
+    stricter test would refuse models that learned something).
+
+    Raises:
+        StudyError: naming both accuracies, what the budget bought and what to do.
+    """
+    ranked = ranked_trials(study) if len(study.directions) == 1 else []
+    accuracy = TrialRecord.of(ranked[0]).val_accuracy if ranked else None
+    labels = np.asarray(val_labels, dtype=np.int64)
+    if accuracy is None or labels.size == 0:
+        return  # nothing to judge: the final step says what is missing
+    majority = float(np.bincount(labels).max() / labels.size)
+    if accuracy > majority + math.sqrt(majority * (1.0 - majority) / labels.size):
+        return
+    bought = ""
+    if plan is not None and plan.spec is not None:
+        bought = (
+            f" This budget bought trials of {plan.epochs} epoch(s) at "
+            f"{plan.spec.data.image_size} px on this machine as it was"
+            + (" (fitted to it: see the plan above)" if plan.changes else "")
+            + "."
+        )
+    more = f"{math.ceil(3 * budget.total_s / 60)}m"
+    raise StudyError(
+        f"no usable model in {format_duration(budget.total_s)}: the best trial "
+        f"(#{ranked[0].number}) scores {accuracy:.2f} on validation, no better than always "
+        f"answering the commonest class ({majority:.2f}), so nothing was exported.{bought} "
+        f"Give it more time in a new study, e.g. --time {more} --set "
+        f"study.name={study.study_name}-longer (a rerun of this one resumes its space as "
+        "fitted)"
+    )
 
 
 def _audit(
@@ -225,6 +282,9 @@ def _fit_budget(
     study, created here with the fitted space, before any trial."""
     stored, new_study = _stored_fit(spec)
     workers = jobs if jobs is not None else default_jobs(timed=True)
+    probe = probe_with(
+        dataset, partial(probe_epoch_seconds, max_seconds=PROBE_SHARE * budget.total_s)
+    )
     with threads_split(spec, workers):  # probed on a trial's share of the CPU, as it runs
         spec, plan = plan_budget(
             spec,
@@ -232,10 +292,15 @@ def _fit_budget(
             sizes,
             budget,
             workers=workers,
-            probe=probe_with(dataset, probe_epoch_seconds),
+            probe=probe,
             stored=stored,
             new_study=new_study,
         )
+    first = plan.first_epoch_s
+    if new_study and first is not None:
+        # the final step retrains alone, on all of this process's threads (or one, if the
+        # governor finds that faster): its pace is planned from both (final/plan.py)
+        plan.first_alone_epoch_s = min(first, probe(spec, {})) if workers > 1 else first
     budget.epoch_estimate_s = plan.epoch_s
     views = n_tta_views(spec.final.tta) if spec.final.tta else 0
     export_s = estimate_export_s(None, members=1, tta_views=views, budget_s=budget.total_s)
@@ -247,6 +312,14 @@ def _fit_budget(
             opened = open_study(spec, dataset)
             StudyRecord(budget_fit=plan.overrides).save(opened.study)
     return spec, plan
+
+
+def _first_epoch_s(plan: BudgetPlan | None) -> tuple[float, float | None] | None:
+    """The probe's epoch of the new study's first trial, on a trial's share of the threads
+    and on all of them (`FinalPlanner.first_epoch_s`); None when there is none."""
+    if plan is None or plan.first_epoch_s is None or plan.first_alone_epoch_s is None:
+        return None  # not a new study: its trial 0 ran in another run
+    return plan.first_epoch_s, plan.first_alone_epoch_s
 
 
 def _stored_fit(spec: ResolvedSpec) -> tuple[dict[str, Any] | None, bool]:

@@ -8,14 +8,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import automl_clf
 from automl_clf.cli import app
-from automl_clf.errors import SpecError
-from automl_clf.job import run_job
+from automl_clf.errors import SpecError, StudyError
+from automl_clf.job import check_learned, run_job
+from automl_clf.search.budget import Budget
 from automl_clf.search.objective import QuietObserver
 from automl_clf.spec import load_spec
 from automl_clf.train.session import probe_epoch_seconds
@@ -86,7 +89,7 @@ def test_auto_retrains_only_when_the_rest_of_the_budget_fits_it(
         assert job.final.skipped == []
     assert automl_clf.load(tmp_path / "export").classes_
     assert job.budget is not None
-    assert [p.name for p in job.budget.phases] == ["start", "search", "final"]
+    assert [p.name for p in job.budget.phases] == ["start", "plan", "search", "final"]
 
 
 def test_a_budget_too_small_for_one_epoch_is_refused_before_any_trial(
@@ -152,6 +155,23 @@ def test_the_probe_times_real_steps_of_a_config(tmp_path: Path, digits_root: Pat
     assert 0 < seconds < float("inf")
 
 
+def test_a_probe_stops_after_its_time_with_one_timed_step_at_least(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """The timed steps end once they took `max_seconds` (a short budget on a busy machine
+    cannot spend a third of itself probing), but one is always timed."""
+    from automl_clf.data import load_dataset
+    from automl_clf.spec import FixedParams, resolve
+    from automl_clf.train.session import probe_step_times
+
+    raw = tiny_spec(digits_root, tmp_path, train={"batch_size": 4})
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
+    config, dataset = resolve(spec, FixedParams({}, strict=False)), load_dataset(spec.data)
+    assert len(probe_step_times(config, dataset, steps=4)) == 3
+    assert len(probe_step_times(config, dataset, steps=4, max_seconds=0.0)) == 1
+    assert len(probe_step_times(config, dataset, steps=4, max_seconds=3600.0)) == 3
+
+
 def test_a_spec_budget_reads_durations(tmp_path: Path, digits_root: Path) -> None:
     raw = tiny_spec(digits_root, tmp_path, study={"budget": "1m30s"})
     assert load_spec(write_spec(tmp_path / "spec.yaml", raw)).study.budget == 90
@@ -178,7 +198,61 @@ def test_audit_labels_takes_its_share_of_the_budget_before_the_search(
     assert [fold.state for fold in job.audit.folds] == ["done"] * 5
     assert job.audit.n_audited == len(job.audit.paths)
     phases = {phase.name: phase for phase in job.budget.phases}
-    assert [p.name for p in job.budget.phases][:3] == ["start", "label audit", "search"]
+    assert [p.name for p in job.budget.phases][:4] == ["start", "label audit", "plan", "search"]
     assert phases["label audit"].planned_s == AUDIT_SHARE * 1000
     assert (job.export.report / "label_issues.csv").is_file()
     assert 'id="label-issues"' in (job.export.report / "index.html").read_text()
+
+
+def noise_folder(root: Path, classes: int = 3, per_class: int = 40) -> Path:
+    """Class folders of random pixels: no model can learn their labels."""
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (12, 12), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def test_a_budget_that_buys_no_model_better_than_chance_exports_nothing_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """Labels no model can learn: the best trial is no better than answering the commonest
+    class, so the job stops before the final step with what it bought and what to do."""
+    root = noise_folder(tmp_path / "noise")
+    raw = tiny_spec(root, tmp_path, study={"budget": 1000})
+    del raw["study"]["n_trials"]  # the budget alone ends the search: here, after 2 trials
+    spec = load_spec(write_spec(tmp_path / "spec.yaml", raw))
+    clock = SteppedClock()
+    with pytest.raises(StudyError) as caught:
+        run_job(
+            spec,
+            tmp_path / "export",
+            observer=JumpAfterTrials(clock, 2, 990.0),
+            clock=clock,
+            jobs=1,
+        )
+    text = str(caught.value)
+    assert "no usable model in 16 m 40 s" in text and "no better than always answering" in text
+    assert "nothing was exported" in text and "--time 50m --set study.name=tiny-longer" in text
+    assert "epoch(s) at 8 px" in text
+    assert not (tmp_path / "export" / "model.json").exists()
+
+
+@pytest.mark.parametrize(("accuracy", "refused"), [(0.17, True), (0.20, True), (0.21, False)])
+def test_chance_is_the_commonest_class_plus_two_standard_errors(
+    accuracy: float, refused: bool
+) -> None:
+    """120 validation images of 6 balanced classes: chance is 1/6 ± 0.034, so 0.20 is still
+    chance and 0.21 is a model."""
+    study = optuna.create_study()
+    record = {"val_accuracy": accuracy}
+    study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs=record))
+    labels = np.repeat(np.arange(6), 20)
+    budget = Budget.start(60.0, SteppedClock())
+    if refused:
+        with pytest.raises(StudyError, match=f"scores {accuracy:.2f} on validation"):
+            check_learned(study, labels, budget, None)
+    else:
+        check_learned(study, labels, budget, None)
