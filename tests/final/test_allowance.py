@@ -71,12 +71,24 @@ def test_a_retrain_deadline_gives_up_when_its_pace_cannot_finish_in_time() -> No
     clock = SteppedClock()
     deadline = RetrainDeadline(until=10.0, steps=100, clock=clock)
     clock.now = 3.0  # building the model does not count towards the pace
-    for _ in range(RetrainDeadline.MIN_STEPS):
+    for _ in range(10):  # a tenth of the steps before the pace is judged
         assert not deadline.passed()
         clock.now += 0.05  # 0.05 s a step: 100 steps take 5 s, well within 7 s left
     assert not deadline.passed()
-    clock.now += 1.0  # one slow step: 0.2 s a step now, 94 steps left take 19 s
+    clock.now += 1.0  # one slow step: the later half's pace is 0.2 s a step, 89 left take 19 s
     assert deadline.passed() and deadline.hopeless
+
+
+def test_a_retrain_is_not_given_up_for_its_warm_up_steps() -> None:
+    """The first steps are slow (allocations, the thread governor's trials): a pace taken
+    from them would give up a retrain that finishes well in time. It is judged after a tenth
+    of the steps, from the later half."""
+    clock = SteppedClock()
+    deadline = RetrainDeadline(until=10.0, steps=100, clock=clock)
+    for step in range(100):
+        assert not deadline.passed(), step
+        clock.now += 0.4 if step < 5 else 0.05  # 2 s of warm-up, then 95 steps in 4.75 s
+    assert not deadline.hopeless and clock.now < 10.0
 
 
 def test_a_retrain_deadline_passes_at_its_time_whatever_the_pace() -> None:
