@@ -101,10 +101,13 @@ class FinalEstimate:
     def total_s(self) -> float:
         return self.retrain_s + self.export_s
 
-    def with_margin(self, members: int | None = None) -> float:
-        """The estimate with the margin, retraining all members or the first `members`."""
+    def with_margin(self, members: int | None = None, *, optional: bool = True) -> float:
+        """The estimate with the margin, retraining all members or the first `members`; with
+        the export's required parts only when not `optional` (what a retrain is weighed
+        against: the final step leaves the optional parts out first, final/allowance.py)."""
         retrain = sum(self.retrain_each_s[:members])
-        return (retrain + self.export_s) * (1.0 + MARGIN) + SLACK_S
+        export = self.export_s if optional or self.required_s is None else self.required_s
+        return (retrain + export) * (1.0 + MARGIN) + SLACK_S
 
 
 def estimate_retrain_s(
@@ -303,14 +306,10 @@ def members_to_retrain(
     if retrain == "always" or budget is None:
         return members
     estimated = min(members, len(estimate.retrain_each_s))
-    required = estimate.export_s if estimate.required_s is None else estimate.required_s
     # as the final step decides (final/allowance.py): a retrain goes before the export's
     # optional parts, which are left out when it leaves them no time
     fitting = [
-        k
-        for k in range(estimated + 1)
-        if (sum(estimate.retrain_each_s[:k]) + required) * (1.0 + MARGIN) + SLACK_S
-        <= budget.left_s
+        k for k in range(estimated + 1) if estimate.with_margin(k, optional=False) <= budget.left_s
     ]
     return max(fitting, default=0)
 

@@ -248,8 +248,8 @@ class _StepTimer:
             torch.cuda.synchronize(self.device)
         self.stamps.append(time.perf_counter())
         timed = self.stamps[1:]  # after the first step, which is left out
-        enough = self.max_seconds is not None and len(timed) >= 2
-        if enough and timed[-1] - timed[0] >= (self.max_seconds or 0.0):
+        limit = self.max_seconds
+        if limit is not None and len(timed) >= 2 and timed[-1] - timed[0] >= limit:
             return True
         return len(self.stamps) > self.steps
 
