@@ -175,7 +175,8 @@ def main() -> None:
         else:
             write_photos(root)
             specs[data] = lambda budget, root=root, data=data: _init_spec(root, work, data, budget)
-    results = []
+    results: list[dict[str, Any]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     print(f"{'data':7} {'budget':>6} {'load':>4} {'wall/B':>7} {'test acc':>8}  final step")
     for data, make_spec in specs.items():
         for budget in budgets:
@@ -190,6 +191,7 @@ def main() -> None:
                         loop.kill()
                 cell.update(data=data, load=load)
                 results.append(cell)
+                args.out.write_text(json.dumps(results, indent=2))  # a stopped run keeps its cells
                 accuracy = cell.get("test_accuracy")
                 shown = f"{accuracy:.4f}" if accuracy is not None else "-"
                 print(
@@ -203,8 +205,6 @@ def main() -> None:
                     print(f"{'':31}{line}", flush=True)
                 if cell.get("error"):
                     print(cell["error"], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     print(f"results: {args.out}")
 
 
