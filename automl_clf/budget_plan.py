@@ -23,8 +23,7 @@ shrinks with it), and each step is taken only while the plan is still short:
    afresh. The size is never above `init`'s cap for the budget (128 px under 30 minutes), so
    that `init --time` and `run --time` agree. The fitted spec is probed again, and what it
    measured (the model's fixed share for this network, here, now) fits it once more from the
-   spec as written, up or down; then the epochs it lost are given back for as long as its
-   measured pace still buys `MIN_TRIALS` (the pace of an epoch does not depend on how many);
+   spec as written, up or down;
 3. TPE's random start-up (when the spec leaves it unset) is 5 under 30 minutes, as `init`
    writes it, and no more than half the trials;
 4. `final.ensemble` is at most a quarter of the trials.
@@ -141,54 +140,18 @@ def plan_budget(
         return spec, plan
     fit = _choose(spec, sizes, budget, workers, paces)
     fitted, plan, measured = _fitted(spec, fit, sizes, budget, workers, paces, probe)
-    if not plan.overrides:
-        return fitted, plan
-    # `_size_cost` guessed the fitted pace; what the fitted spec measured says how an epoch
-    # scales here: once more from the spec as written, up or down (photos at 60 s: the plain
-    # CNN at 32 px took 0.05 of its 128 px epoch, not the 0.34 guessed, and the first fit
-    # bought 39 trials where 8 were asked for)
-    share, calibrated = _calibrated(fit, spec.data.image_size, paces, measured)
-    again = _choose(spec, sizes, budget, workers, calibrated, fixed_share=share)
-    if (again.epochs, again.size, set(again.kept)) != (fit.epochs, fit.size, set(fit.kept)):
-        fit, paces = again, calibrated
-        fitted, plan, _ = _fitted(
-            spec, fit, sizes, budget, workers, calibrated, probe, fixed_share=share
-        )
-    return _epochs_back(spec, fit, plan, sizes, budget, workers, paces)
-
-
-def _epochs_back(
-    spec: ResolvedSpec,
-    fit: _Fit,
-    plan: BudgetPlan,
-    sizes: DataSizes,
-    budget: Budget,
-    workers: int,
-    paces: dict[str, float],
-) -> tuple[ResolvedSpec, BudgetPlan]:
-    """The fitted spec with as many of the epochs it lost given back as its measured pace
-    still affords `MIN_TRIALS` complete trials: an epoch's cost does not depend on how many
-    there are, so no probe is needed. The size model's steps are coarse and a probe on a busy
-    machine is noisy (photos at 180 s beside 4 busy loops: fitted to 5 epochs, and the plan
-    then bought 17 trials where 8 were asked for)."""
-    if plan.spec is None:
-        return spec, plan
-    epochs = fit.epochs
-    while epochs < spec.train.epochs:
-        more = _plan(plan.spec, sizes, budget, workers, plan.epoch_s, epochs=epochs + 1)
-        if more.trials < MIN_TRIALS:
-            break
-        epochs += 1
-    if epochs == fit.epochs:
-        return plan.spec, plan
-    back = replace(fit, epochs=epochs)
-    trials = _plan(plan.spec, sizes, budget, workers, plan.epoch_s, epochs=epochs).trials
-    overrides, changes = _overrides(spec, back, trials, budget, paces)
-    fitted = refit(spec, overrides)
-    again = _plan(fitted, sizes, budget, workers, plan.epoch_s)
-    again.overrides, again.changes, again.spec = overrides, changes, fitted
-    again.paces = plan.paces  # an epoch's pace does not change with the epochs
-    return fitted, again
+    if plan.overrides:
+        # `_size_cost` guessed the fitted pace; what the fitted spec measured says how an epoch
+        # scales here: once more from the spec as written, up or down (photos at 60 s: the plain
+        # CNN at 32 px took 0.05 of its 128 px epoch, not the 0.34 guessed, and the first fit
+        # bought 39 trials where 8 were asked for)
+        share, calibrated = _calibrated(fit, spec.data.image_size, paces, measured)
+        again = _choose(spec, sizes, budget, workers, calibrated, fixed_share=share)
+        if (again.epochs, again.size, set(again.kept)) != (fit.epochs, fit.size, set(fit.kept)):
+            fitted, plan, _ = _fitted(
+                spec, again, sizes, budget, workers, calibrated, probe, fixed_share=share
+            )
+    return fitted, plan
 
 
 def _calibrated(
@@ -252,9 +215,7 @@ def _plan(
     final = spec.final
     scale = (sizes.n_train + sizes.n_val) / max(sizes.n_train, 1)
     retrain_s = epochs * epoch_s * scale if final.retrain != "never" else 0.0
-    export_s = estimate_export_s(
-        None, members=final.ensemble, budget_s=budget.total_s, contention=budget.contention
-    )
+    export_s = estimate_export_s(None, members=final.ensemble, budget_s=budget.total_s)
     reserve = (retrain_s + export_s) * (1.0 + MARGIN) + SLACK_S
     sampler = spec.study.sampler
     setting = sampler.random_start

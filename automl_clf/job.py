@@ -16,9 +16,7 @@ included). The order of work:
    weights; test once; write the export, its optional parts (member 0's own test, test-time
    augmentation, TorchScript, ONNX, the report's figures) only as time allows, naming what was
    left out. What each part took is stored with the study (`StudyRecord.final_costs`), so the
-   next run on this study plans with it instead of the priors. Both are an idle machine's
-   seconds: each is scaled by the CPU contention measured when the job plans and when the
-   final step starts (machine.py `cpu_contention`), and divided by it when stored.
+   next run on this study plans with it instead of the priors.
 
 With `final.audit_labels: true` the label audit (final/audit.py, as `autoclf audit` runs it)
 comes first, after reading the data: a fixed `AUDIT_SHARE` of the budget, so the search plans
@@ -53,7 +51,6 @@ from automl_clf.final.folder import check_export_folder
 from automl_clf.final.plan import FinalPlanner
 from automl_clf.final.retrain import FinalResult, OnProgress, RetrainProgress, retrain
 from automl_clf.final.tta import n_tta_views
-from automl_clf.machine import cpu_contention
 from automl_clf.report.final import final_report
 from automl_clf.report.trial import record_trial_report
 from automl_clf.search.budget import (
@@ -102,7 +99,6 @@ def run_job(
     jobs: int | None = None,
     started: float | None = None,
     clock: Clock = time.monotonic,
-    contention: Callable[[], float] = cpu_contention,
 ) -> JobResult:
     """Search, retrain (or not), test and export under `spec.study.budget`; see the module
     docstring.
@@ -118,8 +114,6 @@ def run_job(
         on_audit: told each fold of the label audit as it ends (final.audit_labels).
         jobs: trials at once during the search (search/workers.py; None: its default).
         started: the `clock` time the budget counts from (the command's start); default now.
-        contention: measures the CPU contention (machine.py) as the job plans and as the final
-            step begins: the export's costs are idle-machine seconds times it.
 
     Raises:
         SpecError: the budget cannot fit one epoch and the export.
@@ -141,10 +135,6 @@ def run_job(
     plan = None
     if budget is not None:
         plan_from = clock()
-        # the export's costs are idle-machine seconds, and a busy machine stretches them (ONNX:
-        # 2.5 s alone, 5.7-8.5 s beside 4 busy loops on 2 cores): measured before any worker
-        # starts, as the final step will run alone
-        budget.contention = contention()
         spec, plan = _fit_budget(spec, dataset, sizes, budget, jobs)
         budget.record("plan", actual_s=clock() - plan_from)  # the probes and the fit
         if planned is not None:
@@ -159,7 +149,6 @@ def run_job(
         direction=spec.study.resolved_direction,
         budget_s=budget.total_s if budget is not None else None,
         first_epoch_s=_first_epoch_s(plan),
-        contention=budget.contention if budget is not None else 1.0,
     )
     search_from = clock()
     if budget is not None:
@@ -191,9 +180,7 @@ def run_job(
     allowance = Allowance(None, clock)
     if budget is not None:
         pace = plan_final.retrain_pace(study)  # as the search's reserve planned it
-        allowance = Allowance(
-            budget.deadline, clock, costs, retrain_pace=pace, contention=contention()
-        )
+        allowance = Allowance(budget.deadline, clock, costs, retrain_pace=pace)
     final = retrain(spec, study, on_progress=on_final, allowance=allowance)
     if on_final is not None:
         on_final(RetrainProgress("export"))
@@ -275,16 +262,14 @@ def _measured_costs(
     before: dict[str, float], allowance: Allowance, members: int
 ) -> dict[str, float]:
     """What the next plan of this study calls each part of the final step: measured now where
-    it ran (the test-time augmentation per view, the test per member), else as before; in an
-    idle machine's seconds (over the step's CPU contention), as the priors are."""
+    it ran (the test-time augmentation per view, the test per member), else as before."""
     costs = dict(before)
     for part, seconds in allowance.measured.items():
         if part == "retrain":
             continue
-        costs[part] = round(seconds / allowance.contention, 3)
+        costs[part] = round(seconds, 3)
     if "test" in allowance.measured:
-        test = allowance.measured["test"] / allowance.contention
-        costs["test"] = round(test / max(members, 1), 3)
+        costs["test"] = round(allowance.measured["test"] / max(members, 1), 3)
     return costs
 
 
@@ -318,9 +303,7 @@ def _fit_budget(
         plan.first_alone_epoch_s = min(first, probe(spec, {})) if workers > 1 else first
     budget.epoch_estimate_s = plan.epoch_s
     views = n_tta_views(spec.final.tta) if spec.final.tta else 0
-    export_s = estimate_export_s(
-        None, members=1, tta_views=views, budget_s=budget.total_s, contention=budget.contention
-    )
+    export_s = estimate_export_s(None, members=1, tta_views=views, budget_s=budget.total_s)
     check_budget_covers_one_epoch(
         budget.total_s, elapsed_s=budget.elapsed_s, epoch_s=plan.epoch_s, export_s=export_s
     )
@@ -331,7 +314,7 @@ def _fit_budget(
     return spec, plan
 
 
-def _first_epoch_s(plan: BudgetPlan | None) -> tuple[float, float] | None:
+def _first_epoch_s(plan: BudgetPlan | None) -> tuple[float, float | None] | None:
     """The probe's epoch of the new study's first trial, on a trial's share of the threads
     and on all of them (`FinalPlanner.first_epoch_s`); None when there is none."""
     if plan is None or plan.first_epoch_s is None or plan.first_alone_epoch_s is None:

@@ -18,7 +18,7 @@ from automl_clf.budget_plan import (
     refit,
 )
 from automl_clf.data import load_dataset
-from automl_clf.search.budget import MARGIN, Budget, DataSizes
+from automl_clf.search.budget import Budget, DataSizes
 from automl_clf.spec import load_spec
 from automl_clf.spec.model import TIMM_MIN_SIZE
 from automl_clf.spec.models import ResolvedSpec
@@ -191,27 +191,3 @@ def test_a_pace_faster_than_modelled_is_fitted_up_again_from_what_was_measured(
         guessed.train.epochs,
         guessed.data.image_size,
     )
-
-
-def test_epochs_a_noisy_first_probe_took_are_given_back_from_the_fitted_pace(
-    tmp_path: Path, digits_root: Path
-) -> None:
-    """The first probes ran while the machine was busier (3 times slower), so the fit cut
-    epochs for a pace that did not last; the fitted spec's own probe says an epoch costs a
-    third of that, and the epochs come back until one more would buy fewer than `MIN_TRIALS`
-    (an epoch's pace does not depend on the epochs: no probe is needed for it)."""
-    spec = refit(spec_of(tmp_path, digits_root), {"model.backbone": "cnn"})
-    calls: list[int] = []
-
-    def settling(spec: ResolvedSpec, given: dict[str, Any]) -> float:
-        calls.append(spec.train.epochs)
-        slow = 3.0 if len(calls) == 1 else 1.0  # the load left after the first probe
-        return realistic(2.0, 2.0, fixed=0.3)(spec, given) * slow
-
-    fitted, buys = plan(spec, 120.0, settling)
-    assert fitted.train.epochs == buys.epochs and buys.trials >= MIN_TRIALS
-    assert f"train.epochs: 20 → {buys.epochs}" in " ".join(buys.changes)
-    retrain_epoch_s = buys.epoch_s * (SIZES.n_train + SIZES.n_val) / SIZES.n_train
-    one_more = buys.search_s - retrain_epoch_s * (1 + MARGIN)
-    assert int(buys.workers * one_more / (buys.epoch_s * (buys.epochs + 1))) < MIN_TRIALS
-    assert buys.epochs > MIN_EPOCHS

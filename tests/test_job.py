@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 import automl_clf
 from automl_clf.cli import app
 from automl_clf.errors import SpecError, StudyError
-from automl_clf.final.allowance import Allowance
-from automl_clf.job import _measured_costs, check_learned, run_job
+from automl_clf.job import check_learned, run_job
 from automl_clf.search.budget import Budget
 from automl_clf.search.objective import QuietObserver
 from automl_clf.spec import load_spec
@@ -79,7 +78,6 @@ def test_auto_retrains_only_when_the_rest_of_the_budget_fits_it(
         final_started=lambda retrains, estimate: seen.append(retrains),
         clock=clock,
         jobs=1,  # the injected clock is this process's
-        contention=lambda: 1.0,  # an idle machine's, whatever this one's load
     )
     assert seen == [retrained] and job.retrained == retrained
     assert job.final.first.retrained is bool(retrained)
@@ -92,15 +90,6 @@ def test_auto_retrains_only_when_the_rest_of_the_budget_fits_it(
     assert automl_clf.load(tmp_path / "export").classes_
     assert job.budget is not None
     assert [p.name for p in job.budget.phases] == ["start", "plan", "search", "final"]
-
-
-def test_the_final_step_s_costs_are_stored_in_an_idle_machine_s_seconds() -> None:
-    """Measured beside busy programs (contention 2), each part is stored at half what it took,
-    the test per member; a part that did not run keeps what the study had."""
-    allowance = Allowance(until=None, contention=2.0)
-    allowance.measured.update(onnx=5.0, test=3.0, retrain=40.0)
-    costs = _measured_costs({"figures": 1.5}, allowance, members=3)
-    assert costs == {"figures": 1.5, "onnx": 2.5, "test": 0.5}
 
 
 def test_a_budget_too_small_for_one_epoch_is_refused_before_any_trial(
@@ -240,10 +229,9 @@ def test_a_budget_that_buys_no_model_better_than_chance_exports_nothing_and_says
         run_job(
             spec,
             tmp_path / "export",
-            observer=JumpAfterTrials(clock, 2, 999.0),  # less left than the final step needs
+            observer=JumpAfterTrials(clock, 2, 990.0),
             clock=clock,
             jobs=1,
-            contention=lambda: 1.0,
         )
     text = str(caught.value)
     assert "no usable model in 16 m 40 s" in text and "no better than always answering" in text

@@ -41,7 +41,6 @@ class Allowance:
     clock: Clock = time.monotonic
     costs: Mapping[str, float] = field(default_factory=dict)  # the study's last final step
     retrain_pace: float = 1.0  # a retrain's epoch against its trial's, before one has run
-    contention: float = 1.0  # CPU contention as the step began (machine.py): scales `costs`
     measured: dict[str, float] = field(default_factory=dict)  # this final step, so far
     skipped: list[str] = field(default_factory=list)  # what was left out, for the summary
     _inner: list[float] = field(default_factory=list, repr=False)  # open `timed` parts' inner time
@@ -60,9 +59,7 @@ class Allowance:
     def estimate(self, part: str) -> float:
         """Seconds `part` is expected to take: measured now, else by this study before, else
         the prior."""
-        if part in self.measured:
-            return self.measured[part]
-        return part_cost(self.costs, part, self.contention)
+        return part_cost({**self.costs, **self.measured}, part)
 
     def reserve_s(self, *parts: str) -> float:
         """What `parts` (default: the required ones) are expected to take, with the margin."""

@@ -35,11 +35,10 @@ from automl_clf.spec.duration import format_duration
 
 Clock = Callable[[], float]  # seconds, monotonic
 
-# Seconds each part of the final step takes on an idle machine before a study has measured its
-# own (measured with bench/budget_load.py on 2 CPU cores: the plain CNN and small timm models on
-# digits and 128 px photos; the figures took 1.9-4.2 s, ONNX 2.5-2.9 s, every other part under
-# 0.2 s); replaced by the study's measurements (`StudyRecord.final_costs`) once it has them.
-# Either is scaled by the CPU contention at the time (`part_cost`). `tta` is per view. (The priors
+# Seconds each part of the final step takes before a study has measured its own (measured with
+# bench/budget_load.py on 2 CPU cores: the plain CNN and small timm models on digits and 128 px
+# photos; the figures took 1.9-4.2 s, every other part under 0.2 s); replaced by the study's
+# measurements (`StudyRecord.final_costs`) once it has them. `tta` is per view. (The priors
 # before, 2-10 times these, held a tenth of a one-minute budget back from the search for nothing.)
 FINAL_PRIORS: dict[str, float] = {
     "test": 0.2,  # the final model on the test split, per member
@@ -49,7 +48,7 @@ FINAL_PRIORS: dict[str, float] = {
     "heatmaps": 0.3,  # Grad-CAM of the ~30 test images the report shows (final/explain.py)
     "torchscript": 0.5,  # trace, save, load back, parity on the test split
     "tta": 0.2,  # one test-time augmentation view over the test split
-    "onnx": 3.0,  # torch.export + onnxscript dominate, whatever the model's size (2.5-2.9 s)
+    "onnx": 6.0,  # torch.export + onnxscript dominate, whatever the model's size
 }
 REQUIRED_PARTS = ("test", "write", "latency")  # the export is not an export without them
 OPTIONAL_PARTS = ("figures", "heatmaps", "torchscript", "tta", "onnx")  # planned in this order …
@@ -124,12 +123,10 @@ def estimate_retrain_s(
     return members * timing.best_epoch * timing.seconds_per_epoch * scale
 
 
-def part_cost(costs: Mapping[str, float] | None, part: str, contention: float = 1.0) -> float:
-    """Seconds one part of the final step takes: as the study measured it, else the prior,
-    each in an idle machine's seconds, times the CPU `contention` now (machine.py)."""
+def part_cost(costs: Mapping[str, float] | None, part: str) -> float:
+    """Seconds one part of the final step takes: as the study measured it, else the prior."""
     value = (costs or {}).get(part)
-    idle = value if value is not None and value >= 0 else FINAL_PRIORS.get(part, 1.0)
-    return idle * contention
+    return value if value is not None and value >= 0 else FINAL_PRIORS.get(part, 1.0)
 
 
 def estimate_export_s(
@@ -138,38 +135,35 @@ def estimate_export_s(
     members: int = 1,
     tta_views: int = 0,
     budget_s: float | None = None,
-    contention: float = 1.0,
 ) -> float:
     """Seconds of the final step beyond the retrain: the required parts, then the optional ones
     in `OPTIONAL_PARTS` order while they add up to `OPTIONAL_SHARE` of `budget_s` (all of them
     without a budget). A part measured by this study is taken as measured; a prior per member
-    (the test) or per view (tta) is scaled; each times the CPU `contention` (`part_cost`)."""
-    test = _test_s(costs, members, contention)
+    (the test) or per view (tta) is scaled."""
+    test = _test_s(costs, members)
     scale = {"test": test, "tta": test * tta_views if tta_views else 0.0}
-    required = estimate_required_s(costs, members=members, contention=contention)
+    required = estimate_required_s(costs, members=members)
     room = math.inf if budget_s is None else OPTIONAL_SHARE * budget_s
     optional = 0.0
     for part in OPTIONAL_PARTS:
-        seconds = scale.get(part, part_cost(costs, part, contention))
+        seconds = scale.get(part, part_cost(costs, part))
         if optional + seconds > room:
             break
         optional += seconds
     return required + optional
 
 
-def estimate_required_s(
-    costs: Mapping[str, float] | None, *, members: int = 1, contention: float = 1.0
-) -> float:
+def estimate_required_s(costs: Mapping[str, float] | None, *, members: int = 1) -> float:
     """Seconds of the export's required parts (`REQUIRED_PARTS`), as `estimate_export_s`
     counts them."""
-    test = _test_s(costs, members, contention)
-    return sum(test if p == "test" else part_cost(costs, p, contention) for p in REQUIRED_PARTS)
+    test = _test_s(costs, members)
+    return sum(test if p == "test" else part_cost(costs, p) for p in REQUIRED_PARTS)
 
 
-def _test_s(costs: Mapping[str, float] | None, members: int, contention: float) -> float:
+def _test_s(costs: Mapping[str, float] | None, members: int) -> float:
     """The test of the final model: as measured (all members at once), else the prior per
     member."""
-    return part_cost(costs, "test", contention) * (1 if "test" in (costs or {}) else members)
+    return part_cost(costs, "test") * (1 if "test" in (costs or {}) else members)
 
 
 @dataclass
@@ -195,7 +189,6 @@ class Budget:
     phases: list[Phase] = field(default_factory=list)
     final_estimate: FinalEstimate | None = None
     epoch_estimate_s: float = 0.0  # one epoch of a new trial, before the study has measured any
-    contention: float = 1.0  # CPU contention when the job planned (machine.py): scales the export
     replan: Callable[[], FinalEstimate] | None = field(default=None, repr=False, compare=False)
     _replanned_at: float = field(default=-math.inf, repr=False, compare=False)
 
@@ -285,7 +278,6 @@ def plan_final_estimate(
     costs: Mapping[str, float] | None = None,
     tta_views: int = 0,
     budget_s: float | None = None,
-    contention: float = 1.0,
 ) -> FinalEstimate:
     """The final step's cost for the study so far.
 
@@ -293,13 +285,10 @@ def plan_final_estimate(
     selection would choose); before any trial has finished, the reserve is the export's alone
     and the first trial's epochs are checked against the budget as they run. `retrain: never`
     reserves no retrain; `auto` and `always` reserve one, so that `auto` retrains whenever the
-    plan held. `costs`: the study's measured final step (`StudyRecord.final_costs`), in an idle
-    machine's seconds, scaled by `contention` (machine.py `cpu_contention`).
+    plan held. `costs`: the study's measured final step (`StudyRecord.final_costs`).
     """
-    export_s = estimate_export_s(
-        costs, members=members, tta_views=tta_views, budget_s=budget_s, contention=contention
-    )
-    required_s = estimate_required_s(costs, members=members, contention=contention)
+    export_s = estimate_export_s(costs, members=members, tta_views=tta_views, budget_s=budget_s)
+    required_s = estimate_required_s(costs, members=members)
     if retrain == "never" or not timings:
         return FinalEstimate((), export_s, required_s)
     each = tuple(estimate_retrain_s(t, sizes, train_on=train_on) for t in timings[:members])

@@ -43,16 +43,6 @@ def test_estimates_come_from_this_step_then_the_study_then_the_priors() -> None:
     assert allowance.reserve_s() == pytest.approx(required * (1 + MARGIN))
 
 
-def test_a_busy_machine_stretches_the_study_s_costs_and_the_priors_not_this_step_s() -> None:
-    clock = SteppedClock()
-    allowance = Allowance(until=100.0, clock=clock, costs={"onnx": 2.0}, contention=3.0)
-    assert allowance.estimate("onnx") == pytest.approx(6.0)
-    assert allowance.estimate("figures") == pytest.approx(3.0 * FINAL_PRIORS["figures"])
-    with allowance.timed("onnx"):  # measured now, under this load: as it is
-        clock.now += 4.0
-    assert allowance.estimate("onnx") == pytest.approx(4.0)
-
-
 def test_a_part_timed_inside_another_counts_for_itself_only() -> None:
     clock = SteppedClock()
     allowance = Allowance(until=100.0, clock=clock)

@@ -21,7 +21,6 @@ from automl_clf.search.budget import (
     estimate_export_s,
     estimate_retrain_s,
     members_to_retrain,
-    part_cost,
     plan_final_estimate,
 )
 from automl_clf.search.record import TrialRecord
@@ -99,29 +98,6 @@ def test_the_export_plans_its_optional_parts_within_a_share_of_the_budget() -> N
     assert estimate_export_s({}, members=3) - estimate_export_s({}) == pytest.approx(
         2 * FINAL_PRIORS["test"]
     )
-
-
-def test_a_busy_machine_stretches_the_export_s_priors_and_measured_costs() -> None:
-    """Costs are an idle machine's seconds; beside busy programs (contention 2.5: a thread gets
-    40 % of a CPU) each part takes that much longer, priors and the study's measurements
-    alike, and the optional parts that still fit the budget's share are fewer."""
-    costs = {"onnx": 2.0}
-    assert part_cost(costs, "onnx", 2.5) == pytest.approx(5.0)
-    assert part_cost(costs, "figures", 2.5) == pytest.approx(2.5 * FINAL_PRIORS["figures"])
-    assert part_cost(costs, "figures") == FINAL_PRIORS["figures"]
-    assert estimate_export_s(costs, contention=2.5) == pytest.approx(
-        2.5 * estimate_export_s(costs)
-    )
-    assert estimate_export_s(costs, budget_s=60.0, contention=2.5) < 2.5 * estimate_export_s(
-        costs, budget_s=60.0
-    )
-    plan = plan_final_estimate([TrialTiming(1.0, 4)], SIZES, train_on="train", retrain="auto")
-    busy = plan_final_estimate(
-        [TrialTiming(1.0, 4)], SIZES, train_on="train", retrain="auto", contention=2.0
-    )
-    assert busy.retrain_each_s == plan.retrain_each_s  # a trial's timing was measured as it ran
-    assert busy.export_s == pytest.approx(2.0 * plan.export_s)
-    assert busy.required_s == pytest.approx(2.0 * (plan.required_s or 0.0))
 
 
 def test_an_ensemble_reserves_a_retrain_per_member_and_never_reserves_none() -> None:
