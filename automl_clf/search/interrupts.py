@@ -7,6 +7,13 @@ and a worker was seen to lose its SIGTERM that way inside SQLAlchemy and run on.
 also sets a flag, which the search loop checks before each trial and the objective after each
 epoch (`raise_if_interrupted`): a signal that was swallowed still stops the search at the next
 epoch.
+
+A signal that lands inside the study's storage code (SQLAlchemy, a database driver, Optuna's
+storages) only sets the flag. Raised there, the exception's traceback keeps a half-read SQLite
+cursor alive, whose shared lock then blocks the FAIL record the objective writes next: the
+process hung for the whole busy timeout (seen in CI, reproduced 1 run in 6). The trainer's batch
+hook checks the flag too (at most every `STEP_REPORT_S`), so a deferred signal still stops a
+trial within about half a second.
 """
 
 from __future__ import annotations
@@ -16,9 +23,13 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 _requested = threading.Event()
+
+# Modules a KeyboardInterrupt must not unwind through: it can leave a connection mid-statement.
+_DEFERRING_MODULES = ("sqlalchemy", "sqlite3", "psycopg2", "pymysql", "optuna.storages")
 
 
 def raise_if_interrupted() -> None:
@@ -41,7 +52,8 @@ def interrupts_raise() -> Iterator[None]:
         if received > 1:
             os.write(2, b"\nsecond interrupt: exiting now\n")
             os._exit(130)
-        raise KeyboardInterrupt(f"signal {signum}")
+        if not _inside_storage(frame):  # else the next `raise_if_interrupted` raises it
+            raise KeyboardInterrupt(f"signal {signum}")
 
     _requested.clear()
     try:
@@ -55,3 +67,13 @@ def interrupts_raise() -> Iterator[None]:
         _requested.clear()  # acted on (or the search is over): the next search starts clean
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _inside_storage(frame: FrameType | None) -> bool:
+    """Whether the interrupted code is (called from) one of `_DEFERRING_MODULES`."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_DEFERRING_MODULES):
+            return True
+        frame = frame.f_back
+    return False

@@ -248,12 +248,17 @@ class Objective:
             raise StoppedByDeadline(f"time budget: kept epoch {trained.fit.best_epoch}")
         return values
 
-    def _on_step(self, number: int) -> OnStep | None:
-        """The trainer's batch hook: tells the observer (none without one: no hook at all)."""
+    def _on_step(self, number: int) -> OnStep:
+        """The trainer's batch hook (at most every `STEP_REPORT_S`): a signal deferred out of
+        the storage's code stops the trial here (search/interrupts.py); tells the observer."""
         observer = self.observer
-        if observer is None:
-            return None
-        return lambda step, n_steps: observer.steps_done(number, step, n_steps)
+
+        def on_step(step: int, n_steps: int) -> None:
+            raise_if_interrupted()
+            if observer is not None:
+                observer.steps_done(number, step, n_steps)
+
+        return on_step
 
 
 def failure_record(exc: Exception, fatal: FatalError | None) -> TrialRecord:
