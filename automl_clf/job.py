@@ -51,6 +51,7 @@ from automl_clf.final.folder import check_export_folder
 from automl_clf.final.plan import FinalPlanner
 from automl_clf.final.retrain import FinalResult, OnProgress, RetrainProgress, retrain
 from automl_clf.final.tta import n_tta_views
+from automl_clf.machine import cpu_contention
 from automl_clf.report.final import final_report
 from automl_clf.report.trial import record_trial_report
 from automl_clf.search.budget import (
@@ -99,6 +100,7 @@ def run_job(
     jobs: int | None = None,
     started: float | None = None,
     clock: Clock = time.monotonic,
+    contention: Callable[[], float] = cpu_contention,
 ) -> JobResult:
     """Search, retrain (or not), test and export under `spec.study.budget`; see the module
     docstring.
@@ -114,6 +116,8 @@ def run_job(
         on_audit: told each fold of the label audit as it ends (final.audit_labels).
         jobs: trials at once during the search (search/workers.py; None: its default).
         started: the `clock` time the budget counts from (the command's start); default now.
+        contention: measures the CPU contention (machine.py) as the job plans, before any
+            worker starts: on a busy machine a retrain is not planned to gain from more threads.
 
     Raises:
         SpecError: the budget cannot fit one epoch and the export.
@@ -133,8 +137,10 @@ def run_job(
         budget.record("start", actual_s=budget.elapsed_s)
     audit = _audit(spec, dataset, budget, clock, on_audit) if spec.final.audit_labels else None
     plan = None
+    contended = 1.0
     if budget is not None:
         plan_from = clock()
+        contended = contention()
         spec, plan = _fit_budget(spec, dataset, sizes, budget, jobs)
         budget.record("plan", actual_s=clock() - plan_from)  # the probes and the fit
         if planned is not None:
@@ -149,6 +155,7 @@ def run_job(
         direction=spec.study.resolved_direction,
         budget_s=budget.total_s if budget is not None else None,
         first_epoch_s=_first_epoch_s(plan),
+        contention=contended,
     )
     search_from = clock()
     if budget is not None:
@@ -314,7 +321,7 @@ def _fit_budget(
     return spec, plan
 
 
-def _first_epoch_s(plan: BudgetPlan | None) -> tuple[float, float | None] | None:
+def _first_epoch_s(plan: BudgetPlan | None) -> tuple[float, float] | None:
     """The probe's epoch of the new study's first trial, on a trial's share of the threads
     and on all of them (`FinalPlanner.first_epoch_s`); None when there is none."""
     if plan is None or plan.first_epoch_s is None or plan.first_alone_epoch_s is None:

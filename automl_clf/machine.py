@@ -16,12 +16,17 @@ the mount's root (cgroup namespaces, or Docker's v1 bind mounts), where the path
 /proc/self/cgroup does not exist under the mount: the walk up to the root then finds the
 limits there. Missing or unreadable files mean no limit. The roots are parameters so that tests
 write cgroup-shaped trees in a temporary folder.
+
+`cpu_contention` measures what the limits do not say: how busy the CPUs are with other programs
+right now (the time budget's plan, job.py, counts on no thread gain when they are).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -30,6 +35,8 @@ UNKNOWN_MEMORY = 8 << 30  # bytes assumed when the host's RAM cannot be read (8 
 # cgroup v1 writes "no limit" as the largest page-aligned signed 64-bit value
 # (9223372036854771712 with 4 KiB pages); anything from 2**62 bytes on is no limit.
 V1_UNLIMITED = 1 << 62
+CONTENTION_SAMPLE_S = 0.2  # `cpu_contention` spins this long: several scheduler slices
+MAX_CONTENTION = 10.0
 
 
 def usable_cpus(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
@@ -68,6 +75,26 @@ def cpu_wait_seconds(schedstat: Path = Path("/proc/thread-self/schedstat")) -> f
         return int(schedstat.read_bytes().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def cpu_contention(
+    sample_s: float = CONTENTION_SAMPLE_S,
+    *,
+    wall: Callable[[], float] = time.perf_counter,
+    cpu: Callable[[], float] = time.thread_time,
+) -> float:
+    """How many times longer than on an idle CPU one thread's work takes here, now: the wall
+    time over this thread's CPU time while it spins for `sample_s` (a spinning thread is
+    always runnable, so the difference is the time the scheduler gave to others: busy
+    programs, or a cgroup quota's throttling). 1.0 on an idle machine; 2.5 for one thread
+    beside 4 busy loops on 2 cores. Between 1 and `MAX_CONTENTION`."""
+    wall0, cpu0 = wall(), cpu()
+    while wall() - wall0 < sample_s:
+        pass
+    spun, ran = wall() - wall0, cpu() - cpu0
+    if ran <= 0.0:
+        return MAX_CONTENTION if spun > 0.0 else 1.0
+    return min(max(spun / ran, 1.0), MAX_CONTENTION)
 
 
 def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:

@@ -78,6 +78,7 @@ def test_auto_retrains_only_when_the_rest_of_the_budget_fits_it(
         final_started=lambda retrains, estimate: seen.append(retrains),
         clock=clock,
         jobs=1,  # the injected clock is this process's
+        contention=lambda: 1.0,  # an idle machine's, whatever this one's load
     )
     assert seen == [retrained] and job.retrained == retrained
     assert job.final.first.retrained is bool(retrained)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from automl_clf.machine import (
+    MAX_CONTENTION,
     cgroup_cpu_quota,
     cgroup_memory_limit,
+    cpu_contention,
     cpu_wait_seconds,
     physical_memory,
     usable_cpus,
@@ -149,3 +151,42 @@ def test_cpu_wait_reads_the_run_queue_field_of_schedstat(tmp_path: Path) -> None
     assert cpu_wait_seconds(schedstat) == pytest.approx(3.295593)
     assert cpu_wait_seconds(tmp_path / "missing") == 0.0
     assert cpu_wait_seconds() >= 0.0  # this thread's, where Linux has it
+
+
+class _Spin:
+    """Clocks for `cpu_contention`: each read of the wall clock moves it by `wall_step` and the
+    thread's CPU clock by `cpu_step` (a thread that gets `cpu_step / wall_step` of a CPU)."""
+
+    def __init__(self, wall_step: float, cpu_step: float) -> None:
+        self.wall_now = self.cpu_now = 0.0
+        self.wall_step, self.cpu_step = wall_step, cpu_step
+
+    def wall(self) -> float:
+        self.wall_now += self.wall_step
+        self.cpu_now += self.cpu_step
+        return self.wall_now
+
+    def cpu(self) -> float:
+        return self.cpu_now
+
+
+@pytest.mark.parametrize(
+    ("cpu_step", "contention"),
+    [
+        (0.01, 1.0),  # all of a CPU: idle
+        (0.004, 2.5),  # 40 %: one thread beside 4 busy loops on 2 cores
+        (0.02, 1.0),  # more CPU than wall (clock granularity): never below 1
+        (0.0001, MAX_CONTENTION),  # starved: capped
+        (0.0, MAX_CONTENTION),  # no CPU time at all
+    ],
+)
+def test_cpu_contention_is_wall_time_over_the_spinning_thread_s_cpu_time(
+    cpu_step: float, contention: float
+) -> None:
+    spin = _Spin(wall_step=0.01, cpu_step=cpu_step)
+    assert cpu_contention(0.1, wall=spin.wall, cpu=spin.cpu) == pytest.approx(contention)
+    assert spin.wall_now >= 0.1  # it spun for the sample
+
+
+def test_this_machine_s_contention_is_in_range() -> None:
+    assert 1.0 <= cpu_contention(0.02) <= MAX_CONTENTION

@@ -25,6 +25,11 @@ from automl_clf.spec.models import FinalSpec
 from automl_clf.train.weights import load_probabilities
 
 FASTEST_RETRAIN = 0.4  # a retrain's epoch is planned at no less than this share of its trial's
+# CPU contention (machine.py) from which more threads are not counted on for a retrain: beside
+# busy programs the thread governor often settles on 1 thread (train/threads.py), and a retrain
+# planned at the threads' gain the probe saw could not finish (photos at 600 s beside 2 busy
+# loops: planned at 0.55 of its trial's pace, on course for 0.75, given up after a tenth)
+BUSY_CONTENTION = 1.25
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ class FinalPlanner:
     objective: str
     direction: str
     budget_s: float | None = None
-    first_epoch_s: tuple[float, float | None] | None = None
+    first_epoch_s: tuple[float, float] | None = None
+    contention: float = 1.0  # CPU contention as the job planned (machine.py)
 
     def __call__(self, study: optuna.Study) -> FinalEstimate:
         members = self.members(ranked_trials(study)[: self.final.ensemble])
@@ -75,7 +81,7 @@ class FinalPlanner:
         trial's share (what more threads buy: the probe's own bias cancels), and the probe's
         epoch on a trial's share against trial 0's as it ran (the same configuration: what
         the other workers cost it). At least `FASTEST_RETRAIN`; 1.0 when trial 0 has not
-        measured itself."""
+        measured itself. On a busy machine (`BUSY_CONTENTION`) the company's ratio alone."""
         if self.first_epoch_s is None:
             return 1.0
         share_s, alone_s = self.first_epoch_s
@@ -83,7 +89,7 @@ class FinalPlanner:
         timing = TrialTiming.of(TrialRecord.of(first[0])) if first else None
         if timing is None or first[0].number != 0 or share_s <= 0:
             return 1.0
-        threads = min(1.0, (alone_s if alone_s is not None else share_s) / share_s)
+        threads = min(1.0, alone_s / share_s) if self.contention < BUSY_CONTENTION else 1.0
         company = min(1.0, share_s / timing.seconds_per_epoch)
         return max(FASTEST_RETRAIN, threads * company)
 

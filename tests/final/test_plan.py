@@ -3,10 +3,12 @@ would choose, and a retrain's pace against its trial's, measured from trial 0 an
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 
-from automl_clf.final.plan import FASTEST_RETRAIN, FinalPlanner
+from automl_clf.final.plan import BUSY_CONTENTION, FASTEST_RETRAIN, FinalPlanner
 from automl_clf.search.budget import DataSizes
 from automl_clf.spec.final import FinalSpec
 
@@ -22,7 +24,7 @@ def study_with_first_trial(seconds_per_epoch: float, epochs: int = 4) -> optuna.
     return study
 
 
-def planner(first_epoch_s: tuple[float, float | None] | None) -> FinalPlanner:
+def planner(first_epoch_s: tuple[float, float] | None) -> FinalPlanner:
     final = FinalSpec(ensemble=1, train_on="train", retrain="auto")
     return FinalPlanner(final, SIZES, (0,) * 25, 2, "val_loss", "minimize", None, first_epoch_s)
 
@@ -35,12 +37,11 @@ def planner(first_epoch_s: tuple[float, float | None] | None) -> FinalPlanner:
         ((1.5, 1.0), 0.5),  # both
         ((3.0, 4.0), 1.0),  # neither: never slower than the trial
         ((0.4, 0.2), FASTEST_RETRAIN),  # never faster than FASTEST_RETRAIN of it
-        ((1.0, None), 0.5),
         (None, 1.0),  # a study that did not start in this run
     ],
 )
 def test_a_retrain_is_planned_at_the_pace_the_probes_and_trial_0_measured(
-    probed: tuple[float, float | None] | None, pace: float
+    probed: tuple[float, float] | None, pace: float
 ) -> None:
     """Trial 0 took 2 s an epoch beside another worker; the probe timed its configuration
     alone on a trial's share of the threads and on all of them. What more threads buy and
@@ -51,6 +52,15 @@ def test_a_retrain_is_planned_at_the_pace_the_probes_and_trial_0_measured(
     assert plan.retrain_pace(study) == pytest.approx(pace)
     estimate = plan(study)
     assert estimate.retrain_each_s == pytest.approx((4 * 2.0 * pace,))  # 4 best epochs
+
+
+def test_on_a_busy_machine_a_retrain_counts_on_no_more_threads() -> None:
+    """Beside busy programs the governor often keeps 1 thread: what the probe saw more
+    threads buy is not counted on, only what the other workers cost trial 0."""
+    study = study_with_first_trial(2.0)
+    busy = replace(planner((1.5, 1.0)), contention=BUSY_CONTENTION)
+    assert busy.retrain_pace(study) == pytest.approx(0.75)  # 1.5 / 2.0: the company alone
+    assert planner((1.5, 1.0)).retrain_pace(study) == pytest.approx(1.0 / 1.5 * 0.75)
 
 
 def test_without_a_measured_first_trial_the_pace_is_the_trial_s() -> None:
