@@ -18,7 +18,8 @@ started before the run and killed after it. Printed per cell: wall / budget, tes
 the final step (members and how each was made, the ensemble's weights, what the time budget
 left out), and the ensemble selection's validation numbers (best single vs the chosen mix) with
 the test accuracy of both where the export measured them. Accuracy under load is compared with
-the quiet run of the same data set and budget in the same invocation.
+the quiet run of the same data set and budget in the same invocation. Each run's whole output
+is kept beside the results (`OUT-STEM-data-budget-load.log`).
 
     python bench/budget_load.py [--budgets 60,180,600] [--loads 0,2,4] [--data digits,photos]
         [--out bench/.results/budget_load.json]
@@ -82,14 +83,16 @@ def busy(n: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(loop) for _ in range(n)]
 
 
-def run_cell(spec: Path, budget: int, out: Path, name: str) -> dict[str, Any]:
-    """One `autoclf run` in its own process; what it took and what it exported."""
+def run_cell(spec: Path, budget: int, out: Path, name: str, log: Path) -> dict[str, Any]:
+    """One `autoclf run` in its own process; what it took and what it exported. Its whole
+    output goes to `log`: what the final step did and why is there, not in the table."""
     command = [*AUTOCLF, "run", str(spec), "--time", f"{budget}s", "--export", str(out)]
     command += ["--set", f"study.name={name}"]
     env = {**os.environ, "COLUMNS": "400", "NO_ALBUMENTATIONS_UPDATE": "1"}
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=spec.parent)
     wall = time.perf_counter() - started
+    log.write_text(done.stdout + done.stderr)
     cell: dict[str, Any] = {"wall_s": wall, "budget_s": budget, "exit": done.returncode}
     if done.returncode != 0:
         cell["error"] = (done.stderr or done.stdout)[-600:]
@@ -185,7 +188,8 @@ def main() -> None:
                 loops = busy(load)
                 try:
                     name = f"{data}-{budget}-{load}"
-                    cell = run_cell(spec, budget, work / "exports" / name, name)
+                    log = args.out.with_name(f"{args.out.stem}-{name}.log")
+                    cell = run_cell(spec, budget, work / "exports" / name, name, log)
                 finally:
                     for loop in loops:
                         loop.kill()
