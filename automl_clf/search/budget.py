@@ -7,6 +7,9 @@ the study measures itself:
     search  until  deadline − final step × (1 + margin)
     final   retrain the best configuration (when it fits), test it, write the export
 
+(with `final.retrain: auto` the final step's reserve holds only the retrains that still fit in
+what is left: one that does not will not run, and the search keeps its time).
+
 The final step is estimated from the study's own measurements — the chosen members' measured
 seconds per epoch, scaled to the retrain's data (train+val) and epoch count and to the pace of
 a retrain that trains alone on all the threads (final/plan.py) — plus the cost of
@@ -92,6 +95,7 @@ class FinalEstimate:
     retrain_each_s: tuple[float, ...]  # per member, best first; () when nothing retrains
     export_s: float  # test evaluation, formats with parity checks, report
     required_s: float | None = None  # the export's required parts alone (None: all of it)
+    retrains_optional: bool = True  # `final.retrain: auto`: one that does not fit is left out
 
     @property
     def retrain_s(self) -> float:
@@ -108,6 +112,19 @@ class FinalEstimate:
         retrain = sum(self.retrain_each_s[:members])
         export = self.export_s if optional or self.required_s is None else self.required_s
         return (retrain + export) * (1.0 + MARGIN) + SLACK_S
+
+    def retrains_fitting(self, left_s: float) -> int:
+        """How many retrains (best first) fit in `left_s`, as the final step decides
+        (final/allowance.py): a retrain goes before the export's optional parts, so each is
+        weighed with the required parts alone. All of them when they are not optional."""
+        if not self.retrains_optional:
+            return len(self.retrain_each_s)
+        fitting = [
+            k
+            for k in range(len(self.retrain_each_s) + 1)
+            if self.with_margin(k, optional=False) <= left_s
+        ]
+        return max(fitting, default=0)
 
 
 def estimate_retrain_s(
@@ -214,12 +231,22 @@ class Budget:
     def search_deadline(self) -> float:
         """When the search must stop so the final step fits (the deadline itself until the
         final step has been estimated). While `follow` has a re-planner, the estimate is
-        brought up to date first (at most every `REPLAN_EVERY_S`)."""
+        brought up to date first (at most every `REPLAN_EVERY_S`).
+
+        The reserve holds the retrains that still fit in what is left (`retrains_fitting`),
+        not all of them: a retrain that no longer fits will not run, and holding its time
+        back would end the search for nothing. A trial that became best in the search's last
+        minutes with a slow retrain (photos at 600 s beside 2 busy loops: 2 m 44 s, with
+        2 m 56 s left) had stopped the search at once, then its retrain did not fit either,
+        and the job ended at 0.72 of its budget; now the search goes on to the export's
+        reserve and the trial is exported as searched."""
         if self.replan is not None and self.clock() - self._replanned_at >= REPLAN_EVERY_S:
             self._replanned_at = self.clock()
             self.final_estimate = self.replan()
-        reserve = self.final_estimate.with_margin() if self.final_estimate is not None else 0.0
-        return self.deadline - reserve
+        estimate = self.final_estimate
+        if estimate is None:
+            return self.deadline
+        return self.deadline - estimate.with_margin(estimate.retrains_fitting(self.left_s))
 
     def reserve(self, estimate: FinalEstimate) -> None:
         """Keep `estimate` (with the margin) for the final step from now on."""
@@ -292,7 +319,7 @@ def plan_final_estimate(
     if retrain == "never" or not timings:
         return FinalEstimate((), export_s, required_s)
     each = tuple(estimate_retrain_s(t, sizes, train_on=train_on) for t in timings[:members])
-    return FinalEstimate(each, export_s, required_s)
+    return FinalEstimate(each, export_s, required_s, retrains_optional=retrain == "auto")
 
 
 def members_to_retrain(
@@ -305,13 +332,7 @@ def members_to_retrain(
         return 0
     if retrain == "always" or budget is None:
         return members
-    estimated = min(members, len(estimate.retrain_each_s))
-    # as the final step decides (final/allowance.py): a retrain goes before the export's
-    # optional parts, which are left out when it leaves them no time
-    fitting = [
-        k for k in range(estimated + 1) if estimate.with_margin(k, optional=False) <= budget.left_s
-    ]
-    return max(fitting, default=0)
+    return min(members, estimate.retrains_fitting(budget.left_s))
 
 
 def check_budget_covers_one_epoch(

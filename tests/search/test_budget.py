@@ -4,6 +4,7 @@ and final step, re-planning as trials measure themselves, and the retrain decisi
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -121,6 +122,26 @@ def test_auto_retrains_as_many_members_as_still_fit() -> None:
     assert members_to_retrain("never", estimate, None, 2) == 0
     assert members_to_retrain("auto", estimate, None, 2) == 2  # no budget: retrain as before
     assert estimate.with_margin(1) < estimate.with_margin() == estimate.with_margin(2)
+
+
+def test_a_retrain_that_no_longer_fits_holds_back_no_search_time() -> None:
+    """A trial that became best late, with a slow retrain (photos at 600 s beside 2 busy
+    loops: 2 m 44 s with 2 m 56 s left): while the retrain fits, the search stops in time for
+    it; once it cannot, the search keeps the time until the export's reserve, as the final
+    step will not retrain it. `always` retrains whatever the time, so its reserve stays."""
+    clock = FakeClock()
+    budget = Budget.start(600.0, clock)
+    estimate = FinalEstimate(retrain_each_s=(164.0,), export_s=10.0, required_s=2.0)
+    budget.reserve(estimate)
+    assert budget.search_deadline == pytest.approx(budget.deadline - estimate.with_margin())
+    clock.now = budget.deadline - estimate.with_margin() + 1.0  # past it: the retrain fits
+    assert budget.passed() and members_to_retrain("auto", estimate, budget, 1) == 1
+    clock.now = budget.deadline - 176.0  # 2 m 56 s left: it no longer does
+    assert members_to_retrain("auto", estimate, budget, 1) == 0
+    assert budget.search_deadline == pytest.approx(budget.deadline - estimate.with_margin(0))
+    assert not budget.passed()
+    budget.reserve(replace(estimate, retrains_optional=False))
+    assert budget.passed()
 
 
 def test_a_retrain_goes_before_the_export_s_optional_parts() -> None:
