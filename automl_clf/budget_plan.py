@@ -23,7 +23,8 @@ shrinks with it), and each step is taken only while the plan is still short:
    afresh. The size is never above `init`'s cap for the budget (128 px under 30 minutes), so
    that `init --time` and `run --time` agree. The fitted spec is probed again, and what it
    measured (the model's fixed share for this network, here, now) fits it once more from the
-   spec as written, up or down;
+   spec as written, up or down; then its epochs are set from that measured pace: as many as
+   still buy `MIN_TRIALS` (the pace of an epoch does not depend on how many);
 3. TPE's random start-up (when the spec leaves it unset) is 5 under 30 minutes, as `init`
    writes it, and no more than half the trials;
 4. `final.ensemble` is at most a quarter of the trials.
@@ -140,18 +141,58 @@ def plan_budget(
         return spec, plan
     fit = _choose(spec, sizes, budget, workers, paces)
     fitted, plan, measured = _fitted(spec, fit, sizes, budget, workers, paces, probe)
-    if plan.overrides:
-        # `_size_cost` guessed the fitted pace; what the fitted spec measured says how an epoch
-        # scales here: once more from the spec as written, up or down (photos at 60 s: the plain
-        # CNN at 32 px took 0.05 of its 128 px epoch, not the 0.34 guessed, and the first fit
-        # bought 39 trials where 8 were asked for)
-        share, calibrated = _calibrated(fit, spec.data.image_size, paces, measured)
-        again = _choose(spec, sizes, budget, workers, calibrated, fixed_share=share)
-        if (again.epochs, again.size, set(again.kept)) != (fit.epochs, fit.size, set(fit.kept)):
-            fitted, plan, _ = _fitted(
-                spec, again, sizes, budget, workers, calibrated, probe, fixed_share=share
-            )
-    return fitted, plan
+    if not plan.overrides:
+        return fitted, plan
+    # `_size_cost` guessed the fitted pace; what the fitted spec measured says how an epoch
+    # scales here: once more from the spec as written, up or down (photos at 60 s: the plain
+    # CNN at 32 px took 0.05 of its 128 px epoch, not the 0.34 guessed, and the first fit
+    # bought 39 trials where 8 were asked for)
+    share, calibrated = _calibrated(fit, spec.data.image_size, paces, measured)
+    again = _choose(spec, sizes, budget, workers, calibrated, fixed_share=share)
+    if (again.epochs, again.size, set(again.kept)) != (fit.epochs, fit.size, set(fit.kept)):
+        fit, paces = again, calibrated
+        fitted, plan, _ = _fitted(
+            spec, fit, sizes, budget, workers, calibrated, probe, fixed_share=share
+        )
+    return _epochs_for_pace(spec, fit, plan, sizes, budget, workers, paces)
+
+
+def _epochs_for_pace(
+    spec: ResolvedSpec,
+    fit: _Fit,
+    plan: BudgetPlan,
+    sizes: DataSizes,
+    budget: Budget,
+    workers: int,
+    paces: dict[str, float],
+) -> tuple[ResolvedSpec, BudgetPlan]:
+    """The fitted spec with its epochs set from its own measured pace: as many as still buy
+    `MIN_TRIALS` complete trials (at least `MIN_EPOCHS`, at most the spec's). An epoch's cost
+    does not depend on how many there are, so no probe is needed. The size model's steps are
+    coarse and a probe on a busy machine is noisy, both ways: photos at 180 s beside 4 busy
+    loops were fitted to 5 epochs and the plan then bought 17 trials; photos at 60 s beside 2
+    bought 4 trials of 9 epochs where 8 were asked for."""
+    if plan.spec is None:
+        return spec, plan
+
+    def trials(epochs: int) -> int:
+        assert plan.spec is not None
+        return _plan(plan.spec, sizes, budget, workers, plan.epoch_s, epochs=epochs).trials
+
+    epochs = fit.epochs
+    while epochs > MIN_EPOCHS and trials(epochs) < MIN_TRIALS:
+        epochs -= 1
+    while epochs < spec.train.epochs and trials(epochs + 1) >= MIN_TRIALS:
+        epochs += 1
+    if epochs == fit.epochs:
+        return plan.spec, plan
+    back = replace(fit, epochs=epochs)
+    overrides, changes = _overrides(spec, back, trials(epochs), budget, paces)
+    fitted = refit(spec, overrides)
+    again = _plan(fitted, sizes, budget, workers, plan.epoch_s)
+    again.overrides, again.changes, again.spec = overrides, changes, fitted
+    again.paces = plan.paces  # an epoch's pace does not change with the epochs
+    return fitted, again
 
 
 def _calibrated(

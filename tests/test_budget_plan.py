@@ -18,7 +18,7 @@ from automl_clf.budget_plan import (
     refit,
 )
 from automl_clf.data import load_dataset
-from automl_clf.search.budget import Budget, DataSizes
+from automl_clf.search.budget import MARGIN, Budget, DataSizes
 from automl_clf.spec import load_spec
 from automl_clf.spec.model import TIMM_MIN_SIZE
 from automl_clf.spec.models import ResolvedSpec
@@ -191,3 +191,53 @@ def test_a_pace_faster_than_modelled_is_fitted_up_again_from_what_was_measured(
         guessed.train.epochs,
         guessed.data.image_size,
     )
+
+
+def _settling(slow_first: float = 1.0, slow_last: float = 1.0, fixed: float = 0.3) -> Any:
+    """A probe whose first call ran under a different load (`slow_first` times the others'
+    time) and whose third, the second fit's probe, under another (`slow_last`)."""
+    calls: list[int] = []
+
+    def probe(spec: ResolvedSpec, given: dict[str, Any]) -> float:
+        calls.append(spec.train.epochs)
+        slow = {1: slow_first, 3: slow_last}.get(len(calls), 1.0)
+        return realistic(2.0, 2.0, fixed=fixed)(spec, given) * slow
+
+    return probe
+
+
+def _one_more_epoch_buys(buys: Any) -> int:
+    retrain_epoch_s = buys.epoch_s * (SIZES.n_train + SIZES.n_val) / SIZES.n_train
+    one_more = buys.search_s - retrain_epoch_s * (1 + MARGIN)
+    return int(buys.workers * one_more / (buys.epoch_s * (buys.epochs + 1)))
+
+
+def test_epochs_a_noisy_first_probe_took_are_given_back_from_the_fitted_pace(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """The first probes ran while the machine was busier (3 times slower), so the fit cut
+    epochs for a pace that did not last; the fitted spec's own probe says an epoch costs a
+    third of that, and the epochs come back until one more would buy fewer than `MIN_TRIALS`
+    (an epoch's pace does not depend on the epochs: no probe is needed for it)."""
+    spec = refit(spec_of(tmp_path, digits_root), {"model.backbone": "cnn"})
+    fitted, buys = plan(spec, 120.0, _settling(slow_first=3.0))
+    assert fitted.train.epochs == buys.epochs and buys.trials >= MIN_TRIALS
+    assert f"train.epochs: 20 → {buys.epochs}" in " ".join(buys.changes)
+    assert _one_more_epoch_buys(buys) < MIN_TRIALS
+    assert buys.epochs > MIN_EPOCHS
+
+
+def test_epochs_are_taken_away_when_the_fitted_pace_buys_too_few_trials(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    """The reverse: the second fit's probe (the pace measured once the guess was corrected)
+    ran while the machine was busier, 2.5 times slower, so the epochs that fit was made for
+    buy too few trials; they are taken away until the measured pace buys `MIN_TRIALS`, never
+    below `MIN_EPOCHS` (photos at 60 s beside 2 busy loops: 5 trials of 7 epochs)."""
+    spec = refit(spec_of(tmp_path, digits_root), {"model.backbone": "cnn"})
+    _, steady = plan(spec, 120.0, _settling(fixed=0.0))
+    fitted, buys = plan(spec, 120.0, _settling(slow_last=2.5, fixed=0.0))
+    assert fitted.train.epochs == buys.epochs < steady.epochs
+    assert buys.trials >= MIN_TRIALS or buys.epochs == MIN_EPOCHS
+    assert _one_more_epoch_buys(buys) < MIN_TRIALS
+    assert f"train.epochs: 20 → {buys.epochs}" in " ".join(buys.changes)
