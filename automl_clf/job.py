@@ -117,7 +117,8 @@ def run_job(
         jobs: trials at once during the search (search/workers.py; None: its default).
         started: the `clock` time the budget counts from (the command's start); default now.
         contention: measures the CPU contention (machine.py) as the job plans, before any
-            worker starts: on a busy machine a retrain is not planned to gain from more threads.
+            worker starts (on a busy machine a retrain is not planned to gain from more
+            threads), and as the final step starts (the export's priors are scaled by it).
 
     Raises:
         SpecError: the budget cannot fit one epoch and the export.
@@ -187,7 +188,9 @@ def run_job(
     allowance = Allowance(None, clock)
     if budget is not None:
         pace = plan_final.retrain_pace(study)  # as the search's reserve planned it
-        allowance = Allowance(budget.deadline, clock, costs, retrain_pace=pace)
+        allowance = Allowance(
+            budget.deadline, clock, costs, retrain_pace=pace, contention=contention()
+        )
     final = retrain(spec, study, on_progress=on_final, allowance=allowance)
     if on_final is not None:
         on_final(RetrainProgress("export"))
