@@ -16,8 +16,8 @@ summary and the report show. A retrain that turns out slower than planned stops 
 pace says it cannot end in time (`RetrainDeadline`), and the member is exported as searched.
 
 Estimates: what this study's last final step measured (`StudyRecord.final_costs`), else
-search/budget.py's `FINAL_PRIORS`, the optional parts' scaled by the CPU contention as the step
-begins (the required parts' as the search's reserve planned them); each part
+search/budget.py's `FINAL_PRIORS`, the formats' scaled by the CPU contention as the step begins
+(`STRETCHED_PARTS`); each part
 measured now (`timed`) replaces its prior for the rest of this step and is stored for the next
 one. Without a budget nothing is ever skipped (`Allowance.unlimited()`).
 """
@@ -32,6 +32,14 @@ from dataclasses import dataclass, field
 
 from automl_clf.search.budget import MARGIN, REQUIRED_PARTS, Clock, part_cost
 from automl_clf.spec.duration import format_duration
+
+# The parts whose prior is scaled by the CPU contention: each runs to its end once started
+# (ONNX took 2.5 s alone and 5.7-8.5 s beside 4 busy loops on 2 cores). Not the others: the
+# required parts stay as the search's reserve planned them (scaled, a retrain it had planned
+# for no longer fit), the report's figures stop at the deadline by themselves (scaled, they
+# were left out whole with 7.2 s left, and TorchScript with them), the heatmaps and the
+# test-time augmentation are estimated from what this step measured.
+STRETCHED_PARTS = ("torchscript", "onnx")
 
 
 @dataclass
@@ -60,15 +68,12 @@ class Allowance:
 
     def estimate(self, part: str) -> float:
         """Seconds `part` is expected to take: measured now, else by this study before, else
-        the prior (an idle machine's seconds), an optional part's times the CPU contention:
-        ONNX took 2.5 s alone and 5.7-8.5 s beside 4 busy loops on 2 cores. The required
-        parts' priors stay as the search's reserve planned them: scaled here, they made a
-        retrain the reserve had planned for no longer fit (photos at 60 s beside 4 busy
-        loops: 6.9 s of retrain left out with 7.2 s left)."""
+        the prior (an idle machine's seconds); a format's (`STRETCHED_PARTS`) times the CPU
+        contention."""
         value = {**self.costs, **self.measured}.get(part)
         if value is not None and value >= 0:
             return value
-        scale = 1.0 if part in REQUIRED_PARTS else self.contention
+        scale = self.contention if part in STRETCHED_PARTS else 1.0
         return part_cost(None, part) * scale
 
     def reserve_s(self, *parts: str) -> float:

@@ -43,15 +43,18 @@ def test_estimates_come_from_this_step_then_the_study_then_the_priors() -> None:
     assert allowance.reserve_s() == pytest.approx(required * (1 + MARGIN))
 
 
-def test_a_busy_machine_stretches_the_optional_priors_not_what_was_measured() -> None:
-    """The optional parts' priors are an idle machine's seconds, times the contention as the
-    step began; the required parts' stay as the search's reserve planned them, and what the
-    study measured before, and what this step measures, are taken as they are."""
+def test_a_busy_machine_stretches_the_formats_priors_not_what_was_measured() -> None:
+    """The formats' priors are an idle machine's seconds, times the contention as the step
+    began; the required parts' stay as the search's reserve planned them, the figures' (which
+    stop at the deadline by themselves) too, and what the study measured before, and what
+    this step measures, are taken as they are."""
     clock = SteppedClock()
-    allowance = Allowance(until=100.0, clock=clock, costs={"figures": 2.0}, contention=3.0)
+    allowance = Allowance(until=100.0, clock=clock, costs={"tta": 2.0}, contention=3.0)
     assert allowance.estimate("onnx") == pytest.approx(3.0 * FINAL_PRIORS["onnx"])
+    assert allowance.estimate("torchscript") == pytest.approx(3.0 * FINAL_PRIORS["torchscript"])
     assert allowance.estimate("write") == pytest.approx(FINAL_PRIORS["write"])
-    assert allowance.estimate("figures") == pytest.approx(2.0)
+    assert allowance.estimate("figures") == pytest.approx(FINAL_PRIORS["figures"])
+    assert allowance.estimate("tta") == pytest.approx(2.0)
     with allowance.timed("onnx"):
         clock.now += 4.0
     assert allowance.estimate("onnx") == pytest.approx(4.0)
