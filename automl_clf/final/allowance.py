@@ -80,14 +80,16 @@ class Allowance:
         """What `parts` (default: the required ones) are expected to take, with the margin."""
         return sum(self.estimate(p) for p in parts or REQUIRED_PARTS) * (1.0 + MARGIN)
 
-    def fits(self, seconds: float, *, reserve_s: float = 0.0) -> bool:
-        """Whether `seconds` of work (with the margin) started now ends before the deadline
-        with `reserve_s` still left after it."""
-        return seconds * (1.0 + MARGIN) + reserve_s <= self.left_s()
+    def fits(self, seconds: float, *, reserve_s: float = 0.0, margin: bool = True) -> bool:
+        """Whether `seconds` of work (with the margin, unless not `margin`) started now ends
+        before the deadline with `reserve_s` still left after it."""
+        return seconds * (1.0 + MARGIN if margin else 1.0) + reserve_s <= self.left_s()
 
-    def allows(self, what: str, seconds: float, *, reserve_s: float = 0.0) -> bool:
+    def allows(
+        self, what: str, seconds: float, *, reserve_s: float = 0.0, margin: bool = True
+    ) -> bool:
         """`fits`, and when not, `what` is noted as skipped with the reason."""
-        if self.fits(seconds, reserve_s=reserve_s):
+        if self.fits(seconds, reserve_s=reserve_s, margin=margin):
             return True
         left = max(self.left_s() - reserve_s, 0.0)
         self.skipped.append(

@@ -43,6 +43,15 @@ def test_estimates_come_from_this_step_then_the_study_then_the_priors() -> None:
     assert allowance.reserve_s() == pytest.approx(required * (1 + MARGIN))
 
 
+def test_without_the_margin_a_part_fits_that_would_not_with_it() -> None:
+    """What the final step asks of a retrain, which gives up by itself when its pace shows it
+    cannot finish: 9.5 s of work fits in 10 s without the margin, not with it."""
+    allowance = Allowance(until=10.0, clock=lambda: 0.0)
+    assert not allowance.fits(9.5) and allowance.fits(9.5, margin=False)
+    assert allowance.allows("a retrain", 9.5, margin=False) and not allowance.skipped
+    assert not allowance.allows("a retrain", 9.5) and allowance.skipped
+
+
 def test_a_busy_machine_stretches_the_formats_priors_not_what_was_measured() -> None:
     """The formats' priors are an idle machine's seconds, times the contention as the step
     began; the required parts' stay as the search's reserve planned them, the figures' (which
