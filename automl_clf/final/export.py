@@ -78,6 +78,7 @@ Explainer = Callable[[np.ndarray], Explanation]
 
 HEATMAP_IMAGES = 32  # at most: the report's 16 mistakes and 16 class examples (report/content.py)
 HEATMAP_PASSES = 3  # a heatmap's cost in batch-1 forward passes: forward, backward, layer probe
+FIGURES_START_SHARE = 0.25  # of the figures' estimate: the report's figures start if it fits
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,13 @@ def _write(
         allowance=allowance,
         reserve_s=allowance.reserve_s("write", "figures", "heatmaps"),
     )
-    figures = report is not None and allowance.allows(
-        "the report's figures",
-        allowance.estimate("figures"),
-        reserve_s=allowance.reserve_s("write"),
+    # the figures are drawn one by one and stop at the deadline (`time_left` below), so they
+    # start while the first of them fit: gated on all of them, they were left out whole with
+    # their whole estimate left (digits at 60 s beside 4 busy loops: 3.0 s and 3.0 s left)
+    figures_s, text_s = allowance.estimate("figures"), allowance.reserve_s("write")
+    figures = report is not None and (
+        allowance.fits(FIGURES_START_SHARE * figures_s, reserve_s=text_s)
+        or allowance.allows("the report's figures", figures_s, reserve_s=text_s)
     )
     heatmaps = figures and allowance.allows(
         "the report's heatmaps",

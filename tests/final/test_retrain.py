@@ -134,3 +134,20 @@ def test_a_short_budget_leaves_out_the_heatmaps_and_says_so(
     text = (out / "report" / "report.md").read_text()
     assert "left out to keep the time budget" in text and "the report's heatmaps" in text
     assert "Where the model looked" not in (out / "report" / "index.html").read_text()
+
+
+def test_the_figures_start_when_their_first_ones_fit(
+    searched: ResolvedSpec, tmp_path: Path
+) -> None:
+    """Drawn one by one, they stop at the deadline by themselves: 30 s left of a 100 s
+    estimate starts them (a quarter fits), where gated on all of them they were left out whole."""
+    study = study_of(searched)
+    final = retrain(searched, study, retrain_members=False)
+    clock = SteppedClock()  # stands still
+    allowance = Allowance(until=30.0, clock=clock, costs={"figures": 100.0})
+    out = tmp_path / "export"
+    write_export(
+        final, out, searched, report=final_report(final, searched, study), allowance=allowance
+    )
+    assert (out / "report" / "confusion_matrix.png").is_file()
+    assert not any(s.startswith("the report's figures") for s in final.skipped)
