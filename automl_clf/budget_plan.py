@@ -172,12 +172,12 @@ def _epochs_for_pace(
     coarse and a probe on a busy machine is noisy, both ways: photos at 180 s beside 4 busy
     loops were fitted to 5 epochs and the plan then bought 17 trials; photos at 60 s beside 2
     bought 4 trials of 9 epochs where 8 were asked for."""
-    if plan.spec is None:
+    measured = plan.spec
+    if measured is None:
         return spec, plan
 
     def trials(epochs: int) -> int:
-        assert plan.spec is not None
-        return _plan(plan.spec, sizes, budget, workers, plan.epoch_s, epochs=epochs).trials
+        return _plan(measured, sizes, budget, workers, plan.epoch_s, epochs=epochs).trials
 
     epochs = fit.epochs
     while epochs > MIN_EPOCHS and trials(epochs) < MIN_TRIALS:
@@ -185,7 +185,7 @@ def _epochs_for_pace(
     while epochs < spec.train.epochs and trials(epochs + 1) >= MIN_TRIALS:
         epochs += 1
     if epochs == fit.epochs:
-        return plan.spec, plan
+        return measured, plan
     back = replace(fit, epochs=epochs)
     overrides, changes = _overrides(spec, back, trials(epochs), budget, paces)
     fitted = refit(spec, overrides)

@@ -17,9 +17,9 @@ pace says it cannot end in time (`RetrainDeadline`), and the member is exported 
 
 Estimates: what this study's last final step measured (`StudyRecord.final_costs`), else
 search/budget.py's `FINAL_PRIORS`, the formats' scaled by the CPU contention as the step begins
-(`STRETCHED_PARTS`); each part
-measured now (`timed`) replaces its prior for the rest of this step and is stored for the next
-one. Without a budget nothing is ever skipped (`Allowance.unlimited()`).
+(`STRETCHED_PARTS`); each part measured now (`timed`) replaces its prior for the rest of this
+step and is stored for the next one. Without a budget nothing is ever skipped
+(`Allowance.unlimited()`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Allowance:
     clock: Clock = time.monotonic
     costs: Mapping[str, float] = field(default_factory=dict)  # the study's last final step
     retrain_pace: float = 1.0  # a retrain's epoch against its trial's, before one has run
-    contention: float = 1.0  # CPU contention as the step began (machine.py): scales the priors
+    contention: float = 1.0  # CPU contention as the step began (machine.py): `STRETCHED_PARTS`
     measured: dict[str, float] = field(default_factory=dict)  # this final step, so far
     skipped: list[str] = field(default_factory=list)  # what was left out, for the summary
     _inner: list[float] = field(default_factory=list, repr=False)  # open `timed` parts' inner time

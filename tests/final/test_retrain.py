@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 import automl_clf
 from automl_clf.cli import app
 from automl_clf.final.allowance import Allowance
-from automl_clf.final.export import write_export
+from automl_clf.final.export import ExportResult, write_export
 from automl_clf.final.formats import NOT_WRITTEN
-from automl_clf.final.retrain import retrain
+from automl_clf.final.retrain import FinalResult, retrain
 from automl_clf.report.final import final_report
 from automl_clf.search.record import TrialRecord
 from automl_clf.spec import load_spec
@@ -90,17 +90,24 @@ def test_with_time_the_retrain_runs_and_nothing_is_skipped(searched: ResolvedSpe
     assert final.first.retrained is True and final.skipped == []
 
 
+def exported_as_searched(
+    searched: ResolvedSpec, tmp_path: Path, allowance: Allowance
+) -> tuple[FinalResult, Path, ExportResult]:
+    """The study's best trial, as searched, exported with its report under `allowance`."""
+    study = study_of(searched)
+    final = retrain(searched, study, retrain_members=False)
+    out = tmp_path / "export"
+    report = final_report(final, searched, study)
+    return final, out, write_export(final, out, searched, report=report, allowance=allowance)
+
+
 def test_the_export_leaves_out_what_does_not_fit_and_says_so(
     searched: ResolvedSpec, tmp_path: Path
 ) -> None:
-    study = study_of(searched)
-    final = retrain(searched, study, retrain_members=False)
     clock = SteppedClock()
     clock.now = 10.0
     allowance = Allowance(until=10.0, clock=clock)  # the deadline is now
-    out = tmp_path / "export"
-    report = final_report(final, searched, study)
-    written = write_export(final, out, searched, report=report, allowance=allowance)
+    final, out, written = exported_as_searched(searched, tmp_path, allowance)
     assert {name: check.error for name, check in written.formats.items()} == {
         "torchscript": NOT_WRITTEN,
         "onnx": NOT_WRITTEN,
@@ -119,15 +126,10 @@ def test_the_export_leaves_out_what_does_not_fit_and_says_so(
 def test_a_short_budget_leaves_out_the_heatmaps_and_says_so(
     searched: ResolvedSpec, tmp_path: Path
 ) -> None:
-    study = study_of(searched)
-    final = retrain(searched, study, retrain_members=False)
     clock = SteppedClock()  # stands still
     # time for the figures, none for heatmaps as slow as the last final step measured them
     allowance = Allowance(until=100.0, clock=clock, costs={"heatmaps": 1000.0})
-    out = tmp_path / "export"
-    write_export(
-        final, out, searched, report=final_report(final, searched, study), allowance=allowance
-    )
+    final, out, _ = exported_as_searched(searched, tmp_path, allowance)
     assert (out / "report" / "confusion_matrix.png").is_file()  # the figures were drawn …
     assert not list((out / "report").glob("*heatmaps.png"))  # … the heatmaps not
     assert any(s.startswith("the report's heatmaps (about 16 m 40 s") for s in final.skipped)
@@ -141,13 +143,7 @@ def test_the_figures_start_when_their_first_ones_fit(
 ) -> None:
     """Drawn one by one, they stop at the deadline by themselves: 30 s left of a 100 s
     estimate starts them (a quarter fits), where gated on all of them they were left out whole."""
-    study = study_of(searched)
-    final = retrain(searched, study, retrain_members=False)
-    clock = SteppedClock()  # stands still
-    allowance = Allowance(until=30.0, clock=clock, costs={"figures": 100.0})
-    out = tmp_path / "export"
-    write_export(
-        final, out, searched, report=final_report(final, searched, study), allowance=allowance
-    )
+    allowance = Allowance(until=30.0, clock=SteppedClock(), costs={"figures": 100.0})  # still
+    final, out, _ = exported_as_searched(searched, tmp_path, allowance)
     assert (out / "report" / "confusion_matrix.png").is_file()
     assert not any(s.startswith("the report's figures") for s in final.skipped)
